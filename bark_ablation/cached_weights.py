@@ -46,12 +46,16 @@ class CacheLocations:
     huggingface_hub and torch hub read."""
 
     bark_dir: Path
+    hf_hub_dir: Path
     torch_hub_dir: Path
 
     @classmethod
     def from_environment(cls) -> "CacheLocations":
+        from huggingface_hub import constants
+
         xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        return cls(bark_dir=Path(xdg) / "suno" / "bark_v0", torch_hub_dir=Path(torch.hub.get_dir()))
+        return cls(bark_dir=Path(xdg) / "suno" / "bark_v0", hf_hub_dir=Path(constants.HF_HUB_CACHE),
+                   torch_hub_dir=Path(torch.hub.get_dir()))
 
     @property
     def encodec_path(self) -> Path:
@@ -67,8 +71,9 @@ def missing_files(name: str, locations: CacheLocations | None = None) -> list[Mi
         if not path.is_file():
             missing.append(MissingFile(f"Bark {stage} checkpoint {file_name}", path,
                                        "Bark's cache: $XDG_CACHE_HOME/suno/bark_v0"))
-    if _tokenizer_vocab() is None:
-        missing.append(MissingFile(f"tokenizer {TOKENIZER_REPO} (vocab.txt)", _hf_repo_cache_dir(),
+    if _tokenizer_vocab(locations) is None:
+        missing.append(MissingFile(f"tokenizer {TOKENIZER_REPO} (vocab.txt)",
+                                   locations.hf_hub_dir / ("models--" + TOKENIZER_REPO.replace("/", "--")),
                                    "Hugging Face cache: $HF_HOME/hub"))
     if not locations.encodec_path.is_file():
         missing.append(MissingFile(f"EnCodec 24 kHz weights {ENCODEC_CHECKPOINT}", locations.encodec_path,
@@ -101,7 +106,8 @@ def load_cached_models(name: str, device: str, *, locations: CacheLocations | No
     text = load_bark_checkpoint(paths["text"], GPT, GPTConfig, device)
     coarse = load_bark_checkpoint(paths["coarse"], GPT, GPTConfig, device)
     fine = load_bark_checkpoint(paths["fine"], FineGPT, FineGPTConfig, device)
-    tokenizer = BertTokenizer.from_pretrained(str(Path(_tokenizer_vocab()).parent), local_files_only=True)
+    tokenizer = BertTokenizer.from_pretrained(str(Path(_tokenizer_vocab(locations)).parent),
+                                              local_files_only=True)
     codec = load_cached_encodec(locations.encodec_path, device)
     provenance = {"files": {stage: str(path) for stage, path in paths.items()},
                   "encodec": str(locations.encodec_path), "tokenizer": TOKENIZER_REPO}
@@ -161,17 +167,11 @@ def _numpy_checkpoint_globals() -> list:
     return allowed
 
 
-def _hf_repo_cache_dir() -> Path:
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE) / ("models--" + TOKENIZER_REPO.replace("/", "--"))
-
-
-def _tokenizer_vocab() -> str | None:
+def _tokenizer_vocab(locations: CacheLocations) -> str | None:
     """Path of the cached tokenizer vocabulary, or None. A local lookup: no network."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(TOKENIZER_REPO, "vocab.txt")
+    found = try_to_load_from_cache(TOKENIZER_REPO, "vocab.txt", cache_dir=locations.hf_hub_dir)
     return found if isinstance(found, str) else None
 
 
@@ -183,5 +183,5 @@ def _download(name: str, locations: CacheLocations) -> None:  # pragma: no cover
 
     for file_name in CHECKPOINTS[name].values():
         hf_hub_download(repo_id=BARK_REPO, filename=file_name, local_dir=locations.bark_dir)
-    BertTokenizer.from_pretrained(TOKENIZER_REPO)
+    BertTokenizer.from_pretrained(TOKENIZER_REPO, cache_dir=locations.hf_hub_dir)
     EncodecModel.encodec_model_24khz(pretrained=True)

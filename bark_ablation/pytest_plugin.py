@@ -1,0 +1,153 @@
+"""pytest plugin: options, markers and fixtures of the bark-ablation suite. No test logic.
+
+Options (group ``bark-ablation``):
+
+* ``--model-set NAME``: model set the regression tests run on (default ``tiny``);
+* ``--bark-device DEVICE``: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``;
+* ``--run-slow``: run tests marked ``slow`` (also ``BARK_ABLATION_RUN_SLOW=1``).
+
+Markers: ``gpu`` (needs CUDA), ``real_weights`` (needs real Bark weights in the local caches),
+``slow``. A test that cannot run here is skipped with the reason, e.g. which files are missing
+and where they are expected.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+MARKERS = {
+    "gpu": "needs a CUDA device; skipped with the reason where torch sees none (select with -m gpu)",
+    "real_weights": "needs real Bark weights (bark set) in the local caches; skipped listing the missing files",
+    "slow": "slow; skipped unless --run-slow or BARK_ABLATION_RUN_SLOW=1",
+}
+
+REGRESSION_PROMPTS = ("en_speaker_6", "en_speaker_0", "en_speaker_3")
+"""Prompts on both sides of Bark's history windows: semantic 158 / 270 / 466 tokens (window
+256; coarse pairs up to 209), coarse/fine 237 / 405 / 700 frames (coarse window 315 frames,
+fine window 512)."""
+REGRESSION_SEEDS = (0, 1)
+REGRESSION_TEXT = "When I was a young boy, my father took me into the city."
+REGRESSION_MAX_DURATION_S = 1.0
+"""Generated audio per case in the regression matrix (50 semantic tokens, 75 frames)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bark-ablation")
+    group.addoption("--model-set", default="tiny",
+                    help="model set for the regression tests: tiny (default), bark, bark-small")
+    group.addoption("--bark-device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    group.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("slow") and not (
+        item.config.getoption("--run-slow") or os.environ.get("BARK_ABLATION_RUN_SLOW") == "1"
+    ):
+        pytest.skip("slow: pass --run-slow or set BARK_ABLATION_RUN_SLOW=1")
+    if item.get_closest_marker("gpu"):
+        reason = _no_cuda_reason()
+        if reason:
+            pytest.skip(reason)
+    if item.get_closest_marker("real_weights"):
+        reason = _missing_weights_reason("bark")
+        if reason:
+            pytest.skip(reason)
+
+
+def _no_cuda_reason() -> str | None:
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return (f"needs CUDA: torch {torch.__version__} (CUDA build {torch.version.cuda}) sees no "
+            f"device; CUDA_VISIBLE_DEVICES={visible!r}")
+
+
+def _missing_weights_reason(name: str) -> str | None:
+    from bark_ablation.cached_weights import missing_files
+
+    missing = missing_files(name)
+    if not missing:
+        return None
+    return f"needs real weights for model set {name!r}; missing: " + "; ".join(map(str, missing))
+
+
+@pytest.fixture(scope="session")
+def model_set(request: pytest.FixtureRequest):
+    """The model set chosen with ``--model-set`` on ``--bark-device`` (built once per session).
+
+    Example::
+
+        def test_semantic_tokens(model_set):
+            run = run_matrix("Hello.", "en_speaker_0", [0], model_set=model_set)
+    """
+    from bark_ablation.errors import MissingWeightsError
+    from bark_ablation.model_sets import get_model_set
+
+    try:
+        return get_model_set(request.config.getoption("--model-set"),
+                             request.config.getoption("--bark-device"))
+    except MissingWeightsError as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    """The built-in ``tiny`` model set on CPU, whatever ``--model-set`` says."""
+    from bark_ablation.model_sets import get_model_set
+
+    return get_model_set("tiny", "cpu")
+
+
+@pytest.fixture(scope="session")
+def generation_params():
+    """Generation parameters of the regression matrix: Bark's defaults, 1 s of audio.
+
+    Example::
+
+        def test_longer(generation_params):
+            params = generation_params.replace(max_duration_s=2.0)
+    """
+    from bark_ablation.params import GenerationParams
+
+    return GenerationParams(max_duration_s=REGRESSION_MAX_DURATION_S)
+
+
+@pytest.fixture(scope="session")
+def voice_prompts():
+    """The regression prompts, loaded and validated: ``{name: VoicePrompt}``."""
+    from bark_ablation.prompts import load_prompt
+
+    return {name: load_prompt(name) for name in REGRESSION_PROMPTS}
+
+
+@pytest.fixture(scope="session")
+def regression_matrix(model_set, generation_params, voice_prompts):
+    """``regression_matrix(prompt_name, seed)`` -> the 8-cell :class:`MatrixRun`, computed once
+    per (prompt, seed) per session.
+
+    Example::
+
+        def test_something(regression_matrix):
+            generation = regression_matrix("en_speaker_0", 0).get("s--", 0)
+    """
+    from bark_ablation.pipeline import run_matrix
+
+    runs = {}
+
+    def get(prompt_name: str, seed: int):
+        key = (prompt_name, seed)
+        if key not in runs:
+            runs[key] = run_matrix(REGRESSION_TEXT, voice_prompts[prompt_name], [seed],
+                                   params=generation_params, model_set=model_set)
+        return runs[key]
+
+    return get

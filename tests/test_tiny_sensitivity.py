@@ -1,0 +1,156 @@
+"""The tiny model set notices every input of every stage, and only what Bark's windows keep.
+
+A regression suite on models that ignore their inputs cannot catch a bug in how Bark builds
+those inputs. For each stage and each input (text, each part of the history, the previous
+stage's tokens) one token is changed and the stage is rerun with the same seed:
+
+* inside Bark's windows the output must change for at least one of four seeds (it depends on
+  that token); the number of seeds in which it changed is in the failure message;
+* outside the windows (semantic history beyond the last 256 tokens, coarse history beyond 630
+  interleaved tokens, fine history beyond 512 frames, and the last coarse frame that Bark drops
+  "for time alignment") it must change for none of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from bark_ablation.implementation import activated
+from bark_ablation.seeding import seeded_stage
+
+SEEDS = (0, 1, 2, 3)
+TEXT = "When I was a young boy, my father took me into the city."
+LONG_PROMPT = "en_speaker_3"  # 466 semantic tokens, 700 frames: longer than every window
+
+
+def bumped(array: np.ndarray, index, upper: int) -> np.ndarray:
+    """Copy of ``array`` with the token at ``index`` replaced by another valid token."""
+    changed = np.array(array, copy=True)
+    changed[index] = (changed[index] + 7) % upper
+    return changed
+
+
+@dataclass(frozen=True)
+class Case:
+    """Change one token of one input of ``stage``; ``inside_window`` says whether Bark reads it."""
+
+    id: str
+    stage: str
+    inside_window: bool
+    run: Callable  # (runner, prompt, upstream, params, changed: bool) -> output array
+
+
+def _semantic(text_change=None, history_change=None):
+    def run(runner, prompt, upstream, params, changed):
+        text, history = TEXT, prompt
+        if changed and text_change:
+            text = text_change(TEXT)
+        if changed and history_change:
+            history = prompt.with_arrays("changed", semantic=history_change(prompt.semantic))
+        return runner.semantic(text, history, params)
+    return run
+
+
+def _coarse(input_change=None, semantic_history_change=None, coarse_history_change=None):
+    def run(runner, prompt, upstream, params, changed):
+        semantic, history = upstream["semantic"], prompt
+        if changed and input_change:
+            semantic = input_change(semantic)
+        if changed and (semantic_history_change or coarse_history_change):
+            history = prompt.with_arrays(
+                "changed",
+                semantic=semantic_history_change(prompt.semantic) if semantic_history_change else prompt.semantic,
+                coarse=coarse_history_change(prompt.coarse) if coarse_history_change else prompt.coarse,
+            )
+        return runner.coarse(semantic, history, params)
+    return run
+
+
+def _fine(input_change=None, history_change=None):
+    def run(runner, prompt, upstream, params, changed):
+        coarse, history = upstream["coarse"], prompt
+        if changed and input_change:
+            coarse = input_change(coarse)
+        if changed and history_change:
+            history = prompt.with_arrays("changed", fine=history_change(prompt.fine))
+        return runner.fine(coarse, history, params)
+    return run
+
+
+SEM, CODE = 10_000, 1024
+CASES = [
+    Case("semantic/text", "semantic", True, _semantic(text_change=lambda t: t.replace("boy", "bay"))),
+    Case("semantic/semantic_prompt-last", "semantic", True,
+         _semantic(history_change=lambda a: bumped(a, -1, SEM))),
+    Case("semantic/semantic_prompt-256th-from-end", "semantic", True,
+         _semantic(history_change=lambda a: bumped(a, -256, SEM))),
+    Case("semantic/semantic_prompt-257th-from-end", "semantic", False,
+         _semantic(history_change=lambda a: bumped(a, -257, SEM))),
+    Case("coarse/semantic-input", "coarse", True, _coarse(input_change=lambda a: bumped(a, 10, SEM))),
+    Case("coarse/semantic_prompt-last", "coarse", True,
+         _coarse(semantic_history_change=lambda a: bumped(a, -1, SEM))),
+    Case("coarse/semantic_prompt-beyond-209", "coarse", False,
+         _coarse(semantic_history_change=lambda a: bumped(a, -211, SEM))),
+    Case("coarse/coarse_prompt-second-last-frame", "coarse", True,
+         _coarse(coarse_history_change=lambda a: bumped(a, (0, -2), CODE))),
+    Case("coarse/coarse_prompt-last-frame-dropped-by-bark", "coarse", False,
+         _coarse(coarse_history_change=lambda a: bumped(a, (1, -1), CODE))),
+    Case("coarse/coarse_prompt-beyond-315-frames", "coarse", False,
+         _coarse(coarse_history_change=lambda a: bumped(a, (0, -320), CODE))),
+    Case("fine/coarse-input", "fine", True, _fine(input_change=lambda a: bumped(a, (0, 10), CODE))),
+    Case("fine/fine_prompt-last-frame", "fine", True,
+         _fine(history_change=lambda a: bumped(a, (2, -1), CODE))),
+    Case("fine/fine_prompt-512th-frame-from-end", "fine", True,
+         _fine(history_change=lambda a: bumped(a, (2, -512), CODE))),
+    Case("fine/fine_prompt-513th-frame-from-end", "fine", False,
+         _fine(history_change=lambda a: bumped(a, (2, -513), CODE))),
+]
+
+
+@pytest.fixture(scope="module")
+def upstream_tokens(tiny_models, voice_prompts, generation_params):
+    """Conditioned semantic and coarse tokens of the long prompt, per seed."""
+    from bark_ablation.pipeline import run_matrix
+
+    run = run_matrix(TEXT, voice_prompts[LONG_PROMPT], SEEDS, ["scf"], generation_params,
+                     model_set=tiny_models)
+    return {seed: {"semantic": run.get("scf", seed).semantic, "coarse": run.get("scf", seed).coarse}
+            for seed in SEEDS}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_one_changed_token(case, tiny_models, voice_prompts, generation_params, upstream_tokens):
+    prompt = voice_prompts[LONG_PROMPT]
+    changed_in = []
+    with activated(tiny_models) as runner:
+        for seed in SEEDS:
+            outputs = []
+            for changed in (False, True):
+                with seeded_stage(seed, case.stage, runner.device):
+                    outputs.append(case.run(runner, prompt, upstream_tokens[seed], generation_params, changed))
+            before, after = outputs
+            if before.shape != after.shape or not np.array_equal(before, after):
+                changed_in.append(seed)
+    if case.inside_window:
+        assert changed_in, (
+            f"{case.id}: the token is inside Bark's window but the {case.stage} output did not "
+            f"change for any of seeds {SEEDS}: the stage ignores that input"
+        )
+    else:
+        assert not changed_in, (
+            f"{case.id}: the token is outside Bark's window but the {case.stage} output changed "
+            f"for seeds {changed_in}"
+        )
+
+
+def test_one_changed_fine_token_changes_the_audio(tiny_models, regression_matrix):
+    generation = regression_matrix("en_speaker_0", 0).get("scf", 0)
+    fine = bumped(generation.fine, (7, 30), CODE)
+    with activated(tiny_models) as runner:
+        audio = runner.decode(fine)
+    changed = int(np.sum(audio != generation.audio))
+    assert changed > 0, "one changed fine token left the decoded audio bit-identical"
