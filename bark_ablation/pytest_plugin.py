@@ -47,10 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("slow") and not (
-        item.config.getoption("--run-slow") or os.environ.get("BARK_ABLATION_RUN_SLOW") == "1"
-    ):
-        pytest.skip("slow: pass --run-slow or set BARK_ABLATION_RUN_SLOW=1")
+    # Hardware and files first: their reasons tell a user what to install or where to put it.
     if item.get_closest_marker("gpu"):
         reason = _no_cuda_reason()
         if reason:
@@ -59,6 +56,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         reason = _missing_weights_reason("bark")
         if reason:
             pytest.skip(reason)
+    if item.get_closest_marker("slow") and not (
+        item.config.getoption("--run-slow") or os.environ.get("BARK_ABLATION_RUN_SLOW") == "1"
+    ):
+        pytest.skip("slow: pass --run-slow or set BARK_ABLATION_RUN_SLOW=1")
 
 
 def _no_cuda_reason() -> str | None:

