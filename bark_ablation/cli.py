@@ -161,22 +161,22 @@ def _model_sets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int_arg(flag: str):
-    def parse(text: str) -> int:
+def _number_arg(flag: str, kind: type, noun: str):
+    """An argparse type that names the flag in its error: ``--seeds: must be an integer``."""
+    def parse(text: str):
         try:
-            return int(text)
+            return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag}: must be an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"{flag}: must be {noun}, got {text!r}") from None
     return parse
+
+
+def _int_arg(flag: str):
+    return _number_arg(flag, int, "an integer")
 
 
 def _float_arg(flag: str):
-    def parse(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag}: must be a number, got {text!r}") from None
-    return parse
+    return _number_arg(flag, float, "a number")
 
 
 if __name__ == "__main__":  # pragma: no cover

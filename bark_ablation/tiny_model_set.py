@@ -121,8 +121,9 @@ def _fill_gpt(label: str, model: torch.nn.Module) -> None:
     """Fan-in scaled weights drawn from numpy, with the gains above; LayerNorms at 1, biases 0.
 
     The gains were chosen by measuring, over 8 seeds, how often one changed token in each input
-    of each stage changes the stage's sampled output (see the project's notes); default-scale
-    weights let the tiny models ignore their history. ``named_parameters`` lists a tied tensor
+    of each stage changes the stage's sampled output (figures in
+    ``tests/test_tiny_sensitivity.py``); default-scale weights let the tiny models ignore their
+    history. ``named_parameters`` lists a tied tensor
     once (the fine model ties its code embeddings 1..7 to its output heads), so heads are
     recognised by identity, not by name.
     """

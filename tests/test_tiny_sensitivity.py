@@ -9,6 +9,13 @@ stage's tokens) one token is changed and the stage is rerun with the same seed:
 * outside the windows (semantic history beyond the last 256 tokens, coarse history beyond 630
   interleaved tokens, fine history beyond 512 frames, and the last coarse frame that Bark drops
   "for time alignment") it must change for none of them.
+
+Measured with the tiny set's gains, over 16 seeds, en_speaker_3, 1 s of audio: text 16/16,
+semantic_prompt last token 7/16, 256th from the end 16/16; coarse stage: semantic input 16/16,
+semantic_prompt last 16/16, coarse_prompt second-last frame 15/16; fine stage: coarse input
+16/16, fine_prompt last frame 16/16, 512th from the end 16/16; every out-of-window case 0/16.
+With PyTorch-default-scale weights (std 0.02 everywhere, heads x30) the coarse stage ignored a
+changed semantic input token in every seed tried.
 """
 
 from __future__ import annotations
