@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bark_ablation.conditioning import ALL_CONDITIONINGS, Conditioning
-from bark_ablation.errors import BarkAblationError, ParamsError
+from bark_ablation.errors import BarkAblationError
 from bark_ablation.params import GenerationParams, validate_seed, validate_text
 
 EXIT_USAGE = 2

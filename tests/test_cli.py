@@ -51,7 +51,7 @@ def test_run_writes_wavs_tokens_and_summary(tmp_path, capsys, tiny_models):
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"
     base = {"--prompt": "en_speaker_0", "--text": "Hello.", "--out": str(out)}
-    for flag, value in zip(args[::2], args[1::2]):
+    for flag, value in zip(args[::2], args[1::2], strict=True):
         base[flag] = value
     argv = ["run", *[x for kv in base.items() for x in kv], *FAST]
     assert cli.main(argv) == cli.EXIT_USAGE

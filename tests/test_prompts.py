@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bark_ablation.errors import PromptError
-from bark_ablation.prompts import VoicePrompt, load_prompt, shipped_prompt_names, validate_prompt_arrays
+from bark_ablation.prompts import VoicePrompt, load_prompt, shipped_prompt_names
 
 N_SHIPPED = 271  # 141 v1 files (including announcer and speaker_0..9) + 130 in v2/
 
