@@ -45,12 +45,16 @@ class StagedDirectory:
             hint = "; pass --overwrite to replace it" if self.destination.is_dir() else ""
             raise OutputError(f"output {self.destination}: a {what} of that name exists{hint}")
         parent = self.destination.parent
-        if not parent.is_dir():
-            raise OutputError(f"output {self.destination}: parent directory {parent} does not exist")
+        # Missing parents are created, and removed again by discard(), so a failed run leaves
+        # the disk as it found it.
+        self._created_root = next((p for p in reversed([parent, *parent.parents]) if not p.exists()), None)
         try:
+            parent.mkdir(parents=True, exist_ok=True)
             self.path = Path(tempfile.mkdtemp(prefix=f".{self.destination.name}.partial-", dir=parent))
         except OSError as error:
-            raise OutputError(f"output {self.destination}: cannot write in {parent} ({error.strerror})") from None
+            raise OutputError(
+                f"output {self.destination}: cannot write in {parent} ({error.strerror or error})"
+            ) from None
 
     def commit(self) -> Path:
         """Move the staged directory into place (replacing an old one if allowed)."""
@@ -64,7 +68,8 @@ class StagedDirectory:
         return self.destination
 
     def discard(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove the staged directory and any parent directories this object created."""
+        shutil.rmtree(self._created_root or self.path, ignore_errors=True)
 
 
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:

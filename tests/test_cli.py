@@ -72,7 +72,26 @@ def test_unwritable_output_fails_before_generating(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", blocker / "run", *FAST) == 2
-    assert "parent directory" in capsys.readouterr().err
+    assert f"output {blocker / 'run'}: cannot write in {blocker}" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
+
+
+def test_missing_parent_directories_are_created(tmp_path, tiny_models):
+    out = tmp_path / "runs" / "nested" / "demo"
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "--out", out, *FAST) == 0
+    assert (out / "summary.json").exists()
+
+
+def test_failure_removes_the_parent_directories_it_created(tmp_path, monkeypatch, tiny_models):
+    import bark_ablation.pipeline as pipeline
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(pipeline, "run_matrix", fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", tmp_path / "runs" / "demo", *FAST)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_output_needs_overwrite(tmp_path, capsys, tiny_models):
