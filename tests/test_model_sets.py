@@ -41,10 +41,11 @@ def write_fake_cache(locations: CacheLocations, tiny_models, name: str = "bark")
         torch.save({"model_args": config,
                     "model": {f"_orig_mod.{k}": v for k, v in model.state_dict().items()},
                     "best_val_loss": np.float64(2.5)}, locations.bark_dir / file_name)
-    snapshot = locations.hf_hub_dir / f"models--{TOKENIZER_REPO}" / "snapshots" / ("0" * 40)
+    repo_dir = locations.hf_hub_dir / f"models--{TOKENIZER_REPO}"  # huggingface_hub's cache layout
+    snapshot = repo_dir / "snapshots" / ("0" * 40)
     snapshot.mkdir(parents=True)
-    (locations.hf_hub_dir / f"models--{TOKENIZER_REPO}" / "refs").mkdir()
-    (locations.hf_hub_dir / f"models--{TOKENIZER_REPO}" / "refs" / "main").write_text("0" * 40)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text("0" * 40)
     for file in ("vocab.txt", "tokenizer_config.json"):
         (snapshot / file).write_text((Path(tiny_tokenizer_dir()) / file).read_text())
     (locations.torch_hub_dir / "checkpoints").mkdir(parents=True)

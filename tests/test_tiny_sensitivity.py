@@ -43,78 +43,48 @@ def bumped(array: np.ndarray, index, upper: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Case:
-    """Change one token of one input of ``stage``; ``inside_window`` says whether Bark reads it."""
+    """Change one token of one input of ``stage``; ``inside_window`` says whether Bark reads it.
+
+    ``changed_input`` is ``"input"`` (the text, or the previous stage's tokens) or the history
+    part (``"semantic"``, ``"coarse"``, ``"fine"``) that ``change`` alters.
+    """
 
     id: str
     stage: str
     inside_window: bool
-    run: Callable  # (runner, prompt, upstream, params, changed: bool) -> output array
+    changed_input: str
+    change: Callable
 
 
-def _semantic(text_change=None, history_change=None):
-    def run(runner, prompt, upstream, params, changed):
-        text, history = TEXT, prompt
-        if changed and text_change:
-            text = text_change(TEXT)
-        if changed and history_change:
-            history = prompt.with_arrays("changed", semantic=history_change(prompt.semantic))
-        return runner.semantic(text, history, params)
-    return run
-
-
-def _coarse(input_change=None, semantic_history_change=None, coarse_history_change=None):
-    def run(runner, prompt, upstream, params, changed):
-        semantic, history = upstream["semantic"], prompt
-        if changed and input_change:
-            semantic = input_change(semantic)
-        if changed and (semantic_history_change or coarse_history_change):
-            history = prompt.with_arrays(
-                "changed",
-                semantic=semantic_history_change(prompt.semantic) if semantic_history_change else prompt.semantic,
-                coarse=coarse_history_change(prompt.coarse) if coarse_history_change else prompt.coarse,
-            )
-        return runner.coarse(semantic, history, params)
-    return run
-
-
-def _fine(input_change=None, history_change=None):
-    def run(runner, prompt, upstream, params, changed):
-        coarse, history = upstream["coarse"], prompt
-        if changed and input_change:
-            coarse = input_change(coarse)
-        if changed and history_change:
-            history = prompt.with_arrays("changed", fine=history_change(prompt.fine))
-        return runner.fine(coarse, history, params)
-    return run
+def run_case(case: Case, runner, prompt, upstream: dict, params, *, changed: bool) -> np.ndarray:
+    """Run ``case.stage`` on its usual inputs, or with ``case.change`` applied to one of them."""
+    stage_input = {"semantic": TEXT, "coarse": upstream["semantic"], "fine": upstream["coarse"]}[case.stage]
+    history = prompt
+    if changed and case.changed_input == "input":
+        stage_input = case.change(stage_input)
+    elif changed:
+        part = case.changed_input
+        history = prompt.with_arrays("changed", **{part: case.change(getattr(prompt, part))})
+    return getattr(runner, case.stage)(stage_input, history, params)
 
 
 SEM, CODE = 10_000, 1024
 CASES = [
-    Case("semantic/text", "semantic", True, _semantic(text_change=lambda t: t.replace("boy", "bay"))),
-    Case("semantic/semantic_prompt-last", "semantic", True,
-         _semantic(history_change=lambda a: bumped(a, -1, SEM))),
-    Case("semantic/semantic_prompt-256th-from-end", "semantic", True,
-         _semantic(history_change=lambda a: bumped(a, -256, SEM))),
-    Case("semantic/semantic_prompt-257th-from-end", "semantic", False,
-         _semantic(history_change=lambda a: bumped(a, -257, SEM))),
-    Case("coarse/semantic-input", "coarse", True, _coarse(input_change=lambda a: bumped(a, 10, SEM))),
-    Case("coarse/semantic_prompt-last", "coarse", True,
-         _coarse(semantic_history_change=lambda a: bumped(a, -1, SEM))),
-    Case("coarse/semantic_prompt-beyond-209", "coarse", False,
-         _coarse(semantic_history_change=lambda a: bumped(a, -211, SEM))),
-    Case("coarse/coarse_prompt-second-last-frame", "coarse", True,
-         _coarse(coarse_history_change=lambda a: bumped(a, (0, -2), CODE))),
-    Case("coarse/coarse_prompt-last-frame-dropped-by-bark", "coarse", False,
-         _coarse(coarse_history_change=lambda a: bumped(a, (1, -1), CODE))),
-    Case("coarse/coarse_prompt-beyond-315-frames", "coarse", False,
-         _coarse(coarse_history_change=lambda a: bumped(a, (0, -320), CODE))),
-    Case("fine/coarse-input", "fine", True, _fine(input_change=lambda a: bumped(a, (0, 10), CODE))),
-    Case("fine/fine_prompt-last-frame", "fine", True,
-         _fine(history_change=lambda a: bumped(a, (2, -1), CODE))),
-    Case("fine/fine_prompt-512th-frame-from-end", "fine", True,
-         _fine(history_change=lambda a: bumped(a, (2, -512), CODE))),
-    Case("fine/fine_prompt-513th-frame-from-end", "fine", False,
-         _fine(history_change=lambda a: bumped(a, (2, -513), CODE))),
+    Case("semantic/text", "semantic", True, "input", lambda t: t.replace("boy", "bay")),
+    Case("semantic/semantic_prompt-last", "semantic", True, "semantic", lambda a: bumped(a, -1, SEM)),
+    Case("semantic/semantic_prompt-256th-from-end", "semantic", True, "semantic", lambda a: bumped(a, -256, SEM)),
+    Case("semantic/semantic_prompt-257th-from-end", "semantic", False, "semantic", lambda a: bumped(a, -257, SEM)),
+    Case("coarse/semantic-input", "coarse", True, "input", lambda a: bumped(a, 10, SEM)),
+    Case("coarse/semantic_prompt-last", "coarse", True, "semantic", lambda a: bumped(a, -1, SEM)),
+    Case("coarse/semantic_prompt-beyond-209", "coarse", False, "semantic", lambda a: bumped(a, -211, SEM)),
+    Case("coarse/coarse_prompt-second-last-frame", "coarse", True, "coarse", lambda a: bumped(a, (0, -2), CODE)),
+    Case("coarse/coarse_prompt-last-frame-dropped-by-bark", "coarse", False, "coarse",
+         lambda a: bumped(a, (1, -1), CODE)),
+    Case("coarse/coarse_prompt-beyond-315-frames", "coarse", False, "coarse", lambda a: bumped(a, (0, -320), CODE)),
+    Case("fine/coarse-input", "fine", True, "input", lambda a: bumped(a, (0, 10), CODE)),
+    Case("fine/fine_prompt-last-frame", "fine", True, "fine", lambda a: bumped(a, (2, -1), CODE)),
+    Case("fine/fine_prompt-512th-frame-from-end", "fine", True, "fine", lambda a: bumped(a, (2, -512), CODE)),
+    Case("fine/fine_prompt-513th-frame-from-end", "fine", False, "fine", lambda a: bumped(a, (2, -513), CODE)),
 ]
 
 
@@ -138,7 +108,8 @@ def test_one_changed_token(case, tiny_models, voice_prompts, generation_params, 
             outputs = []
             for changed in (False, True):
                 with seeded_stage(seed, case.stage, runner.device):
-                    outputs.append(case.run(runner, prompt, upstream_tokens[seed], generation_params, changed))
+                    outputs.append(run_case(case, runner, prompt, upstream_tokens[seed], generation_params,
+                                            changed=changed))
             before, after = outputs
             if before.shape != after.shape or not np.array_equal(before, after):
                 changed_in.append(seed)
