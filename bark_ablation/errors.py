@@ -77,3 +77,37 @@ class MissingWeightsError(ModelSetError):
 
 class OutputError(BarkAblationError):
     """An output location cannot be used (exists, is not writable, ...)."""
+
+
+class GoldenError(BarkAblationError):
+    """Golden data is missing, unreadable or made for another request.
+
+    ``path`` is the file or directory concerned; ``command`` (when known) is the exact command
+    that (re)creates the golden data.
+    """
+
+    def __init__(self, path: Path, problem: str, command: str | None = None):
+        self.path = Path(path)
+        self.problem = problem
+        self.command = command
+        message = f"golden data {self.path}: {problem}"
+        if command:
+            message += f"\n  (re)create it with:\n    {command}"
+        super().__init__(message)
+
+
+class GoldenMissingError(GoldenError):
+    """No golden data for this case, in a device class that has golden data."""
+
+
+class GoldenDeviceClassMissing(GoldenError):
+    """No golden data at all for this model set, implementation and device class: a test of
+    this class has nothing to compare against and should be skipped, not failed."""
+
+
+class GoldenCorruptError(GoldenError):
+    """A golden file is missing from its case, truncated, altered or unreadable."""
+
+
+class GoldenStaleError(GoldenError):
+    """Golden data was made for a different request (text, prompt, parameters, format)."""

