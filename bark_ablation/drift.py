@@ -1,0 +1,279 @@
+"""Drift: how a generation differs from its golden case, strictest check first, as a table.
+
+Order of checks:
+
+1. Tokens, exactly (values, shape and dtype of every stage), when the generation's device class
+   is the golden's. Across classes tokens are not expected to agree and the rows say so.
+2. Audio, by spectral features (:mod:`bark_ablation.features`), each with its own tolerance
+   (:data:`TOLERANCES`): log-mel distance (global and worst frame), duration, RMS energy, MFCC
+   statistics, centroid, bandwidth, roll-off, flatness, voicing and f0.
+
+:func:`compare` returns a :class:`DriftReport`; :func:`assert_no_drift` raises
+:class:`GoldenMismatch` with the table and writes what a person needs to judge the failure
+(obtained and golden WAV, a golden/obtained/difference spectrogram PNG, the table as text).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bark_ablation.checks import CheckFailure
+from bark_ablation.features import (
+    HOP_LENGTH,
+    SCALAR_FEATURES,
+    VECTOR_FEATURES,
+    log_mel_db,
+    log_mel_distance,
+    spectral_features,
+)
+from bark_ablation.golden import GoldenCase
+from bark_ablation.pipeline import Generation
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Allowed |golden - obtained| for one feature: ``absolute + relative * |golden|``.
+
+    ``noise`` and ``smallest_real`` are the calibration figures the tolerance sits between
+    (largest benign difference measured; smallest difference a real change caused, or ``None``
+    where no calibrated real change targets this feature), in ``unit``.
+    """
+
+    absolute: float
+    unit: str
+    noise: float
+    smallest_real: float | None = None
+    relative: float = 0.0
+
+    def allowed(self, golden: float) -> float:
+        return self.absolute + self.relative * abs(golden)
+
+    def describe(self) -> str:
+        text = f"{self.absolute:.3g}"
+        if self.relative:
+            text += f" + {self.relative:.0%}"
+        return f"{text} {self.unit}".strip()
+
+
+TOLERANCES: dict[str, Tolerance] = {
+    # Calibrated with scripts/calibrate_golden.py on the tiny set, CPU, all 48 regression cases;
+    # figures and method in golden/CALIBRATION.md. Noise: largest difference from decoding with 1
+    # thread instead of 2, or with the decoder input scaled by 1 + 1e-5 N(0,1). Real changes:
+    # one fine code changed in any codebook at the first, middle or last frame; +-0.5 dB gain;
+    # the last 1 % of the samples dropped.
+    "log_mel_mean_abs_db": Tolerance(0.05, "dB", noise=3.4e-5, smallest_real=0.5),        # gain
+    "log_mel_max_frame_db": Tolerance(0.02, "dB", noise=6.0e-5, smallest_real=0.32),      # one token
+    "duration_s": Tolerance(0.001, "s", noise=0.0, smallest_real=0.01),                   # 1 % shorter
+    "rms_db": Tolerance(0.05, "dB", noise=2.6e-6, smallest_real=0.5),                     # gain
+    "mfcc_mean": Tolerance(0.005, "", noise=3.1e-5, smallest_real=0.0145),                # one token
+    "mfcc_std": Tolerance(0.005, "", noise=2.6e-5, smallest_real=0.0102),                 # one token
+    # Not targeted by a calibrated change: about 100x the noise floor, on a 1-2-5 step.
+    "centroid_hz": Tolerance(0.1, "Hz", noise=6.6e-4),
+    "bandwidth_hz": Tolerance(0.05, "Hz", noise=2.4e-4),
+    "rolloff_hz": Tolerance(0.1, "Hz", noise=0.0),      # one frame moving one FFT bin: 0.31 Hz
+    "flatness": Tolerance(5e-5, "", noise=4.5e-7),
+    "voiced_fraction": Tolerance(0.02, "", noise=0.0),   # lets one pYIN frame in 75 change
+    "f0_median_hz": Tolerance(0.0, "Hz", noise=0.0, relative=0.01),  # ~1.7 pYIN pitch-grid steps
+}
+"""Feature name -> tolerance. Each row of a :class:`DriftReport` for audio uses one of these."""
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    """One line of the drift table. ``golden``/``obtained``/``difference`` are display strings."""
+
+    check: str
+    golden: str
+    obtained: str
+    difference: str
+    tolerance: str
+    passed: bool | None  # None: not applicable (e.g. tokens across device classes)
+
+    @property
+    def verdict(self) -> str:
+        return {True: "pass", False: "FAIL", None: "n/a"}[self.passed]
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The outcome of comparing one generation with its golden case."""
+
+    case: str
+    rows: tuple[DriftRow, ...]
+    golden_dir: Path
+
+    @property
+    def passed(self) -> bool:
+        return all(row.passed is not False for row in self.rows)
+
+    @property
+    def failures(self) -> tuple[DriftRow, ...]:
+        return tuple(row for row in self.rows if row.passed is False)
+
+    def headline(self) -> str:
+        """One sentence: which stage drifted first and how much of the audio check failed."""
+        if self.passed:
+            return f"{self.case}: matches its golden data"
+        token_failures = [row.check for row in self.failures if row.check.endswith(" tokens")]
+        audio_rows = [row for row in self.rows if not row.check.endswith(" tokens")]
+        audio_failures = [row.check for row in audio_rows if row.passed is False]
+        parts = []
+        if token_failures:
+            parts.append(f"tokens differ from the {token_failures[0].split()[0]} stage on "
+                         f"({', '.join(token_failures)})")
+        if audio_failures:
+            parts.append(f"audio drifted: {len(audio_failures)} of {len(audio_rows)} checks out of "
+                         f"tolerance ({', '.join(audio_failures)})")
+        else:
+            parts.append("audio features within tolerance")
+        return f"{self.case}: " + "; ".join(parts)
+
+    def table(self) -> str:
+        """Fixed-width table: check, golden, obtained, difference, tolerance, verdict."""
+        header = ("check", "golden", "obtained", "difference", "tolerance", "result")
+        lines = [header] + [(r.check, r.golden, r.obtained, r.difference, r.tolerance, r.verdict)
+                            for r in self.rows]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+        rendered = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+                    for line in lines]
+        rendered.insert(1, "  ".join("-" * width for width in widths))
+        return "\n".join(rendered)
+
+    def __str__(self) -> str:
+        return f"{self.headline()}\n{self.table()}"
+
+
+class GoldenMismatch(CheckFailure):
+    """A generation drifted from its golden case; carries the report and where artifacts went."""
+
+    def __init__(self, report: DriftReport, artifacts: Path | None):
+        self.report = report
+        self.artifacts = artifacts
+        message = f"{report}\ngolden data: {report.golden_dir}"
+        if artifacts is not None:
+            message += (f"\nlisten and look: {artifacts} (obtained.wav, golden.wav, "
+                        f"spectrograms.png, drift.txt)")
+        super().__init__(message)
+
+
+def compare_tokens(golden: GoldenCase, generation: Generation, device_class: str) -> list[DriftRow]:
+    """One row per stage: exact equality of values, shape and dtype."""
+    same_class = device_class == golden.key.device_class
+    rows = []
+    for stage in ("semantic", "coarse", "fine"):
+        expected, obtained = getattr(golden, stage), getattr(generation, stage)
+        if not same_class:
+            rows.append(DriftRow(f"{stage} tokens", describe(expected), describe(obtained),
+                                 f"not compared: device class {device_class} vs golden "
+                                 f"{golden.key.device_class}", "exact", None))
+            continue
+        rows.append(DriftRow(f"{stage} tokens", describe(expected), describe(obtained),
+                             _token_difference(expected, obtained), "exact",
+                             expected.shape == obtained.shape and expected.dtype == obtained.dtype
+                             and bool(np.array_equal(expected, obtained))))
+    return rows
+
+
+def describe(array: np.ndarray) -> str:
+    return f"{array.dtype}{list(array.shape)}"
+
+
+def _token_difference(expected: np.ndarray, obtained: np.ndarray) -> str:
+    if expected.shape != obtained.shape:
+        return f"shape {tuple(expected.shape)} -> {tuple(obtained.shape)}"
+    differing = np.argwhere(expected != obtained)
+    if len(differing) == 0:
+        return "none" if expected.dtype == obtained.dtype else f"dtype {expected.dtype} -> {obtained.dtype}"
+    first = tuple(int(i) for i in differing[0])
+    where = f"frame {first[-1]}" + (f", codebook {first[0]}" if expected.ndim == 2 else "")
+    return f"{len(differing)} of {expected.size} differ, first at {where}"
+
+
+def compare_audio(golden: GoldenCase, audio: np.ndarray, sample_rate: int,
+                  tolerances: dict[str, Tolerance] = TOLERANCES,
+                  obtained_features: dict[str, Any] | None = None) -> list[DriftRow]:
+    """Feature rows: log-mel distances (from the golden WAV) and every recorded feature."""
+    obtained = obtained_features or spectral_features(audio, sample_rate)
+    distance = log_mel_distance(log_mel_db(golden.audio, golden.sample_rate), log_mel_db(audio, sample_rate))
+    worst_s = distance.worst_frame * HOP_LENGTH / sample_rate
+    rows = [
+        _row("log_mel_mean_abs_db", 0.0, distance.mean_abs_db, tolerances,
+             shown=("0", f"{distance.mean_abs_db:.3g}")),
+        _row("log_mel_max_frame_db", 0.0, distance.max_frame_db, tolerances,
+             shown=("0", f"{distance.max_frame_db:.3g} at {worst_s:.3f} s")),
+    ]
+    for name in SCALAR_FEATURES:
+        rows.append(_row(name, _number(golden.features.get(name)), _number(obtained[name]), tolerances))
+    for name in VECTOR_FEATURES:
+        expected = np.asarray(golden.features.get(name), dtype=np.float64)
+        actual = np.asarray(obtained[name], dtype=np.float64)
+        if expected.shape != actual.shape:
+            rows.append(DriftRow(name, f"{expected.size} values", f"{actual.size} values",
+                                 "length differs", tolerances[name].describe(), False))
+            continue
+        worst = int(np.argmax(np.abs(expected - actual)))
+        rows.append(_row(f"{name}[{worst}]", float(expected[worst]), float(actual[worst]), tolerances,
+                         tolerance_name=name))
+    return rows
+
+
+def _number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _row(name: str, golden: float, obtained: float, tolerances: dict[str, Tolerance], *,
+         tolerance_name: str | None = None, shown: tuple[str, str] | None = None) -> DriftRow:
+    tolerance = tolerances[tolerance_name or name]
+    if math.isnan(golden) and math.isnan(obtained):  # e.g. f0 where neither is voiced
+        return DriftRow(name, "none", "none", "0", tolerance.describe(), True)
+    difference = abs(obtained - golden)  # NaN against a number: NaN, which fails below
+    passed = bool(difference <= tolerance.allowed(golden))
+    golden_text, obtained_text = shown or (f"{golden:.6g}", f"{obtained:.6g}")
+    return DriftRow(name, golden_text, obtained_text, f"{difference:.3g}", tolerance.describe(), passed)
+
+
+def compare(golden: GoldenCase, generation: Generation, device_class: str,
+            tolerances: dict[str, Tolerance] = TOLERANCES) -> DriftReport:
+    """Every check of the module docstring, tokens first."""
+    rows = compare_tokens(golden, generation, device_class)
+    rows += compare_audio(golden, generation.audio, generation.sample_rate, tolerances)
+    return DriftReport(str(golden.key), tuple(rows), golden.directory)
+
+
+def write_artifacts(report: DriftReport, golden: GoldenCase, audio: np.ndarray, sample_rate: int,
+                    directory: Path) -> Path:
+    """Write obtained.wav, golden.wav, spectrograms.png and drift.txt into ``directory``
+    (created, replaced if it exists); returns ``directory``."""
+    from bark_ablation.plots import save_spectrogram_comparison
+    from bark_ablation.run_output import write_wav
+
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    write_wav(directory / "obtained.wav", audio, sample_rate)
+    shutil.copyfile(golden.audio_path, directory / "golden.wav")
+    save_spectrogram_comparison(log_mel_db(golden.audio, golden.sample_rate), log_mel_db(audio, sample_rate),
+                                sample_rate, directory / "spectrograms.png", title=report.case)
+    (directory / "drift.txt").write_text(f"{report}\n")
+    return directory
+
+
+def assert_no_drift(golden: GoldenCase, generation: Generation, device_class: str, *,
+                    artifacts_root: Path | None = None,
+                    tolerances: dict[str, Tolerance] = TOLERANCES) -> DriftReport:
+    """Compare; on drift write artifacts under ``artifacts_root/<case>`` and raise
+    :class:`GoldenMismatch`. Returns the (passing) report otherwise."""
+    report = compare(golden, generation, device_class, tolerances)
+    if report.passed:
+        return report
+    artifacts = None
+    if artifacts_root is not None:
+        artifacts = write_artifacts(report, golden, generation.audio, generation.sample_rate,
+                                    artifacts_root / golden.key.case_path())
+    raise GoldenMismatch(report, artifacts)
