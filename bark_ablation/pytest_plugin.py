@@ -6,6 +6,15 @@ Options (group ``bark-ablation``):
 * ``--bark-device DEVICE``: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``;
 * ``--run-slow``: run tests marked ``slow`` (also ``BARK_ABLATION_RUN_SLOW=1``).
 
+Golden options (group ``bark-ablation golden``):
+
+* ``--golden-dir PATH``: the golden store (default ``<rootdir>/golden``);
+* ``--golden-force-regen``: rewrite the golden data of the cases that run, then fail them so the
+  new data is reviewed;
+* ``--golden-regen-all``: rewrite and pass (creating a device class's data on a new runner);
+* ``--drift-dir PATH``: where a drifted case's WAVs and spectrogram PNG go (default
+  ``<rootdir>/bark-ablation-failures``).
+
 Markers: ``gpu`` (needs CUDA), ``real_weights`` (needs real Bark weights in the local caches),
 ``slow``. A test that cannot run here is skipped with the reason, e.g. which files are missing
 and where they are expected.
@@ -39,11 +48,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="model set for the regression tests: tiny (default), bark, bark-small")
     group.addoption("--bark-device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     group.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
+    golden = parser.getgroup("bark-ablation golden")
+    golden.addoption("--golden-dir", default=None, help="golden store directory (default: <rootdir>/golden)")
+    golden.addoption("--golden-force-regen", action="store_true", default=False,
+                     help="rewrite golden data of the cases that run, then fail them for review")
+    golden.addoption("--golden-regen-all", action="store_true", default=False,
+                     help="rewrite golden data of the cases that run and pass")
+    golden.addoption("--drift-dir", default=None,
+                     help="where drifted cases' WAVs and spectrograms go (default: "
+                          "<rootdir>/bark-ablation-failures)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    if config.getoption("--golden-force-regen") and config.getoption("--golden-regen-all"):
+        raise pytest.UsageError("--golden-force-regen and --golden-regen-all: choose one")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -152,3 +172,64 @@ def regression_matrix(model_set, generation_params, voice_prompts):
         return runs[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def golden_store(pytestconfig: pytest.Config):
+    """The golden store chosen with ``--golden-dir`` (default ``<rootdir>/golden``).
+
+    Example::
+
+        def test_golden_exists(golden_store, model_set):
+            assert golden_store.root.is_dir()
+    """
+    from bark_ablation.golden import GoldenStore
+
+    return GoldenStore(_golden_dir(pytestconfig))
+
+
+def _golden_dir(config: pytest.Config):
+    option = config.getoption("--golden-dir")
+    return config.rootpath / "golden" if option is None else config.rootpath / option
+
+
+@pytest.fixture
+def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
+    """``golden_check(generation, prompt)``: compare with the golden case, or regenerate it
+    under ``--golden-force-regen`` / ``--golden-regen-all``. Skips when the device class has no
+    golden data; fails with the exact command when only this case has none.
+
+    Example::
+
+        def test_matches_golden(regression_matrix, voice_prompts, golden_check):
+            golden_check(regression_matrix("en_speaker_0", 0).get("s--", 0),
+                         voice_prompts["en_speaker_0"])
+    """
+    from bark_ablation.errors import GoldenDeviceClassMissing
+    from bark_ablation.golden_check import (
+        FORCE_REGEN_FLAG,
+        REGEN_ALL_FLAG,
+        GoldenCheck,
+        GoldenMode,
+        pytest_command,
+    )
+
+    config = request.config
+    mode = (GoldenMode.FORCE_REGEN if config.getoption("--golden-force-regen") else
+            GoldenMode.REGEN_ALL if config.getoption("--golden-regen-all") else GoldenMode.COMPARE)
+    drift_dir = config.getoption("--drift-dir")
+    checker = GoldenCheck(golden_store, mode, config.rootpath / (drift_dir or "bark-ablation-failures"))
+    options = (config.getoption("--model-set"), config.getoption("--bark-device"))
+    golden_dir = None if config.getoption("--golden-dir") is None else golden_store.root
+    test_file = request.node.nodeid.split("::")[0]
+
+    def check(generation, prompt):
+        try:
+            return checker.check(
+                generation, prompt, model_set,
+                command=pytest_command(request.node.nodeid, *options, FORCE_REGEN_FLAG, golden_dir),
+                class_command=pytest_command(test_file, *options, REGEN_ALL_FLAG, golden_dir))
+        except GoldenDeviceClassMissing as missing:
+            pytest.skip(str(missing))
+
+    return check

@@ -1,0 +1,23 @@
+"""Golden regression: every cell x prompt x seed of the regression matrix against the golden
+data of this model set and device class (tokens exactly, then audio by spectral features).
+
+Create or refresh golden data with ``--golden-force-regen`` (writes, then fails for review) or
+``--golden-regen-all`` (writes and passes). A device class without golden data is skipped."""
+
+from __future__ import annotations
+
+import pytest
+
+from bark_ablation.conditioning import ALL_CONDITIONINGS
+from bark_ablation.pytest_plugin import REGRESSION_PROMPTS, REGRESSION_SEEDS
+
+CELLS = [pytest.param(c.id, id=c.id) for c in ALL_CONDITIONINGS]
+PROMPTS = [pytest.param(p, id=p.replace("/", "-")) for p in REGRESSION_PROMPTS]
+SEEDS = [pytest.param(s, id=f"seed{s}") for s in REGRESSION_SEEDS]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("prompt", PROMPTS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_matches_golden(regression_matrix, voice_prompts, golden_check, cell, prompt, seed):
+    golden_check(regression_matrix(prompt, seed).get(cell, seed), voice_prompts[prompt])
