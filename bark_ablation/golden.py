@@ -51,6 +51,7 @@ from bark_ablation.errors import (
     GoldenDeviceClassMissing,
     GoldenMissingError,
     GoldenStaleError,
+    ValidationError,
 )
 from bark_ablation.features import spectral_features
 from bark_ablation.implementation import ModelSet, get_implementation
@@ -77,6 +78,14 @@ class GoldenKey:
     prompt: str
     seed: int
     cell: str
+
+    def __post_init__(self) -> None:
+        for field in ("implementation", "implementation_version", "model_set", "device_class", "prompt", "cell"):
+            value = getattr(self, field)
+            parts = Path(value).parts
+            if not value or Path(value).is_absolute() or ".." in parts or (field != "prompt" and len(parts) != 1):
+                raise ValidationError("golden key", field, f"must be a relative name inside the store "
+                                      f"(a preset name such as 'v2/en_speaker_0'), got {value!r}")
 
     @classmethod
     def for_generation(cls, generation: Generation, model_set: ModelSet) -> GoldenKey:

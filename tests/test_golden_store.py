@@ -164,3 +164,10 @@ def test_another_format_version_is_stale(store, key, written):
     (written / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(GoldenStaleError, match="format 99"):
         store.load(key)
+
+
+@pytest.mark.parametrize("field, value", [("prompt", "/tmp/elsewhere"), ("prompt", "../../outside"),
+                                          ("device_class", "cpu/../.."), ("cell", "")])
+def test_a_key_cannot_point_outside_the_store(key, field, value):
+    with pytest.raises(ValueError, match=f"golden key: {field}: must be a relative name inside the store"):
+        GoldenKey(**{**key.__dict__, field: value})
