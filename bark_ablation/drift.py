@@ -55,10 +55,10 @@ class Tolerance:
         return self.absolute + self.relative * abs(golden)
 
     def describe(self) -> str:
-        text = f"{self.absolute:.3g}"
-        if self.relative:
-            text += f" + {self.relative:.0%}"
-        return f"{text} {self.unit}".strip()
+        if self.relative and not self.absolute:
+            return f"{self.relative:.0%} of golden"
+        text = f"{self.absolute:.3g} {self.unit}".strip()
+        return f"{text} + {self.relative:.0%} of golden" if self.relative else text
 
 
 TOLERANCES: dict[str, Tolerance] = {
@@ -86,7 +86,9 @@ TOLERANCES: dict[str, Tolerance] = {
 
 @dataclass(frozen=True)
 class DriftRow:
-    """One line of the drift table. ``golden``/``obtained``/``difference`` are display strings."""
+    """One line of the drift table. ``golden``/``obtained``/``difference`` are display strings;
+    ``measured`` is the number compared with the tolerance (|difference| in the feature's unit;
+    NaN for token rows, which are exact)."""
 
     check: str
     golden: str
@@ -94,6 +96,7 @@ class DriftRow:
     difference: str
     tolerance: str
     passed: bool | None  # None: not applicable (e.g. tokens across device classes)
+    measured: float = float("nan")
 
     @property
     def verdict(self) -> str:
@@ -215,7 +218,7 @@ def compare_audio(golden: GoldenCase, audio: np.ndarray, sample_rate: int,
         actual = np.asarray(obtained[name], dtype=np.float64)
         if expected.shape != actual.shape:
             rows.append(DriftRow(name, f"{expected.size} values", f"{actual.size} values",
-                                 "length differs", tolerances[name].describe(), False))
+                                 "length differs", tolerances[name].describe(), False, float("inf")))
             continue
         worst = int(np.argmax(np.abs(expected - actual)))
         rows.append(_row(f"{name}[{worst}]", float(expected[worst]), float(actual[worst]), tolerances,
@@ -231,11 +234,12 @@ def _row(name: str, golden: float, obtained: float, tolerances: dict[str, Tolera
          tolerance_name: str | None = None, shown: tuple[str, str] | None = None) -> DriftRow:
     tolerance = tolerances[tolerance_name or name]
     if math.isnan(golden) and math.isnan(obtained):  # e.g. f0 where neither is voiced
-        return DriftRow(name, "none", "none", "0", tolerance.describe(), True)
+        return DriftRow(name, "none", "none", "0", tolerance.describe(), True, 0.0)
     difference = abs(obtained - golden)  # NaN against a number: NaN, which fails below
     passed = bool(difference <= tolerance.allowed(golden))
     golden_text, obtained_text = shown or (f"{golden:.6g}", f"{obtained:.6g}")
-    return DriftRow(name, golden_text, obtained_text, f"{difference:.3g}", tolerance.describe(), passed)
+    return DriftRow(name, golden_text, obtained_text, f"{difference:.3g}", tolerance.describe(), passed,
+                    difference)
 
 
 def compare(golden: GoldenCase, generation: Generation, device_class: str,
