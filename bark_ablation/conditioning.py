@@ -12,10 +12,20 @@ Bark generates in three stages, each of which can read a part of a voice ("histo
 * ``fine`` (2 coarse codebooks -> 8 codebooks, 75 Hz) reads the prompt's ``fine_prompt``
   (its last 512 frames).
 
-A :class:`Conditioning` is the set of stages that receive the history. The 2^3 = 8 cells have
+A :class:`Conditioning` says, per stage, which history that stage receives
+(:class:`HistorySource`): the voice prompt, none, or a control. The 2^3 = 8 on/off cells have
 short ids used in test ids, file names and reports: one character per stage in the order
-semantic, coarse, fine; the stage's letter when it is conditioned and ``-`` when it is not
-(``scf`` = all three, ``---`` = none, ``s--`` = semantic only).
+semantic, coarse, fine; the stage's letter when it gets the prompt and ``-`` when it gets
+nothing (``scf`` = all three, ``---`` = none, ``s--`` = semantic only). Controls use three more
+characters in the same positions (:mod:`bark_ablation.controls` builds their histories):
+
+* ``r``: random tokens of the prompt's lengths, uniform over each vocabulary (``rcf`` is the
+  seed notebook's random-semantic cell, done so that Bark accepts it);
+* ``x``: the prompt's own tokens shuffled in time (the same permutation for every codebook);
+* ``o``: another speaker's prompt (``soo``: semantic history from the target speaker, coarse
+  and fine from the other one).
+
+:data:`CONTROLS` names the useful ones.
 """
 
 from __future__ import annotations
@@ -54,71 +64,121 @@ _PROMPT_KEYS_READ = {
 STAGES: tuple[Stage, ...] = (Stage.SEMANTIC, Stage.COARSE, Stage.FINE)
 
 
-@dataclass(frozen=True, order=True)
+class HistorySource(enum.Enum):
+    """What one stage receives as history. ``value`` is its id character (``stage`` means the
+    stage's own letter)."""
+
+    PROMPT = "stage"
+    NONE = "-"
+    RANDOM = "r"
+    SHUFFLED = "x"
+    OTHER_SPEAKER = "o"
+
+    def char(self, stage: Stage) -> str:
+        return stage.letter if self is HistorySource.PROMPT else self.value
+
+
+_CONTROL_CHARS = {source.value: source for source in HistorySource if source is not HistorySource.PROMPT}
+
+
+@dataclass(frozen=True)
 class Conditioning:
-    """The set of stages that receive the voice prompt's history.
+    """Which history each stage receives: a :class:`HistorySource` per stage (``True`` and
+    ``False`` are accepted for PROMPT and NONE).
 
     Build one with :meth:`from_id` (``"s-f"``) or :meth:`of` (``Conditioning.of(Stage.FINE)``);
     iterate all eight with :data:`ALL_CONDITIONINGS`.
     """
 
-    semantic: bool
-    coarse: bool
-    fine: bool
+    semantic: HistorySource | bool
+    coarse: HistorySource | bool
+    fine: HistorySource | bool
+
+    def __post_init__(self) -> None:
+        for stage in STAGES:
+            value = getattr(self, stage.value)
+            if isinstance(value, bool):
+                object.__setattr__(self, stage.value, HistorySource.PROMPT if value else HistorySource.NONE)
+            elif not isinstance(value, HistorySource):
+                raise ParamsError("conditioning", f"{stage.value}: must be a HistorySource or a bool, "
+                                                  f"got {value!r}")
 
     @classmethod
-    def of(cls, *stages: Stage) -> "Conditioning":
+    def of(cls, *stages: Stage) -> Conditioning:
         """The conditioning in which exactly ``stages`` receive the history."""
         chosen = set(stages)
         return cls(*(stage in chosen for stage in STAGES))
 
     @classmethod
-    def from_id(cls, cell_id: str) -> "Conditioning":
+    def from_id(cls, cell_id: str) -> Conditioning:
         """Parse a short id such as ``"scf"``, ``"-c-"`` or ``"---"``.
 
         Raises :class:`~bark_ablation.errors.ParamsError` naming the rule when ``cell_id`` is
-        not three characters, each the stage's letter or ``-``.
+        not three characters, each the stage's letter, ``-``, ``r``, ``x`` or ``o``. A control
+        name from :data:`CONTROLS` is accepted too.
         """
+        if isinstance(cell_id, str) and cell_id in CONTROLS:
+            return CONTROLS[cell_id]
+        return cls._from_chars(cell_id)
+
+    @classmethod
+    def _from_chars(cls, cell_id: str) -> Conditioning:
         if not isinstance(cell_id, str) or len(cell_id) != len(STAGES):
             raise ParamsError(
-                "conditioning", f"id must be 3 characters (semantic, coarse, fine), got {cell_id!r}"
+                "conditioning", f"id must be 3 characters (semantic, coarse, fine) or a control name "
+                                f"({', '.join(CONTROLS)}), got {cell_id!r}"
             )
-        flags = []
+        sources = []
         for char, stage in zip(cell_id, STAGES, strict=True):
-            if char not in (stage.letter, "-"):
+            if char == stage.letter:
+                sources.append(HistorySource.PROMPT)
+            elif char in _CONTROL_CHARS:
+                sources.append(_CONTROL_CHARS[char])
+            else:
                 raise ParamsError(
                     "conditioning",
-                    f"id {cell_id!r}: position {stage.value} must be {stage.letter!r} or '-', "
-                    f"got {char!r}",
+                    f"id {cell_id!r}: position {stage.value} must be {stage.letter!r}, '-', 'r' (random), "
+                    f"'x' (shuffled) or 'o' (other speaker), got {char!r}",
                 )
-            flags.append(char == stage.letter)
-        return cls(*flags)
+        return cls(*sources)
 
     @property
     def id(self) -> str:
         """Short stable id: ``scf``, ``s--``, ``---`` ..."""
-        return "".join(stage.letter if self.conditions(stage) else "-" for stage in STAGES)
+        return "".join(self.source(stage).char(stage) for stage in STAGES)
 
     @property
     def stages(self) -> tuple[Stage, ...]:
         """The conditioned stages, in generation order."""
         return tuple(stage for stage in STAGES if self.conditions(stage))
 
-    def conditions(self, stage: Stage) -> bool:
-        """Whether ``stage`` receives the voice prompt's history."""
+    def source(self, stage: Stage) -> HistorySource:
+        """The history ``stage`` receives."""
         return getattr(self, stage.value)
 
-    def upstream(self, stage: Stage) -> tuple[bool, ...]:
-        """Flags of ``stage`` and every stage before it: what that stage's output depends on."""
-        return tuple(self.conditions(s) for s in STAGES[: STAGES.index(stage) + 1])
+    def conditions(self, stage: Stage) -> bool:
+        """Whether ``stage`` receives any history (the prompt or a control)."""
+        return self.source(stage) is not HistorySource.NONE
+
+    @property
+    def is_control(self) -> bool:
+        """Whether any stage receives a control history (random, shuffled, other speaker)."""
+        return any(self.source(stage) not in (HistorySource.PROMPT, HistorySource.NONE) for stage in STAGES)
+
+    def upstream(self, stage: Stage) -> tuple[HistorySource, ...]:
+        """Sources of ``stage`` and every stage before it: what that stage's output depends on."""
+        return tuple(self.source(s) for s in STAGES[: STAGES.index(stage) + 1])
 
     @property
     def description(self) -> str:
         """Readable description, e.g. ``semantic + coarse (coarse also reads semantic_prompt)``."""
         if not self.stages:
             return "no history (unconditioned)"
-        text = " + ".join(stage.value for stage in self.stages)
-        if self.coarse and not self.semantic:
+        names = {HistorySource.RANDOM: "random", HistorySource.SHUFFLED: "shuffled",
+                 HistorySource.OTHER_SPEAKER: "other speaker's"}
+        text = " + ".join(f"{names[self.source(stage)]} {stage.value}" if self.source(stage) in names
+                          else stage.value for stage in self.stages)
+        if self.source(Stage.COARSE) is HistorySource.PROMPT and self.source(Stage.SEMANTIC) is HistorySource.NONE:
             text += " (the coarse stage still reads the prompt's semantic_prompt)"
         return text
 
@@ -142,3 +202,15 @@ NOTEBOOK_CONDITIONS: dict[str, Conditioning] = {
 """The seed notebook's three conditions mapped onto cells. Its "semantic only" cell meant
 ``s--``; the notebook's code for it passed the unconditioned semantic tokens of the previous
 cell instead, so it actually ran ``---``."""
+
+CONTROLS: dict[str, Conditioning] = {
+    "random-semantic": Conditioning._from_chars("rcf"),
+    "random-all": Conditioning._from_chars("rrr"),
+    "shuffled-semantic": Conditioning._from_chars("xcf"),
+    "shuffled-all": Conditioning._from_chars("xxx"),
+    "other-speaker": Conditioning._from_chars("ooo"),
+    "other-speaker-semantic": Conditioning._from_chars("ocf"),
+    "other-speaker-coarse-fine": Conditioning._from_chars("soo"),
+}
+"""Named control conditions. Each keeps the full-conditioning shape and replaces the history of
+one or all stages, so its SECS is read against ``scf`` (same speaker) on matched seeds."""

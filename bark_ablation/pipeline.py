@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from bark_ablation.conditioning import ALL_CONDITIONINGS, Conditioning, Stage
+from bark_ablation.conditioning import (
+    ALL_CONDITIONINGS,
+    Conditioning,
+    HistorySource,
+    Stage,
+)
+from bark_ablation.controls import stage_history
 from bark_ablation.device import synchronize
 from bark_ablation.errors import ParamsError
 from bark_ablation.implementation import ModelSet, StageRunner, activated
@@ -59,6 +65,8 @@ class Generation:
     stage_seconds: dict[str, float]
     reused: frozenset[str] = frozenset()
     sample_rate: int = SAMPLE_RATE
+    other_prompt: str | None = None
+    """Name of the other speaker's prompt, for cells with an ``o`` (other-speaker) history."""
 
     @property
     def cell(self) -> str:
@@ -88,6 +96,7 @@ class Generation:
             "duration_s": round(self.duration_s, 4),
             "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
             "reused_stages": sorted(self.reused),
+            **({"other_prompt": self.other_prompt} if self.other_prompt else {}),
         }
 
 
@@ -118,24 +127,29 @@ ProgressCallback = Callable[[Generation, int, int], None]
 
 
 def generate(text: str, prompt: VoicePrompt | str, conditioning: Conditioning | str, seed: int,
-             params: GenerationParams | None = None, *, model_set: ModelSet | str = "tiny") -> Generation:
+             params: GenerationParams | None = None, *, model_set: ModelSet | str = "tiny",
+             other_prompt: VoicePrompt | str | None = None) -> Generation:
     """Generate one cell: a single (text, prompt, conditioning, seed), every stage run fresh."""
-    return run_matrix(text, prompt, [seed], [conditioning], params, model_set=model_set).generations[0]
+    return run_matrix(text, prompt, [seed], [conditioning], params, model_set=model_set,
+                      other_prompt=other_prompt).generations[0]
 
 
 def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
                conditionings: Iterable[Conditioning | str] = ALL_CONDITIONINGS,
                params: GenerationParams | None = None, *, model_set: ModelSet | str = "tiny",
-               on_result: ProgressCallback | None = None) -> MatrixRun:
+               on_result: ProgressCallback | None = None,
+               other_prompt: VoicePrompt | str | None = None) -> MatrixRun:
     """Generate every (conditioning, seed) pair, sharing stage results between cells.
 
     ``prompt`` is a :class:`VoicePrompt` or anything :func:`~bark_ablation.prompts.load_prompt`
-    accepts; ``model_set`` a :class:`ModelSet` or a name (built on CPU). All inputs are
-    validated before any stage runs. ``on_result(generation, index, total)`` is called after
-    each cell.
+    accepts; ``model_set`` a :class:`ModelSet` or a name (built on CPU). Cells may be controls
+    (:data:`~bark_ablation.conditioning.CONTROLS`); those with an other-speaker history (``o``)
+    need ``other_prompt``. All inputs are validated before any stage runs.
+    ``on_result(generation, index, total)`` is called after each cell.
     """
     text = validate_text(text)
     voice = load_prompt(prompt)
+    other = None if other_prompt is None else load_prompt(other_prompt)
     seed_list = tuple(validate_seed(seed) for seed in seeds)
     cells = tuple(_as_conditioning(c) for c in conditionings)
     if not seed_list:
@@ -144,13 +158,20 @@ def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
         raise ParamsError("conditionings", "must name at least one cell")
     if len(set(seed_list)) != len(seed_list) or len(set(cells)) != len(cells):
         raise ParamsError("seeds/conditionings", "must not repeat a seed or a cell")
+    needs_other = [c.id for c in cells if HistorySource.OTHER_SPEAKER in c.upstream(Stage.FINE)]
+    if needs_other and other is None:
+        raise ParamsError("other_prompt", f"cells {', '.join(needs_other)} give a stage another speaker's "
+                                          f"history ('o'): name that speaker's prompt")
+    if other is not None and other.fingerprint == voice.fingerprint:
+        raise ParamsError("other_prompt", f"must be another speaker's prompt; {other.name!r} has the same "
+                                          f"tokens as {voice.name!r}")
     params = params or GenerationParams()
     models = get_model_set(model_set) if isinstance(model_set, str) else model_set
     run = MatrixRun(text, voice, seed_list, cells, params, models)
     total = len(seed_list) * len(cells)
     with activated(models) as runner:
         for seed in seed_list:
-            stages = _SharedStages(runner, text, voice, seed, params, run.stage_runs)
+            stages = _SharedStages(runner, text, voice, seed, params, run.stage_runs, other)
             for conditioning in cells:
                 generation = stages.generate(conditioning)
                 run.generations.append(generation)
@@ -173,7 +194,8 @@ class _SharedStages:
     """
 
     def __init__(self, runner: StageRunner, text: str, prompt: VoicePrompt, seed: int,
-                 params: GenerationParams, counter: Counter):
+                 params: GenerationParams, counter: Counter, other_prompt: VoicePrompt | None = None):
+        self._other_prompt = other_prompt
         self._runner = runner
         self._text = text
         self._prompt = prompt
@@ -184,7 +206,8 @@ class _SharedStages:
 
     def generate(self, conditioning: Conditioning) -> Generation:
         def history(stage: Stage) -> VoicePrompt | None:
-            return self._prompt if conditioning.conditions(stage) else None
+            return stage_history(conditioning.source(stage), stage, self._prompt, self._seed,
+                                 self._other_prompt)
 
         runner, params = self._runner, self._params
         seconds: dict[str, float] = {}
@@ -205,6 +228,8 @@ class _SharedStages:
             text=self._text, prompt=self._prompt.name, conditioning=conditioning, seed=self._seed,
             params=params, semantic=semantic, coarse=coarse, fine=fine, audio=audio,
             stage_seconds=seconds, reused=frozenset(reused),
+            other_prompt=None if self._other_prompt is None or HistorySource.OTHER_SPEAKER not in
+            conditioning.upstream(Stage.FINE) else self._other_prompt.name,
         )
 
     def _run(self, stage: str, key: Hashable, seconds: dict[str, float], reused: set[str],

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from bark_ablation.conditioning import (ALL_CONDITIONINGS, NOTEBOOK_CONDITIONS, Conditioning, Stage)
+from bark_ablation.conditioning import (
+    ALL_CONDITIONINGS,
+    CONTROLS,
+    NOTEBOOK_CONDITIONS,
+    STAGES,
+    Conditioning,
+    HistorySource,
+    Stage,
+)
 from bark_ablation.errors import ParamsError
 from bark_ablation.pipeline import count_stage_runs
 
@@ -42,3 +50,24 @@ def test_coarse_conditioning_is_documented_as_reading_semantic_tokens_too():
 def test_stage_runs_of_the_full_matrix():
     assert count_stage_runs(ALL_CONDITIONINGS) == {"semantic": 2, "coarse": 4, "fine": 8, "decode": 8}
     assert count_stage_runs([Conditioning.from_id("scf")]) == {"semantic": 1, "coarse": 1, "fine": 1, "decode": 1}
+
+
+@pytest.mark.parametrize("name, cell_id", [(name, c.id) for name, c in CONTROLS.items()])
+def test_controls_are_named_cells_with_control_characters(name, cell_id):
+    control = Conditioning.from_id(name)
+    assert control.id == cell_id and control.is_control
+    assert Conditioning.from_id(cell_id) == control
+
+
+def test_control_sources_and_descriptions():
+    cell = Conditioning.from_id("rxo")
+    assert [cell.source(s) for s in STAGES] == [HistorySource.RANDOM, HistorySource.SHUFFLED,
+                                                HistorySource.OTHER_SPEAKER]
+    assert cell.description == "random semantic + shuffled coarse + other speaker's fine"
+    assert not any(c.is_control for c in ALL_CONDITIONINGS)
+
+
+def test_a_bad_control_character_names_the_choices():
+    with pytest.raises(ParamsError, match=r"position coarse must be 'c', '-', 'r' \(random\), 'x' \(shuffled\) "
+                                          r"or 'o' \(other speaker\), got 'q'"):
+        Conditioning.from_id("sqf")
