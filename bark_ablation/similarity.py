@@ -1,0 +1,105 @@
+"""Speaker similarity: SECS, the cosine similarity of Resemblyzer (GE2E) speaker embeddings.
+
+Resemblyzer ships its encoder weights inside the wheel, so this works offline. Each input is
+resampled to 16 kHz, volume-normalised and stripped of long silences (:func:`prepare`) before
+it is embedded; an embedding is a unit-norm vector of
+256 floats, so SECS is their dot product, in [-1, 1] (in practice 0.5 .. 1; same-speaker pairs
+usually score above 0.8, which is why the suite calibrates it on known voices instead of
+trusting a threshold).
+
+A voice prompt's reference audio is the prompt itself, its fine codes decoded by the model
+set's codec (:func:`prompt_reference_audio`), as the seed notebook did.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from bark_ablation.errors import ValidationError
+from bark_ablation.implementation import ModelSet, activated
+from bark_ablation.prompts import VoicePrompt
+
+MIN_SPEECH_S = 0.3
+"""Shortest audio (seconds, after silence trimming) that gives a usable embedding."""
+SILENCE_DBFS = -60.0
+"""RMS level (dB re full scale) below which audio counts as silent."""
+
+
+class AudioError(ValidationError):
+    """Audio that cannot be scored: unreadable, empty, silent, or too short."""
+
+    def __init__(self, source: str, rule: str):
+        super().__init__(f"audio {source}", "samples", rule)
+
+
+@functools.lru_cache(maxsize=2)
+def _encoder(device: str):
+    from resemblyzer import VoiceEncoder
+
+    return VoiceEncoder(device, verbose=False)
+
+
+def load_audio(path: Path | str) -> tuple[np.ndarray, int]:
+    """Read an audio file (WAV, FLAC, OGG: what soundfile reads) as float32 mono; ``(samples, Hz)``."""
+    import soundfile
+
+    try:
+        audio, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
+        raise AudioError(str(path), f"unreadable ({error})") from None
+    return audio.mean(axis=1, dtype=np.float32), int(sample_rate)
+
+
+def embed(audio: np.ndarray, sample_rate: int, *, source: str = "array", device: str = "cpu") -> np.ndarray:
+    """Unit-norm 256-d speaker embedding of ``audio`` (samples at ``sample_rate`` Hz).
+
+    Raises :class:`AudioError` when the audio is empty, non-finite, silent (below
+    :data:`SILENCE_DBFS`) or shorter than :data:`MIN_SPEECH_S`.
+    """
+    samples = np.asarray(audio, dtype=np.float32)
+    if samples.ndim != 1 or samples.size == 0:
+        raise AudioError(source, f"must be one non-empty channel, got shape {samples.shape}")
+    if not np.all(np.isfinite(samples)):
+        raise AudioError(source, "contains NaN or infinite samples")
+    level = 20 * np.log10(max(float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))), 1e-12))
+    if level < SILENCE_DBFS:
+        raise AudioError(source, f"is silent (RMS {level:.0f} dBFS < {SILENCE_DBFS:.0f} dBFS)")
+    if samples.size < MIN_SPEECH_S * sample_rate:
+        raise AudioError(source, f"is {samples.size / sample_rate:.2f} s long; needs at least {MIN_SPEECH_S} s")
+    return _encoder(device).embed_utterance(prepare(samples, sample_rate))
+
+
+def prepare(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``resemblyzer.preprocess_wav`` in its three steps (resample to 16 kHz, normalise volume,
+    trim long silences), split so that trimming can be skipped when the voice-activity detector
+    finds (almost) no speech, as in the tiny model set's noise-like output; otherwise such audio
+    would leave nothing to embed."""
+    import librosa
+    from resemblyzer.audio import normalize_volume, trim_long_silences
+    from resemblyzer.hparams import audio_norm_target_dBFS, sampling_rate
+
+    resampled = librosa.resample(samples, orig_sr=sample_rate, target_sr=sampling_rate)
+    normalised = normalize_volume(resampled, audio_norm_target_dBFS, increase_only=True)
+    trimmed = trim_long_silences(normalised)
+    return trimmed if trimmed.size >= MIN_SPEECH_S * sampling_rate else normalised
+
+
+def secs(reference: np.ndarray, other: np.ndarray) -> float:
+    """Cosine similarity of two embeddings (both unit norm from :func:`embed`)."""
+    return float(np.dot(reference, other) / (np.linalg.norm(reference) * np.linalg.norm(other)))
+
+
+def score_files(reference: Path | str, others: list[Path | str], *, device: str = "cpu") -> list[float]:
+    """SECS of each file in ``others`` against ``reference``."""
+    reference_embedding = embed(*load_audio(reference), source=str(reference), device=device)
+    return [secs(reference_embedding, embed(*load_audio(path), source=str(path), device=device))
+            for path in others]
+
+
+def prompt_reference_audio(prompt: VoicePrompt, model_set: ModelSet) -> np.ndarray:
+    """The prompt's fine codes decoded by ``model_set``'s codec: float32 at 24 kHz."""
+    with activated(model_set) as runner:
+        return runner.decode(np.asarray(prompt.fine, dtype=np.int64))
