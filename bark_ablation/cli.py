@@ -1,4 +1,4 @@
-"""Command line: ``bark-ablation run | prompts | model-sets``.
+"""Command line: ``bark-ablation run | report | similarity | prompts | model-sets``.
 
 Bad input ends with one line on stderr naming the field and the rule, exit status 2, no
 traceback, and nothing written.
@@ -12,11 +12,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bark_ablation.conditioning import ALL_CONDITIONINGS, Conditioning
-from bark_ablation.errors import BarkAblationError
+from bark_ablation.conditioning import ALL_CONDITIONINGS, CONTROLS, Conditioning
+from bark_ablation.errors import BarkAblationError, OutputError
 from bark_ablation.params import GenerationParams, validate_seed, validate_text
 
 EXIT_USAGE = 2
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 EXIT_INTERRUPTED = 130
 
 
@@ -36,11 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prompt", required=True,
                      help="voice prompt: preset name (en_speaker_0, v2/en_speaker_0, speaker_0) or .npz path")
     run.add_argument("--text", required=True, help="text to speak")
-    run.add_argument("--seeds", nargs="+", type=_int_arg("--seeds"), default=[0],
-                     help="seeds, integers in [0, 2**32-1] (default: 0)")
+    run.add_argument("--seeds", nargs="+", type=_int_arg("--seeds"), default=list(DEFAULT_SEEDS),
+                     help="seeds, integers in [0, 2**32-1] (default: 0 1 2 3 4)")
     run.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
     run.add_argument("--cells", nargs="+", default=[c.id for c in ALL_CONDITIONINGS],
-                     help="conditioning cells (default: all 8, scf ... ---)")
+                     help="conditioning cells (default: all 8, scf ... ---); ids may use the control "
+                          "characters r (random), x (shuffled), o (other speaker), or name a control: "
+                          + ", ".join(CONTROLS))
+    run.add_argument("--with-controls", action="store_true",
+                     help="add every named control to the cells (needs --other-prompt)")
+    run.add_argument("--other-prompt", default=None,
+                     help="another speaker's prompt, for cells with an 'o' (other-speaker) history")
+    run.add_argument("--no-study", action="store_true",
+                     help="skip speaker similarity and statistics (generation only)")
     run.add_argument("--model-set", default="tiny", help="tiny (default, built in), bark, bark-small")
     run.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     run.add_argument("--max-duration", type=_float_arg("--max-duration"), default=GenerationParams.max_duration_s,
@@ -57,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="let real model sets download missing weights (never the default)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
+
+    report = commands.add_parser("report", help="write report.html and report.md for a run directory")
+    report.add_argument("run_dir", type=Path, help="a directory written by `bark-ablation run`")
+    report.add_argument("--check", action="store_true",
+                        help="also render the page in headless Chromium and fail on a broken image or audio")
+    report.set_defaults(handler=_report)
+
+    similarity = commands.add_parser(
+        "similarity", help="speaker similarity (SECS) of audio files against a reference",
+        description="Prints one line per file: the SECS score, a tab, the path.")
+    similarity.add_argument("reference", type=Path, help="reference WAV")
+    similarity.add_argument("others", type=Path, nargs="+", help="WAVs to score against the reference")
+    similarity.add_argument("--json", action="store_true", help="print JSON instead")
+    similarity.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    similarity.set_defaults(handler=_similarity)
 
     prompts = commands.add_parser("prompts", help="list the voice presets shipped with Bark")
     prompts.set_defaults(handler=_prompts)
@@ -91,12 +115,15 @@ def _run(args: argparse.Namespace) -> int:
     text = validate_text(args.text)
     seeds = [validate_seed(seed) for seed in args.seeds]
     cells = [Conditioning.from_id(cell) for cell in args.cells]
+    if args.with_controls:
+        cells += [control for control in CONTROLS.values() if control not in cells]
     params = GenerationParams(
         semantic_temp=args.semantic_temp, coarse_temp=args.coarse_temp, fine_temp=args.fine_temp,
         top_k=args.top_k, top_p=args.top_p, min_eos_p=args.min_eos_p,
         max_duration_s=args.max_duration, use_kv_caching=not args.no_kv_caching,
     )
     prompt = load_prompt(args.prompt)
+    other_prompt = None if args.other_prompt is None else load_prompt(args.other_prompt)
     staged = StagedDirectory(args.out, overwrite=args.overwrite)
     try:
         model_set = get_model_set(args.model_set, args.device, allow_download=args.allow_download)
@@ -105,17 +132,58 @@ def _run(args: argparse.Namespace) -> int:
         progress = _progress_bar(len(cells) * len(seeds), quiet=args.quiet)
         start = time.perf_counter()
         run = run_matrix(text, prompt, seeds, cells, params, model_set=model_set,
-                         on_result=progress)
+                         on_result=progress, other_prompt=other_prompt)
         wall_s = time.perf_counter() - start
         if progress is not None:
             progress.close()
-        destination = write_run(staged, run, wall_s)
+        study = None
+        if not args.no_study:
+            from bark_ablation.study import run_study
+
+            study = run_study(run, device="cuda" if model_set.device.startswith("cuda") else "cpu")
+        destination = write_run(staged, run, wall_s, study)
     except BaseException:
         staged.discard()
         raise
     print(summary_table(run))
     print(f"\n{len(run.generations)} generations in {wall_s:.1f} s; stage runs "
           + ", ".join(f"{k} {v}" for k, v in run.stage_runs.items()) + f"; wrote {destination}")
+    if study is not None:
+        print("\nmean SECS vs the prompt (95 % CI): " + "; ".join(
+            f"{e.name} {e.mean:.3f}" for e in study.cells))
+        print(f"report: bark-ablation report {destination}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bark_ablation.report import write_report
+
+    page, markdown = write_report(args.run_dir)
+    print(f"wrote {page} and {markdown}")
+    if args.check:
+        from bark_ablation.report_check import check_page
+
+        result = check_page(page)
+        print(f"rendered: {result.images} images ({len(result.images_broken)} broken), "
+              f"{result.audio_ok} of {result.audio} audio elements loaded")
+        if not result.ok:
+            raise OutputError(f"{page}: broken images {result.images_broken}, audio {result.audio_broken}")
+    return 0
+
+
+def _similarity(args: argparse.Namespace) -> int:
+    import json
+
+    from bark_ablation.similarity import score_files
+
+    scores = score_files(args.reference, args.others, device=args.device)
+    if args.json:
+        print(json.dumps({"reference": str(args.reference), "metric": "SECS (Resemblyzer cosine)",
+                          "scores": [{"path": str(p), "secs": s} for p, s in zip(args.others, scores, strict=True)]},
+                         indent=2))
+    else:
+        for path, score in zip(args.others, scores, strict=True):
+            print(f"{score:.4f}\t{path}")
     return 0
 
 

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.io import wavfile
@@ -29,6 +29,9 @@ from bark_ablation import __version__
 from bark_ablation.environment import device_description, package_versions
 from bark_ablation.errors import OutputError
 from bark_ablation.pipeline import Generation, MatrixRun, count_stage_runs
+
+if TYPE_CHECKING:
+    from bark_ablation.study import StudyResult
 
 
 class StagedDirectory:
@@ -161,10 +164,15 @@ def summary_markdown(run: MatrixRun, summary: dict[str, Any]) -> str:
     ])
 
 
-def write_run(staged: StagedDirectory, run: MatrixRun, wall_s: float) -> Path:
-    """Write every file of ``run`` into ``staged`` and move it to its destination."""
+def write_run(staged: StagedDirectory, run: MatrixRun, wall_s: float, study: StudyResult | None = None) -> Path:
+    """Write every file of ``run`` (and of its ``study``, when given) into ``staged`` and move it
+    to its destination."""
     for generation in run.generations:
         write_generation(staged.path, generation)
+    if study is not None:
+        from bark_ablation.study import write_study
+
+        write_study(staged.path, study)
     summary = run_summary(run, wall_s)
     (staged.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (staged.path / "summary.md").write_text(summary_markdown(run, summary))

