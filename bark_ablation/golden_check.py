@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bark_ablation.checks import CheckFailure
@@ -65,11 +65,7 @@ class GoldenCheck:
     store: GoldenStore
     mode: GoldenMode = GoldenMode.COMPARE
     artifacts_root: Path | None = None
-    tolerances: dict[str, Tolerance] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.tolerances is None:
-            self.tolerances = TOLERANCES
+    tolerances: dict[str, Tolerance] = field(default_factory=lambda: dict(TOLERANCES))
 
     def check(self, generation: Generation, prompt: VoicePrompt, model_set: ModelSet, *,
               command: str | None = None, class_command: str | None = None) -> DriftReport | Path:

@@ -25,6 +25,7 @@ from bark_ablation.conditioning import ALL_CONDITIONINGS, FULL
 from bark_ablation.pipeline import MatrixRun
 from bark_ablation.similarity import embed, prompt_reference_audio, secs
 from bark_ablation.statistics import (
+    CONFIDENCE,
     Estimate,
     cell_estimates,
     factorial_effects,
@@ -57,7 +58,7 @@ class StudyResult:
         return {
             "metric": "SECS: cosine similarity of Resemblyzer (GE2E) embeddings, generation vs the "
                       "prompt's reference audio (its fine codes decoded by the same codec)",
-            "confidence": 0.95,
+            "confidence": CONFIDENCE,
             "reference": self.reference,
             "scores": [{"cell": cell, "seed": seed, "secs": score} for (cell, seed), score in self.scores.items()],
             "cells": [e.to_dict() for e in self.cells],
