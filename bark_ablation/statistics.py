@@ -37,16 +37,22 @@ FACTORIAL_TERMS: tuple[tuple[str, ...], ...] = tuple(
 
 @dataclass(frozen=True)
 class Estimate:
-    """A mean over seeds with its bootstrap CI (NaN bounds when fewer than 2 seeds)."""
+    """A mean over seeds with its bootstrap CI (NaN bounds when fewer than 2 seeds).
+
+    ``standardized`` is the mean over the standard deviation of the per-seed values (ddof 1):
+    for paired differences and factorial effects, Cohen's d_z. NaN with fewer than 2 seeds,
+    infinite when every seed gives the same non-zero value.
+    """
 
     name: str
     mean: float
     ci_low: float
     ci_high: float
     n: int
+    standardized: float = math.nan
 
     def to_dict(self) -> dict:
-        return {key: (None if isinstance(value, float) and math.isnan(value) else value)
+        return {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
                 for key, value in asdict(self).items()}
 
 
@@ -59,12 +65,14 @@ def bootstrap_estimate(name: str, values: Sequence[float], *, confidence: float 
     mean = float(data.mean())
     if data.size < 2:
         return Estimate(name, mean, math.nan, math.nan, int(data.size))
-    if np.all(data == data[0]):
-        return Estimate(name, mean, mean, mean, int(data.size))
+    spread = float(data.std(ddof=1))
+    standardized = mean / spread if spread > 0 else (0.0 if mean == 0 else math.copysign(math.inf, mean))
+    if spread == 0:
+        return Estimate(name, mean, mean, mean, int(data.size), standardized)
     result = stats.bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
                              method="percentile", rng=np.random.default_rng(seed))
     return Estimate(name, mean, float(result.confidence_interval.low),
-                    float(result.confidence_interval.high), int(data.size))
+                    float(result.confidence_interval.high), int(data.size), standardized)
 
 
 Scores = Mapping[tuple[str, int], float]

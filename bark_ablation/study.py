@@ -120,8 +120,9 @@ def write_study(directory: Path, result: StudyResult) -> None:
                [[cell, seed, f"{score:.6f}"] for (cell, seed), score in result.scores.items()])
     for name, estimates in (("cells", result.cells), ("differences", result.differences),
                             ("effects", result.effects)):
-        _write_csv(directory / f"{name}.csv", ["name", "mean", "ci_low", "ci_high", "n"],
-                   [[e.name, f"{e.mean:.6f}", f"{e.ci_low:.6f}", f"{e.ci_high:.6f}", e.n] for e in estimates])
+        _write_csv(directory / f"{name}.csv", ["name", "mean", "ci_low", "ci_high", "n", "standardized"],
+                   [[e.name, f"{e.mean:.6f}", f"{e.ci_low:.6f}", f"{e.ci_high:.6f}", e.n, f"{e.standardized:.4f}"]
+                    for e in estimates])
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:

@@ -91,3 +91,11 @@ def test_every_term_is_reported_once():
     names = [e.name for e in factorial_effects(synthetic_scores())]
     expected = [" x ".join(t) for n in (1, 2, 3) for t in itertools.combinations(["semantic", "coarse", "fine"], n)]
     assert names == expected
+
+
+def test_standardized_effect_is_cohens_dz():
+    differences = [0.1, 0.2, 0.3, 0.2]
+    estimate = bootstrap_estimate("d", differences)
+    assert estimate.standardized == pytest.approx(0.2 / np.std(differences, ddof=1))
+    assert bootstrap_estimate("flat", [0.0, 0.0]).standardized == 0.0
+    assert bootstrap_estimate("one", [0.3]).to_dict()["standardized"] is None
