@@ -4,7 +4,9 @@ Options (group ``bark-ablation``):
 
 * ``--model-set NAME``: model set the regression tests run on (default ``tiny``);
 * ``--bark-device DEVICE``: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``;
-* ``--run-slow``: run tests marked ``slow`` (also ``BARK_ABLATION_RUN_SLOW=1``).
+* ``--run-slow``: run tests marked ``slow`` (also ``BARK_ABLATION_RUN_SLOW=1``);
+* ``--shard i/n``: run only shard ``i`` of ``n`` (stable hash of the node id), for CI matrices.
+  Under pytest-xdist, ``--bark-device cuda`` gives each worker its own GPU.
 
 Golden options (group ``bark-ablation golden``):
 
@@ -49,6 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(real weights), bark-random, bark-small-random (full size, random weights)")
     group.addoption("--bark-device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     group.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
+    group.addoption("--shard", default=None, metavar="I/N",
+                    help="run only shard I of N (1-based; stable split by node id) for CI matrices")
     golden = parser.getgroup("bark-ablation golden")
     golden.addoption("--golden-dir", default=None, help="golden store directory (default: <rootdir>/golden)")
     golden.addoption("--golden-force-regen", action="store_true", default=False,
@@ -65,6 +69,25 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     if config.getoption("--golden-force-regen") and config.getoption("--golden-regen-all"):
         raise pytest.UsageError("--golden-force-regen and --golden-regen-all: choose one")
+    if config.getoption("--shard"):
+        from bark_ablation.errors import ParamsError
+        from bark_ablation.sharding import parse_shard
+
+        try:
+            parse_shard(config.getoption("--shard"))
+        except ParamsError as error:
+            raise pytest.UsageError(f"--shard: {error.rule}") from None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--shard"):
+        return
+    from bark_ablation.sharding import in_shard, parse_shard
+
+    index, count = parse_shard(config.getoption("--shard"))
+    keep = [item for item in items if in_shard(item.nodeid, index, count)]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -114,9 +137,15 @@ def model_set(request: pytest.FixtureRequest):
     from bark_ablation.errors import MissingWeightsError
     from bark_ablation.model_sets import get_model_set
 
+    device = request.config.getoption("--bark-device")
+    if device == "cuda":
+        import torch
+
+        from bark_ablation.sharding import worker_device
+
+        device = worker_device(device, os.environ.get("PYTEST_XDIST_WORKER"), torch.cuda.device_count())
     try:
-        return get_model_set(request.config.getoption("--model-set"),
-                             request.config.getoption("--bark-device"))
+        return get_model_set(request.config.getoption("--model-set"), device)
     except MissingWeightsError as error:
         pytest.skip(str(error))
 

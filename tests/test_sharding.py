@@ -1,0 +1,45 @@
+"""Sharding for CI matrices and one GPU per xdist worker."""
+
+from __future__ import annotations
+
+import pytest
+
+from bark_ablation.errors import ParamsError
+from bark_ablation.sharding import in_shard, parse_shard, worker_device
+
+NODE_IDS = [f"tests/test_x.py::test_{i}[case{j}]" for i in range(40) for j in range(5)]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_shards_cover_every_test_exactly_once(count):
+    owners = [[i for i in range(1, count + 1) if in_shard(nodeid, i, count)] for nodeid in NODE_IDS]
+    assert all(len(owner) == 1 for owner in owners)
+    sizes = [sum(owner == [i] for owner in owners) for i in range(1, count + 1)]
+    assert min(sizes) > len(NODE_IDS) / count / 2  # roughly balanced
+
+
+@pytest.mark.parametrize("text, rule", [("3/2", "1 <= i <= n"), ("0/2", "1 <= i <= n"), ("a/b", "'i/n'"),
+                                        ("2", "'i/n'")])
+def test_bad_shard_names_the_rule(text, rule):
+    with pytest.raises(ParamsError, match=f"shard: .*{rule}"):
+        parse_shard(text)
+
+
+@pytest.mark.parametrize("device, worker, count, expected", [
+    ("cuda", "gw0", 4, "cuda:0"), ("cuda", "gw5", 4, "cuda:1"), ("cuda", None, 4, "cuda"),
+    ("cuda:2", "gw1", 4, "cuda:2"), ("cpu", "gw3", 4, "cpu"), ("cuda", "gw1", 0, "cuda"),
+])
+def test_each_xdist_worker_gets_its_own_gpu(device, worker, count, expected):
+    assert worker_device(device, worker, count) == expected
+
+
+def test_plugin_option_splits_a_session(pytester):
+    pytester.makeconftest('pytest_plugins = ("bark_ablation.pytest_plugin",)')
+    pytester.makepyfile(test_many="import pytest\n@pytest.mark.parametrize('i', range(30))\ndef test_one(i):\n    pass\n")
+    counts = []
+    for index in (1, 2, 3):
+        result = pytester.runpytest_inprocess("--shard", f"{index}/3")
+        counts.append(result.parseoutcomes().get("passed", 0))
+    assert sum(counts) == 30 and all(counts)
+    result = pytester.runpytest_inprocess("--shard", "4/3")
+    result.stderr.fnmatch_lines(["*--shard: must satisfy 1 <= i <= n*"])
