@@ -1,12 +1,31 @@
-"""Figures for people: spectrogram comparisons written as PNG (matplotlib, headless Agg backend)."""
+"""Figures for people, as PNG (matplotlib, headless Agg backend): drift spectrogram comparisons,
+and the study report's SECS chart and per-cell spectrograms."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bark_ablation.features import HOP_LENGTH
+from bark_ablation.conditioning import Conditioning
+from bark_ablation.features import HOP_LENGTH, log_mel_db
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot
+
+    return pyplot
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
 
 
 def save_spectrogram_comparison(golden_db: np.ndarray, obtained_db: np.ndarray, sample_rate: int,
@@ -20,11 +39,8 @@ def save_spectrogram_comparison(golden_db: np.ndarray, obtained_db: np.ndarray, 
         path: where the PNG goes.
     """
     import librosa.display
-    import matplotlib
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot
-
+    pyplot = _pyplot()
     frames = min(golden_db.shape[1], obtained_db.shape[1])
     difference = obtained_db[:, :frames] - golden_db[:, :frames]
     low = min(golden_db.min(), obtained_db.min())
@@ -45,3 +61,40 @@ def save_spectrogram_comparison(golden_db: np.ndarray, obtained_db: np.ndarray, 
     finally:
         pyplot.close(figure)
     return path
+
+
+def secs_bar_chart(cells: list[dict[str, Any]], *, title: str) -> bytes:
+    """PNG: mean SECS per cell with 95 % CI error bars."""
+    pyplot = _pyplot()
+    names = [cell["name"] for cell in cells]
+    means = np.array([cell["mean"] for cell in cells])
+    low = np.array([cell["ci_low"] if cell["ci_low"] is not None else cell["mean"] for cell in cells])
+    high = np.array([cell["ci_high"] if cell["ci_high"] is not None else cell["mean"] for cell in cells])
+    figure, axis = pyplot.subplots(figsize=(max(6, 0.7 * len(names) + 2), 3.6), constrained_layout=True)
+    try:
+        colours = ["#4c72b0" if not Conditioning.from_id(name).is_control else "#dd8452" for name in names]
+        axis.bar(range(len(names)), means, yerr=[means - low, high - means], capsize=4, color=colours)
+        axis.set_xticks(range(len(names)), names, fontfamily="monospace")
+        spread = max(float(high.max() - low.min()), 0.02)
+        axis.set_ylim(max(float(low.min()) - spread, -1.0), min(float(high.max()) + spread * 0.5, 1.0))
+        axis.set_ylabel("SECS vs prompt (mean, 95 % CI)")
+        axis.set_title(title)
+        axis.grid(axis="y", alpha=0.3)
+        return _png(figure)
+    finally:
+        pyplot.close(figure)
+
+
+def mel_spectrogram_png(audio: np.ndarray, sample_rate: int, *, title: str) -> bytes:
+    """PNG: log-mel spectrogram of ``audio`` (dB re 1.0)."""
+    import librosa.display
+
+    pyplot = _pyplot()
+    figure, axis = pyplot.subplots(figsize=(5, 2.2), constrained_layout=True)
+    try:
+        librosa.display.specshow(log_mel_db(audio, sample_rate), sr=sample_rate, hop_length=HOP_LENGTH,
+                                 x_axis="time", y_axis="mel", cmap="magma", ax=axis)
+        axis.set_title(title, fontsize=9)
+        return _png(figure)
+    finally:
+        pyplot.close(figure)

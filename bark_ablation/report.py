@@ -19,11 +19,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bark_ablation.conditioning import Conditioning
 from bark_ablation.errors import OutputError
-from bark_ablation.features import log_mel_db
+from bark_ablation.plots import mel_spectrogram_png, secs_bar_chart
 from bark_ablation.similarity import load_audio
 
 REFERENCE_WAV = "reference.wav"
@@ -61,62 +58,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise OutputError(f"{path}: unreadable JSON ({error})") from None
-
-
-def _png(figure) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    return buffer.getvalue()
-
-
-def _figure_modules():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot
-
-    return pyplot
-
-
-def secs_bar_chart(cells: list[dict[str, Any]], *, title: str) -> bytes:
-    """PNG: mean SECS per cell with 95 % CI error bars."""
-    pyplot = _figure_modules()
-    names = [cell["name"] for cell in cells]
-    means = np.array([cell["mean"] for cell in cells])
-    low = np.array([cell["ci_low"] if cell["ci_low"] is not None else cell["mean"] for cell in cells])
-    high = np.array([cell["ci_high"] if cell["ci_high"] is not None else cell["mean"] for cell in cells])
-    figure, axis = pyplot.subplots(figsize=(max(6, 0.7 * len(names) + 2), 3.6), constrained_layout=True)
-    try:
-        colours = ["#4c72b0" if not Conditioning.from_id(name).is_control else "#dd8452" for name in names]
-        axis.bar(range(len(names)), means, yerr=[means - low, high - means], capsize=4, color=colours)
-        axis.set_xticks(range(len(names)), names, fontfamily="monospace")
-        spread = max(float(high.max() - low.min()), 0.02)
-        axis.set_ylim(max(float(low.min()) - spread, -1.0), min(float(high.max()) + spread * 0.5, 1.0))
-        axis.set_ylabel("SECS vs prompt (mean, 95 % CI)")
-        axis.set_title(title)
-        axis.grid(axis="y", alpha=0.3)
-        return _png(figure)
-    finally:
-        pyplot.close(figure)
-
-
-def mel_spectrogram_png(audio: np.ndarray, sample_rate: int, *, title: str) -> bytes:
-    """PNG: log-mel spectrogram of ``audio`` (dB re 1.0)."""
-    import librosa.display
-
-    from bark_ablation.features import HOP_LENGTH
-
-    pyplot = _figure_modules()
-    figure, axis = pyplot.subplots(figsize=(5, 2.2), constrained_layout=True)
-    try:
-        librosa.display.specshow(log_mel_db(audio, sample_rate), sr=sample_rate, hop_length=HOP_LENGTH,
-                                 x_axis="time", y_axis="mel", cmap="magma", ax=axis)
-        axis.set_title(title, fontsize=9)
-        return _png(figure)
-    finally:
-        pyplot.close(figure)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

@@ -21,6 +21,7 @@ from bark_ablation.metric_validation import (
 from bark_ablation.similarity import (
     AudioError,
     embed,
+    load_audio,
     prompt_reference_audio,
     score_files,
     secs,
@@ -36,15 +37,10 @@ def panel(tmp_path_factory):
     from bark_ablation.metric_validation import synthesize_panel
 
     paths = synthesize_panel(tmp_path_factory.mktemp("panel"))
-    embed(*_load(next(iter(paths.values()))))  # load the encoder outside the timing
+    embed(*load_audio(next(iter(paths.values()))))  # load the encoder outside the timing
     started = time.perf_counter()
-    embeddings = {key: embed(*_load(path)) for key, path in paths.items()}
+    embeddings = {key: embed(*load_audio(path)) for key, path in paths.items()}
     return paths, embeddings, (time.perf_counter() - started) / len(paths)
-
-
-def _load(path):
-    rate, samples = wavfile.read(path)
-    return samples.astype(np.float32) / 32768, rate
 
 
 @needs_espeak
