@@ -160,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\n{len(run.generations)} generations in {wall_s:.1f} s; stage runs "
           + ", ".join(f"{k} {v}" for k, v in run.stage_runs.items()) + f"; wrote {destination}")
     if study is not None:
-        print("\nmean SECS vs the prompt (95 % CI): " + "; ".join(
+        print("\nmean SECS vs the prompt (95 % CIs in cells.csv): " + "; ".join(
             f"{e.name} {e.mean:.3f}" for e in study.cells))
         print(f"report: bark-ablation report {destination}")
     return 0
