@@ -31,6 +31,7 @@ reported by name (:class:`GoldenCorruptError`) instead of surfacing as a WAV-rea
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -202,11 +203,7 @@ class GoldenStore:
         payload[FEATURES_FILE] = _json_bytes(spectral_features(generation.audio, generation.sample_rate))
         manifest = {
             "format": GOLDEN_FORMAT,
-            "case": {"implementation": key.implementation,
-                     "implementation_version": key.implementation_version,
-                     "model_set": key.model_set, "device_class": key.device_class,
-                     "prompt": key.prompt, "seed": key.seed, "cell": key.cell,
-                     "conditioning": generation.conditioning.description},
+            "case": {**dataclasses.asdict(key), "conditioning": generation.conditioning.description},
             "request": GoldenRequest.for_generation(generation, prompt).to_dict(),
             "audio": {"format": AUDIO_FORMAT, "sample_rate_hz": generation.sample_rate,
                       "samples": int(generation.audio.shape[-1]),
@@ -277,8 +274,7 @@ def load_case_dir(directory: Path, request: GoldenRequest | None = None, *, comm
     if key is None:
         case = manifest.get("case", {})
         try:
-            key = GoldenKey(*(case[field] for field in ("implementation", "implementation_version", "model_set",
-                                                        "device_class", "prompt", "seed", "cell")))
+            key = GoldenKey(**{field.name: case[field.name] for field in dataclasses.fields(GoldenKey)})
         except (KeyError, TypeError, ValueError) as error:
             raise GoldenCorruptError(manifest_path, f"its 'case' table is incomplete ({error})", command) from None
     return GoldenCase(key, tokens["semantic"], tokens["coarse"], tokens["fine"], audio,
@@ -302,8 +298,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    from bark_ablation.run_output import write_wav
+
     buffer = io.BytesIO()
-    wavfile.write(buffer, sample_rate, np.asarray(audio, dtype=np.float32))
+    write_wav(buffer, audio, sample_rate)
     return buffer.getvalue()
 
 

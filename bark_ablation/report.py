@@ -22,9 +22,7 @@ from typing import Any
 from bark_ablation.errors import OutputError
 from bark_ablation.plots import mel_spectrogram_png, secs_bar_chart
 from bark_ablation.similarity import load_audio
-
-REFERENCE_WAV = "reference.wav"
-"""The prompt's reference audio, in the run's ``audio/`` directory."""
+from bark_ablation.study import REFERENCE_WAV
 
 RENDER_CHECK_SCRIPT = """
 <script>

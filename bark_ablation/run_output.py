@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from scipy.io import wavfile
@@ -75,8 +75,8 @@ class StagedDirectory:
         shutil.rmtree(self._created_root or self.path, ignore_errors=True)
 
 
-def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write float32 mono PCM (lossless for Bark's float32 output)."""
+def write_wav(path: Path | BinaryIO, audio: np.ndarray, sample_rate: int) -> None:
+    """Write float32 mono PCM (lossless for Bark's float32 output) to a path or binary stream."""
     wavfile.write(path, sample_rate, np.asarray(audio, dtype=np.float32))
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from bark_ablation.conditioning import ALL_CONDITIONINGS, FULL
-from bark_ablation.pipeline import MatrixRun
+from bark_ablation.pipeline import SAMPLE_RATE, MatrixRun
 from bark_ablation.similarity import embed, prompt_reference_audio, secs
 from bark_ablation.statistics import (
     CONFIDENCE,
@@ -31,6 +31,9 @@ from bark_ablation.statistics import (
     factorial_effects,
     paired_differences,
 )
+
+REFERENCE_WAV = "reference.wav"
+"""The prompt's reference audio, in the run's ``audio/`` directory."""
 
 
 @dataclass
@@ -52,7 +55,7 @@ class StudyResult:
     seconds_per_score: float
     reference: dict[str, Any] = field(default_factory=dict)
     reference_audio: np.ndarray | None = None
-    """The prompt's reference audio (float32, 24 kHz), written beside the generations."""
+    """The prompt's reference audio (float32, :data:`SAMPLE_RATE` Hz), written beside the generations."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,8 +73,9 @@ class StudyResult:
 
 def score_run(run: MatrixRun, reference_audio: np.ndarray, *,
               device: str = "cpu") -> tuple[dict[tuple[str, int], float], float]:
-    """SECS of every generation against ``reference_audio`` (24 kHz); also seconds per score."""
-    reference = embed(reference_audio, 24_000, source=f"prompt {run.prompt.name!r} (decoded)", device=device)
+    """SECS of every generation against ``reference_audio`` (:data:`SAMPLE_RATE` Hz); also seconds
+    per score."""
+    reference = embed(reference_audio, SAMPLE_RATE, source=f"prompt {run.prompt.name!r} (decoded)", device=device)
     scores = {}
     started = time.perf_counter()
     for generation in run.generations:
@@ -102,7 +106,7 @@ def run_study(run: MatrixRun, *, device: str = "cpu") -> StudyResult:
     reference_audio = prompt_reference_audio(run.prompt, run.model_set)
     scores, per_score = score_run(run, reference_audio, device=device)
     result = analyse(scores, per_score, {"prompt": run.prompt.name, "audio": "prompt fine codes decoded by "
-                                         f"model set {run.model_set.name!r}", "file": "audio/reference.wav"})
+                                         f"model set {run.model_set.name!r}", "file": f"audio/{REFERENCE_WAV}"})
     result.reference_audio = reference_audio
     return result
 
@@ -114,7 +118,7 @@ def write_study(directory: Path, result: StudyResult) -> None:
         from bark_ablation.run_output import write_wav
 
         (directory / "audio").mkdir(exist_ok=True)
-        write_wav(directory / "audio" / "reference.wav", result.reference_audio, 24_000)
+        write_wav(directory / "audio" / REFERENCE_WAV, result.reference_audio, SAMPLE_RATE)
     (directory / "study.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     _write_csv(directory / "secs.csv", ["cell", "seed", "secs"],
                [[cell, seed, f"{score:.6f}"] for (cell, seed), score in result.scores.items()])
