@@ -3,6 +3,7 @@ so each benchmark runs once as a smoke test); time them with::
 
     pytest tests/test_benchmarks.py --benchmark-enable --benchmark-autosave          # CPU, tiny set
     pytest -m gpu tests/test_benchmarks.py --benchmark-enable --benchmark-autosave   # CUDA, full size
+    pytest ... --bark-implementation transformers                                     # Hugging Face's port
 
 and compare saved runs with ``--benchmark-compare`` / ``pytest-benchmark compare``.
 """
@@ -38,8 +39,18 @@ def run_benchmark(benchmark, workload: StageWorkload, stage: str):
 
 
 @pytest.fixture(scope="module")
-def tiny_workload(tiny_models, voice_prompts):
-    return StageWorkload(tiny_models, voice_prompts["en_speaker_6"], REGRESSION_TEXT, benchmark_params(2.0))
+def implementation(request):
+    """``--bark-implementation`` (default: the installed ``bark`` module's). Benchmark names do
+    not carry it, so the same benchmark saved by two implementations' runs (tox envs) compares."""
+    return request.config.getoption("--bark-implementation")
+
+
+@pytest.fixture(scope="module")
+def tiny_workload(implementation, voice_prompts):
+    from bark_ablation.model_sets import get_model_set
+
+    model_set = get_model_set("tiny", "cpu", implementation=implementation)
+    return StageWorkload(model_set, voice_prompts["en_speaker_6"], REGRESSION_TEXT, benchmark_params(2.0))
 
 
 @pytest.mark.parametrize("stage", BENCHMARK_STAGES)
@@ -62,10 +73,10 @@ def test_random_sets_match_the_published_sizes(name, published_millions):
 
 
 @pytest.fixture(scope="module", params=list(RANDOM_ARCHITECTURES))
-def gpu_workload(request, voice_prompts):
+def gpu_workload(request, implementation, voice_prompts):
     from bark_ablation.model_sets import get_model_set
 
-    model_set = get_model_set(request.param, "cuda")
+    model_set = get_model_set(request.param, "cuda", implementation=implementation)
     return StageWorkload(model_set, voice_prompts["en_speaker_6"], REGRESSION_TEXT, benchmark_params(5.0))
 
 

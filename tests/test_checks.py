@@ -9,11 +9,20 @@ import pytest
 
 from bark_ablation import checks
 from bark_ablation.checks import CheckFailure
+from bark_ablation.known_issues import explain
+from bark_ablation.pipeline import generate
+from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
 
 @pytest.fixture(scope="module")
-def good(regression_matrix):
-    return regression_matrix("en_speaker_0", 0).get("scf", 0)
+def good(regression_matrix, model_set, tiny_models, generation_params, voice_prompts):
+    generation = regression_matrix("en_speaker_0", 0).get("scf", 0)
+    if explain(generation, model_set.implementation) is not None:
+        # This implementation's output is not good (a known upstream bug, tested where it is
+        # recognised); the checks themselves are tested on the default implementation's tiny set.
+        generation = generate(REGRESSION_TEXT, voice_prompts["en_speaker_0"], "scf", 0, generation_params,
+                              model_set=tiny_models)
+    return generation
 
 
 def with_(generation, **changes):

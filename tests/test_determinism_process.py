@@ -18,8 +18,10 @@ PROMPT, SEED = "en_speaker_0", 1
 CHILD = f"""
 import sys, numpy as np
 from bark_ablation import GenerationParams, run_matrix
+from bark_ablation.model_sets import get_model_set
 run = run_matrix({REGRESSION_TEXT!r}, {PROMPT!r}, [{SEED}],
-                 params=GenerationParams(max_duration_s={REGRESSION_MAX_DURATION_S}))
+                 params=GenerationParams(max_duration_s={REGRESSION_MAX_DURATION_S}),
+                 model_set=get_model_set("tiny", "cpu", implementation=sys.argv[2]))
 arrays = {{}}
 for g in run.generations:
     for part in ("semantic", "coarse", "fine", "audio"):
@@ -34,7 +36,7 @@ def test_fresh_process_reproduces_every_cell(tmp_path, regression_matrix, model_
 
         pytest.skip("the child process builds the tiny set on CPU")
     out = tmp_path / "child.npz"
-    subprocess.run([sys.executable, "-c", CHILD, str(out)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-c", CHILD, str(out), model_set.implementation], check=True, timeout=300)
     run = regression_matrix(PROMPT, SEED)
     with np.load(out) as child:
         for cell in ALL_CONDITIONINGS:

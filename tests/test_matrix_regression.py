@@ -7,8 +7,13 @@ import pytest
 
 from bark_ablation import checks
 from bark_ablation.conditioning import ALL_CONDITIONINGS, STAGES, Conditioning
+from bark_ablation.known_issues import explain
 from bark_ablation.pipeline import generate
-from bark_ablation.pytest_plugin import REGRESSION_PROMPTS, REGRESSION_SEEDS, REGRESSION_TEXT
+from bark_ablation.pytest_plugin import (
+    REGRESSION_PROMPTS,
+    REGRESSION_SEEDS,
+    REGRESSION_TEXT,
+)
 
 CELLS = [pytest.param(c, id=c.id) for c in ALL_CONDITIONINGS]
 PROMPTS = [pytest.param(p, id=p.replace("/", "-")) for p in REGRESSION_PROMPTS]
@@ -22,8 +27,15 @@ class TestEveryCase:
     def test_shapes_and_dtypes(self, regression_matrix, cell, prompt, seed):
         checks.check_shapes(regression_matrix(prompt, seed).get(cell, seed))
 
-    def test_token_ranges(self, regression_matrix, cell, prompt, seed):
-        checks.check_token_ranges(regression_matrix(prompt, seed).get(cell, seed))
+    def test_token_ranges(self, regression_matrix, model_set, cell, prompt, seed):
+        generation = regression_matrix(prompt, seed).get(cell, seed)
+        try:
+            checks.check_token_ranges(generation)
+        except checks.CheckFailure as failure:
+            issue = explain(generation, model_set.implementation)
+            if issue is None:
+                raise
+            pytest.xfail(f"known issue {issue.id} ({issue.description}): {failure}")
 
     def test_durations_agree(self, regression_matrix, generation_params, cell, prompt, seed):
         generation = regression_matrix(prompt, seed).get(cell, seed)
