@@ -284,9 +284,11 @@ def load_case_dir(directory: Path, request: GoldenRequest | None = None, *, comm
 
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to a uniquely named temporary file beside ``path``, then rename it over
-    ``path``: a reader sees the old file or the new one, never a partial one."""
+    ``path``: a reader sees the old file or the new one, never a partial one. The file gets the
+    mode an ordinary ``open`` would give (mkstemp's is 0600, unreadable to a CI user or a team)."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o666 & ~_UMASK)
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
@@ -295,6 +297,17 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _process_umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+_UMASK = _process_umask()
+"""Read once at import: os.umask can only be read by setting it, which would race with writers
+in other threads."""
 
 
 def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:

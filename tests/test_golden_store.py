@@ -4,6 +4,7 @@ missing, corrupt and stale golden data."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import numpy as np
@@ -45,6 +46,13 @@ def test_layout_names_implementation_model_set_device_class_prompt_seed_and_cell
                        / "en_speaker_0" / "seed0_scf")
     assert sorted(p.name for p in written.iterdir()) == [
         "audio.wav", "coarse.npy", "features.json", "fine.npy", "manifest.json", "semantic.npy"]
+
+
+def test_files_get_the_mode_an_ordinary_write_would(written):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in written.iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # not mkstemp's 0600
 
 
 def test_round_trip_is_exact(store, key, request_, written, tiny_generation):
