@@ -20,14 +20,15 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def device_description(device: str) -> dict[str, str | int | None]:
-    """Device name, class and (on CUDA) compute capability and CUDA version."""
+def device_description(device: str, cuda_dtype: str | None = None) -> dict[str, str | int | None]:
+    """Device name, class and (on CUDA) compute capability and CUDA version. ``cuda_dtype``:
+    the implementation's CUDA compute dtype (see :attr:`ModelSet.cuda_dtype`)."""
     import torch
 
     from bark_ablation.device import device_class
 
     parsed = torch.device(device)
-    info: dict[str, str | int | None] = {"device": device, "device_class": device_class(device),
+    info: dict[str, str | int | None] = {"device": device, "device_class": device_class(device, cuda_dtype),
                                          "cpu": platform.processor() or platform.machine(),
                                          "torch_threads": torch.get_num_threads()}
     if parsed.type == "cuda":

@@ -208,7 +208,7 @@ class GoldenStore:
             "audio": {"format": AUDIO_FORMAT, "sample_rate_hz": generation.sample_rate,
                       "samples": int(generation.audio.shape[-1]),
                       "duration_s": generation.duration_s},
-            "made_with": {"packages": package_versions(), "device": device_description(model_set.device),
+            "made_with": {"packages": package_versions(), "device": device_description(model_set.device, model_set.cuda_dtype),
                           "model_set_provenance": model_set.provenance},
             "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
                       for name, data in payload.items()},

@@ -111,7 +111,7 @@ def run_summary(run: MatrixRun, wall_s: float) -> dict[str, Any]:
         "params": run.params.to_dict(),
         "model_set": {"name": model_set.name, "implementation": model_set.implementation,
                       "provenance": model_set.provenance},
-        "device": device_description(model_set.device),
+        "device": device_description(model_set.device, model_set.cuda_dtype),
         "versions": package_versions(),
         "stage_runs": dict(run.stage_runs),
         "stage_runs_without_reuse": without_reuse,

