@@ -7,6 +7,7 @@ traceback, and nothing written.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -96,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     behaviour.add_argument("second", type=Path, help="e.g. golden/tts-webui-bark-0.1.1/tiny/cpu")
     behaviour.set_defaults(handler=_compare_golden)
 
+    merge = commands.add_parser(
+        "merge", help="merge run directories that split one study by seed (shards) into one run",
+        description="The runs must share text, prompt, cells, parameters, model set, implementation "
+                    "and device class, and split the seeds; the study is recomputed from their SECS.")
+    merge.add_argument("runs", type=Path, nargs="+", help="run directories written by `bark-ablation run`")
+    merge.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    merge.set_defaults(handler=_merge)
+
     prompts = commands.add_parser("prompts", help="list the voice presets shipped with Bark")
     prompts.set_defaults(handler=_prompts)
 
@@ -164,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     except BaseException:
         staged.discard()
         raise
-    print(summary_table(run))
+    print(summary_table([g.summary() for g in run.generations]))
     print(f"\n{len(run.generations)} generations in {wall_s:.1f} s; stage runs "
           + ", ".join(f"{k} {v}" for k, v in run.stage_runs.items()) + f"; wrote {destination}")
     if study is not None:
@@ -187,6 +197,16 @@ def _report(args: argparse.Namespace) -> int:
               f"{result.audio_ok} of {result.audio} audio elements loaded")
         if not result.ok:
             raise OutputError(f"{page}: broken images {result.images_broken}, audio {result.audio_broken}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from bark_ablation.run_merge import merge_runs
+
+    merged = merge_runs(args.runs, args.out, overwrite=args.overwrite)
+    summary = json.loads((merged / "summary.json").read_text())
+    print(f"merged {len(args.runs)} runs into {merged}: seeds {', '.join(map(str, summary['seeds']))}, "
+          f"{len(summary['generations'])} generations; `bark-ablation report {merged}` for the report")
     return 0
 
 

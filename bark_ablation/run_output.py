@@ -123,45 +123,61 @@ def run_summary(run: MatrixRun, wall_s: float) -> dict[str, Any]:
     }
 
 
-def summary_table(run: MatrixRun) -> str:
-    """A Markdown table, one row per (cell, seed)."""
+def summary_table(generations: list[dict[str, Any]]) -> str:
+    """A Markdown table, one row per (cell, seed), from :meth:`Generation.summary` dicts (the
+    ``generations`` of ``summary.json``)."""
     header = ("| cell | seed | semantic tokens | coarse frames | duration s | semantic s | "
               "coarse s | fine s | decode s | shared stages |")
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for g in run.generations:
+    for g in generations:
         lines.append(
-            f"| `{g.cell}` | {g.seed} | {g.semantic.shape[-1]} | {g.coarse.shape[-1]} | "
-            f"{g.duration_s:.2f} | {_time(g, 'semantic')} | {_time(g, 'coarse')} | "
-            f"{_time(g, 'fine')} | {_time(g, 'decode')} | {', '.join(sorted(g.reused)) or '-'} |"
+            f"| `{g['cell']}` | {g['seed']} | {g['semantic_tokens']} | {g['coarse_frames']} | "
+            f"{g['duration_s']:.2f} | {_time(g, 'semantic')} | {_time(g, 'coarse')} | "
+            f"{_time(g, 'fine')} | {_time(g, 'decode')} | {', '.join(g['reused_stages']) or '-'} |"
         )
     return "\n".join(lines)
 
 
-def _time(generation: Generation, stage: str) -> str:
-    return "shared" if stage in generation.reused else f"{generation.stage_seconds[stage]:.3f}"
+def _time(generation: dict[str, Any], stage: str) -> str:
+    return "shared" if stage in generation["reused_stages"] else f"{generation['stage_seconds'][stage]:.3f}"
 
 
-def summary_markdown(run: MatrixRun, summary: dict[str, Any]) -> str:
-    """The run's Markdown page: what ran, with what, and the table."""
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The run's Markdown page (``summary.md``) from its ``summary.json`` dict: what ran, with
+    what, and the table."""
     runs = summary["stage_runs"]
     naive = summary["stage_runs_without_reuse"]
-    return "\n".join([
-        f"# bark-ablation run: prompt `{run.prompt.name}`",
+    model_set = summary["model_set"]
+    lines = [
+        f"# bark-ablation run: prompt `{summary['prompt']['name']}`",
         "",
-        f"- text: {run.text!r}",
-        f"- seeds: {', '.join(map(str, run.seeds))}; cells: {', '.join(summary['cells'])}",
-        f"- model set: `{run.model_set.name}` ({run.model_set.implementation} "
-        f"{summary['versions'].get(run.model_set.implementation)}), device class `{summary['device']['device_class']}`",
+        f"- text: {summary['text']!r}",
+        f"- seeds: {', '.join(map(str, summary['seeds']))}; cells: {', '.join(summary['cells'])}",
+        (f"- model set: `{model_set['name']}` ({model_set['implementation']} "
+         f"{summary['versions'].get(model_set['implementation'])}), device class "
+         f"`{summary['device']['device_class']}`"),
         "- stage runs: " + ", ".join(f"{k} {runs.get(k, 0)} (of {naive[k]})" for k in naive),
         f"- wall time: {summary['wall_seconds']:.2f} s",
+    ]
+    if summary.get("merged_from"):
+        lines.append("- merged from: " + "; ".join(
+            f"{part['directory']} (seeds {', '.join(map(str, part['seeds']))})" for part in summary["merged_from"]))
+    lines += [
         f"- note: {summary['notes']}",
         "",
-        "Cell ids: one character per stage (semantic, coarse, fine); a letter when the stage "
-        "receives the prompt's history, `-` when it does not.",
+        ("Cell ids: one character per stage (semantic, coarse, fine); a letter when the stage "
+         "receives the prompt's history, `-` when it does not."),
         "",
-        summary_table(run),
+        summary_table(summary["generations"]),
         "",
-    ])
+    ]
+    return "\n".join(lines)
+
+
+def write_summary(directory: Path, summary: dict[str, Any]) -> None:
+    """``summary.json`` and ``summary.md`` into ``directory``."""
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (directory / "summary.md").write_text(summary_markdown(summary))
 
 
 def write_run(staged: StagedDirectory, run: MatrixRun, wall_s: float, study: StudyResult | None = None) -> Path:
@@ -173,7 +189,5 @@ def write_run(staged: StagedDirectory, run: MatrixRun, wall_s: float, study: Stu
         from bark_ablation.study import write_study
 
         write_study(staged.path, study)
-    summary = run_summary(run, wall_s)
-    (staged.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (staged.path / "summary.md").write_text(summary_markdown(run, summary))
+    write_summary(staged.path, run_summary(run, wall_s))
     return staged.commit()

@@ -1,0 +1,160 @@
+"""Merging run directories that split one study by seed (shards on several workers or GPUs).
+
+A large study runs as shards, ``bark-ablation run --seeds 0 1 ...`` on one GPU and ``--seeds
+2 3 ...`` on another, each writing its own run directory. :func:`merge_runs` checks that the
+shards are parts of one study (same text, prompt, cells, generation parameters, model set,
+implementation and version, device class) with disjoint seeds, then writes one run directory
+holding every shard's WAVs and tokens, a summary of all generations, and the study recomputed
+from every shard's SECS scores (``study.json``; no audio is re-embedded). ``bark-ablation report`` reads the
+result like any run.
+
+Seeds are the study's replicates and every stage is seeded from (seed, stage) alone, so a merged
+study equals the study one process would have run over all the seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bark_ablation.errors import BarkAblationError
+from bark_ablation.run_output import StagedDirectory, write_summary
+
+MUST_AGREE = ("text", "prompt.fingerprint", "cells", "params", "model_set.name", "model_set.implementation",
+              "device.device_class")
+"""Summary fields every shard of one study must share (dotted paths into ``summary.json``)."""
+
+
+class MergeError(BarkAblationError):
+    """Run directories that cannot be merged; the message names the directory and the field."""
+
+
+def merge_runs(run_dirs: list[Path], destination: Path, *, overwrite: bool = False) -> Path:
+    """Merge ``run_dirs`` (shards of one study by seed) into ``destination``; returns it.
+
+    Raises :class:`MergeError` naming the directory and the field when the shards disagree,
+    repeat a seed, or lack a file; nothing is written then.
+    """
+    run_dirs = [Path(d) for d in run_dirs]
+    if len(run_dirs) < 2:
+        raise MergeError("runs: give at least two run directories to merge")
+    summaries = [_read_json(d / "summary.json") for d in run_dirs]
+    _check_same_study(run_dirs, summaries)
+    seeds = _check_disjoint_seeds(run_dirs, summaries)
+    with_study = [(d / "study.json").is_file() for d in run_dirs]
+    if any(with_study) and not all(with_study):
+        missing = run_dirs[with_study.index(False)]
+        raise MergeError(f"{missing}: study.json: missing while other runs have one (rerun it without --no-study)")
+    _check_versions(run_dirs, summaries)
+
+    staged = StagedDirectory(destination, overwrite=overwrite)
+    try:
+        for run_dir in run_dirs:
+            for sub in ("audio", "tokens"):
+                _copy_tree(run_dir / sub, staged.path / sub)
+        if all(with_study):
+            _merge_study(run_dirs, staged.path)
+        write_summary(staged.path, _merged_summary(run_dirs, summaries, seeds))
+    except BaseException:
+        staged.discard()
+        raise
+    return staged.commit()
+
+
+def _field(summary: dict[str, Any], dotted: str) -> Any:
+    value: Any = summary
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _check_same_study(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> None:
+    first_dir, first = run_dirs[0], summaries[0]
+    for run_dir, summary in zip(run_dirs[1:], summaries[1:], strict=True):
+        for name in MUST_AGREE:
+            if _field(summary, name) != _field(first, name):
+                raise MergeError(f"{run_dir}: {name}: {_field(summary, name)!r}, but {first_dir} has "
+                                 f"{_field(first, name)!r}; shards of one study must agree on it")
+
+
+def _check_versions(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> None:
+    implementation = summaries[0]["model_set"]["implementation"]
+    versions = [s["versions"].get(implementation) for s in summaries]
+    for run_dir, version in zip(run_dirs[1:], versions[1:], strict=True):
+        if version != versions[0]:
+            raise MergeError(f"{run_dir}: versions.{implementation}: {version!r}, but {run_dirs[0]} has "
+                             f"{versions[0]!r}; shards of one study must agree on it")
+
+
+def _check_disjoint_seeds(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> list[int]:
+    owner: dict[int, Path] = {}
+    for run_dir, summary in zip(run_dirs, summaries, strict=True):
+        for seed in summary["seeds"]:
+            if seed in owner:
+                raise MergeError(f"{run_dir}: seeds: seed {seed} is also in {owner[seed]}; shards must "
+                                 f"split the seeds, not repeat them")
+            owner[seed] = run_dir
+    return sorted(owner)
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    """Copy ``source``'s files into ``target``; a file already there must be identical (the prompt's
+    reference WAV is in every shard)."""
+    if not source.is_dir():
+        return
+    target.mkdir(exist_ok=True)
+    for path in sorted(source.iterdir()):
+        destination = target / path.name
+        if destination.exists():
+            if destination.read_bytes() != path.read_bytes():
+                raise MergeError(f"{path}: differs from the same file in an earlier run; shards of one "
+                                 f"study decode the same reference")
+            continue
+        shutil.copy2(path, destination)
+
+
+def _merge_study(run_dirs: list[Path], directory: Path) -> None:
+    from bark_ablation.study import REFERENCE_WAV, analyse, write_study
+
+    scores: dict[tuple[str, int], float] = {}
+    timings = []
+    for run_dir in run_dirs:
+        study = _read_json(run_dir / "study.json")
+        timings.append(study["seconds_per_score"])
+        # study.json keeps full precision (secs.csv rounds to 6 digits)
+        for row in study["scores"]:
+            scores[(row["cell"], int(row["seed"]))] = float(row["secs"])
+    reference = _read_json(run_dirs[0] / "study.json")["reference"]
+    result = analyse(scores, sum(timings) / len(timings), reference)
+    write_study(directory, result)
+    if not (directory / "audio" / REFERENCE_WAV).is_file():
+        raise MergeError(f"{run_dirs[0]}: audio/{REFERENCE_WAV}: missing")
+
+
+def _merged_summary(run_dirs: list[Path], summaries: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+    merged = dict(summaries[0])
+    merged["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    merged["seeds"] = seeds
+    generations = [g for s in summaries for g in s["generations"]]
+    merged["generations"] = sorted(generations, key=lambda g: (g["seed"], merged["cells"].index(g["cell"])))
+    for total in ("stage_runs", "stage_runs_without_reuse", "stage_seconds_total"):
+        merged[total] = {stage: round(sum(s[total].get(stage, 0) for s in summaries), 4)
+                         for stage in summaries[0][total]}
+    merged["wall_seconds"] = round(sum(s["wall_seconds"] for s in summaries), 3)  # the shards' walls, added
+    merged["merged_from"] = [{"directory": str(d), "seeds": s["seeds"], "created_utc": s["created_utc"],
+                              "wall_seconds": s["wall_seconds"], "device": s["device"]}
+                             for d, s in zip(run_dirs, summaries, strict=True)]
+    return merged
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MergeError(f"{path}: missing; is {path.parent} a directory written by `bark-ablation run`?") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise MergeError(f"{path}: unreadable ({error})") from None
+
