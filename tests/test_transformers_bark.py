@@ -17,7 +17,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from bark_ablation.checks import CheckFailure, assert_differs, assert_tokens_equal, check_token_ranges
+from bark_ablation.checks import (
+    CheckFailure,
+    assert_differs,
+    assert_tokens_equal,
+    check_token_ranges,
+)
 from bark_ablation.conditioning import ALL_CONDITIONINGS
 from bark_ablation.errors import MissingWeightsError, ModelSetError
 from bark_ablation.implementation import activated, get_implementation
