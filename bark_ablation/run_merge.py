@@ -25,7 +25,8 @@ from bark_ablation.run_output import StagedDirectory, write_summary
 
 MUST_AGREE = ("text", "prompt.fingerprint", "cells", "params", "model_set.name", "model_set.implementation",
               "device.device_class")
-"""Summary fields every shard of one study must share (dotted paths into ``summary.json``)."""
+"""Summary fields every shard of one study must share (dotted paths into ``summary.json``),
+besides the version of the implementation that made them."""
 
 
 class MergeError(BarkAblationError):
@@ -48,7 +49,6 @@ def merge_runs(run_dirs: list[Path], destination: Path, *, overwrite: bool = Fal
     if any(with_study) and not all(with_study):
         missing = run_dirs[with_study.index(False)]
         raise MergeError(f"{missing}: study.json: missing while other runs have one (rerun it without --no-study)")
-    _check_versions(run_dirs, summaries)
 
     staged = StagedDirectory(destination, overwrite=overwrite)
     try:
@@ -73,20 +73,12 @@ def _field(summary: dict[str, Any], dotted: str) -> Any:
 
 def _check_same_study(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> None:
     first_dir, first = run_dirs[0], summaries[0]
+    implementation_version = f"versions.{first['model_set']['implementation']}"
     for run_dir, summary in zip(run_dirs[1:], summaries[1:], strict=True):
-        for name in MUST_AGREE:
+        for name in (*MUST_AGREE, implementation_version):
             if _field(summary, name) != _field(first, name):
                 raise MergeError(f"{run_dir}: {name}: {_field(summary, name)!r}, but {first_dir} has "
                                  f"{_field(first, name)!r}; shards of one study must agree on it")
-
-
-def _check_versions(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> None:
-    implementation = summaries[0]["model_set"]["implementation"]
-    versions = [s["versions"].get(implementation) for s in summaries]
-    for run_dir, version in zip(run_dirs[1:], versions[1:], strict=True):
-        if version != versions[0]:
-            raise MergeError(f"{run_dir}: versions.{implementation}: {version!r}, but {run_dirs[0]} has "
-                             f"{versions[0]!r}; shards of one study must agree on it")
 
 
 def _check_disjoint_seeds(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> list[int]:

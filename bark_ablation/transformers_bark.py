@@ -55,6 +55,12 @@ from importlib import metadata
 
 import numpy as np
 import torch
+from transformers import BarkProcessor
+from transformers.models.bark.generation_configuration_bark import (
+    BarkCoarseGenerationConfig,
+    BarkFineGenerationConfig,
+    BarkSemanticGenerationConfig,
+)
 
 from bark_ablation.errors import ModelSetError
 from bark_ablation.implementation import ModelSet
@@ -110,19 +116,11 @@ class TransformersBarkRunner:
     """Calls the sub-models' ``generate`` with explicit parameters; batch size 1."""
 
     def __init__(self, models: dict, device: str):
-        from transformers import BarkProcessor
-        from transformers.models.bark.generation_configuration_bark import (
-            BarkCoarseGenerationConfig,
-            BarkFineGenerationConfig,
-            BarkSemanticGenerationConfig,
-        )
-
         self._model = models["bark"]
         self._processor = BarkProcessor(tokenizer=models["text"]["tokenizer"])
         configs = self._model.generation_config
         self._semantic_config = BarkSemanticGenerationConfig(**_as_dict(configs.semantic_config))
         self._coarse_config_fields = _as_dict(configs.coarse_acoustics_config)
-        self._coarse_config_class = BarkCoarseGenerationConfig
         self._fine_config = BarkFineGenerationConfig(**_as_dict(configs.fine_acoustics_config))
         self._codebook_size = configs.codebook_size
         self.device = device
@@ -146,7 +144,7 @@ class TransformersBarkRunner:
 
     def coarse(self, semantic: np.ndarray, history: VoicePrompt | None,
                params: GenerationParams) -> np.ndarray:
-        config = self._coarse_config_class(**{**self._coarse_config_fields,
+        config = BarkCoarseGenerationConfig(**{**self._coarse_config_fields,
                                               "max_coarse_history": params.max_coarse_history,
                                               "sliding_window_len": params.sliding_window_len})
         # A fresh tensor: transformers rewrites padding in its input in place.
@@ -167,7 +165,7 @@ class TransformersBarkRunner:
     def fine(self, coarse: np.ndarray, history: VoicePrompt | None,
              params: GenerationParams) -> np.ndarray:
         row = coarse_row_from_codes(coarse, self._semantic_config.semantic_vocab_size, self._codebook_size)[None]
-        coarse_config = self._coarse_config_class(**self._coarse_config_fields)
+        coarse_config = BarkCoarseGenerationConfig(**self._coarse_config_fields)
         with torch.inference_mode():
             fine = self._model.fine_acoustics.generate(
                 torch.tensor(row, dtype=torch.long, device=self.device),

@@ -73,6 +73,12 @@ def test_shards_of_another_study_are_refused_by_field(shards_and_whole, tmp_path
     (longer / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(MergeError, match=r"longer: params: .*'max_duration_s': 0.5.*shards of one study must agree"):
         merge_runs([a, longer], tmp_path / "out")
+    summary["params"]["max_duration_s"] = 0.4
+    implementation = summary["model_set"]["implementation"]
+    summary["versions"][implementation] = "9.9.9"
+    (longer / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(MergeError, match=rf"longer: versions.{implementation}: '9.9.9', but"):
+        merge_runs([a, longer], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
