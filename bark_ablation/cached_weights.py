@@ -57,6 +57,10 @@ class CacheLocations:
         return cls(bark_dir=Path(xdg) / "suno" / "bark_v0", hf_hub_dir=Path(constants.HF_HUB_CACHE),
                    torch_hub_dir=Path(torch.hub.get_dir()))
 
+    def hub_repo_dir(self, repo: str) -> Path:
+        """Where the Hugging Face cache keeps ``repo`` (``models--owner--name``)."""
+        return self.hf_hub_dir / ("models--" + repo.replace("/", "--"))
+
     @property
     def encodec_path(self) -> Path:
         return self.torch_hub_dir / "checkpoints" / ENCODEC_CHECKPOINT
@@ -73,7 +77,7 @@ def missing_files(name: str, locations: CacheLocations | None = None) -> list[Mi
                                        "Bark's cache: $XDG_CACHE_HOME/suno/bark_v0"))
     if _tokenizer_vocab(locations) is None:
         missing.append(MissingFile(f"tokenizer {TOKENIZER_REPO} (vocab.txt)",
-                                   locations.hf_hub_dir / ("models--" + TOKENIZER_REPO.replace("/", "--")),
+                                   locations.hub_repo_dir(TOKENIZER_REPO),
                                    "Hugging Face cache: $HF_HOME/hub"))
     if not locations.encodec_path.is_file():
         missing.append(MissingFile(f"EnCodec 24 kHz weights {ENCODEC_CHECKPOINT}", locations.encodec_path,

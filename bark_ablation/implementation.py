@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bark_ablation.errors import ModelSetError
+from bark_ablation.errors import ModelSetError, ParamsError
 from bark_ablation.params import GenerationParams
 from bark_ablation.prompts import VoicePrompt
 
@@ -118,6 +118,14 @@ IMPLEMENTATIONS: dict[str, Callable[[], BarkImplementation]] = {
     "transformers": _transformers,
 }
 """Implementation name -> factory. Factories import lazily: listing them imports no torch."""
+
+
+def check_implementation_name(name: str) -> str:
+    """``name`` if it is registered in :data:`IMPLEMENTATIONS`, else a ParamsError naming the field
+    (cheap: imports no implementation)."""
+    if name not in IMPLEMENTATIONS:
+        raise ParamsError("implementation", f"must be one of {', '.join(sorted(IMPLEMENTATIONS))}, got {name!r}")
+    return name
 
 
 def default_implementation() -> str:

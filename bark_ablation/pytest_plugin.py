@@ -76,11 +76,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--golden-force-regen and --golden-regen-all: choose one")
     implementation = config.getoption("--bark-implementation")
     if implementation is not None:
-        from bark_ablation.implementation import IMPLEMENTATIONS
+        from bark_ablation.errors import ParamsError
+        from bark_ablation.implementation import check_implementation_name
 
-        if implementation not in IMPLEMENTATIONS:
-            raise pytest.UsageError(f"--bark-implementation: must be one of {', '.join(sorted(IMPLEMENTATIONS))}, "
-                                    f"got {implementation!r}")
+        try:
+            check_implementation_name(implementation)
+        except ParamsError as error:
+            raise pytest.UsageError(f"--bark-implementation: {error.rule}") from None
     if config.getoption("--shard"):
         from bark_ablation.errors import ParamsError
         from bark_ablation.sharding import parse_shard

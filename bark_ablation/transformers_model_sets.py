@@ -17,7 +17,6 @@ from the local Hugging Face cache only (``$HF_HOME/hub``) unless a download is a
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import torch
 
@@ -148,21 +147,18 @@ def _layout(model, tokenizer) -> dict:
             "coarse": model.coarse_acoustics, "fine": model.fine_acoustics, "codec": model.codec_model}
 
 
-def hub_cache_dir() -> Path:
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
 def missing_hub_files(name: str) -> list[MissingFile]:
     """Files real set ``name`` lacks in the local Hugging Face cache (empty: all there)."""
     from huggingface_hub import try_to_load_from_cache
 
+    from bark_ablation.cached_weights import CacheLocations
+
     repo = HUB_REPOS[name]
-    where = hub_cache_dir() / ("models--" + repo.replace("/", "--"))
+    locations = CacheLocations.from_environment()
+    where = locations.hub_repo_dir(repo)
 
     def cached(filename: str) -> bool:
-        return isinstance(try_to_load_from_cache(repo, filename), str)
+        return isinstance(try_to_load_from_cache(repo, filename, cache_dir=locations.hf_hub_dir), str)
 
     missing = [MissingFile(f"transformers {repo} {filename}", where, "Hugging Face cache: $HF_HOME/hub")
                for filename in HUB_FILES if not cached(filename)]
