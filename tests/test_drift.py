@@ -43,18 +43,31 @@ def failing(rows):
     return {row.check.split("[")[0] for row in rows if row.passed is False}
 
 
+BENIGN_PERTURBATIONS = [
+    # (id, perturbation, always changes the audio). Another thread count changes the float
+    # summation order only where the decoder's kernels split work by thread: on some CPUs it is
+    # bit-identical, so it proves nothing there and is skipped, saying so. Input noise of 1e-6 is
+    # about 8 float32 ulps of an embedding value: it changes the audio on every machine.
+    pytest.param(lambda models, fine: perturbations.decode_with_threads(models, fine, 1), False, id="1-thread"),
+    pytest.param(lambda models, fine: perturbations.decode_with_input_noise(models, fine, 1e-6), True, id="noise-1e-6"),
+    pytest.param(lambda models, fine: perturbations.decode_with_input_noise(models, fine, 1e-5), True, id="noise-1e-5"),
+]
+
+
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("perturb", [
-    pytest.param(lambda models, fine: perturbations.decode_with_threads(models, fine, 1), id="1-thread"),
-    pytest.param(lambda models, fine: perturbations.decode_with_input_noise(models, fine, 1e-6), id="noise-1e-6"),
-    pytest.param(lambda models, fine: perturbations.decode_with_input_noise(models, fine, 1e-5), id="noise-1e-5"),
-])
-def test_benign_perturbation_passes(goldens, tiny_models, cell, perturb):
+@pytest.mark.parametrize("perturb, always_changes", BENIGN_PERTURBATIONS)
+def test_benign_perturbation_passes(goldens, tiny_models, cell, perturb, always_changes):
     golden = goldens[cell]
     audio = perturb(tiny_models, np.array(golden.fine))
-    assert not np.array_equal(audio, golden.audio), "the perturbation must change the audio to test anything"
+    if np.array_equal(audio, golden.audio):
+        assert not always_changes, "this perturbation must change the audio on every machine"
+        pytest.skip("bit-identical audio on this CPU: the perturbation changed nothing, so it tests nothing here")
     rows = compare_audio(golden, audio, golden.sample_rate)
     assert failing(rows) == set(), "\n".join(map(str, rows))
+
+
+def test_at_least_one_benign_perturbation_always_changes_the_audio():
+    assert any(param.values[1] for param in BENIGN_PERTURBATIONS)
 
 
 @pytest.mark.parametrize("cell", CELLS)
