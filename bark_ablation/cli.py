@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bark_ablation.conditioning import ALL_CONDITIONINGS, CONTROLS, Conditioning
 from bark_ablation.errors import BarkAblationError, OutputError
-from bark_ablation.params import GenerationParams, validate_seed, validate_text
+from bark_ablation.params import GenerationParams, text_from_command_line, validate_seed, validate_text
 
 EXIT_USAGE = 2
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--prompt", required=True,
                      help="voice prompt: preset name (en_speaker_0, v2/en_speaker_0, speaker_0) or .npz path")
-    run.add_argument("--text", required=True, help="text to speak")
+    run.add_argument("--text", required=True, type=text_from_command_line, help="text to speak")
     run.add_argument("--seeds", nargs="+", type=_int_arg("--seeds"), default=list(DEFAULT_SEEDS),
                      help="seeds, integers in [0, 2**32-1] (default: 0 1 2 3 4)")
     run.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
@@ -203,7 +203,7 @@ def _merge(args: argparse.Namespace) -> int:
     from bark_ablation.run_merge import merge_runs
 
     merged = merge_runs(args.runs, args.out, overwrite=args.overwrite)
-    summary = json.loads((merged / "summary.json").read_text())
+    summary = json.loads((merged / "summary.json").read_text(encoding="utf-8"))
     print(f"merged {len(args.runs)} runs into {merged}: seeds {', '.join(map(str, summary['seeds']))}, "
           f"{len(summary['generations'])} generations; `bark-ablation report {merged}` for the report")
     return 0

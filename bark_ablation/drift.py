@@ -269,7 +269,7 @@ def write_artifacts(report: DriftReport, golden: GoldenCase, audio: np.ndarray, 
     shutil.copyfile(golden.audio_path, directory / "golden.wav")
     save_spectrogram_comparison(log_mel_db(golden.audio, golden.sample_rate), log_mel_db(audio, sample_rate),
                                 sample_rate, directory / "spectrograms.png", title=report.case)
-    (directory / "drift.txt").write_text(f"{report}\n")
+    (directory / "drift.txt").write_text(f"{report}\n", encoding="utf-8")
     return directory
 
 

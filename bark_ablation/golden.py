@@ -356,7 +356,7 @@ def _verify(path: Path, expected: Any, command: str | None) -> None:
 
 def _read_json(path: Path, command: str | None) -> dict[str, Any]:
     try:
-        value = json.loads(path.read_text())
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise GoldenCorruptError(path, f"unreadable JSON ({error})", command) from None
     if not isinstance(value, dict):

@@ -22,7 +22,7 @@ from bark_ablation.golden import MANIFEST_FILE, load_case_dir
 
 def _load_benchmarks(path: Path) -> dict[str, dict]:
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
         return {entry["fullname"]: entry for entry in data["benchmarks"]}
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise OutputError(f"{path}: not a pytest-benchmark JSON file ({error})") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,7 +114,26 @@ def validate_text(text: object) -> str:
         raise ParamsError("text", f"must be a string, got {type(text).__name__}")
     if not text.strip():
         raise ParamsError("text", "must contain at least one non-whitespace character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ParamsError("text", f"must be valid Unicode; character {error.start} is a lone surrogate "
+                                  f"{text[error.start]!r} (undecodable input bytes?)") from None
     return text
+
+
+def text_from_command_line(argument: str) -> str:
+    """A command-line argument as the user typed it.
+
+    Under a locale whose encoding is not UTF-8 (``LC_ALL=C`` without locale coercion, say), Python
+    decodes ``argv`` bytes it cannot read to lone surrogates (PEP 383). Shells and terminals
+    pass UTF-8 nearly everywhere, so such an argument is decoded again from its original bytes
+    as UTF-8; bytes that are not UTF-8 either are refused by :func:`validate_text`.
+    """
+    try:
+        return os.fsencode(argument).decode("utf-8")
+    except UnicodeDecodeError:
+        return argument
 
 
 def _is_int(value: object) -> bool:

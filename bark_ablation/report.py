@@ -53,7 +53,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise OutputError(f"{path}: missing; is {path.parent} a directory written by `bark-ablation run`?")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise OutputError(f"{path}: unreadable JSON ({error})") from None
 
@@ -105,9 +105,9 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
                for e in study["factorial_effects"]]
 
     markdown = _markdown(summary, study, rows, effects, caveat, cells, first_seed)
-    (run_dir / "report.md").write_text(markdown)
+    (run_dir / "report.md").write_text(markdown, encoding="utf-8")
     page = _html(summary, study, rows, effects, caveat, cells, chart, spectrograms)
-    (run_dir / "report.html").write_text(page)
+    (run_dir / "report.html").write_text(page, encoding="utf-8")
     return run_dir / "report.html", run_dir / "report.md"
 
 

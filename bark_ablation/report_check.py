@@ -62,7 +62,8 @@ def check_page(page: Path, *, chromium: str | None = None, budget_ms: int = 15_0
         completed = subprocess.run(
             [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
              f"--virtual-time-budget={budget_ms}", "--dump-dom", Path(page).resolve().as_uri()],
-            capture_output=True, text=True, timeout=timeout_s, check=False)
+            capture_output=True, encoding="utf-8", errors="replace", timeout=timeout_s,
+            check=False)
     match = re.search(r'data-render-check="([^"]*)"', completed.stdout)
     if match is None:
         raise RuntimeError(f"{page}: the page did not report (chromium exit {completed.returncode}; "

@@ -144,7 +144,7 @@ def _merged_summary(run_dirs: list[Path], summaries: list[dict[str, Any]], seeds
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MergeError(f"{path}: missing; is {path.parent} a directory written by `bark-ablation run`?") from None
     except (OSError, json.JSONDecodeError) as error:

@@ -176,8 +176,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 def write_summary(directory: Path, summary: dict[str, Any]) -> None:
     """``summary.json`` and ``summary.md`` into ``directory``."""
-    (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (directory / "summary.md").write_text(summary_markdown(summary))
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (directory / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
 
 
 def write_run(staged: StagedDirectory, run: MatrixRun, wall_s: float, study: StudyResult | None = None) -> Path:

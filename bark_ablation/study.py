@@ -119,7 +119,7 @@ def write_study(directory: Path, result: StudyResult) -> None:
 
         (directory / "audio").mkdir(exist_ok=True)
         write_wav(directory / "audio" / REFERENCE_WAV, result.reference_audio, SAMPLE_RATE)
-    (directory / "study.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    (directory / "study.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     _write_csv(directory / "secs.csv", ["cell", "seed", "secs"],
                [[cell, seed, f"{score:.6f}"] for (cell, seed), score in result.scores.items()])
     for name, estimates in (("cells", result.cells), ("differences", result.differences),
@@ -130,7 +130,7 @@ def write_study(directory: Path, result: StudyResult) -> None:
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    with path.open("w", newline="") as stream:
+    with path.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(header)
         writer.writerows(rows)
