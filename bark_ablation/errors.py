@@ -75,6 +75,24 @@ class MissingWeightsError(ModelSetError):
         )
 
 
+class CacheFileError(ModelSetError):
+    """A file in a local weights cache is there but cannot be used: truncated, not the kind of
+    file it should be, made for another model (keys, shapes, vocabularies), or carrying a
+    pickled global outside the allow-list of weights files.
+
+    ``path`` is the file, ``what`` says what it should have been, ``problem`` what is wrong with
+    it and ``fix`` what to do. The message is one line.
+    """
+
+    def __init__(self, path: Path, what: str, problem: str, fix: str):
+        self.path = Path(path)
+        self.what = what
+        self.problem = problem
+        self.fix = fix
+        message = f"{what} {self.path}: {problem}; {fix}"
+        super().__init__(" ".join(message.splitlines()))
+
+
 class OutputError(BarkAblationError):
     """An output location cannot be used (exists, is not writable, ...)."""
 

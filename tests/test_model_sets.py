@@ -1,14 +1,14 @@
 """Model sets by name; real weights only from local caches, loaded with weights_only=True.
 
 A fake cache is built from the tiny models, written in Bark's checkpoint format (including the
-numpy scalar ``best_val_loss`` that breaks Bark 0.1.5's own loader on torch >= 2.6), so the
-real-weights loader is exercised without real weights.
+numpy scalar ``best_val_loss``, pickled under numpy 1.x's global names as in the published files,
+that breaks Bark 0.1.5's own loader on torch >= 2.6; ``checkpoint_writers.py``), so the
+real-weights loader is exercised without real weights. Broken caches: ``test_cache_files.py``.
 """
 
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,40 +16,17 @@ import torch
 
 from bark_ablation import GenerationParams
 from bark_ablation.cached_weights import CacheLocations, load_cached_models, missing_files
-from bark_ablation.errors import MissingWeightsError, ModelSetError
+from bark_ablation.errors import CacheFileError, MissingWeightsError, ModelSetError
 from bark_ablation.implementation import ModelSet, get_implementation
 from bark_ablation.model_sets import get_model_set
 from bark_ablation.pipeline import generate
-from bark_ablation.tiny_model_set import tiny_tokenizer_dir
+from checkpoint_writers import read_checkpoint, save_bark_checkpoint, write_fake_cache
 
 
 @pytest.fixture
 def empty_caches(tmp_path):
     return CacheLocations(bark_dir=tmp_path / "suno" / "bark_v0", hf_hub_dir=tmp_path / "hf" / "hub",
                           torch_hub_dir=tmp_path / "torch" / "hub")
-
-
-def write_fake_cache(locations: CacheLocations, tiny_models, name: str = "bark") -> None:
-    """The tiny models, saved where and how the real ones would be."""
-    from bark_ablation.cached_weights import CHECKPOINTS, TOKENIZER_REPO
-
-    locations.bark_dir.mkdir(parents=True)
-    models = tiny_models.models
-    for stage, file_name in CHECKPOINTS[name].items():
-        model = models["text"]["model"] if stage == "text" else models[stage]
-        config = dict(vars(model.config))
-        torch.save({"model_args": config,
-                    "model": {f"_orig_mod.{k}": v for k, v in model.state_dict().items()},
-                    "best_val_loss": np.float64(2.5)}, locations.bark_dir / file_name)
-    repo_dir = locations.hf_hub_dir / f"models--{TOKENIZER_REPO}"  # huggingface_hub's cache layout
-    snapshot = repo_dir / "snapshots" / ("0" * 40)
-    snapshot.mkdir(parents=True)
-    (repo_dir / "refs").mkdir()
-    (repo_dir / "refs" / "main").write_text("0" * 40)
-    for file in ("vocab.txt", "tokenizer_config.json"):
-        (snapshot / file).write_text((Path(tiny_tokenizer_dir()) / file).read_text())
-    (locations.torch_hub_dir / "checkpoints").mkdir(parents=True)
-    torch.save(models["codec"].state_dict(), locations.encodec_path)
 
 
 def test_missing_files_are_listed_with_where_they_belong(empty_caches):
@@ -72,8 +49,10 @@ def test_unknown_names_are_refused():
 def test_default_torch_load_refuses_barks_checkpoint_format(tmp_path, empty_caches, tiny_models):
     """The trap the loader exists for: weights_only=True rejects the numpy scalar."""
     write_fake_cache(empty_caches, tiny_models)
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed") as refused:
         torch.load(empty_caches.bark_dir / "coarse_2.pt", weights_only=True)
+    assert "numpy.core.multiarray.scalar" in str(refused.value)  # numpy 1.x's name, as in Bark's files
+    assert read_checkpoint(empty_caches.bark_dir / "coarse_2.pt")["best_val_loss"] == 2.5  # with the allow-list
 
 
 def test_cached_models_load_with_weights_only_and_generate_like_the_originals(empty_caches, tiny_models):
@@ -95,16 +74,25 @@ def test_cached_models_load_with_weights_only_and_generate_like_the_originals(em
 def test_checkpoint_with_wrong_keys_names_them(empty_caches, tiny_models):
     write_fake_cache(empty_caches, tiny_models)
     path = empty_caches.bark_dir / "fine_2.pt"
-    checkpoint = torch.load(path, weights_only=False)
-    checkpoint["model"].pop("_orig_mod.transformer.wpe.weight")
-    torch.save(checkpoint, path)
-    with pytest.raises(ModelSetError, match="fine_2.pt: keys do not match FineGPT: missing \\['transformer.wpe.weight'\\]"):
+    checkpoint = read_checkpoint(path)
+    model = {key.removeprefix("_orig_mod."): value for key, value in checkpoint["model"].items()}
+    model.pop("transformer.wpe.weight")
+    save_bark_checkpoint(path, checkpoint["model_args"], model)
+    with pytest.raises(CacheFileError, match="fine_2.pt: keys do not match FineGPT: missing \\['transformer.wpe.weight'\\]"):
         load_cached_models("bark", "cpu", locations=empty_caches)
 
 
 def test_environment_variables_move_the_caches(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    for variable in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        monkeypatch.delenv(variable, raising=False)
     locations = CacheLocations.from_environment()
     assert locations.bark_dir == tmp_path / "xdg" / "suno" / "bark_v0"
+    assert locations.hf_hub_dir == tmp_path / "xdg" / "huggingface" / "hub"
+    # Read when asked, not when huggingface_hub was first imported (it already was).
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert CacheLocations.from_environment().hf_hub_dir == tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    assert CacheLocations.from_environment().hf_hub_dir == tmp_path / "hub-cache"
     assert locations.encodec_path == tmp_path / "th" / "hub" / "checkpoints" / "encodec_24khz-d7cc33bc.th"
