@@ -9,6 +9,11 @@ Options (group ``bark-ablation``):
 * ``--run-slow``: run tests marked ``slow`` (also ``BARK_ABLATION_RUN_SLOW=1``);
 * ``--shard i/n``: run only shard ``i`` of ``n`` (stable hash of the node id), for CI matrices.
   Under pytest-xdist, ``--bark-device cuda`` gives each worker its own GPU.
+* ``--allow-network``: do not install the network guard. By default every connection, datagram
+  or host-name lookup aimed at anything but loopback raises ``NetworkBlockedError`` in the test
+  that made it, and the session ends with a line naming those tests
+  (:mod:`bark_ablation.network_guard`; ``BARK_ABLATION_NETWORK_GUARD=record`` logs without
+  refusing, ``=off`` is ``--allow-network``).
 
 Golden options (group ``bark-ablation golden``):
 
@@ -58,6 +63,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
     group.addoption("--shard", default=None, metavar="I/N",
                     help="run only shard I of N (1-based; stable split by node id) for CI matrices")
+    group.addoption("--allow-network", action="store_true", default=False,
+                    help="do not install the network guard (by default any connection or host-name "
+                         "lookup that is not loopback fails the test; BARK_ABLATION_NETWORK_GUARD=record "
+                         "only logs them)")
     golden = parser.getgroup("bark-ablation golden")
     golden.addoption("--golden-dir", default=None, help="golden store directory (default: <rootdir>/golden)")
     golden.addoption("--golden-force-regen", action="store_true", default=False,
@@ -72,6 +81,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    from bark_ablation.network_guard import activate_for_pytest
+
+    activate_for_pytest(config)  # before anything else runs: no test reaches the network
     if config.getoption("--golden-force-regen") and config.getoption("--golden-regen-all"):
         raise pytest.UsageError("--golden-force-regen and --golden-regen-all: choose one")
     implementation = config.getoption("--bark-implementation")
