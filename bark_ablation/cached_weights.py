@@ -189,8 +189,12 @@ def load_bark_checkpoint(path: Path, model_class: type, config_class: type, devi
     # Built without memory (meta device) and given the file's tensors (assign): no random
     # initialisation to overwrite and no second copy of the weights, so loading costs one
     # checkpoint's worth of memory, on ``device``.
-    with torch.device("meta"):
-        model = model_class(config)
+    try:
+        with torch.device("meta"):
+            model = model_class(config)
+    except Exception as error:  # noqa: BLE001 - Bark checks its config with bare asserts
+        raise fail(f"model_args do not describe a {model_class.__name__} that can be built "
+                   f"({_error_name(error)})") from None
     expected = model.state_dict()
     state_dict = {key.removeprefix("_orig_mod."): value for key, value in checkpoint["model"].items()}
     del checkpoint
@@ -348,8 +352,8 @@ def _read_weights_file(path: Path, device: str, fail: Callable[[str], CacheFileE
                    f"with bytes {head[:8].hex(' ')})")
     size = path.stat().st_size
     if kind == "zip" and not zipfile.is_zipfile(path):
-        raise fail(f"truncated: a zip archive without its end ({size:,} bytes); the download or "
-                   "copy was cut short")
+        raise fail(f"truncated: a zip archive without its end ({size:,} bytes; the download or "
+                   "copy was cut short)")
     allowed = _numpy_checkpoint_globals()
     try:
         with torch.serialization.safe_globals(allowed):
@@ -466,6 +470,12 @@ def _first_few(keys: list, count: int = 3) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _error_name(error: BaseException) -> str:
+    """``AssertionError`` or ``ValueError: reason``."""
+    reason = _first_line(error)
+    return type(error).__name__ if reason == type(error).__name__ else f"{type(error).__name__}: {reason}"
 
 
 def _sentence(text: str) -> str:
