@@ -491,13 +491,10 @@ def _tokenizer_vocab(locations: CacheLocations) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def _download(name: str, locations: CacheLocations) -> None:  # pragma: no cover - needs network
-    """Fetch the files of model set ``name``. Only called with ``allow_download=True``."""
-    from encodec import EncodecModel
-    from huggingface_hub import hf_hub_download
-    from transformers import BertTokenizer
+def _download(name: str, locations: CacheLocations) -> None:
+    """Fetch the missing files of model set ``name`` into ``locations``, each proven loadable
+    before it is left there (:mod:`bark_ablation.weight_downloads`; the Hub is ``$HF_ENDPOINT``,
+    EnCodec's URL ``$BARK_ABLATION_ENCODEC_URL``). Only called with ``allow_download=True``."""
+    from bark_ablation.weight_downloads import download_missing
 
-    for file_name in CHECKPOINTS[name].values():
-        hf_hub_download(repo_id=BARK_REPO, filename=file_name, local_dir=locations.bark_dir)
-    BertTokenizer.from_pretrained(TOKENIZER_REPO, cache_dir=locations.hf_hub_dir)
-    EncodecModel.encodec_model_24khz(pretrained=True)
+    download_missing(name, locations)
