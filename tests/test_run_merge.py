@@ -21,9 +21,10 @@ def run(out, *seeds, extra=()):
 
 
 @pytest.fixture(scope="module")
-def shards_and_whole(tmp_path_factory, tiny_models):
+def shards_and_whole(tmp_path_factory, cli_run):
+    """Shards of seed 0 and of seed 1, and the session's run over both seeds (same arguments)."""
     root = tmp_path_factory.mktemp("merge")
-    return run(root / "a", 0), run(root / "b", 1), run(root / "whole", 0, 1), root
+    return run(root / "a", 0), run(root / "b", 1), cli_run[0], root
 
 
 def rows(path):
@@ -60,7 +61,7 @@ def test_report_reads_a_merged_run(shards_and_whole, capsys):
 
 def test_repeated_seed_is_refused_and_nothing_is_written(shards_and_whole, tmp_path):
     a, _, whole, _ = shards_and_whole
-    with pytest.raises(MergeError, match=r"whole: seeds: seed 0 is also in .*a"):
+    with pytest.raises(MergeError, match=rf"{whole.name}: seeds: seed 0 is also in .*a"):
         merge_runs([a, whole], tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
 
