@@ -176,9 +176,12 @@ def load_hub_models(name: str, device: str, *, allow_download: bool = False) -> 
         missing = missing_hub_files(name)
         if missing:
             raise MissingWeightsError(name, missing)
+    from bark_ablation.cached_weights import CacheLocations
+
     repo = HUB_REPOS[name]
-    model = BarkModel.from_pretrained(repo, local_files_only=not allow_download)
-    tokenizer = BertTokenizer.from_pretrained(repo, local_files_only=not allow_download)
+    cache_dir = CacheLocations.from_environment().hf_hub_dir  # the directory missing_hub_files searched
+    model = BarkModel.from_pretrained(repo, cache_dir=cache_dir, local_files_only=not allow_download)
+    tokenizer = BertTokenizer.from_pretrained(repo, cache_dir=cache_dir, local_files_only=not allow_download)
     model.eval()
     model.to(device)
     return _layout(model, tokenizer)

