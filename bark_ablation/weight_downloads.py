@@ -247,8 +247,8 @@ def _check_etag(path: Path, etag: str) -> None:
     else:
         return
     if digest != etag:
-        raise _Refused(f"its {kind} {digest[:16]}... is not the {etag[:16]}... the Hub published it "
-                       f"under (ETag): the bytes were damaged in transit")
+        raise _Refused(f"its {kind} is {digest[:16]}... where the Hub published {etag[:16]}... (its "
+                       f"ETag): the bytes were damaged in transit")
 
 
 def _file_digest(path: Path, digest) -> str:
