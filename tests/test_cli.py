@@ -88,7 +88,8 @@ def test_unwritable_output_fails_before_generating(tmp_path, capsys):
 
 def test_missing_parent_directories_are_created(tmp_path, tiny_models):
     out = tmp_path / "runs" / "nested" / "demo"
-    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "--out", out, *FAST) == 0
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "--no-study", "--out", out,
+                   *FAST) == 0
     assert (out / "summary.json").exists()
 
 
@@ -110,7 +111,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, tiny_models):
     (out / "keep.txt").write_text("mine")
     assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "--out", out, *FAST) == 2
     assert "pass --overwrite" in capsys.readouterr().err and (out / "keep.txt").exists()
-    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "--out", out,
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "--no-study", "--out", out,
                    "--overwrite", *FAST) == 0
     assert not (out / "keep.txt").exists() and (out / "summary.json").exists()
 

@@ -17,6 +17,8 @@ from bark_ablation.report_check import check_page, find_chromium
 from bark_ablation.study import analyse, run_study
 
 SEEDS = (0, 1, 2)
+MAX_DURATION_S = 0.4
+"""Audio per sample: enough for a speaker embedding, and the study's cost is per second generated."""
 needs_chromium = pytest.mark.skipif(find_chromium() is None,
                                     reason="needs Chromium (Debian package chromium; .ci/run installs it)")
 
@@ -26,7 +28,7 @@ def study_dir(tmp_path_factory, tiny_models):
     out = tmp_path_factory.mktemp("study") / "run"
     assert cli.main(["run", "--prompt", "en_speaker_0", "--text", "Hello there, how are you?", "--seeds",
                      *map(str, SEEDS), "--with-controls", "--other-prompt", "en_speaker_3",
-                     "--max-duration", "0.8", "--out", str(out), "--quiet"]) == 0
+                     "--max-duration", str(MAX_DURATION_S), "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -67,7 +69,7 @@ def test_study_is_deterministic(study_dir, tiny_models, voice_prompts):
     from bark_ablation.pipeline import run_matrix
 
     run = run_matrix("Hello there, how are you?", voice_prompts["en_speaker_0"], SEEDS, ALL_CONDITIONINGS,
-                     GenerationParams(max_duration_s=0.8), model_set=tiny_models)
+                     GenerationParams(max_duration_s=MAX_DURATION_S), model_set=tiny_models)
     again = run_study(run)
     written = {(r["cell"], int(r["seed"])): float(r["secs"]) for r in read_csv(study_dir / "secs.csv")}
     for key, score in again.scores.items():
