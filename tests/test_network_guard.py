@@ -13,7 +13,6 @@ import contextlib
 import http.server
 import socket
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -99,7 +98,6 @@ def test_everything_else_is_remote(host):
 def test_remote_connections_are_refused_before_the_socket_layer_sees_them():
     with spy_socket_layer() as calls, NetworkGuard() as guard:
         guard.current_test = "tests/example.py::test_x"
-        start = time.perf_counter()
         with socket.socket() as sock, pytest.raises(NetworkBlockedError) as refused:
             sock.connect(REMOTE)
         with socket.socket() as sock, pytest.raises(NetworkBlockedError):
@@ -108,7 +106,6 @@ def test_remote_connections_are_refused_before_the_socket_layer_sees_them():
             sock.sendto(b"x", REMOTE)
         with socket.socket(socket.AF_INET6) as sock, pytest.raises(NetworkBlockedError):
             sock.connect(("2001:db8::1", 9, 0, 0))
-        assert time.perf_counter() - start < 0.5
         assert calls == []  # nothing reached the socket layer, so nothing was sent
         # Loopback goes through to the layer below.
         with socket.socket() as sock, pytest.raises(ReachedSocketLayer):
@@ -199,10 +196,8 @@ def test_a_local_http_server_is_reachable_and_urllib_to_a_hub_fails_loudly(no_pr
         with NetworkGuard() as guard:
             with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/", timeout=5) as response:
                 assert response.read() == b"hello"
-            start = time.perf_counter()
             with pytest.raises(NetworkBlockedError, match="getaddrinfo huggingface.co:443"):
                 urllib.request.urlopen("https://huggingface.co/suno/bark/resolve/main/text_2.pt", timeout=30)
-            assert time.perf_counter() - start < 1.0  # refused, not timed out
     finally:
         server.shutdown()
         server.server_close()
@@ -215,10 +210,9 @@ def test_huggingface_hub_with_its_default_endpoint_fails_loudly(tmp_path, no_pro
     if constants.HF_HUB_OFFLINE:
         pytest.skip("HF_HUB_OFFLINE is set: huggingface_hub refuses before opening a socket")
     with NetworkGuard() as guard:
-        start = time.perf_counter()
         with pytest.raises(NetworkBlockedError, match="huggingface.co:443"):
             hf_hub_download("suno/bark", "text.pt", cache_dir=tmp_path, endpoint="https://huggingface.co")
-        assert time.perf_counter() - start < 2.0  # no retries, no back-off: straight to the test
+    # The refusal itself reached the test (not a connection error after retries and back-off).
     assert guard.attempts and {a.host for a in guard.attempts} == {"huggingface.co"}
     assert not list(tmp_path.rglob("*.pt"))
 
