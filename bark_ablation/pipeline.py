@@ -30,6 +30,7 @@ from bark_ablation.errors import ParamsError
 from bark_ablation.implementation import ModelSet, StageRunner, activated
 from bark_ablation.model_sets import get_model_set
 from bark_ablation.params import GenerationParams, validate_seed, validate_text
+from bark_ablation.profiles import DEFAULT_PROFILE, Profile, get_profile
 from bark_ablation.prompts import VoicePrompt, load_prompt
 from bark_ablation.seeding import seeded_stage
 
@@ -67,6 +68,8 @@ class Generation:
     sample_rate: int = SAMPLE_RATE
     other_prompt: str | None = None
     """Name of the other speaker's prompt, for cells with an ``o`` (other-speaker) history."""
+    profile: str = DEFAULT_PROFILE
+    """Name of the generation profile (:mod:`bark_ablation.profiles`) whose parameters ``params`` hold."""
 
     @property
     def cell(self) -> str:
@@ -96,6 +99,7 @@ class Generation:
             "duration_s": round(self.duration_s, 4),
             "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
             "reused_stages": sorted(self.reused),
+            "profile": self.profile,
             **({"other_prompt": self.other_prompt} if self.other_prompt else {}),
         }
 
@@ -113,6 +117,8 @@ class MatrixRun:
     generations: list[Generation] = field(default_factory=list)
     stage_runs: Counter = field(default_factory=Counter)
     """How many times each stage actually ran (``semantic``, ``coarse``, ``fine``, ``decode``)."""
+    profile: Profile = field(default_factory=lambda: get_profile(DEFAULT_PROFILE))
+    """The generation profile ``params`` follow."""
 
     def get(self, cell: Conditioning | str, seed: int) -> Generation:
         """The generation of ``cell`` (a Conditioning or its id) and ``seed``."""
@@ -128,23 +134,28 @@ ProgressCallback = Callable[[Generation, int, int], None]
 
 def generate(text: str, prompt: VoicePrompt | str, conditioning: Conditioning | str, seed: int,
              params: GenerationParams | None = None, *, model_set: ModelSet | str = "tiny",
-             other_prompt: VoicePrompt | str | None = None) -> Generation:
+             other_prompt: VoicePrompt | str | None = None,
+             profile: Profile | str | None = None) -> Generation:
     """Generate one cell: a single (text, prompt, conditioning, seed), every stage run fresh."""
     return run_matrix(text, prompt, [seed], [conditioning], params, model_set=model_set,
-                      other_prompt=other_prompt).generations[0]
+                      other_prompt=other_prompt, profile=profile).generations[0]
 
 
 def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
                conditionings: Iterable[Conditioning | str] = ALL_CONDITIONINGS,
                params: GenerationParams | None = None, *, model_set: ModelSet | str = "tiny",
                on_result: ProgressCallback | None = None,
-               other_prompt: VoicePrompt | str | None = None) -> MatrixRun:
+               other_prompt: VoicePrompt | str | None = None,
+               profile: Profile | str | None = None) -> MatrixRun:
     """Generate every (conditioning, seed) pair, sharing stage results between cells.
 
     ``prompt`` is a :class:`VoicePrompt` or anything :func:`~bark_ablation.prompts.load_prompt`
     accepts; ``model_set`` a :class:`ModelSet` or a name (built on CPU). Cells may be controls
     (:data:`~bark_ablation.conditioning.CONTROLS`); those with an other-speaker history (``o``)
-    need ``other_prompt``. All inputs are validated before any stage runs.
+    need ``other_prompt``. ``profile`` (a :class:`~bark_ablation.profiles.Profile` or its name;
+    default ``default``) is recorded with every generation: without ``params`` the profile's
+    parameters are used, with ``params`` they must already hold the profile's settings. All
+    inputs are validated before any stage runs.
     ``on_result(generation, index, total)`` is called after each cell.
     """
     text = validate_text(text)
@@ -165,13 +176,15 @@ def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
     if other is not None and other.fingerprint == voice.fingerprint:
         raise ParamsError("other_prompt", f"must be another speaker's prompt; {other.name!r} has the same "
                                           f"tokens as {voice.name!r}")
-    params = params or GenerationParams()
+    profile = get_profile(profile or DEFAULT_PROFILE) if not isinstance(profile, Profile) else profile
+    params = profile.params() if params is None else params
+    profile.check(params)
     models = get_model_set(model_set) if isinstance(model_set, str) else model_set
-    run = MatrixRun(text, voice, seed_list, cells, params, models)
+    run = MatrixRun(text, voice, seed_list, cells, params, models, profile=profile)
     total = len(seed_list) * len(cells)
     with activated(models) as runner:
         for seed in seed_list:
-            stages = _SharedStages(runner, text, voice, seed, params, run.stage_runs, other)
+            stages = _SharedStages(runner, text, voice, seed, params, run.stage_runs, other, profile.name)
             for conditioning in cells:
                 generation = stages.generate(conditioning)
                 run.generations.append(generation)
@@ -194,8 +207,10 @@ class _SharedStages:
     """
 
     def __init__(self, runner: StageRunner, text: str, prompt: VoicePrompt, seed: int,
-                 params: GenerationParams, counter: Counter, other_prompt: VoicePrompt | None = None):
+                 params: GenerationParams, counter: Counter, other_prompt: VoicePrompt | None = None,
+                 profile: str = DEFAULT_PROFILE):
         self._other_prompt = other_prompt
+        self._profile = profile
         self._runner = runner
         self._text = text
         self._prompt = prompt
@@ -227,7 +242,7 @@ class _SharedStages:
         return Generation(
             text=self._text, prompt=self._prompt.name, conditioning=conditioning, seed=self._seed,
             params=params, semantic=semantic, coarse=coarse, fine=fine, audio=audio,
-            stage_seconds=seconds, reused=frozenset(reused),
+            stage_seconds=seconds, reused=frozenset(reused), profile=self._profile,
             other_prompt=None if self._other_prompt is None or HistorySource.OTHER_SPEAKER not in
             conditioning.upstream(Stage.FINE) else self._other_prompt.name,
         )

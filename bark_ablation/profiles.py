@@ -20,9 +20,11 @@ Two profiles need more than parameters:
   same deterministic way with an end-of-sequence head that reaches it in a known share of runs.
   On real weights it runs on the session's model set: real Bark stops by itself.
 * ``long``: a cap of 20 s. Bark's semantic stage stops after 768 tokens (15.4 s at 49.9 tokens
-  per second) whatever the cap, which gives 1,152 coarse frames: the coarse stage runs about 39
+  per second) whatever the cap, which gives 1,154 coarse frames: the coarse stage runs about 39
   sliding windows of 60 interleaved tokens and the fine stage at least two 1024-frame windows
-  (three with 512 frames of fine history). It runs fewer cells, since each costs seconds.
+  (three with fine history: ``en_speaker_0`` gives 405 frames of it). It runs two cells, ``scf``
+  (fine history, three windows) and ``---`` (none, two windows), since each costs seconds (on
+  2 CPU cores the tiny set decodes a 15 s clip in about 4 s).
 """
 
 from __future__ import annotations
@@ -68,6 +70,14 @@ class Profile:
         """``base`` (Bark's defaults when ``None``) with this profile's changes."""
         return (base or GenerationParams()).replace(**self.changes)
 
+    def check(self, params: GenerationParams) -> None:
+        """Raise :class:`ParamsError` naming the first field where ``params`` do not hold this
+        profile's setting (parameters labelled with a profile they do not follow)."""
+        for name, value in self.changes.items():
+            if getattr(params, name) != value:
+                raise ParamsError(name, f"profile {self.name!r} sets {name}={value!r}; the parameters "
+                                        f"have {getattr(params, name)!r} (leave it out, or choose another profile)")
+
     def model_set_for(self, model_set_name: str) -> str:
         """The model set this profile runs on when the session's is ``model_set_name``."""
         return self.tiny_variant if model_set_name == "tiny" and self.tiny_variant else model_set_name
@@ -88,7 +98,7 @@ PROFILES: dict[str, Profile] = {profile.name: profile for profile in (
     Profile("early-stop", "the semantic stage's end-of-sequence stop under min_eos_p 0.2 (3 s cap)",
             {"max_duration_s": 3.0}, tiny_variant=EARLY_STOP_TINY_VARIANT),
     Profile("long", "long clips: 768 semantic tokens (Bark's limit, 15.4 s), many coarse windows, "
-                    "two or more fine windows", {"max_duration_s": 20.0}, cells=("scf", "sc-", "---")),
+                    "two or more fine windows", {"max_duration_s": 20.0}, cells=("scf", "---")),
 )}
 
 

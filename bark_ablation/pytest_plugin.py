@@ -49,7 +49,25 @@ fine window 512)."""
 REGRESSION_SEEDS = (0, 1)
 REGRESSION_TEXT = "When I was a young boy, my father took me into the city."
 REGRESSION_MAX_DURATION_S = 1.0
-"""Generated audio per case in the regression matrix (50 semantic tokens, 75 frames)."""
+"""Generated audio per case in the regression matrix (50 semantic tokens, 75 frames); a profile
+may set its own cap (``early-stop`` 3 s, ``long`` 20 s)."""
+PROFILE_PROMPT = "en_speaker_0"
+PROFILE_SEED = 0
+"""Every profile besides ``default`` runs its cells for this one prompt and seed (the default
+profile runs every regression prompt and seed)."""
+
+
+def regression_cases(profile_name: str) -> list[tuple[str, int, str]]:
+    """``(prompt, seed, cell)`` of every regression case of a profile
+    (:mod:`bark_ablation.profiles`): for ``default`` 3 prompts x 2 seeds x 8 cells, for the others
+    :data:`PROFILE_PROMPT` and :data:`PROFILE_SEED` with the profile's cells."""
+    from bark_ablation.profiles import DEFAULT_PROFILE, get_profile
+
+    profile = get_profile(profile_name)
+    if profile.name == DEFAULT_PROFILE:
+        return [(prompt, seed, cell) for cell in profile.cells for prompt in REGRESSION_PROMPTS
+                for seed in REGRESSION_SEEDS]
+    return [(PROFILE_PROMPT, PROFILE_SEED, cell) for cell in profile.cells]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -221,24 +239,52 @@ def voice_prompts():
 
 
 @pytest.fixture(scope="session")
-def regression_matrix(model_set, generation_params, voice_prompts):
-    """``regression_matrix(prompt_name, seed)`` -> the 8-cell :class:`MatrixRun`, computed once
-    per (prompt, seed) per session.
+def profile_model_set(model_set):
+    """``profile_model_set(profile_name)`` -> the model set a generation profile runs on in this
+    session: the session's, or its variant the profile names (``early-stop`` on ``tiny`` runs on
+    ``tiny-eos``), on the same device and implementation.
+
+    Example::
+
+        def test_early_stop(profile_model_set):
+            assert profile_model_set("early-stop").name == "tiny-eos"
+    """
+    from bark_ablation.model_sets import get_model_set
+    from bark_ablation.profiles import get_profile
+
+    def get(profile_name: str):
+        name = get_profile(profile_name).model_set_for(model_set.name)
+        if name == model_set.name:
+            return model_set
+        return get_model_set(name, model_set.device, implementation=model_set.implementation)
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def regression_matrix(profile_model_set, generation_params, voice_prompts):
+    """``regression_matrix(prompt_name, seed, profile="default")`` -> the :class:`MatrixRun` of
+    the profile's cells (all 8 but for ``long``), computed once per (prompt, seed, profile) per
+    session. A profile's parameters are its changes over :func:`generation_params`.
 
     Example::
 
         def test_something(regression_matrix):
             generation = regression_matrix("en_speaker_0", 0).get("s--", 0)
+            top_k = regression_matrix("en_speaker_0", 0, "top-k").get("s--", 0)
     """
     from bark_ablation.pipeline import run_matrix
+    from bark_ablation.profiles import DEFAULT_PROFILE, get_profile
 
     runs = {}
 
-    def get(prompt_name: str, seed: int):
-        key = (prompt_name, seed)
+    def get(prompt_name: str, seed: int, profile_name: str = DEFAULT_PROFILE):
+        key = (prompt_name, seed, profile_name)
         if key not in runs:
-            runs[key] = run_matrix(REGRESSION_TEXT, voice_prompts[prompt_name], [seed],
-                                   params=generation_params, model_set=model_set)
+            profile = get_profile(profile_name)
+            runs[key] = run_matrix(REGRESSION_TEXT, voice_prompts[prompt_name], [seed], profile.cells,
+                                   params=profile.params(generation_params),
+                                   model_set=profile_model_set(profile_name), profile=profile)
         return runs[key]
 
     return get
@@ -274,6 +320,9 @@ def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
         def test_matches_golden(regression_matrix, voice_prompts, golden_check):
             golden_check(regression_matrix("en_speaker_0", 0).get("s--", 0),
                          voice_prompts["en_speaker_0"])
+
+    Pass ``model_set=`` when the generation was made on another set than the session's (a
+    profile's variant: ``regression_matrix(...).model_set``).
     """
     from bark_ablation.errors import GoldenDeviceClassMissing
     from bark_ablation.golden_check import (
@@ -293,7 +342,7 @@ def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
     golden_dir = None if config.getoption("--golden-dir") is None else golden_store.root
     test_file = request.node.nodeid.split("::")[0]
 
-    def check(generation, prompt):
+    def check(generation, prompt, model_set=model_set):
         try:
             return checker.check(
                 generation, prompt, model_set,

@@ -23,8 +23,8 @@ from typing import Any
 from bark_ablation.errors import BarkAblationError
 from bark_ablation.run_output import StagedDirectory, write_summary
 
-MUST_AGREE = ("text", "prompt.fingerprint", "cells", "params", "model_set.name", "model_set.implementation",
-              "device.device_class")
+MUST_AGREE = ("text", "prompt.fingerprint", "cells", "params", "profile.name", "model_set.name",
+              "model_set.implementation", "device.device_class")
 """Summary fields every shard of one study must share (dotted paths into ``summary.json``),
 besides the version of the implementation that made them."""
 

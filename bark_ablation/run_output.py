@@ -109,6 +109,7 @@ def run_summary(run: MatrixRun, wall_s: float) -> dict[str, Any]:
         "seeds": list(run.seeds),
         "cells": [c.id for c in run.conditionings],
         "params": run.params.to_dict(),
+        "profile": run.profile.to_dict(),
         "model_set": {"name": model_set.name, "implementation": model_set.implementation,
                       "provenance": model_set.provenance},
         "device": device_description(model_set.device, model_set.cuda_dtype),
@@ -156,6 +157,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         (f"- model set: `{model_set['name']}` ({model_set['implementation']} "
          f"{summary['versions'].get(model_set['implementation'])}), device class "
          f"`{summary['device']['device_class']}`"),
+        f"- generation profile: `{summary.get('profile', {}).get('name', 'default')}` "
+        f"({summary.get('profile', {}).get('exercises', 'Bark defaults')})",
         "- stage runs: " + ", ".join(f"{k} {runs.get(k, 0)} (of {naive[k]})" for k in naive),
         f"- wall time: {summary['wall_seconds']:.2f} s",
     ]

@@ -8,6 +8,7 @@ import os
 import threading
 
 import numpy as np
+from scipy.io import wavfile
 import pytest
 
 from bark_ablation import golden as golden_module
@@ -41,9 +42,9 @@ def written(store, key, tiny_generation, voice_prompts, tiny_models):
     return store.write(key, tiny_generation, voice_prompts["en_speaker_0"], tiny_models)
 
 
-def test_layout_names_implementation_model_set_device_class_prompt_seed_and_cell(store, key, written):
+def test_layout_names_implementation_model_set_device_class_profile_prompt_seed_and_cell(store, key, written):
     assert written == (store.root / f"{key.implementation}-{key.implementation_version}" / "tiny" / "cpu"
-                       / "en_speaker_0" / "seed0_scf")
+                       / "default" / "en_speaker_0" / "seed0_scf")
     assert sorted(p.name for p in written.iterdir()) == [
         "audio.wav", "coarse.npy", "features.json", "fine.npy", "manifest.json", "semantic.npy"]
 
@@ -57,11 +58,38 @@ def test_files_get_the_mode_an_ordinary_write_would(written):
 
 def test_round_trip_is_exact(store, key, request_, written, tiny_generation):
     case = store.load(key, request_)
-    for stage in ("semantic", "coarse", "fine", "audio"):
+    for stage in ("semantic", "coarse", "fine"):
         expected, loaded = getattr(tiny_generation, stage), getattr(case, stage)
         assert loaded.dtype == expected.dtype, stage
         np.testing.assert_array_equal(loaded, expected, err_msg=stage)
-    assert case.sample_rate == 24_000
+    assert case.sample_rate == 24_000 and case.audio.dtype == np.float32
+
+
+def test_audio_is_stored_as_16_bit_pcm_at_full_scale_within_half_a_step(key, request_, store, written,
+                                                                        tiny_generation):
+    """The WAV is 16-bit PCM scaled to the clip's peak; reading it back undoes the gain, and no
+    sample moves by more than half a step of the peak. Rounding the generation the same way
+    (``as_stored``) gives the stored samples exactly, so an unchanged generation drifts 0 dB."""
+    case = store.load(key, request_)
+    rate, stored = wavfile.read(written / "audio.wav")
+    peak = float(np.max(np.abs(tiny_generation.audio)))
+    assert rate == 24_000 and stored.dtype == np.int16 and np.max(np.abs(stored)) == 32767
+    assert case.manifest["audio"]["gain"] == pytest.approx(1 / peak, rel=1e-12)
+    float32_rounding = np.finfo(np.float32).eps * peak  # reading back to float32 rounds once more
+    assert np.max(np.abs(case.audio - tiny_generation.audio)) <= 0.5 * peak / 32767 + float32_rounding
+    np.testing.assert_array_equal(case.as_stored(tiny_generation.audio), case.audio)
+
+
+def test_storage_rounding_stays_far_below_the_drift_tolerances(key, request_, store, written, tiny_generation):
+    """What 16-bit storage alone does to the golden comparison, measured without the rounding
+    of the obtained audio that the drift check applies: a small fraction of every tolerance."""
+    from bark_ablation.drift import TOLERANCES
+    from bark_ablation.features import log_mel_db, log_mel_distance
+
+    case = store.load(key, request_)
+    distance = log_mel_distance(log_mel_db(case.audio, 24_000), log_mel_db(tiny_generation.audio, 24_000))
+    assert distance.max_frame_db < TOLERANCES["log_mel_max_frame_db"].allowed(0.0) / 10
+    assert distance.mean_abs_db < TOLERANCES["log_mel_mean_abs_db"].allowed(0.0) / 10
     assert case.features == json.loads(json.dumps(spectral_features(tiny_generation.audio, 24_000)))
 
 

