@@ -53,6 +53,7 @@ from bark_ablation.fine_windows import (
     fine_window_layout,
 )
 from bark_ablation.implementation import activated
+from bark_ablation.known_issues import explain
 from bark_ablation.pipeline import run_matrix
 from bark_ablation.profiles import PROFILES
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
@@ -89,6 +90,17 @@ def layout_for(run, cell: str, **rule) -> FineWindowLayout:
     history = fine_history(run, cell)
     h = fine_history_frames(None if history is None else history.fine.shape[1])
     return fine_window_layout(run.get(cell, SEED).coarse.shape[1], h, **rule)
+
+
+def coarse_as_fine_reads_it(generation, implementation: str) -> np.ndarray:
+    """The coarse codes (2, T_c) as the fine stage reads them: ``generation.coarse``, except where
+    the known transformers coarse issue (:mod:`bark_ablation.known_issues`) put special tokens
+    (codes 1024-1071) in codebook 1, which transformers' fine stage wraps modulo 1024."""
+    if explain(generation, implementation) is None:
+        return np.asarray(generation.coarse)
+    wrapped = np.array(generation.coarse, copy=True)
+    wrapped[1] %= PADDING
+    return wrapped
 
 
 # --- observing the fine stage ------------------------------------------------------------------
@@ -293,13 +305,24 @@ def test_layout_rule_by_hand():
 # --- 2. rows 0-1 ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cell", PROFILE.cells)
-def test_fine_rows_0_1_equal_coarse_across_every_boundary(long_run, cell):
+def test_fine_rows_0_1_equal_coarse_across_every_boundary(long_run, model_set, cell):
+    """Under the known transformers coarse issue this still checks the stitching (against the
+    codes the fine stage read), then reports the issue as an expected failure."""
     g = long_run.get(cell, SEED)
-    check_rows_match_coarse(g.coarse, g.fine, layout_for(long_run, cell))
+    layout = layout_for(long_run, cell)
+    try:
+        check_rows_match_coarse(g.coarse, g.fine, layout)
+    except CheckFailure as failure:
+        issue = explain(g, model_set.implementation)
+        if issue is None:
+            raise
+        check_rows_match_coarse(coarse_as_fine_reads_it(g, model_set.implementation), g.fine, layout)
+        pytest.xfail(f"known issue {issue.id} ({issue.description}): {failure}")
 
 
-def test_rows_check_names_the_boundary_and_frame(long_run):
+def test_rows_check_names_the_boundary_and_frame(long_run, model_set):
     g = long_run.get("scf", SEED)
+    g = dataclasses.replace(g, coarse=coarse_as_fine_reads_it(g, model_set.implementation))
     layout = layout_for(long_run, "scf")
     boundary = layout.boundaries[-1]
     bad = np.array(g.fine, copy=True)
@@ -330,7 +353,7 @@ def test_padding_check_names_the_frame(long_run):
 
 
 @pytest.mark.parametrize("cell", PROFILE.cells)
-def test_windows_write_every_frame_as_the_layout_says(long_run, observed, cell):
+def test_windows_write_every_frame_as_the_layout_says(long_run, model_set, observed, cell):
     """Hooks on the fine model see each window's position and every write into the input array:
     they must be the layout's, and the hooked run gives the pipeline's fine codes bit for bit."""
     g = long_run.get(cell, SEED)
@@ -343,8 +366,9 @@ def test_windows_write_every_frame_as_the_layout_says(long_run, observed, cell):
     # The position read from the storage offset is the real one: the window's rows 0-1 are the
     # history's and coarse codes' rows 0-1 at that position (end padding: 1024).
     history = fine_history(long_run, cell)
-    rows = g.coarse if history is None else np.hstack([history.fine[:N_GIVEN_CODEBOOKS, -layout.history_frames:],
-                                                       g.coarse])
+    coarse = coarse_as_fine_reads_it(g, model_set.implementation)
+    rows = coarse if history is None else np.hstack([history.fine[:N_GIVEN_CODEBOOKS, -layout.history_frames:],
+                                                     coarse])
     rows = np.hstack([rows, np.full((N_GIVEN_CODEBOOKS, layout.input_frames - rows.shape[1]), PADDING)])
     for codebook, start, window_rows in recorder.calls:
         checks.assert_tokens_equal(rows[:, start:start + window_rows.shape[0]].T, window_rows,
@@ -401,12 +425,28 @@ def test_length_check_fails_one_frame_short(long_run):
 
 # --- 5. one changed coarse frame after a boundary ------------------------------------------------
 
-@pytest.mark.parametrize("cell", PROFILE.cells)
-def test_changed_coarse_frame_after_a_boundary_changes_fine_codes_near_it(long_run, model_set, cell,
-                                                                         record_property):
+def perturbed_frame(layout: FineWindowLayout, where: str) -> int:
+    """The output frame to change: :data:`PERTURB_OFFSET` frames after the last window boundary
+    (``after-boundary``), or the middle of the last window's span (``far``: about 250 frames from
+    any boundary on this module's clips)."""
+    if where == "after-boundary":
+        return layout.boundaries[-1] + PERTURB_OFFSET
+    _, lo, hi = layout.spans()[-1]
+    return (lo + hi) // 2
+
+
+@pytest.mark.parametrize(("cell", "where"), [*((c, "after-boundary") for c in PROFILE.cells), ("scf", "far")])
+def test_changed_coarse_frame_changes_fine_codes_near_it(long_run, model_set, cell, where, record_property):
+    """One coarse frame (both codebooks) changed, the fine stage rerun with the pipeline's seed:
+    fine codebooks 2-7 change within :data:`NEAR_FRAMES` frames of it, and not in frames that only
+    windows before the first window reading it wrote. Measured reach on the tiny set: the change
+    spreads over every window that reads the frame (the fine model attends over all 1024 frames),
+    densest near it: 3 frames after the last boundary, 375 (``scf``), 766 (``sc-``) and 1,066
+    (``---``) of 1,154 frames changed, reaching 508-638 frames away; 12-28 of the 54 codes within
+    4 frames changed. ``scf`` frames 0-511 (window 0 never reads frame 645) stay identical."""
     g = long_run.get(cell, SEED)
     layout = layout_for(long_run, cell)
-    frame = layout.boundaries[-1] + PERTURB_OFFSET
+    frame = perturbed_frame(layout, where)
     coarse = np.array(g.coarse, copy=True)
     coarse[:, frame] = (coarse[:, frame] + 1) % PADDING
     changed, _ = run_fine(model_set, coarse, fine_history(long_run, cell), long_run.params)
@@ -414,8 +454,9 @@ def test_changed_coarse_frame_after_a_boundary_changes_fine_codes_near_it(long_r
     assert rows_differ.tolist() == [frame], f"fine rows 0-1 changed at {rows_differ.tolist()}, expected [{frame}]"
     reach = check_change_near(g.fine, changed, frame, within=NEAR_FRAMES, layout=layout)
     differ, _ = change_reach(g.fine, changed, frame)
+    record_property("changed_frame", frame)
     record_property("change_reach_frames", reach)
-    record_property("changed_frames", int(differ.size))
+    record_property("changed_fine_frames", int(differ.size))
 
 
 def test_change_check_fails_when_nothing_changes_nearby(long_run):
