@@ -442,8 +442,9 @@ def test_changed_coarse_frame_changes_fine_codes_near_it(long_run, model_set, ce
     windows before the first window reading it wrote. Measured reach on the tiny set: the change
     spreads over every window that reads the frame (the fine model attends over all 1024 frames),
     densest near it: 3 frames after the last boundary, 375 (``scf``), 766 (``sc-``) and 1,066
-    (``---``) of 1,154 frames changed, reaching 508-638 frames away; 12-28 of the 54 codes within
-    4 frames changed. ``scf`` frames 0-511 (window 0 never reads frame 645) stay identical."""
+    (``---``) of 1,154 frames changed, reaching 508-638 frames away; 19-28 of the 54 codes within
+    4 frames changed. ``scf`` frames 0-511 (window 0 never reads frame 645) stay identical. Far
+    from any boundary (``scf``, frame 898): 489 frames changed, reaching 385 frames away."""
     g = long_run.get(cell, SEED)
     layout = layout_for(long_run, cell)
     frame = perturbed_frame(layout, where)
