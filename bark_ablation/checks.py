@@ -60,6 +60,22 @@ def check_token_ranges(generation) -> None:
                         "fine rows 0-1 vs the coarse codes", compare_dtype=False)
 
 
+
+def check_no_padding(fine: np.ndarray, *, padding: int = CODEBOOK_SIZE) -> None:
+    """No code of the fine output, shape (8, T_c), still holds the value the fine stage pads its
+    unwritten codebooks with (1024 in Bark): every frame was written by the model. The message
+    names the first such frame and codebook and counts them all."""
+    fine = np.asarray(fine)
+    left = fine == padding
+    if left.any():
+        frames = np.flatnonzero(left.any(axis=0))
+        codebook = int(np.argmax(left[:, frames[0]]))
+        raise CheckFailure(
+            f"fine: {int(left.sum())} code(s) in {frames.size} frame(s) still hold the padding value "
+            f"{padding}; first at frame {int(frames[0])} ({frames[0] / COARSE_RATE_HZ:.3f} s), "
+            f"codebook {codebook}"
+        )
+
 def check_durations(generation, *, tolerance_s: float = FRAME_S) -> None:
     """Semantic tokens / 49.9 Hz, coarse frames / 75 Hz and samples / 24 kHz agree within
     ``tolerance_s`` seconds (default: one coarse frame, 13.3 ms)."""
