@@ -2,7 +2,7 @@
 
 The ``long`` profile (cap 20 s) runs the semantic stage to Bark's 768-token limit, which gives
 about 1,150 coarse frames (15.4 s at 75 frames per second): more than one fine window can hold.
-For each of the profile's cells (``scf``, ``sc-``, ``---``) this module checks that
+For each of the profile's cells (``scf``, ``---``) this module checks that
 
 1. the clip is long: >= 1,100 coarse frames, and the window layout of the fine stage
    (:mod:`bark_ablation.fine_windows`, computed from Bark's stated rule, not from its code)
@@ -21,7 +21,7 @@ input (fine history first), "output frames" the fine codes returned.
 
 Measured on the tiny set, en_speaker_0 (405 fine frames, so H = 405 for ``scf``, not 512),
 seed 0, 2 shared cores: 768 semantic tokens and 1,154 coarse frames in every cell;
-``scf``: 3 windows, boundaries at output frames 512 and 642; ``sc-`` and ``---``: 2 windows,
+``scf``: 3 windows, boundaries at output frames 512 and 642; ``---`` (and ``sc-``): 2 windows,
 boundary at 512. The matrix costs about 20 s (semantic 0.7-0.9 s, coarse 1.4-2.3 s, fine
 0.5-0.9 s and decode 3.4-4.6 s per run; 2 semantic, 2 coarse, 3 fine and 3 decode runs).
 """
@@ -54,14 +54,13 @@ from bark_ablation.fine_windows import (
 )
 from bark_ablation.implementation import activated
 from bark_ablation.known_issues import explain
-from bark_ablation.pipeline import run_matrix
 from bark_ablation.profiles import PROFILES
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.pytest_plugin import PROFILE_PROMPT, PROFILE_SEED
 from bark_ablation.seeding import seeded_stage
 
 PROFILE = PROFILES["long"]
-PROMPT = "en_speaker_0"
-SEED = 0
+PROMPT = PROFILE_PROMPT
+SEED = PROFILE_SEED
 MIN_LONG_FRAMES = 1_100
 """A long clip has at least this many coarse frames (14.7 s)."""
 PERTURB_OFFSET = 3
@@ -71,11 +70,10 @@ NEAR_FRAMES = 4
 
 
 @pytest.fixture(scope="module")
-def long_run(model_set, voice_prompts):
-    """The ``long`` profile's matrix: one prompt, seed 0, the profile's cells. (To be replaced by a
-    shared session fixture; keep it the only place that runs it.)"""
-    return run_matrix(REGRESSION_TEXT, voice_prompts[PROMPT], [SEED], PROFILE.cells, PROFILE.params(),
-                      model_set=model_set)
+def long_run(regression_matrix):
+    """The ``long`` profile's matrix: one prompt, seed 0, the profile's cells; the same session
+    run the regression matrix and the golden suite check."""
+    return regression_matrix(PROMPT, SEED, PROFILE.name)
 
 
 def fine_history(run, cell: str):
@@ -413,14 +411,14 @@ def test_output_length_equals_coarse_length(long_run, cell):
 
 
 def test_length_check_fails_one_frame_short(long_run):
-    g = long_run.get("sc-", SEED)
+    g = long_run.get("---", SEED)
     t = g.coarse.shape[1]
     with pytest.raises(CheckFailure, match=rf"fine: expected shape \(8, {t}\) .*got \(8, {t - 1}\)"):
         checks.check_shapes(dataclasses.replace(g, fine=g.fine[:, :-1]))
     with pytest.raises(CheckFailure, match=rf"audio: expected shape \({t * 320},\).*got \({(t - 1) * 320},\)"):
         checks.check_shapes(dataclasses.replace(g, audio=g.audio[:-checks.SAMPLES_PER_FRAME]))
     with pytest.raises(CheckFailure, match=rf"shape \(8, {t - 1}\), expected \(8, {t}\)"):
-        check_rows_match_coarse(g.coarse, g.fine[:, :-1], layout_for(long_run, "sc-"))
+        check_rows_match_coarse(g.coarse, g.fine[:, :-1], layout_for(long_run, "---"))
 
 
 # --- 5. one changed coarse frame after a boundary ------------------------------------------------
