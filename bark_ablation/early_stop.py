@@ -204,7 +204,9 @@ def filtered_probabilities(logits: np.ndarray, temperature: float, top_k: int | 
 
 def _warped_probabilities(logits: np.ndarray, temperature: float, top_k: int | None,
                           top_p: float | None) -> np.ndarray:
-    """transformers' order: temperature, then top-k, then top-p on the tempered distribution."""
+    """transformers' order: temperature, then top-k, then top-p on the tempered distribution
+    (its top-p keeps the crossing token too; ties at the boundary may differ). Used only for the
+    probability of a sampled EOS, so an approximation at the filter's boundary is harmless."""
     return filtered_probabilities(np.asarray(logits, dtype=np.float64) / temperature, 1.0, top_k, top_p)
 
 

@@ -124,7 +124,7 @@ class SunoBark:
     def model_set_names(self) -> tuple[str, ...]:
         from bark_ablation.random_model_sets import RANDOM_ARCHITECTURES
 
-        return (TINY, TINY_EOS, *CHECKPOINTS, *RANDOM_ARCHITECTURES)
+        return (TINY, *CHECKPOINTS, *RANDOM_ARCHITECTURES, TINY_EOS)
 
     def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
         if name in (TINY, TINY_EOS):

@@ -137,9 +137,16 @@ def build_tiny_eos_models(device: str | torch.device = "cpu", *,
     semantic history of each of ``en_speaker_6``, ``en_speaker_0``, ``en_speaker_3``), 27
     (56 %) stop before the cap, at steps 3 to 141 (the stop step is the clip's length in
     tokens, 49.9 per second); by history: none 9/12, ``en_speaker_6`` 6/12, ``en_speaker_0``
-    11/12, ``en_speaker_3`` 1/12. Over the 8-cell matrix
-    the four cells without semantic history share one run per seed. Figures and how they were
-    measured: ``tests/test_early_stop.py``.
+    11/12, ``en_speaker_3`` 1/12. Every one of the 27 stops is a threshold stop (none by a
+    sampled EOS). Over the 8-cell matrix the four cells without semantic history share one run
+    per seed. transformers' port of the same weights (seeds 0-5, 24 runs) stops in 14 (58 %).
+
+    The EOS probability jumps rather than climbs: of the 4,462 decisions in those 48 runs, 4,325
+    had p_eos below 1e-6, 110 lay in [1e-6, 0.1), none in [0.1, 0.25), one at 0.252 and 26 above
+    0.5. A tiny random model has no direction whose logit tracks the semantic logits' scale, so
+    the EOS logit moves by tens of logit units between steps. Consequence for checks: a change
+    to the rule that only matters for p_eos between 0.1 and 0.25 (a threshold halved, the
+    probability taken before temperature) changes no run of these seeds.
     """
     models = build_tiny_models(device, architecture=architecture)
     head = models["text"]["model"].lm_head.weight

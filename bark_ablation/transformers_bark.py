@@ -211,7 +211,7 @@ class TransformersBark:
     def model_set_names(self) -> tuple[str, ...]:
         from bark_ablation.random_model_sets import RANDOM_ARCHITECTURES
 
-        return ("tiny", "tiny-eos", *HUB_REPOS, *RANDOM_ARCHITECTURES)
+        return ("tiny", *HUB_REPOS, *RANDOM_ARCHITECTURES, "tiny-eos")
 
     def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
         from bark_ablation import random_model_sets, tiny_model_set

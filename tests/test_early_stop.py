@@ -25,6 +25,7 @@ import pytest
 
 from bark_ablation.early_stop import (
     EarlyStopMismatch,
+    check_generation,
     early_stop_oracle,
     filtered_probabilities,
     semantic_input_ids,
@@ -150,6 +151,14 @@ def test_early_stops_happen_in_the_measured_share_at_varied_steps(reports, imple
         assert (tuple(stops), sampled) == (measured.stop_steps, measured.sampled_stops), (
             f"measured {measured}, now stops at {stops}, {sampled} by sampled EOS: the tokens changed "
             f"(another CPU kernel or torch release?); the share band above held\n{_table(reports)}")
+
+
+def test_check_generation_gives_each_cell_its_semantic_history(eos_set, eos_runs, reports, voice_prompts):
+    """``check_generation`` reads the semantic history from the cell (``s--``: the prompt's;
+    ``---``: none) and agrees with the oracle given that history by hand."""
+    for label, generation, _history in (eos_runs[0], eos_runs[-1]):
+        report = check_generation(eos_set, generation, voice_prompts[generation.prompt])
+        np.testing.assert_array_equal(report.p_eos, reports[label].p_eos, err_msg=label)
 
 
 def _strict(eos_set, generation, history, threshold):

@@ -108,7 +108,7 @@ def test_tiny_eos_is_registered_for_both_implementations():
 
     for implementation in (default_implementation(), "transformers"):
         names = get_implementation(implementation).model_set_names()
-        assert names[:2] == ("tiny", EARLY_STOP_TINY_VARIANT), implementation
+        assert "tiny" in names and EARLY_STOP_TINY_VARIANT in names, implementation
     hf = get_model_set(EARLY_STOP_TINY_VARIANT, "cpu", implementation="transformers")
     suno = get_model_set(EARLY_STOP_TINY_VARIANT, "cpu")
     assert torch.equal(hf.models["text"]["model"].lm_head.weight, suno.models["text"]["model"].lm_head.weight)
