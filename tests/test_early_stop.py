@@ -168,18 +168,22 @@ def _strict(eos_set, generation, history, threshold):
 
 
 def test_known_bad_twin_lower_threshold_fails_at_a_step_the_run_went_past(eos_set, eos_runs):
-    failures = []
+    """The same check at min_eos_p 0.05 fails, naming a step the run went on from, its p_eos and
+    the threshold."""
+    caught = []
     for label, generation, history in eos_runs:
         params = generation.params.replace(min_eos_p=LOWER_TWIN)
         report = early_stop_oracle(eos_set, generation.text, history, params, generation.semantic)
-        with pytest.raises(EarlyStopMismatch) if not report.consistent else _no_error():
+        if report.consistent:
+            continue
+        with pytest.raises(EarlyStopMismatch) as error:
             report.check()
-        if not report.consistent:
-            step, p_eos, message = report.problems[0]
-            assert step < generation.semantic.size and p_eos >= LOWER_TWIN
-            assert f"step {step}:" in message and f"min_eos_p = {LOWER_TWIN}" in message and f"{p_eos:.6f}" in message
-            failures.append(label)
-    assert failures, f"min_eos_p {LOWER_TWIN} was not caught on any run"
+        assert error.value.step < generation.semantic.size and error.value.p_eos >= LOWER_TWIN
+        assert error.value.threshold == LOWER_TWIN
+        assert f"step {error.value.step}: p_eos = {error.value.p_eos:.6f}" in str(error.value), str(error.value)
+        assert f"min_eos_p = {LOWER_TWIN}" in str(error.value)
+        caught.append(label)
+    assert caught, f"min_eos_p {LOWER_TWIN} was not caught on any run"
 
 
 def test_known_bad_twin_upper_threshold_fails_at_a_stop_below_it(eos_set, eos_runs, reports, implementation):
@@ -199,14 +203,6 @@ def test_known_bad_twin_upper_threshold_fails_at_a_stop_below_it(eos_set, eos_ru
                 twin.check()
             caught.append(label)
     assert caught, f"min_eos_p {upper} was not caught on any run"
-
-
-class _no_error:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_one_pass_logits_equal_barks_own_step_by_step_calls(eos_set, eos_runs, implementation):
