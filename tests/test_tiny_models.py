@@ -77,3 +77,39 @@ def test_decoded_audio_has_a_usable_level(regression_matrix):
 def test_unknown_codebook_mode_is_refused():
     with pytest.raises(ValueError, match="codebooks must be"):
         tiny_model_set.build_tiny_models(codebooks="ones")
+
+
+def test_tiny_eos_differs_from_tiny_only_in_the_end_of_sequence_row(tiny_models):
+    """``tiny-eos`` changes one row of one tensor (the text head's EOS row, recomputed here with
+    numpy alone); every other tensor of every model is ``tiny``'s, bit for bit."""
+    from bark_ablation.model_sets import get_model_set
+
+    eos = get_model_set("tiny-eos", "cpu")
+    for key in ("coarse", "fine", "codec"):
+        ours, theirs = tiny_models.models[key].state_dict(), eos.models[key].state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), key
+    tiny_text, eos_text = tiny_models.models["text"]["model"].state_dict(), eos.models["text"]["model"].state_dict()
+    changed = [k for k in tiny_text if not torch.equal(tiny_text[k], eos_text[k])]
+    assert changed == ["lm_head.weight"]
+    rows = (tiny_text["lm_head.weight"] != eos_text["lm_head.weight"]).any(dim=1).nonzero().flatten().tolist()
+    assert rows == [tiny_model_set.EOS_TOKEN] == [10_000]
+    rng = np.random.default_rng([tiny_model_set.TINY_WEIGHT_SEED, zlib.crc32(b"text/lm_head.weight[eos]")])
+    direction = rng.normal(size=tiny_model_set.TINY_ARCHITECTURE.n_embd)
+    expected = tiny_model_set.EOS_HEAD_NORM * direction / np.linalg.norm(direction)
+    assert torch.equal(eos_text["lm_head.weight"][10_000], torch.from_numpy(expected.astype(np.float32)))
+    assert eos.provenance["differs_from_tiny"]["row"] == 10_000
+    assert "differs_from_tiny" not in tiny_models.provenance
+
+
+def test_tiny_eos_is_registered_for_both_implementations():
+    from bark_ablation.implementation import default_implementation
+    from bark_ablation.model_sets import get_model_set
+    from bark_ablation.profiles import EARLY_STOP_TINY_VARIANT
+
+    for implementation in (default_implementation(), "transformers"):
+        names = get_implementation(implementation).model_set_names()
+        assert "tiny" in names and EARLY_STOP_TINY_VARIANT in names, implementation
+    hf = get_model_set(EARLY_STOP_TINY_VARIANT, "cpu", implementation="transformers")
+    suno = get_model_set(EARLY_STOP_TINY_VARIANT, "cpu")
+    assert torch.equal(hf.models["text"]["model"].lm_head.weight, suno.models["text"]["model"].lm_head.weight)
+    assert hf.provenance["differs_from_tiny"] == suno.provenance["differs_from_tiny"]
