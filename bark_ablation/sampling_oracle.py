@@ -220,7 +220,7 @@ def top_p_allowed(logits: np.ndarray, p: float, *, tolerance: float = 1e-6) -> A
     logits = np.asarray(logits, dtype=np.float64)
     order = descending_order(logits)
     probs = softmax(logits)[order]
-    mass_before = np.cumsum(probs) - probs
+    mass_before = np.concatenate([[0.0], np.cumsum(probs)[:-1]])  # of the tokens before each
     kept_sorted = mass_before < p
     kept_sorted[0] = True
     margin = tolerance + FLOAT32_EPS * np.arange(1, logits.size + 1)
