@@ -223,3 +223,27 @@ def test_steps_pair_calls_with_tokens():
     assert [s.logits[0] for s in steps] == [10_000, 11_024, 10_000, 11_024]
     with pytest.raises(ValueError, match="4 model calls for 6"):
         coarse_steps(coarse_calls, np.zeros((2, 3), int))
+
+
+def test_an_early_stop_is_one_extra_step(model_set, voice_prompts):
+    """Through Bark's real code: with ``min_eos_p`` lowered to 5e-19 (the tiny set's
+    end-of-sequence probabilities at temperature 0.7 lie around 1e-34 to 1e-15), Bark stops
+    early, calls the model once more than it returns tokens, and the step mapping marks that
+    call as the stop: the first step whose end-of-sequence probability reaches ``min_eos_p``
+    (relative margin 1e-3 for float32)."""
+    if model_set.implementation == "transformers":
+        pytest.skip("transformers samples inside its own generate(): no hooked logits")
+    params = GenerationParams(max_duration_s=CLIP_S, min_eos_p=5e-19)
+    stops = 0
+    with activated(model_set) as runner:
+        for seed in (0, 1):
+            tokens, steps = observe_semantic(runner, model_set, REGRESSION_TEXT, None, seed, params)
+            if len(steps) == len(tokens):
+                continue  # ran to the cap
+            stops += 1
+            eos = [softmax(step.logits, params.semantic_temp)[-1] for step in steps]
+            assert steps[-1].stop and steps[-1].token == 10_000 and len(steps) == len(tokens) + 1
+            assert eos[-1] >= params.min_eos_p * (1 - 1e-3), f"seed {seed}: stop step's EOS probability {eos[-1]:.3g}"
+            assert max(eos[:-1], default=0.0) < params.min_eos_p * (1 + 1e-3), f"seed {seed}: {eos}"
+            assert check_filter(steps, bark_filter(), params.semantic_temp).ok
+    assert stops >= 1, "no seed stopped early: the test saw no stop step"
