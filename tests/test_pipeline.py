@@ -54,11 +54,16 @@ def test_parameters_reach_bark(tiny_models, short_params):
 
 
 def test_kv_caching_gives_the_same_tokens(tiny_models, short_params):
-    cached = generate(REGRESSION_TEXT, "en_speaker_0", "scf", 0, short_params, model_set=tiny_models)
-    uncached = generate(REGRESSION_TEXT, "en_speaker_0", "scf", 0, short_params.replace(use_kv_caching=False),
+    """Greedy (top_k=1), through the whole pipeline: equal coarse tokens give equal fine tokens
+    and audio. Every cell, the reasons, and sampled agreement: tests/test_kv_cache.py."""
+    greedy = short_params.replace(top_k=1)
+    cached = generate(REGRESSION_TEXT, "en_speaker_0", "scf", 0, greedy, model_set=tiny_models)
+    uncached = generate(REGRESSION_TEXT, "en_speaker_0", "scf", 0, greedy.replace(use_kv_caching=False),
                         model_set=tiny_models)
     np.testing.assert_array_equal(cached.semantic, uncached.semantic)
     np.testing.assert_array_equal(cached.coarse, uncached.coarse)
+    np.testing.assert_array_equal(cached.fine, uncached.fine)
+    assert cached.audio.tobytes() == uncached.audio.tobytes()
 
 
 def test_barks_model_registry_is_restored(tiny_models, short_params):
