@@ -302,6 +302,8 @@ def _model_sets(args: argparse.Namespace) -> int:
     from bark_ablation.cached_weights import CHECKPOINTS, missing_files
 
     print("tiny: built in (Bark's model classes at toy size, deterministic weights)")
+    print("tiny-eos: built in (tiny with an end-of-sequence head that stops the semantic stage early; "
+          "what --profile early-stop runs on when the model set is tiny)")
     print("bark-random, bark-small-random: built in (full-size architectures, random weights; for timing)")
     from bark_ablation.transformers_model_sets import HUB_REPOS, missing_hub_files
 

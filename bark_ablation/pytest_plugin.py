@@ -57,6 +57,16 @@ PROFILE_SEED = 0
 profile runs every regression prompt and seed)."""
 
 
+SLOW_PROFILES = ("long",)
+"""Profiles whose regression cases are marked ``slow`` (run with ``--run-slow``; CI's slow lane
+does): the long profile generates two 15.4 s clips, about 20 s on 2 CPU cores, most of it decoding."""
+
+
+def profile_marks(profile_name: str) -> list[pytest.MarkDecorator]:
+    """Marks for a profile's parametrized cases: ``slow`` for :data:`SLOW_PROFILES`."""
+    return [pytest.mark.slow] if profile_name in SLOW_PROFILES else []
+
+
 def regression_cases(profile_name: str) -> list[tuple[str, int, str]]:
     """``(prompt, seed, cell)`` of every regression case of a profile
     (:mod:`bark_ablation.profiles`): for ``default`` 3 prompts x 2 seeds x 8 cells, for the others

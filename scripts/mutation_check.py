@@ -35,8 +35,10 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Mutation:
-    """Replace ``old`` with ``new`` in generation.py. ``occurrence``: ``"unique"`` (``old`` must
-    appear exactly once), ``"all"``, or the 0-based index of the appearance to replace."""
+    """Replace ``old`` with ``new`` in ``file`` (default generation.py). ``occurrence``:
+    ``"unique"`` (``old`` must appear exactly once), ``"all"``, or the 0-based index of the
+    appearance to replace. Where Bark repeats code in its semantic and coarse stages, occurrence
+    0 is the semantic stage's copy and 1 the coarse stage's."""
 
     name: str
     kind: str
@@ -44,6 +46,8 @@ class Mutation:
     old: str
     new: str
     occurrence: int | str = "unique"
+    file: str = "generation.py"
+    """The file of the ``bark`` package the alteration applies to."""
 
 
 MUTATIONS = (
@@ -81,6 +85,37 @@ MUTATIONS = (
              "COARSE_RATE_HZ = 75", "COARSE_RATE_HZ = 74"),
     Mutation("semantic-rate-50", "constants", "SEMANTIC_RATE_HZ = 50 instead of 49.9",
              "SEMANTIC_RATE_HZ = 49.9", "SEMANTIC_RATE_HZ = 50"),
+    # Paths only the generation profiles reach (bark_ablation/profiles.py):
+    Mutation("semantic-top-p-drops-crossing-token", "filters",
+             "semantic top-p drops the token that crosses p (its one-step shift removed)",
+             "sorted_indices_to_remove[1:] = sorted_indices_to_remove[:-1].copy()",
+             "sorted_indices_to_remove[1:] = sorted_indices_to_remove[1:].copy()", occurrence=0),
+    Mutation("coarse-top-p-after-temperature", "filters",
+             "coarse top-p measures the mass after temperature instead of at temperature 1",
+             "cumulative_probs = np.cumsum(softmax(sorted_logits))",
+             "cumulative_probs = np.cumsum(softmax(sorted_logits / temp))", occurrence=1),
+    Mutation("semantic-top-k-keeps-k-minus-1", "filters", "semantic top-k removes the k-th token too",
+             'relevant_logits[relevant_logits < v[-1]] = -float("Inf")',
+             'relevant_logits[relevant_logits <= v[-1]] = -float("Inf")', occurrence=0),
+    Mutation("coarse-top-k-keeps-k-plus-1", "filters", "coarse top-k keeps one token more than k",
+             "min(top_k, relevant_logits.size(-1))", "min(top_k + 1, relevant_logits.size(-1))", occurrence=1),
+    Mutation("early-stop-threshold-raised", "early stop", "the semantic stage stops at 1.5 x min_eos_p",
+             "probs[-1] >= min_eos_p", "probs[-1] >= min_eos_p * 1.5"),
+    Mutation("early-stop-wrong-logit", "early stop",
+             "the semantic stage reads the logit next to end-of-sequence as end-of-sequence",
+             "logits[0, 0, [SEMANTIC_PAD_TOKEN]]", "logits[0, 0, [SEMANTIC_PAD_TOKEN - 1]]"),
+    Mutation("fine-window-start-stride-511", "fine windows", "fine windows start every 511 frames, not 512",
+             "np.min([n * 512, in_arr.shape[0] - 1024])", "np.min([n * 511, in_arr.shape[0] - 1024])"),
+    Mutation("fine-window-fill-stride-513", "fine windows", "each fine window fills from 513 frames on, not 512",
+             "np.min([n_history + n * 512, in_arr.shape[0] - 512])",
+             "np.min([n_history + n * 513, in_arr.shape[0] - 512])"),
+    Mutation("semantic-kv-cache-off-by-one", "kv cache",
+             "semantic stage feeds the second-last token to the KV-cached step",
+             "x_input = x[:, [-1]]", "x_input = x[:, [-2]]"),
+    Mutation("kv-cache-position-off-by-one", "kv cache",
+             "the model numbers positions one short when it continues from a KV cache (model.py)",
+             "past_length = past_kv[0][0].size(-2)", "past_length = past_kv[0][0].size(-2) - 1",
+             file="model.py"),
 )
 
 
@@ -103,12 +138,12 @@ def apply(source: str, mutation: Mutation) -> str:
         starts.append(index)
         index = source.find(mutation.old, index + 1)
     if not starts:
-        raise HarnessError(f"{mutation.name}: {mutation.old!r} not found in generation.py")
+        raise HarnessError(f"{mutation.name}: {mutation.old!r} not found in {mutation.file}")
     if mutation.occurrence == "all":
         return source.replace(mutation.old, mutation.new)
     if mutation.occurrence == "unique":
         if len(starts) > 1:
-            raise HarnessError(f"{mutation.name}: {mutation.old!r} occurs {len(starts)} times; "
+            raise HarnessError(f"{mutation.name}: {mutation.old!r} occurs {len(starts)} times in {mutation.file}; "
                                f"say which occurrence")
         index = 0
     else:
@@ -164,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     selected = [m for m in MUTATIONS if args.only is None or m.name in args.only]
     try:
         source_dir = installed_bark()
-        original = (source_dir / "generation.py").read_text()
+        originals = {m.file: (source_dir / m.file).read_text() for m in selected}
         for mutation in selected:
-            apply(original, mutation)  # every mutation must apply before anything runs
+            apply(originals[mutation.file], mutation)  # every mutation must apply before anything runs
         rows = []
         with tempfile.TemporaryDirectory(prefix="bark-mutation-") as scratch_root:
             for mutation in [None, *selected]:
@@ -174,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 scratch = Path(scratch_root, name)
                 shutil.copytree(source_dir, scratch / "bark", ignore=shutil.ignore_patterns("__pycache__"))
                 if mutation is not None:
-                    (scratch / "bark" / "generation.py").write_text(apply(original, mutation))
+                    (scratch / "bark" / mutation.file).write_text(apply(originals[mutation.file], mutation))
                 code, seconds = run_suite(scratch, args.tests, scratch / "junit.xml")
                 failed = failures(scratch / "junit.xml")
                 if mutation is None:

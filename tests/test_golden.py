@@ -11,7 +11,7 @@ import pytest
 
 from bark_ablation.conditioning import ALL_CONDITIONINGS
 from bark_ablation.profiles import DEFAULT_PROFILE, PROFILES
-from bark_ablation.pytest_plugin import REGRESSION_PROMPTS, REGRESSION_SEEDS, regression_cases
+from bark_ablation.pytest_plugin import REGRESSION_PROMPTS, REGRESSION_SEEDS, profile_marks, regression_cases
 
 CELLS = [pytest.param(c.id, id=c.id) for c in ALL_CONDITIONINGS]
 PROMPTS = [pytest.param(p, id=p.replace("/", "-")) for p in REGRESSION_PROMPTS]
@@ -26,7 +26,7 @@ def test_matches_golden(regression_matrix, voice_prompts, golden_check, cell, pr
 
 
 @pytest.mark.parametrize("profile, prompt, seed, cell", [
-    pytest.param(name, prompt, seed, cell, id=f"{name}-{cell}")
+    pytest.param(name, prompt, seed, cell, id=f"{name}-{cell}", marks=profile_marks(name))
     for name in PROFILES if name != DEFAULT_PROFILE for prompt, seed, cell in regression_cases(name)])
 def test_profile_matches_golden(regression_matrix, voice_prompts, golden_check, profile, prompt, seed, cell):
     run = regression_matrix(prompt, seed, profile)

@@ -212,3 +212,26 @@ def test_a_key_cannot_point_outside_the_store(key, field, value):
 
 def key_implementation(manifest):
     return manifest["case"]["implementation"]
+
+
+GOLDEN_BUDGET_BYTES = 20 * 2**20
+"""The repository's golden/ may hold at most 20 MiB."""
+
+
+def test_committed_golden_data_fits_its_budget(golden_store):
+    sizes = {path: path.stat().st_size for path in golden_store.root.rglob("*") if path.is_file()}
+    assert sizes, f"no golden data under {golden_store.root}"
+    total = sum(sizes.values())
+    largest = sorted(sizes, key=sizes.get, reverse=True)[:3]
+    assert total <= GOLDEN_BUDGET_BYTES, (
+        f"golden/ holds {total / 2**20:.1f} MiB, budget {GOLDEN_BUDGET_BYTES / 2**20:.0f} MiB; largest: "
+        + ", ".join(f"{p.relative_to(golden_store.root)} ({sizes[p] / 2**10:.0f} KiB)" for p in largest))
+
+
+def test_budget_check_fails_past_the_budget(tmp_path, monkeypatch):
+    """Known-bad store: one file a byte over the budget."""
+    from bark_ablation.golden import GoldenStore
+
+    (tmp_path / "big.wav").write_bytes(b"\0" * (GOLDEN_BUDGET_BYTES + 1))
+    with pytest.raises(AssertionError, match=r"golden/ holds 20.0 MiB, budget 20 MiB; largest: big.wav"):
+        test_committed_golden_data_fits_its_budget(GoldenStore(tmp_path))

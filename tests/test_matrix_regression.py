@@ -18,6 +18,7 @@ from bark_ablation.pytest_plugin import (
     REGRESSION_PROMPTS,
     REGRESSION_SEEDS,
     REGRESSION_TEXT,
+    profile_marks,
     regression_cases,
 )
 
@@ -112,7 +113,7 @@ def check_token_ranges_or_xfail_known_issue(generation, implementation: str) -> 
         pytest.xfail(f"known issue {issue.id} ({issue.description}): {failure}")
 
 
-PROFILE_CASES = [pytest.param(name, prompt, seed, cell, id=f"{name}-{cell}")
+PROFILE_CASES = [pytest.param(name, prompt, seed, cell, id=f"{name}-{cell}", marks=profile_marks(name))
                  for name in PROFILES if name != DEFAULT_PROFILE for prompt, seed, cell in regression_cases(name)]
 
 
@@ -154,6 +155,7 @@ def test_sampling_profiles_change_the_tokens(regression_matrix, profile, cell):
     checks.assert_differs(default.coarse, changed.coarse, f"{cell.id}: coarse codes, default vs {profile}")
 
 
+@pytest.mark.slow
 def test_long_profile_reaches_barks_semantic_limit(regression_matrix, model_set):
     """The long profile's cap (20 s) lies beyond Bark's 768 semantic steps, so on the tiny set
     (which never ends a sequence by itself) every cell generates exactly 768 tokens and 1,154
