@@ -11,6 +11,7 @@ Usage::
     python scripts/mutation_check.py                      # every mutation, full CPU suite
     python scripts/mutation_check.py --only coarse-kv-cache-off-by-one
     python scripts/mutation_check.py --tests tests/test_golden.py --report mutation.md
+    python scripts/mutation_check.py --only fine-window-start-stride-511 --pytest-option=--run-slow --pytest-option=-n2
 
 Exit status: 0 when every alteration was caught, 1 otherwise, 2 on a harness error.
 """
@@ -155,7 +156,7 @@ def apply(source: str, mutation: Mutation) -> str:
     return source[:start] + mutation.new + source[start + len(mutation.old):]
 
 
-def run_suite(scratch: Path, tests: list[str], junit: Path) -> tuple[int, float]:
+def run_suite(scratch: Path, tests: list[str], junit: Path, options: list[str] = ()) -> tuple[int, float]:
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(scratch), *filter(None, [os.environ.get("PYTHONPATH")])])}
     environment.pop("CI", None)
@@ -165,7 +166,7 @@ def run_suite(scratch: Path, tests: list[str], junit: Path) -> tuple[int, float]
         raise HarnessError(f"the scratch copy is not the one imported: {probe.stdout.strip()}")
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", *tests, "-q", "--tb=no", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", *tests, *options, "-q", "--tb=no", "-p", "no:cacheprovider",
          f"--junitxml={junit}", "--basetemp", str(scratch / "pytest-tmp"),
          "--drift-dir", str(scratch / "drift")],
         cwd=REPOSITORY, env=environment, capture_output=True, text=True, check=False)
@@ -195,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tests", nargs="*", default=["tests"], help="pytest targets (default: tests)")
     parser.add_argument("--only", nargs="*", default=None, help="mutation names to run")
     parser.add_argument("--report", type=Path, default=None, help="also write the table as Markdown here")
+    parser.add_argument("--pytest-option", action="append", default=[], metavar="OPTION",
+                        help="passed to pytest, e.g. --pytest-option=-n2 --pytest-option=--run-slow")
     args = parser.parse_args(argv)
     selected = [m for m in MUTATIONS if args.only is None or m.name in args.only]
     try:
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copytree(source_dir, scratch / "bark", ignore=shutil.ignore_patterns("__pycache__"))
                 if mutation is not None:
                     (scratch / "bark" / mutation.file).write_text(apply(originals[mutation.file], mutation))
-                code, seconds = run_suite(scratch, args.tests, scratch / "junit.xml")
+                code, seconds = run_suite(scratch, args.tests, scratch / "junit.xml", args.pytest_option)
                 failed = failures(scratch / "junit.xml")
                 if mutation is None:
                     if code != 0:
