@@ -9,14 +9,14 @@ deterministic tiny model set by default or on real weights already in the local 
     >>> run.get("s--", 0).semantic.shape                                  # doctest: +SKIP
 """
 
-from bark_ablation.conditioning import ALL_CONDITIONINGS, Conditioning, Stage
-from bark_ablation.errors import (BarkAblationError, MissingWeightsError, ModelSetError, OutputError,
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS, Conditioning, Stage
+from bark_ablation.core.errors import (BarkAblationError, MissingWeightsError, ModelSetError, OutputError,
                                   ParamsError, PromptError)
-from bark_ablation.params import GenerationParams
-from bark_ablation.pipeline import Generation, MatrixRun, generate, run_matrix
-from bark_ablation.prompts import VoicePrompt, load_prompt, shipped_prompt_names
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.generation.pipeline import Generation, MatrixRun, generate, run_matrix
+from bark_ablation.core.prompts import VoicePrompt, load_prompt, shipped_prompt_names
+from bark_ablation.core.version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "ALL_CONDITIONINGS", "BarkAblationError", "Conditioning", "Generation", "GenerationParams",

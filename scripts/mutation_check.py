@@ -86,7 +86,7 @@ MUTATIONS = (
              "COARSE_RATE_HZ = 75", "COARSE_RATE_HZ = 74"),
     Mutation("semantic-rate-50", "constants", "SEMANTIC_RATE_HZ = 50 instead of 49.9",
              "SEMANTIC_RATE_HZ = 49.9", "SEMANTIC_RATE_HZ = 50"),
-    # Paths only the generation profiles reach (bark_ablation/profiles.py):
+    # Paths only the generation profiles reach (bark_ablation/core/profiles.py):
     Mutation("semantic-top-p-drops-crossing-token", "filters",
              "semantic top-p drops the token that crosses p (its one-step shift removed)",
              "sorted_indices_to_remove[1:] = sorted_indices_to_remove[:-1].copy()",

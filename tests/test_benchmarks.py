@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bark_ablation.benchmarking import (
+from bark_ablation.bench.benchmarking import (
     BENCHMARK_STAGES,
     StageWorkload,
     benchmark_params,
@@ -22,7 +22,7 @@ from bark_ablation.benchmarking import (
     spread,
 )
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
-from bark_ablation.random_model_sets import RANDOM_ARCHITECTURES, block_parameter_count
+from bark_ablation.models.random_model_sets import RANDOM_ARCHITECTURES, block_parameter_count
 
 ROUNDS = 5
 WARMUP_ROUNDS = 1
@@ -47,7 +47,7 @@ def implementation(request):
 
 @pytest.fixture(scope="module")
 def tiny_workload(implementation, voice_prompts):
-    from bark_ablation.model_sets import get_model_set
+    from bark_ablation.implementations.registry import get_model_set
 
     model_set = get_model_set("tiny", "cpu", implementation=implementation)
     return StageWorkload(model_set, voice_prompts["en_speaker_6"], REGRESSION_TEXT, benchmark_params(2.0))
@@ -74,7 +74,7 @@ def test_random_sets_match_the_published_sizes(name, published_millions):
 
 @pytest.fixture(scope="module", params=list(RANDOM_ARCHITECTURES))
 def gpu_workload(request, implementation, voice_prompts):
-    from bark_ablation.model_sets import get_model_set
+    from bark_ablation.implementations.registry import get_model_set
 
     model_set = get_model_set(request.param, "cuda", implementation=implementation)
     return StageWorkload(model_set, voice_prompts["en_speaker_6"], REGRESSION_TEXT, benchmark_params(5.0))

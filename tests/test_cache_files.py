@@ -24,18 +24,22 @@ import numpy as np
 import pytest
 import torch
 
-from bark_ablation import GenerationParams, checks, cli, model_sets
-from bark_ablation.cached_weights import (
+from bark_ablation import GenerationParams, cli
+
+from bark_ablation.core import checks
+
+from bark_ablation.implementations import registry as model_sets
+from bark_ablation.models.cached_weights import (
     TOKENIZER_VOCAB_SIZE,
     check_tokenizer_vocab,
     load_bark_checkpoint,
     load_cached_encodec,
-    load_cached_models,
     load_cached_tokenizer,
 )
-from bark_ablation.errors import CacheFileError
-from bark_ablation.model_sets import get_model_set
-from bark_ablation.pipeline import run_matrix
+from bark_ablation.models.real_weights import load_cached_models
+from bark_ablation.core.errors import CacheFileError
+from bark_ablation.implementations.registry import get_model_set
+from bark_ablation.generation.pipeline import run_matrix
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
 from checkpoint_writers import (
     BARK_SMALL_COARSE_ARGS,

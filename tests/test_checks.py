@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bark_ablation import checks
-from bark_ablation.checks import CheckFailure
-from bark_ablation.known_issues import explain
-from bark_ablation.pipeline import generate
+from bark_ablation.core import checks
+from bark_ablation.core.checks import CheckFailure
+from bark_ablation.implementations.known_issues import explain
+from bark_ablation.generation.pipeline import generate
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
 

@@ -94,7 +94,7 @@ def test_missing_parent_directories_are_created(tmp_path, tiny_models):
 
 
 def test_failure_removes_the_parent_directories_it_created(tmp_path, monkeypatch, tiny_models):
-    import bark_ablation.pipeline as pipeline
+    import bark_ablation.generation.pipeline as pipeline
 
     def fail(*args, **kwargs):
         raise RuntimeError("boom")
@@ -117,7 +117,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, tiny_models):
 
 
 def test_failure_mid_run_leaves_nothing_behind(tmp_path, monkeypatch, tiny_models):
-    import bark_ablation.pipeline as pipeline
+    import bark_ablation.generation.pipeline as pipeline
 
     def explode(*args, **kwargs):
         raise KeyboardInterrupt

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bark_ablation.conditioning import (
+from bark_ablation.core.conditioning import (
     ALL_CONDITIONINGS,
     CONTROLS,
     NOTEBOOK_CONDITIONS,
@@ -13,8 +13,8 @@ from bark_ablation.conditioning import (
     HistorySource,
     Stage,
 )
-from bark_ablation.errors import ParamsError
-from bark_ablation.pipeline import count_stage_runs
+from bark_ablation.core.errors import ParamsError
+from bark_ablation.generation.pipeline import count_stage_runs
 
 
 def test_eight_distinct_cells_with_stable_ids():

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bark_ablation import checks
-from bark_ablation.conditioning import CONTROLS, HistorySource, Stage
-from bark_ablation.controls import stage_history
-from bark_ablation.errors import ParamsError
-from bark_ablation.pipeline import run_matrix
-from bark_ablation.prompts import CODEBOOK_SIZE, SEMANTIC_VOCAB_SIZE
+from bark_ablation.core import checks
+from bark_ablation.core.conditioning import CONTROLS, HistorySource, Stage
+from bark_ablation.core.controls import stage_history
+from bark_ablation.core.errors import ParamsError
+from bark_ablation.generation.pipeline import run_matrix
+from bark_ablation.core.prompts import CODEBOOK_SIZE, SEMANTIC_VOCAB_SIZE
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
 

@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 
-from bark_ablation import checks
-from bark_ablation.conditioning import ALL_CONDITIONINGS
+from bark_ablation.core import checks
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS
 from bark_ablation.pytest_plugin import REGRESSION_MAX_DURATION_S, REGRESSION_TEXT
 
 PROMPT, SEED = "en_speaker_0", 1
@@ -19,7 +19,7 @@ CHILD = f"""
 import sys, numpy as np, torch
 torch.set_num_threads(int(sys.argv[3]))  # the parent's count: audio is promised per thread count too
 from bark_ablation import GenerationParams, run_matrix
-from bark_ablation.model_sets import get_model_set
+from bark_ablation.implementations.registry import get_model_set
 run = run_matrix({REGRESSION_TEXT!r}, {PROMPT!r}, [{SEED}],
                  params=GenerationParams(max_duration_s={REGRESSION_MAX_DURATION_S}),
                  model_set=get_model_set("tiny", "cpu", implementation=sys.argv[2]))

@@ -33,22 +33,23 @@ import pytest
 import torch
 
 from bark_ablation import cli
-from bark_ablation.cached_weights import (
+from bark_ablation.models.cached_weights import (
     BARK_REPO,
     CHECKPOINTS,
     ENCODEC_CHECKPOINT,
     TOKENIZER_REPO,
     CacheLocations,
     check_tokenizer_vocab,
-    load_cached_models,
     missing_files,
 )
-from bark_ablation.errors import MissingWeightsError
-from bark_ablation.implementation import ModelSet, get_implementation
-from bark_ablation.network_guard import NetworkGuard
-from bark_ablation.params import GenerationParams
-from bark_ablation.pipeline import generate
-from bark_ablation.weight_downloads import ENCODEC_URL_ENV, TOKENIZER_FILES, DownloadError, download_missing
+from bark_ablation.models.real_weights import load_cached_models
+from bark_ablation.core.errors import MissingWeightsError
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.implementations.registry import get_implementation
+from bark_ablation.core.network_guard import NetworkGuard
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.generation.pipeline import generate
+from bark_ablation.models.weight_downloads import ENCODEC_URL_ENV, TOKENIZER_FILES, DownloadError, download_missing
 from checkpoint_writers import write_fake_cache
 
 REPO_COMMIT = hashlib.sha1(b"fake hub commit").hexdigest()

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from bark_ablation import perturbations
-from bark_ablation.drift import (
+from bark_ablation.golden import perturbations
+from bark_ablation.golden.drift import (
     TOLERANCES,
     GoldenMismatch,
     assert_no_drift,
@@ -19,8 +19,8 @@ from bark_ablation.drift import (
     compare_audio,
     compare_tokens,
 )
-from bark_ablation.golden import GoldenKey, GoldenRequest, GoldenStore
-from bark_ablation.implementation import activated
+from bark_ablation.golden.store import GoldenKey, GoldenRequest, GoldenStore
+from bark_ablation.implementations.registry import activated
 
 
 @pytest.fixture(scope="module")

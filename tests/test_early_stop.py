@@ -1,9 +1,9 @@
 """The semantic stage's early stop, on the ``tiny-eos`` set, checked against an independent
-computation of the rule (:mod:`bark_ablation.early_stop`).
+computation of the rule (:mod:`bark_ablation.oracles.early_stop`).
 
 The runs: the ``early-stop`` profile (Bark's defaults, ``min_eos_p`` 0.2, 3 s cap = 150
 tokens), the regression text, seeds :data:`SEEDS`, Bark's real semantic stage seeded as the
-pipeline seeds it (:func:`~bark_ablation.seeding.seeded_stage`). The early stop belongs to the
+pipeline seeds it (:func:`~bark_ablation.core.seeding.seeded_stage`). The early stop belongs to the
 semantic stage, whose input differs between cells only by the semantic history: cell ``s--``
 for each regression prompt gives the three histories, cell ``---`` the empty one (the same
 generation for every prompt, so it runs once). The profile's own regression cases (8 cells of
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from bark_ablation.early_stop import (
+from bark_ablation.oracles.early_stop import (
     EarlyStopMismatch,
     check_generation,
     early_stop_oracle,
@@ -33,12 +33,12 @@ from bark_ablation.early_stop import (
     semantic_step_limit,
     step_logits,
 )
-from bark_ablation.implementation import activated
-from bark_ablation.model_sets import get_model_set
-from bark_ablation.params import GenerationParams
-from bark_ablation.profiles import PROFILES
+from bark_ablation.implementations.registry import activated
+from bark_ablation.implementations.registry import get_model_set
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.core.profiles import PROFILES
 from bark_ablation.pytest_plugin import PROFILE_PROMPT, PROFILE_SEED, REGRESSION_PROMPTS, REGRESSION_TEXT
-from bark_ablation.seeding import seeded_stage
+from bark_ablation.core.seeding import seeded_stage
 
 SEEDS = (0, 1, 2, 9)
 PROFILE = PROFILES["early-stop"]
@@ -80,7 +80,7 @@ reaches the threshold (0 %) or nearly always does (the norm-25 head: 94 %) fails
 
 @pytest.fixture(scope="module")
 def implementation(pytestconfig) -> str:
-    from bark_ablation.implementation import default_implementation
+    from bark_ablation.implementations.registry import default_implementation
 
     return pytestconfig.getoption("--bark-implementation") or default_implementation()
 

@@ -1,6 +1,6 @@
 """Golden regression: every cell x prompt x seed of the regression matrix against the golden
 data of this model set and device class (tokens exactly, then audio by spectral features), and
-every other generation profile's cases (bark_ablation.profiles) against theirs.
+every other generation profile's cases (bark_ablation.core.profiles) against theirs.
 
 Create or refresh golden data with ``--golden-force-regen`` (writes, then fails for review) or
 ``--golden-regen-all`` (writes and passes). A device class without golden data is skipped."""
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from bark_ablation.conditioning import ALL_CONDITIONINGS
-from bark_ablation.profiles import DEFAULT_PROFILE, PROFILES
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS
+from bark_ablation.core.profiles import DEFAULT_PROFILE, PROFILES
 from bark_ablation.pytest_plugin import REGRESSION_PROMPTS, REGRESSION_SEEDS, profile_marks, regression_cases
 
 CELLS = [pytest.param(c.id, id=c.id) for c in ALL_CONDITIONINGS]

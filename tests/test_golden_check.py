@@ -7,16 +7,16 @@ import shlex
 
 import pytest
 
-from bark_ablation.drift import GoldenMismatch
-from bark_ablation.errors import GoldenMissingError
-from bark_ablation.golden import GoldenKey, GoldenStore
-from bark_ablation.golden_check import (
+from bark_ablation.golden.drift import GoldenMismatch
+from bark_ablation.core.errors import GoldenMissingError
+from bark_ablation.golden.store import GoldenKey, GoldenStore
+from bark_ablation.golden.golden_check import (
     GoldenCheck,
     GoldenMode,
     GoldenRegenerated,
     pytest_command,
 )
-from bark_ablation.perturbations import apply_gain_db
+from bark_ablation.golden.perturbations import apply_gain_db
 
 
 @pytest.fixture
@@ -72,8 +72,8 @@ def test_command_survives_the_shell():
 
 
 INNER_TEST = """
-from bark_ablation.pipeline import generate
-from bark_ablation.params import GenerationParams
+from bark_ablation.generation.pipeline import generate
+from bark_ablation.core.params import GenerationParams
 
 def test_case(golden_check, voice_prompts, model_set):
     generation = generate("Hello.", voice_prompts["en_speaker_0"], "s--", 0,

@@ -11,15 +11,15 @@ import numpy as np
 from scipy.io import wavfile
 import pytest
 
-from bark_ablation import golden as golden_module
-from bark_ablation.errors import (
+from bark_ablation.golden import store as golden_module
+from bark_ablation.core.errors import (
     GoldenCorruptError,
     GoldenDeviceClassMissing,
     GoldenMissingError,
     GoldenStaleError,
 )
-from bark_ablation.features import spectral_features
-from bark_ablation.golden import GoldenKey, GoldenRequest, GoldenStore
+from bark_ablation.core.features import spectral_features
+from bark_ablation.golden.store import GoldenKey, GoldenRequest, GoldenStore
 
 
 @pytest.fixture
@@ -83,8 +83,8 @@ def test_audio_is_stored_as_16_bit_pcm_at_full_scale_within_half_a_step(key, req
 def test_storage_rounding_stays_far_below_the_drift_tolerances(key, request_, store, written, tiny_generation):
     """What 16-bit storage alone does to the golden comparison, measured without the rounding
     of the obtained audio that the drift check applies: a small fraction of every tolerance."""
-    from bark_ablation.drift import TOLERANCES
-    from bark_ablation.features import log_mel_db, log_mel_distance
+    from bark_ablation.golden.drift import TOLERANCES
+    from bark_ablation.core.features import log_mel_db, log_mel_distance
 
     case = store.load(key, request_)
     distance = log_mel_distance(log_mel_db(case.audio, 24_000), log_mel_db(tiny_generation.audio, 24_000))
@@ -230,7 +230,7 @@ def test_committed_golden_data_fits_its_budget(golden_store):
 
 def test_budget_check_fails_past_the_budget(tmp_path, monkeypatch):
     """Known-bad store: one file a byte over the budget."""
-    from bark_ablation.golden import GoldenStore
+    from bark_ablation.golden.store import GoldenStore
 
     (tmp_path / "big.wav").write_bytes(b"\0" * (GOLDEN_BUDGET_BYTES + 1))
     with pytest.raises(AssertionError, match=r"golden/ holds 20.0 MiB, budget 20 MiB; largest: big.wav"):

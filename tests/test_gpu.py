@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from bark_ablation import checks
-from bark_ablation.conditioning import ALL_CONDITIONINGS
+from bark_ablation.core import checks
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
 pytestmark = pytest.mark.gpu
@@ -15,14 +15,14 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def cuda_tiny():
-    from bark_ablation.model_sets import get_model_set
+    from bark_ablation.implementations.registry import get_model_set
 
     return get_model_set("tiny", "cuda")
 
 
 @pytest.fixture(scope="module")
 def cuda_matrix(cuda_tiny, generation_params):
-    from bark_ablation.pipeline import run_matrix
+    from bark_ablation.generation.pipeline import run_matrix
 
     return run_matrix(REGRESSION_TEXT, "en_speaker_0", [0], params=generation_params, model_set=cuda_tiny)
 
@@ -40,7 +40,7 @@ def test_every_cell_on_cuda(cuda_matrix, cell):
 
 
 def test_cuda_rerun_is_bit_identical(cuda_matrix, cuda_tiny, generation_params):
-    from bark_ablation.pipeline import generate
+    from bark_ablation.generation.pipeline import generate
 
     fresh = generate(REGRESSION_TEXT, "en_speaker_0", "scf", 0, generation_params, model_set=cuda_tiny)
     checks.assert_same_generation(cuda_matrix.get("scf", 0), fresh)

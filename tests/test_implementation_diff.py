@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from bark_ablation import cli
-from bark_ablation.drift import compare_tokens
-from bark_ablation.golden import load_case_dir
-from bark_ablation.implementation import get_implementation
-from bark_ablation.implementation_diff import behaviour_diff, behaviour_report, timing_table
+from bark_ablation.golden.drift import compare_tokens
+from bark_ablation.golden.store import load_case_dir
+from bark_ablation.implementations.registry import get_implementation
+from bark_ablation.golden.implementation_diff import behaviour_diff, behaviour_report, timing_table
 
 
 def test_timing_table_gives_medians_and_ratios(tmp_path):
@@ -52,8 +52,8 @@ def test_behaviour_diff_names_a_dtype_change_and_audio_drift(two_trees, tiny_gen
     """Known-bad second implementation: coarse codes as int32 (what tts-webui-bark 0.1.1 returns)
     and 0.5 dB louder audio."""
 
-    from bark_ablation.golden import GoldenKey, GoldenStore
-    from bark_ablation.perturbations import apply_gain_db
+    from bark_ablation.golden.store import GoldenKey, GoldenStore
+    from bark_ablation.golden.perturbations import apply_gain_db
 
     first, second = two_trees
     case = load_case_dir(first / "en_speaker_6" / "seed0_scf")

@@ -1,7 +1,7 @@
 """Bark's KV cache changes no greedy token in any cell, and its logits only by float rounding.
 
 The semantic and coarse stages of all 8 cells (en_speaker_0, the regression text) run through
-Bark's real code with ``use_kv_caching`` on and off (:mod:`bark_ablation.kv_cache`); the fine
+Bark's real code with ``use_kv_caching`` on and off (:mod:`bark_ablation.oracles.kv_cache`); the fine
 stage has no cache, so equal coarse tokens give equal fine tokens and audio
 (``tests/test_pipeline.py::test_kv_caching_gives_the_same_tokens`` checks that end to end).
 
@@ -33,8 +33,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bark_ablation.conditioning import ALL_CONDITIONINGS
-from bark_ablation.kv_cache import (
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS
+from bark_ablation.oracles.kv_cache import (
     CACHED_STAGES,
     StageRun,
     divergence_probability,
@@ -44,9 +44,9 @@ from bark_ablation.kv_cache import (
     stage_tokens_by_cell,
     token_differences,
 )
-from bark_ablation.params import GenerationParams
+from bark_ablation.core.params import GenerationParams
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
-from bark_ablation.sampling_oracle import softmax
+from bark_ablation.oracles.sampling_oracle import softmax
 
 GREEDY = GenerationParams(top_k=1, max_duration_s=1.0)
 SAMPLED = GenerationParams(max_duration_s=0.5)  # Bark's sampling defaults
@@ -57,7 +57,7 @@ RELATIVE_LOGIT_TOLERANCE = 1e-3
 
 @pytest.fixture(scope="module")
 def runs(model_set, voice_prompts):
-    """``runs(params, seed)`` -> ``(cached, uncached)`` :data:`~bark_ablation.kv_cache.CellRuns`
+    """``runs(params, seed)`` -> ``(cached, uncached)`` :data:`~bark_ablation.oracles.kv_cache.CellRuns`
     of the 8 cells, computed once per module."""
     if model_set.implementation == "transformers":
         pytest.skip("transformers samples inside its own generate() with its own logits processors: "

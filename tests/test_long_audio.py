@@ -5,7 +5,7 @@ about 1,150 coarse frames (15.4 s at 75 frames per second): more than one fine w
 For each of the profile's cells (``scf``, ``---``) this module checks that
 
 1. the clip is long: >= 1,100 coarse frames, and the window layout of the fine stage
-   (:mod:`bark_ablation.fine_windows`, computed from Bark's stated rule, not from its code)
+   (:mod:`bark_ablation.oracles.fine_windows`, computed from Bark's stated rule, not from its code)
    has at least two windows for that cell's fine history length;
 2. fine codebooks 0-1 equal the coarse codes, span by span between window boundaries;
 3. every frame of the fine output was written by the model: no code keeps the padding value
@@ -37,10 +37,10 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from bark_ablation import checks
-from bark_ablation.checks import CheckFailure
-from bark_ablation.conditioning import Conditioning, HistorySource, Stage
-from bark_ablation.fine_windows import (
+from bark_ablation.core import checks
+from bark_ablation.core.checks import CheckFailure
+from bark_ablation.core.conditioning import Conditioning, HistorySource, Stage
+from bark_ablation.oracles.fine_windows import (
     N_CODEBOOKS,
     N_GIVEN_CODEBOOKS,
     PADDING,
@@ -52,11 +52,11 @@ from bark_ablation.fine_windows import (
     fine_history_frames,
     fine_window_layout,
 )
-from bark_ablation.implementation import activated
-from bark_ablation.known_issues import explain
-from bark_ablation.profiles import PROFILES
+from bark_ablation.implementations.registry import activated
+from bark_ablation.implementations.known_issues import explain
+from bark_ablation.core.profiles import PROFILES
 from bark_ablation.pytest_plugin import PROFILE_PROMPT, PROFILE_SEED
-from bark_ablation.seeding import seeded_stage
+from bark_ablation.core.seeding import seeded_stage
 
 PROFILE = PROFILES["long"]
 pytestmark = pytest.mark.slow  # the long profile: about 20 s of generation (bark_ablation.pytest_plugin.SLOW_PROFILES)
@@ -93,7 +93,7 @@ def layout_for(run, cell: str, **rule) -> FineWindowLayout:
 
 def coarse_as_fine_reads_it(generation, implementation: str) -> np.ndarray:
     """The coarse codes (2, T_c) as the fine stage reads them: ``generation.coarse``, except where
-    the known transformers coarse issue (:mod:`bark_ablation.known_issues`) put special tokens
+    the known transformers coarse issue (:mod:`bark_ablation.implementations.known_issues`) put special tokens
     (codes 1024-1071) in codebook 1, which transformers' fine stage wraps modulo 1024."""
     if explain(generation, implementation) is None:
         return np.asarray(generation.coarse)

@@ -1,17 +1,17 @@
 """The regression matrix: 8 cells x 3 prompts (both sides of Bark's history windows) x 2 seeds
 on the model set chosen with --model-set (tiny by default), 1 s of audio per case; then every
 other generation profile (top-k, top-p, low temperature, no KV cache, early stop, long clips:
-bark_ablation.profiles) on its cells for one prompt and seed."""
+bark_ablation.core.profiles) on its cells for one prompt and seed."""
 
 from __future__ import annotations
 
 import pytest
 
-from bark_ablation import checks
-from bark_ablation.conditioning import ALL_CONDITIONINGS, STAGES, Conditioning
-from bark_ablation.known_issues import explain
-from bark_ablation.pipeline import generate
-from bark_ablation.profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from bark_ablation.core import checks
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS, STAGES, Conditioning
+from bark_ablation.implementations.known_issues import explain
+from bark_ablation.generation.pipeline import generate
+from bark_ablation.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from bark_ablation.pytest_plugin import (
     PROFILE_PROMPT,
     PROFILE_SEED,

@@ -15,11 +15,13 @@ import pytest
 import torch
 
 from bark_ablation import GenerationParams
-from bark_ablation.cached_weights import CacheLocations, load_cached_models, missing_files
-from bark_ablation.errors import CacheFileError, MissingWeightsError, ModelSetError
-from bark_ablation.implementation import ModelSet, get_implementation
-from bark_ablation.model_sets import get_model_set
-from bark_ablation.pipeline import generate
+from bark_ablation.models.cached_weights import CacheLocations, missing_files
+from bark_ablation.models.real_weights import load_cached_models
+from bark_ablation.core.errors import CacheFileError, MissingWeightsError, ModelSetError
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.implementations.registry import get_implementation
+from bark_ablation.implementations.registry import get_model_set
+from bark_ablation.generation.pipeline import generate
 from checkpoint_writers import read_checkpoint, save_bark_checkpoint, write_fake_cache
 
 

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bark_ablation import network_guard
-from bark_ablation.errors import BarkAblationError
-from bark_ablation.network_guard import (
+from bark_ablation.core import network_guard
+from bark_ablation.core.errors import BarkAblationError
+from bark_ablation.core.network_guard import (
     MODE_ENV,
     PLUGIN_NAME,
     NetworkBlockedError,
@@ -77,8 +77,8 @@ def test_the_suite_runs_under_the_guard(request):
     registered = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
     assert registered is not None and registered.guard.installed
     assert registered.guard.current_test == request.node.nodeid
-    assert socket.socket.connect.__module__ == "bark_ablation.network_guard"
-    assert socket.getaddrinfo.__module__ == "bark_ablation.network_guard"
+    assert socket.socket.connect.__module__ == "bark_ablation.core.network_guard"
+    assert socket.getaddrinfo.__module__ == "bark_ablation.core.network_guard"
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "::ffff:127.0.0.1", "0.0.0.0",
@@ -219,7 +219,8 @@ def test_huggingface_hub_with_its_default_endpoint_fails_loudly(tmp_path, no_pro
 
 def test_allow_download_against_the_default_hub_fails_loudly(tmp_path, monkeypatch, no_proxy):
     """The download path with no HF_ENDPOINT: the guard, not a timeout or a cache, ends it."""
-    from bark_ablation.cached_weights import CacheLocations, load_cached_models
+    from bark_ablation.models.cached_weights import CacheLocations
+    from bark_ablation.models.real_weights import load_cached_models
 
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
     locations = CacheLocations(tmp_path / "suno", tmp_path / "hf", tmp_path / "torch")
@@ -277,7 +278,7 @@ def test_unknown_mode_is_refused():
 INNER_TESTS = '''
 import socket
 
-from bark_ablation.network_guard import PLUGIN_NAME
+from bark_ablation.core.network_guard import PLUGIN_NAME
 
 
 def test_reaches_out():

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from bark_ablation.errors import ParamsError
-from bark_ablation.params import GenerationParams, validate_seed, validate_text
+from bark_ablation.core.errors import ParamsError
+from bark_ablation.core.params import GenerationParams, validate_seed, validate_text
 
 
 def test_defaults_are_barks_own():

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import bark_ablation
-from bark_ablation.errors import ParamsError
-from bark_ablation.params import text_from_command_line, validate_text
+from bark_ablation.core.errors import ParamsError
+from bark_ablation.core.params import text_from_command_line, validate_text
 
 PACKAGE = Path(bark_ablation.__file__).parent
 TEXT_CALLS = {"read_text", "write_text", "open"}

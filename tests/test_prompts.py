@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bark_ablation.errors import PromptError
-from bark_ablation.prompts import VoicePrompt, load_prompt, shipped_prompt_names
+from bark_ablation.core.errors import PromptError
+from bark_ablation.core.prompts import VoicePrompt, load_prompt, shipped_prompt_names
 
 N_SHIPPED = 271  # 141 v1 files (including announcer and speaker_0..9) + 130 in v2/
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bark_ablation import GenerationParams, checks
+from bark_ablation import GenerationParams
+
+from bark_ablation.core import checks
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
 pytestmark = [pytest.mark.real_weights, pytest.mark.slow]
@@ -13,14 +15,14 @@ pytestmark = [pytest.mark.real_weights, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def bark_models():
-    from bark_ablation.model_sets import get_model_set
+    from bark_ablation.implementations.registry import get_model_set
 
     return get_model_set("bark", "auto")
 
 
 @pytest.fixture(scope="module")
 def bark_matrix(bark_models):
-    from bark_ablation.pipeline import run_matrix
+    from bark_ablation.generation.pipeline import run_matrix
 
     return run_matrix(REGRESSION_TEXT, "en_speaker_0", [0], params=GenerationParams(max_duration_s=3.0),
                       model_set=bark_models)
@@ -35,7 +37,7 @@ def test_real_weights_pass_every_structural_check(bark_matrix, cell):
 
 
 def test_real_weights_rerun_is_bit_identical(bark_matrix, bark_models):
-    from bark_ablation.pipeline import generate
+    from bark_ablation.generation.pipeline import generate
 
     fresh = generate(REGRESSION_TEXT, "en_speaker_0", "scf", 0, GenerationParams(max_duration_s=3.0),
                      model_set=bark_models)
@@ -46,10 +48,10 @@ def test_real_weights_rerun_is_bit_identical(bark_matrix, bark_models):
 def test_full_conditioning_carries_more_of_the_speaker_than_none(bark_models, tmp_path):
     """The study's claim on real weights: on matched seeds, SECS(scf) > SECS(---); and the
     report states each stage's main effect with its CI."""
-    from bark_ablation.pipeline import run_matrix
-    from bark_ablation.report import write_report
-    from bark_ablation.run_output import StagedDirectory, write_run
-    from bark_ablation.study import run_study
+    from bark_ablation.generation.pipeline import run_matrix
+    from bark_ablation.study.report import write_report
+    from bark_ablation.study.run_output import StagedDirectory, write_run
+    from bark_ablation.study.analysis import run_study
 
     run = run_matrix(REGRESSION_TEXT, "en_speaker_0", range(5), params=GenerationParams(max_duration_s=4.0),
                      model_set=bark_models)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bark_ablation import cli
-from bark_ablation.run_merge import MergeError, merge_runs
+from bark_ablation.study.run_merge import MergeError, merge_runs
 
 RUN = ["run", "--prompt", "en_speaker_0", "--text", "Hello there.", "--max-duration", "0.4", "--quiet"]
 

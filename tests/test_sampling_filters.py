@@ -1,7 +1,7 @@
 """Bark's top-k and top-p filters, checked against independent oracles on the logits Bark computed.
 
 Bark's real ``generate_text_semantic`` and ``generate_coarse`` run unchanged; a forward hook
-records the logits of every step (:mod:`bark_ablation.sampling_oracle`). From those logits the
+records the logits of every step (:mod:`bark_ablation.oracles.sampling_oracle`). From those logits the
 oracle computes each step's allowed set from the filters' definitions, and the tests check that
 
 * every sampled token lies in the allowed set (ambiguous tokens within 1e-6 of a cut-off
@@ -38,10 +38,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bark_ablation.implementation import activated
-from bark_ablation.params import GenerationParams
+from bark_ablation.implementations.registry import activated
+from bark_ablation.core.params import GenerationParams
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
-from bark_ablation.sampling_oracle import (
+from bark_ablation.oracles.sampling_oracle import (
     Allowed,
     FilterReport,
     bark_filter,

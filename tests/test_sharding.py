@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bark_ablation.errors import ParamsError
-from bark_ablation.sharding import in_shard, parse_shard, worker_device
+from bark_ablation.core.errors import ParamsError
+from bark_ablation.bench.sharding import in_shard, parse_shard, worker_device
 
 NODE_IDS = [f"tests/test_x.py::test_{i}[case{j}]" for i in range(40) for j in range(5)]
 

@@ -11,14 +11,14 @@ import pytest
 from scipy.io import wavfile
 
 from bark_ablation.cli import main
-from bark_ablation.metric_validation import (
+from bark_ablation.study.metric_validation import (
     MIN_AUC,
     PANEL_SENTENCES,
     PANEL_VOICES,
     espeak_available,
     validate,
 )
-from bark_ablation.similarity import (
+from bark_ablation.study.similarity import (
     AudioError,
     embed,
     load_audio,
@@ -34,7 +34,7 @@ needs_espeak = pytest.mark.skipif(espeak_available() is None,
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory):
     """{(voice, sentence): embedding} for the validation panel, and the seconds it took."""
-    from bark_ablation.metric_validation import synthesize_panel
+    from bark_ablation.study.metric_validation import synthesize_panel
 
     paths = synthesize_panel(tmp_path_factory.mktemp("panel"))
     embed(*load_audio(next(iter(paths.values()))))  # load the encoder outside the timing

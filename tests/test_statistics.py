@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from bark_ablation.conditioning import ALL_CONDITIONINGS
-from bark_ablation.statistics import (
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS
+from bark_ablation.study.statistics import (
     auc,
     bootstrap_estimate,
     cell_estimates,

@@ -12,9 +12,9 @@ import shutil
 import pytest
 
 from bark_ablation import cli
-from bark_ablation.conditioning import ALL_CONDITIONINGS, CONTROLS
-from bark_ablation.report_check import check_page, find_chromium
-from bark_ablation.study import analyse, run_study
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS, CONTROLS
+from bark_ablation.study.report_check import check_page, find_chromium
+from bark_ablation.study.analysis import analyse, run_study
 
 SEEDS = (0, 1)
 """Two seeds: the fewest that give every estimate an interval."""
@@ -66,8 +66,8 @@ def test_statistics_are_written_as_json_and_csv(study_dir):
 
 
 def test_study_is_deterministic(study_dir, tiny_models, voice_prompts):
-    from bark_ablation.params import GenerationParams
-    from bark_ablation.pipeline import run_matrix
+    from bark_ablation.core.params import GenerationParams
+    from bark_ablation.generation.pipeline import run_matrix
 
     """A second run of one seed's eight cells scores what the study wrote, and the analysis of
     the written scores is the same twice."""

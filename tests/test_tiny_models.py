@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from bark_ablation import tiny_model_set
-from bark_ablation.implementation import ModelSet, activated, get_implementation
+from bark_ablation.models import tiny_model_set
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.implementations.registry import activated, get_implementation
 
 
 def test_built_from_barks_own_classes(tiny_models):
@@ -82,7 +83,7 @@ def test_unknown_codebook_mode_is_refused():
 def test_tiny_eos_differs_from_tiny_only_in_the_end_of_sequence_row(tiny_models):
     """``tiny-eos`` changes one row of one tensor (the text head's EOS row, recomputed here with
     numpy alone); every other tensor of every model is ``tiny``'s, bit for bit."""
-    from bark_ablation.model_sets import get_model_set
+    from bark_ablation.implementations.registry import get_model_set
 
     eos = get_model_set("tiny-eos", "cpu")
     for key in ("coarse", "fine", "codec"):
@@ -102,9 +103,9 @@ def test_tiny_eos_differs_from_tiny_only_in_the_end_of_sequence_row(tiny_models)
 
 
 def test_tiny_eos_is_registered_for_both_implementations():
-    from bark_ablation.implementation import default_implementation
-    from bark_ablation.model_sets import get_model_set
-    from bark_ablation.profiles import EARLY_STOP_TINY_VARIANT
+    from bark_ablation.implementations.registry import default_implementation
+    from bark_ablation.implementations.registry import get_model_set
+    from bark_ablation.core.profiles import EARLY_STOP_TINY_VARIANT
 
     for implementation in (default_implementation(), "transformers"):
         names = get_implementation(implementation).model_set_names()

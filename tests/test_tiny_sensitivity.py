@@ -26,8 +26,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from bark_ablation.implementation import activated
-from bark_ablation.seeding import seeded_stage
+from bark_ablation.implementations.registry import activated
+from bark_ablation.core.seeding import seeded_stage
 
 SEEDS = (0, 1, 2, 3)
 TEXT = "When I was a young boy, my father took me into the city."
@@ -91,7 +91,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def upstream_tokens(tiny_models, voice_prompts, generation_params):
     """Conditioned semantic and coarse tokens of the long prompt, per seed."""
-    from bark_ablation.pipeline import run_matrix
+    from bark_ablation.generation.pipeline import run_matrix
 
     run = run_matrix(TEXT, voice_prompts[LONG_PROMPT], SEEDS, ["scf"], generation_params,
                      model_set=tiny_models)

@@ -17,21 +17,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from bark_ablation.checks import (
+from bark_ablation.core.checks import (
     CheckFailure,
     assert_differs,
     assert_tokens_equal,
     check_token_ranges,
 )
-from bark_ablation.conditioning import ALL_CONDITIONINGS
-from bark_ablation.errors import MissingWeightsError, ModelSetError
-from bark_ablation.implementation import activated, get_implementation
-from bark_ablation.known_issues import TRANSFORMERS_COARSE_SPECIAL_TOKENS, explain
-from bark_ablation.model_sets import get_model_set
-from bark_ablation.params import GenerationParams
-from bark_ablation.pipeline import generate, run_matrix
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS
+from bark_ablation.core.errors import MissingWeightsError, ModelSetError
+from bark_ablation.implementations.registry import activated, get_implementation
+from bark_ablation.implementations.known_issues import TRANSFORMERS_COARSE_SPECIAL_TOKENS, explain
+from bark_ablation.implementations.registry import get_model_set
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.generation.pipeline import generate, run_matrix
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
-from bark_ablation.transformers_bark import (
+from bark_ablation.implementations.transformers_bark import (
     coarse_row_from_codes,
     codes_from_coarse_row,
     semantic_token_limit,
@@ -169,7 +169,7 @@ def test_the_range_check_catches_transformers_coarse_special_tokens(transformers
     if specials == 0:
         pytest.fail(f"transformers {get_implementation('transformers').version()} emitted no special token "
                     f"in the second coarse codebook: the upstream masking bug may be fixed; update "
-                    f"this test and the note in bark_ablation/transformers_bark.py")
+                    f"this test and the note in bark_ablation/implementations/transformers_bark.py")
     assert (generation.coarse[0] < 1024).all()  # the first codebook is masked on both sides
     with pytest.raises(CheckFailure, match=r"coarse: \d+ tokens outside \[0, 1024\)"):
         check_token_ranges(generation)

@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from bark_ablation.conditioning import FULL
-from bark_ablation.device import synchronize
-from bark_ablation.implementation import ModelSet, activated
-from bark_ablation.params import GenerationParams
-from bark_ablation.pipeline import generate
-from bark_ablation.prompts import VoicePrompt
-from bark_ablation.seeding import seeded_stage
+from bark_ablation.core.conditioning import FULL
+from bark_ablation.core.device import synchronize
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.implementations.registry import activated
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.generation.pipeline import generate
+from bark_ablation.core.prompts import VoicePrompt
+from bark_ablation.core.seeding import seeded_stage
 
 BENCHMARK_STAGES = ("semantic", "coarse", "fine", "decode", "cell")
 FINE_WINDOW_FRAMES = 512
@@ -154,7 +155,7 @@ def peak_memory_bytes(device: str) -> int:
 
 def extra_info(workload: StageWorkload, stage: str, median_s: float | None) -> dict[str, Any]:
     """What a benchmark records beside its time (pytest-benchmark ``extra_info``)."""
-    from bark_ablation.environment import package_versions
+    from bark_ablation.core.environment import package_versions
 
     device = workload.model_set.device
     work = workload.work(stage)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import zlib
 
-from bark_ablation.errors import ParamsError
+from bark_ablation.core.errors import ParamsError
 
 
 def parse_shard(text: str) -> tuple[int, int]:

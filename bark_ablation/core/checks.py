@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bark_ablation.prompts import (CODEBOOK_SIZE, COARSE_RATE_HZ, N_COARSE_CODEBOOKS,
+from bark_ablation.core.prompts import (CODEBOOK_SIZE, COARSE_RATE_HZ, N_COARSE_CODEBOOKS,
                                    N_FINE_CODEBOOKS, SEMANTIC_RATE_HZ, SEMANTIC_VOCAB_SIZE)
 
 SAMPLES_PER_FRAME = 320

@@ -17,7 +17,7 @@ A :class:`Conditioning` says, per stage, which history that stage receives
 short ids used in test ids, file names and reports: one character per stage in the order
 semantic, coarse, fine; the stage's letter when it gets the prompt and ``-`` when it gets
 nothing (``scf`` = all three, ``---`` = none, ``s--`` = semantic only). Controls use three more
-characters in the same positions (:mod:`bark_ablation.controls` builds their histories):
+characters in the same positions (:mod:`bark_ablation.core.controls` builds their histories):
 
 * ``r``: random tokens of the prompt's lengths, uniform over each vocabulary (``rcf`` is the
   seed notebook's random-semantic cell, done so that Bark accepts it);
@@ -34,7 +34,7 @@ import enum
 import itertools
 from dataclasses import dataclass
 
-from bark_ablation.errors import ParamsError
+from bark_ablation.core.errors import ParamsError
 
 
 class Stage(enum.Enum):
@@ -113,7 +113,7 @@ class Conditioning:
     def from_id(cls, cell_id: str) -> Conditioning:
         """Parse a short id such as ``"scf"``, ``"-c-"`` or ``"---"``.
 
-        Raises :class:`~bark_ablation.errors.ParamsError` naming the rule when ``cell_id`` is
+        Raises :class:`~bark_ablation.core.errors.ParamsError` naming the rule when ``cell_id`` is
         not three characters, each the stage's letter, ``-``, ``r``, ``x`` or ``o``. A control
         name from :data:`CONTROLS` is accepted too.
         """

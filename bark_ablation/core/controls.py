@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bark_ablation.conditioning import STAGES, HistorySource, Stage
-from bark_ablation.errors import ParamsError
-from bark_ablation.prompts import CODEBOOK_SIZE, SEMANTIC_VOCAB_SIZE, VoicePrompt
+from bark_ablation.core.conditioning import STAGES, HistorySource, Stage
+from bark_ablation.core.errors import ParamsError
+from bark_ablation.core.prompts import CODEBOOK_SIZE, SEMANTIC_VOCAB_SIZE, VoicePrompt
 
 CONTROL_SEED = 7_001
 """First entropy word of every control RNG, so control draws never collide with stage seeds."""

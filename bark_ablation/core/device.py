@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from bark_ablation.errors import ParamsError
+from bark_ablation.core.errors import ParamsError
 
 
 def resolve_device(device: str | None) -> str:

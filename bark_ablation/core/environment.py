@@ -25,7 +25,7 @@ def device_description(device: str, cuda_dtype: str | None = None) -> dict[str, 
     the implementation's CUDA compute dtype (see :attr:`ModelSet.cuda_dtype`)."""
     import torch
 
-    from bark_ablation.device import device_class
+    from bark_ablation.core.device import device_class
 
     parsed = torch.device(device)
     info: dict[str, str | int | None] = {"device": device, "device_class": device_class(device, cuda_dtype),

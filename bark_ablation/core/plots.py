@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from bark_ablation.conditioning import Conditioning
-from bark_ablation.features import HOP_LENGTH, log_mel_db
+from bark_ablation.core.conditioning import Conditioning
+from bark_ablation.core.features import HOP_LENGTH, log_mel_db
 
 
 def _pyplot():
@@ -33,7 +33,7 @@ def save_spectrogram_comparison(golden_db: np.ndarray, obtained_db: np.ndarray, 
     """Three stacked log-mel spectrograms, golden / obtained / obtained - golden, as a PNG.
 
     Args:
-        golden_db, obtained_db: :func:`bark_ablation.features.log_mel_db` output, shape
+        golden_db, obtained_db: :func:`bark_ablation.core.features.log_mel_db` output, shape
             ``(n_mels, n_frames)``; frames beyond the shorter one are left out of the difference.
         sample_rate: Hz, for the time axis (one frame = ``HOP_LENGTH`` samples).
         path: where the PNG goes.

@@ -5,7 +5,7 @@ generation code unexecuted: the top-k and top-p filters, generation without the 
 early-stop decision and the fine stage's loop over overlapping 1024-frame windows. Each profile
 turns one of those paths on, and the regression matrix and golden data cover every profile.
 
-A profile is a set of changes to a base :class:`~bark_ablation.params.GenerationParams` (the
+A profile is a set of changes to a base :class:`~bark_ablation.core.params.GenerationParams` (the
 session's or the command line's), so ``--max-duration`` and the like still apply where a profile
 does not set them. Values were chosen by measuring on the tiny set that each one changes the
 tokens (a filter that never removes a sampled token would test nothing): top-k 8 changed no
@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from bark_ablation.errors import ParamsError
-from bark_ablation.params import GenerationParams
+from bark_ablation.core.errors import ParamsError
+from bark_ablation.core.params import GenerationParams
 
 DEFAULT_PROFILE = "default"
 EARLY_STOP_TINY_VARIANT = "tiny-eos"

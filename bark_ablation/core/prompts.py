@@ -10,7 +10,7 @@ A voice prompt holds three token arrays:
 ten ``speaker_N`` files that Bark ships but refuses by name), a path to an ``.npz`` file (read
 with ``allow_pickle=False``: a prompt file never runs code) or a mapping. Every prompt is
 validated against the rules Bark enforces with bare asserts, plus the consistency rules its
-stages rely on, and a broken rule raises :class:`~bark_ablation.errors.PromptError` naming the
+stages rely on, and a broken rule raises :class:`~bark_ablation.core.errors.PromptError` naming the
 prompt, the field and the rule.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bark_ablation.errors import PromptError
+from bark_ablation.core.errors import PromptError
 
 SEMANTIC_VOCAB_SIZE = 10_000
 """Semantic tokens are in [0, SEMANTIC_VOCAB_SIZE)."""

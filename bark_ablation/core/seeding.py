@@ -3,7 +3,7 @@
 Every stage draws from torch's global generator. Seeding each stage from (seed, stage) alone
 makes a stage's output a function of its inputs, its history and the seed: it does not depend
 on which stages ran before it in the process. That is what lets the 8-cell matrix reuse a
-stage's result across cells (see :mod:`bark_ablation.pipeline`).
+stage's result across cells (see :mod:`bark_ablation.generation.pipeline`).
 """
 
 from __future__ import annotations

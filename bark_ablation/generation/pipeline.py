@@ -1,6 +1,6 @@
 """The pipeline: text + voice prompt + conditioning + seed -> tokens of every stage and audio.
 
-Each stage is seeded from (seed, stage) alone (:mod:`bark_ablation.seeding`), so a stage's
+Each stage is seeded from (seed, stage) alone (:mod:`bark_ablation.core.seeding`), so a stage's
 output is a function of its input tokens, the history it receives and the seed. Within one
 matrix run the results of a stage are therefore shared by every cell that agrees on that stage
 and on everything upstream of it: the 8-cell matrix runs the semantic stage 2 times, coarse 4,
@@ -18,21 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from bark_ablation.conditioning import (
+from bark_ablation.core.conditioning import (
     ALL_CONDITIONINGS,
     Conditioning,
     HistorySource,
     Stage,
 )
-from bark_ablation.controls import stage_history
-from bark_ablation.device import synchronize
-from bark_ablation.errors import ParamsError
-from bark_ablation.implementation import ModelSet, StageRunner, activated
-from bark_ablation.model_sets import get_model_set
-from bark_ablation.params import GenerationParams, validate_seed, validate_text
-from bark_ablation.profiles import DEFAULT_PROFILE, Profile, get_profile
-from bark_ablation.prompts import VoicePrompt, load_prompt
-from bark_ablation.seeding import seeded_stage
+from bark_ablation.core.controls import stage_history
+from bark_ablation.core.device import synchronize
+from bark_ablation.core.errors import ParamsError
+from bark_ablation.core.implementation import ModelSet, StageRunner
+from bark_ablation.implementations.registry import activated
+from bark_ablation.implementations.registry import get_model_set
+from bark_ablation.core.params import GenerationParams, validate_seed, validate_text
+from bark_ablation.core.profiles import DEFAULT_PROFILE, Profile, get_profile
+from bark_ablation.core.prompts import VoicePrompt, load_prompt
+from bark_ablation.core.seeding import seeded_stage
 
 SAMPLE_RATE = 24_000
 """Bark's output sample rate, Hz."""
@@ -69,7 +70,7 @@ class Generation:
     other_prompt: str | None = None
     """Name of the other speaker's prompt, for cells with an ``o`` (other-speaker) history."""
     profile: str = DEFAULT_PROFILE
-    """Name of the generation profile (:mod:`bark_ablation.profiles`) whose parameters ``params`` hold."""
+    """Name of the generation profile (:mod:`bark_ablation.core.profiles`) whose parameters ``params`` hold."""
 
     @property
     def cell(self) -> str:
@@ -149,10 +150,10 @@ def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
                profile: Profile | str | None = None) -> MatrixRun:
     """Generate every (conditioning, seed) pair, sharing stage results between cells.
 
-    ``prompt`` is a :class:`VoicePrompt` or anything :func:`~bark_ablation.prompts.load_prompt`
+    ``prompt`` is a :class:`VoicePrompt` or anything :func:`~bark_ablation.core.prompts.load_prompt`
     accepts; ``model_set`` a :class:`ModelSet` or a name (built on CPU). Cells may be controls
-    (:data:`~bark_ablation.conditioning.CONTROLS`); those with an other-speaker history (``o``)
-    need ``other_prompt``. ``profile`` (a :class:`~bark_ablation.profiles.Profile` or its name;
+    (:data:`~bark_ablation.core.conditioning.CONTROLS`); those with an other-speaker history (``o``)
+    need ``other_prompt``. ``profile`` (a :class:`~bark_ablation.core.profiles.Profile` or its name;
     default ``default``) is recorded with every generation: without ``params`` the profile's
     parameters are used, with ``params`` they must already hold the profile's settings. All
     inputs are validated before any stage runs.

@@ -1,0 +1,3 @@
+"""Golden data: the store, the drift comparison and its check workflow, calibration perturbations,
+and behaviour diffs between implementations.
+"""

@@ -4,7 +4,7 @@ Order of checks:
 
 1. Tokens, exactly (values, shape and dtype of every stage), when the generation's device class
    is the golden's. Across classes tokens are not expected to agree and the rows say so.
-2. Audio, by spectral features (:mod:`bark_ablation.features`), each with its own tolerance
+2. Audio, by spectral features (:mod:`bark_ablation.core.features`), each with its own tolerance
    (:data:`TOLERANCES`): log-mel distance (global and worst frame), duration, RMS energy, MFCC
    statistics, centroid, bandwidth, roll-off, flatness, voicing and f0.
 
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from bark_ablation.checks import CheckFailure
-from bark_ablation.features import (
+from bark_ablation.core.checks import CheckFailure
+from bark_ablation.core.features import (
     HOP_LENGTH,
     SCALAR_FEATURES,
     VECTOR_FEATURES,
@@ -32,8 +32,8 @@ from bark_ablation.features import (
     log_mel_distance,
     spectral_features,
 )
-from bark_ablation.golden import GoldenCase
-from bark_ablation.pipeline import Generation
+from bark_ablation.golden.store import GoldenCase
+from bark_ablation.generation.pipeline import Generation
 
 
 @dataclass(frozen=True)
@@ -264,8 +264,8 @@ def write_artifacts(report: DriftReport, golden: GoldenCase, audio: np.ndarray, 
                     directory: Path) -> Path:
     """Write obtained.wav, golden.wav, spectrograms.png and drift.txt into ``directory``
     (created, replaced if it exists); returns ``directory``."""
-    from bark_ablation.plots import save_spectrogram_comparison
-    from bark_ablation.run_output import write_wav
+    from bark_ablation.core.plots import save_spectrogram_comparison
+    from bark_ablation.core.wav import write_wav
 
     if directory.exists():
         shutil.rmtree(directory)

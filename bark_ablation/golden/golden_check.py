@@ -1,6 +1,6 @@
 """Compare-or-regenerate: the workflow a golden test runs, with pytest-regressions' conventions.
 
-* ``compare`` (default): load the golden case and raise :class:`~bark_ablation.drift.GoldenMismatch`
+* ``compare`` (default): load the golden case and raise :class:`~bark_ablation.golden.drift.GoldenMismatch`
   on drift. Missing golden data is an error that prints the exact command creating it; it is
   never written as a side effect (so a CI run, where ``CI`` is set, cannot silently bless its own
   output).
@@ -18,12 +18,12 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bark_ablation.checks import CheckFailure
-from bark_ablation.drift import TOLERANCES, DriftReport, Tolerance, assert_no_drift
-from bark_ablation.golden import GoldenKey, GoldenRequest, GoldenStore
-from bark_ablation.implementation import ModelSet
-from bark_ablation.pipeline import Generation
-from bark_ablation.prompts import VoicePrompt
+from bark_ablation.core.checks import CheckFailure
+from bark_ablation.golden.drift import TOLERANCES, DriftReport, Tolerance, assert_no_drift
+from bark_ablation.golden.store import GoldenKey, GoldenRequest, GoldenStore
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.generation.pipeline import Generation
+from bark_ablation.core.prompts import VoicePrompt
 
 FORCE_REGEN_FLAG = "--golden-force-regen"
 REGEN_ALL_FLAG = "--golden-regen-all"
@@ -77,7 +77,7 @@ class GoldenCheck:
             GoldenMismatch: the generation drifted (compare mode).
             GoldenRegenerated: the case was written (force-regen mode).
             GoldenDeviceClassMissing, GoldenMissingError, GoldenCorruptError, GoldenStaleError:
-                see :meth:`bark_ablation.golden.GoldenStore.load`.
+                see :meth:`bark_ablation.golden.store.GoldenStore.load`.
         """
         key = GoldenKey.for_generation(generation, model_set)
         if self.mode is not GoldenMode.COMPARE:

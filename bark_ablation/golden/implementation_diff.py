@@ -16,10 +16,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bark_ablation.drift import compare_audio, compare_tokens
-from bark_ablation.errors import OutputError
-from bark_ablation.golden import MANIFEST_FILE, load_case_dir
-from bark_ablation.profiles import DEFAULT_PROFILE
+from bark_ablation.golden.drift import compare_audio, compare_tokens
+from bark_ablation.core.errors import OutputError
+from bark_ablation.golden.store import MANIFEST_FILE, load_case_dir
+from bark_ablation.core.profiles import DEFAULT_PROFILE
 
 
 def _load_benchmarks(path: Path) -> dict[str, dict]:

@@ -21,8 +21,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bark_ablation.implementation import ModelSet, activated
-from bark_ablation.prompts import CODEBOOK_SIZE
+from bark_ablation.core.implementation import ModelSet
+
+from bark_ablation.implementations.registry import activated
+from bark_ablation.core.prompts import CODEBOOK_SIZE
 
 
 def decode_with_threads(model_set: ModelSet, fine: np.ndarray, threads: int) -> np.ndarray:

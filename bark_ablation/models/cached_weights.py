@@ -9,7 +9,8 @@ Files a real model set needs, and where Bark's ecosystem keeps them:
 * EnCodec 24 kHz weights ``encodec_24khz-d7cc33bc.th`` in torch hub's cache
   (``$TORCH_HOME/hub/checkpoints``).
 
-Nothing here downloads unless ``allow_download=True``. Bark 0.1.5's own loader calls
+Nothing here downloads (:mod:`bark_ablation.models.real_weights` fetches what is missing when
+allowed, through :mod:`bark_ablation.models.weight_downloads`). Bark 0.1.5's own loader calls
 ``torch.load`` with torch's default, which since torch 2.6 is ``weights_only=True``, and Bark's
 checkpoints hold a numpy scalar (``best_val_loss``, pickled under numpy 1.x as
 ``numpy.core.multiarray.scalar``), so Bark's loader fails there. This module loads with
@@ -18,7 +19,7 @@ duration of one ``torch.load`` call; it never turns ``weights_only`` off.
 
 A cached file that is there but unusable (truncated, garbage, another model's file, a pickled
 global outside the allow-list, a vocabulary of the wrong size) raises
-:class:`~bark_ablation.errors.CacheFileError`: one line naming the file, what is wrong with it
+:class:`~bark_ablation.core.errors.CacheFileError`: one line naming the file, what is wrong with it
 and what to do. The tokenizer's ``vocab.txt`` is read as text, never unpickled.
 """
 
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bark_ablation.errors import CacheFileError, MissingFile, MissingWeightsError, ModelSetError
+from bark_ablation.core.errors import CacheFileError, MissingFile, MissingWeightsError, ModelSetError
 
 TOKENIZER_REPO = "bert-base-multilingual-cased"
 ENCODEC_CHECKPOINT = "encodec_24khz-d7cc33bc.th"
@@ -124,21 +125,22 @@ def missing_files(name: str, locations: CacheLocations | None = None) -> list[Mi
     return missing
 
 
-def load_cached_models(name: str, device: str, *, locations: CacheLocations | None = None,
-                       allow_download: bool = False) -> tuple[dict, dict[str, Any]]:
-    """Load model set ``name`` (``bark`` or ``bark-small``) in ``bark.generation.models`` layout.
-
-    Returns ``(models, provenance)``. Raises :class:`MissingWeightsError` listing every missing
-    file unless ``allow_download`` is true, in which case they are fetched first, and
-    :class:`CacheFileError` naming the first cached file that cannot be used.
-    """
+def check_model_set_name(name: str) -> None:
+    """ModelSetError unless ``name`` is a real model set (``bark``, ``bark-small``)."""
     if name not in CHECKPOINTS:
         raise ModelSetError(f"model set {name!r}: no real weights of that name (known: {', '.join(CHECKPOINTS)})")
-    locations = locations or CacheLocations.from_environment()
+
+
+def load_cached_files(name: str, device: str, locations: CacheLocations) -> tuple[dict, dict[str, Any]]:
+    """Load model set ``name`` (``bark`` or ``bark-small``) from ``locations`` in
+    ``bark.generation.models`` layout; nothing is fetched (see
+    :func:`bark_ablation.models.real_weights.load_cached_models`).
+
+    Returns ``(models, provenance)``. Raises :class:`MissingWeightsError` listing every missing
+    file, and :class:`CacheFileError` naming the first cached file that cannot be used.
+    """
+    check_model_set_name(name)
     missing = missing_files(name, locations)
-    if missing and allow_download:
-        _download(name, locations)
-        missing = missing_files(name, locations)
     if missing:
         raise MissingWeightsError(name, missing)
 
@@ -489,12 +491,3 @@ def _tokenizer_vocab(locations: CacheLocations) -> str | None:
 
     found = try_to_load_from_cache(TOKENIZER_REPO, "vocab.txt", cache_dir=locations.hf_hub_dir)
     return found if isinstance(found, str) else None
-
-
-def _download(name: str, locations: CacheLocations) -> None:
-    """Fetch the missing files of model set ``name`` into ``locations``, each proven loadable
-    before it is left there (:mod:`bark_ablation.weight_downloads`; the Hub is ``$HF_ENDPOINT``,
-    EnCodec's URL ``$BARK_ABLATION_ENCODEC_URL``). Only called with ``allow_download=True``."""
-    from bark_ablation.weight_downloads import download_missing
-
-    download_missing(name, locations)

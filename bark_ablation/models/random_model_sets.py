@@ -24,7 +24,7 @@ import dataclasses
 
 import torch
 
-from bark_ablation.tiny_model_set import (
+from bark_ablation.models.tiny_model_set import (
     TINY_ARCHITECTURE,
     TinyArchitecture,
     build_tiny_models,

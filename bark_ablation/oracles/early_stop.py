@@ -42,9 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
-from bark_ablation.errors import BarkAblationError
-from bark_ablation.params import GenerationParams
-from bark_ablation.prompts import VoicePrompt
+from bark_ablation.core.errors import BarkAblationError
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.core.prompts import VoicePrompt
 
 TEXT_ENCODING_OFFSET = 10_048
 """Added to every text token id."""
@@ -328,11 +328,11 @@ def check_early_stop(model_set, text: str, history: VoicePrompt | np.ndarray | N
 
 def check_generation(model_set, generation, prompt: VoicePrompt, other_prompt: VoicePrompt | None = None,
                      **options) -> EarlyStopReport:
-    """:func:`check_early_stop` for a :class:`~bark_ablation.pipeline.Generation`: the semantic
+    """:func:`check_early_stop` for a :class:`~bark_ablation.generation.pipeline.Generation`: the semantic
     history is the one its conditioning gave the semantic stage (``prompt`` the run's voice
     prompt, ``other_prompt`` for other-speaker controls)."""
-    from bark_ablation.conditioning import Stage
-    from bark_ablation.controls import stage_history
+    from bark_ablation.core.conditioning import Stage
+    from bark_ablation.core.controls import stage_history
 
     history = stage_history(generation.conditioning.source(Stage.SEMANTIC), Stage.SEMANTIC, prompt,
                             generation.seed, other_prompt)

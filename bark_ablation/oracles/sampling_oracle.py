@@ -390,7 +390,7 @@ def check_filter(steps: Sequence[Step], oracle: Oracle, temperature: float, *, r
 def observe_semantic(runner, model_set, text: str, history, seed: int, params) -> tuple[np.ndarray, list[Step]]:
     """Run Bark's semantic stage as the pipeline does (seeded from ``(seed, "semantic")``) inside
     ``activated(model_set)`` (``runner`` is what it yielded); return its tokens and its steps."""
-    from bark_ablation.seeding import seeded_stage
+    from bark_ablation.core.seeding import seeded_stage
 
     with recorded_logits(model_set, "semantic") as recorder, seeded_stage(seed, "semantic", runner.device):
         tokens = np.asarray(runner.semantic(text, history, params))
@@ -400,7 +400,7 @@ def observe_semantic(runner, model_set, text: str, history, seed: int, params) -
 def observe_coarse(runner, model_set, semantic: np.ndarray, history, seed: int, params) -> tuple[np.ndarray, list[Step]]:
     """Run Bark's coarse stage as the pipeline does (seeded from ``(seed, "coarse")``); return its
     (2, T) codes and its steps."""
-    from bark_ablation.seeding import seeded_stage
+    from bark_ablation.core.seeding import seeded_stage
 
     with recorded_logits(model_set, "coarse") as recorder, seeded_stage(seed, "coarse", runner.device):
         codes = np.asarray(runner.coarse(semantic, history, params))

@@ -1,6 +1,6 @@
 """The speaker-identity study: SECS of every generation against the prompt, and its statistics.
 
-Flow: a :class:`~bark_ablation.pipeline.MatrixRun` (cells x seeds, controls included) ->
+Flow: a :class:`~bark_ablation.generation.pipeline.MatrixRun` (cells x seeds, controls included) ->
 :func:`score_run` (SECS of each generation against the prompt's reference audio, i.e. the
 prompt's fine codes decoded by the same model set's codec) -> :func:`analyse` (per-cell means
 with CIs, paired differences against ``scf``, the 2^3 factorial effects) -> :func:`write_study`
@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from bark_ablation.conditioning import ALL_CONDITIONINGS, FULL
-from bark_ablation.pipeline import SAMPLE_RATE, MatrixRun
-from bark_ablation.similarity import embed, prompt_reference_audio, secs
-from bark_ablation.statistics import (
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS, FULL
+from bark_ablation.generation.pipeline import SAMPLE_RATE, MatrixRun
+from bark_ablation.study.similarity import embed, prompt_reference_audio, secs
+from bark_ablation.study.statistics import (
     CONFIDENCE,
     Estimate,
     cell_estimates,
@@ -115,7 +115,7 @@ def write_study(directory: Path, result: StudyResult) -> None:
     """``study.json``, the CSVs (one row per score, cell, difference, effect) and, when known,
     ``audio/reference.wav`` into ``directory``."""
     if result.reference_audio is not None:
-        from bark_ablation.run_output import write_wav
+        from bark_ablation.core.wav import write_wav
 
         (directory / "audio").mkdir(exist_ok=True)
         write_wav(directory / "audio" / REFERENCE_WAV, result.reference_audio, SAMPLE_RATE)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bark_ablation.similarity import embed, load_audio, secs
-from bark_ablation.statistics import auc
+from bark_ablation.study.similarity import embed, load_audio, secs
+from bark_ablation.study.statistics import auc
 
 PANEL_VOICES = ("en-us+m1", "en-gb-scotland+f2", "en+croak", "en-029+m3", "en-us+f4", "en+klatt3",
                 "en+grandma", "en+Andy")

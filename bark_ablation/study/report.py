@@ -6,7 +6,7 @@
 its audio players reference relatively (so the page works wherever the run directory is
 copied): figures are embedded as PNG data URIs and there is no script or style from elsewhere.
 A small inline script records, once the page has loaded, how many images and audio elements
-loaded or failed in ``<body data-render-check=...>``; :mod:`bark_ablation.report_check` reads it
+loaded or failed in ``<body data-render-check=...>``; :mod:`bark_ablation.study.report_check` reads it
 from headless Chromium.
 """
 
@@ -19,10 +19,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bark_ablation.errors import OutputError
-from bark_ablation.plots import mel_spectrogram_png, secs_bar_chart
-from bark_ablation.similarity import load_audio
-from bark_ablation.study import REFERENCE_WAV
+from bark_ablation.core.errors import OutputError
+from bark_ablation.core.plots import mel_spectrogram_png, secs_bar_chart
+from bark_ablation.study.similarity import load_audio
+from bark_ablation.study.analysis import REFERENCE_WAV
 
 RENDER_CHECK_SCRIPT = """
 <script>

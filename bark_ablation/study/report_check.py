@@ -2,7 +2,7 @@
 resolving to a loadable file.
 
 Chromium loads the page from disk with ``--dump-dom`` and a virtual-time budget, which lets the
-page's load handlers run; the page's own render-check script (:mod:`bark_ablation.report`)
+page's load handlers run; the page's own render-check script (:mod:`bark_ablation.study.report`)
 writes its findings into ``<body data-render-check=...>``, read back from the dumped DOM.
 Chromium is Debian's ``chromium`` package (``/usr/bin/chromium``); the flags are the ones a
 closed network needs (no background networking, no first-run, no component updates).

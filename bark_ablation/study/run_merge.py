@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bark_ablation.errors import BarkAblationError
-from bark_ablation.run_output import StagedDirectory, write_summary
+from bark_ablation.core.errors import BarkAblationError
+from bark_ablation.study.run_output import StagedDirectory, write_summary
 
 MUST_AGREE = ("text", "prompt.fingerprint", "cells", "params", "profile.name", "model_set.name",
               "model_set.implementation", "device.device_class")
@@ -109,7 +109,7 @@ def _copy_tree(source: Path, target: Path) -> None:
 
 
 def _merge_study(run_dirs: list[Path], directory: Path) -> None:
-    from bark_ablation.study import REFERENCE_WAV, analyse, write_study
+    from bark_ablation.study.analysis import REFERENCE_WAV, analyse, write_study
 
     scores: dict[tuple[str, int], float] = {}
     timings = []

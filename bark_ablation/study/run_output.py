@@ -20,18 +20,18 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.io import wavfile
 
-from bark_ablation import __version__
-from bark_ablation.environment import device_description, package_versions
-from bark_ablation.errors import OutputError
-from bark_ablation.pipeline import Generation, MatrixRun, count_stage_runs
+from bark_ablation.core.version import __version__
+from bark_ablation.core.environment import device_description, package_versions
+from bark_ablation.core.errors import OutputError
+from bark_ablation.core.wav import write_wav
+from bark_ablation.generation.pipeline import Generation, MatrixRun, count_stage_runs
 
 if TYPE_CHECKING:
-    from bark_ablation.study import StudyResult
+    from bark_ablation.study.analysis import StudyResult
 
 
 class StagedDirectory:
@@ -73,11 +73,6 @@ class StagedDirectory:
     def discard(self) -> None:
         """Remove the staged directory and any parent directories this object created."""
         shutil.rmtree(self._created_root or self.path, ignore_errors=True)
-
-
-def write_wav(path: Path | BinaryIO, audio: np.ndarray, sample_rate: int) -> None:
-    """Write float32 mono PCM (lossless for Bark's float32 output) to a path or binary stream."""
-    wavfile.write(path, sample_rate, np.asarray(audio, dtype=np.float32))
 
 
 def write_generation(directory: Path, generation: Generation) -> None:
@@ -189,7 +184,7 @@ def write_run(staged: StagedDirectory, run: MatrixRun, wall_s: float, study: Stu
     for generation in run.generations:
         write_generation(staged.path, generation)
     if study is not None:
-        from bark_ablation.study import write_study
+        from bark_ablation.study.analysis import write_study
 
         write_study(staged.path, study)
     write_summary(staged.path, run_summary(run, wall_s))

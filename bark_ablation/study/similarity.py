@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bark_ablation.errors import ValidationError
-from bark_ablation.implementation import ModelSet, activated
-from bark_ablation.prompts import VoicePrompt
+from bark_ablation.core.errors import ValidationError
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.implementations.registry import activated
+from bark_ablation.core.prompts import VoicePrompt
 
 MIN_SPEECH_S = 0.3
 """Shortest audio (seconds, after silence trimming) that gives a usable embedding."""

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from bark_ablation.conditioning import ALL_CONDITIONINGS, FULL, STAGES, Conditioning
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS, FULL, STAGES, Conditioning
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 9_999
