@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bark_ablation.cached_weights import (
+from bark_ablation.models.cached_weights import (
     CHECKPOINTS,
     TOKENIZER_REPO,
     TOKENIZER_VOCAB_SIZE,
     CacheLocations,
     _numpy_checkpoint_globals,
 )
-from bark_ablation.tiny_model_set import tiny_tokenizer_dir
+from bark_ablation.models.tiny_model_set import tiny_tokenizer_dir
 
 try:
     from numpy._core.multiarray import scalar as _numpy_scalar  # numpy >= 2

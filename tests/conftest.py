@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bark_ablation.pipeline import run_matrix
+from bark_ablation.generation.pipeline import run_matrix
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
 pytest_plugins = ("pytester",)
