@@ -162,3 +162,17 @@ def test_drift_failure_is_a_table_and_files_to_listen_to(goldens, tiny_generatio
     assert (directory / "golden.wav").read_bytes() == golden.audio_path.read_bytes()
     assert (directory / "spectrograms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (directory / "drift.txt").read_text().startswith(first_line)
+
+
+@pytest.mark.parametrize("feature, step", [("rolloff_hz", 24_000 / 1024), ("voiced_fraction", 1.0)])
+def test_one_frame_may_take_one_step_of_a_discrete_feature_two_may_not(goldens, feature, step):
+    """Roll-off (FFT bins) and voiced fraction (pYIN decisions) are means of discrete per-frame
+    values: benign noise can tip one frame on a boundary (measured: other thread count, one
+    frame's roll-off one bin up in a 1 s case, 0.308 Hz of mean). One frame passes at any clip
+    length; two frames fail."""
+    golden = goldens["scf"]
+    frames = 1 + golden.audio.size // 320
+    for moved, passes in ((1, True), (2, False)):
+        features = {**golden.features, feature: golden.features[feature] + moved * step / frames}
+        rows = compare_audio(golden, np.array(golden.audio), golden.sample_rate, obtained_features=features)
+        assert (feature not in failing(rows)) is passes, (feature, moved, [r for r in rows if r.check == feature])
