@@ -365,6 +365,14 @@ def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
 
 
 @pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist controller: a worker finished; its network-guard attempts join the session's."""
+    from bark_ablation.core.network_guard import add_worker_attempts
+
+    add_worker_attempts(node.config, getattr(node, "workeroutput", {}) or {})
+
+
+@pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """Put the GPU, CUDA and the Bark/torch versions into pytest-benchmark's machine info, so
     runs on different GPUs (or Bark versions) are never compared as one."""

@@ -330,6 +330,17 @@ def test_a_swallowed_refusal_still_fails_the_session(inner):
     result.stdout.fnmatch_lines(["  test_inner.py::test_swallows_it: getaddrinfo huggingface.co:443"])
 
 
+def test_a_swallowed_refusal_in_an_xdist_worker_still_fails_the_session(inner):
+    """Under pytest-xdist (the README's `pytest -n 2`) the attempt happens in a worker; the worker
+    hands it to the controller, which names it and fails the session."""
+    pytest.importorskip("xdist")
+    result = inner.runpytest_inprocess("-n", "2", "-k", "swallows")
+    result.assert_outcomes(passed=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["network guard: refused 1 attempt(s)*",
+                                 "  test_inner.py::test_swallows_it: getaddrinfo huggingface.co:443"])
+
+
 def test_plugin_record_mode_reports_the_count(inner, monkeypatch):
     monkeypatch.setenv(MODE_ENV, "record")
     result = inner.runpytest_inprocess("-s", "-k", "stays_home")

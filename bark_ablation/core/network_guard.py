@@ -34,9 +34,9 @@ through them to the test.
 What it cannot see:
 
 * other processes: subprocesses (headless Chromium for report checks, espeak-ng, ``pip``,
-  ``git``, ``runpytest_subprocess``), and pytest-xdist workers are guarded only because each
-  worker loads the plugin itself (their attempts raise there but are not summarised by the
-  controller);
+  ``git``, ``runpytest_subprocess``). pytest-xdist workers load the plugin themselves, so they
+  are guarded, and each hands its attempts to the controller when it finishes
+  (:func:`add_worker_attempts`), which summarises them and fails the session;
 * native code that opens sockets without Python's ``socket`` module: C, C++ or Rust extensions
   (``hf_xet``'s downloader, libcurl, gRPC, torch.distributed's TCP store);
 * code holding a reference taken before the guard was installed (``from socket import
@@ -48,6 +48,7 @@ Pure standard library; the pytest side is :func:`activate_for_pytest`, called by
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import os
 import socket
@@ -270,6 +271,18 @@ def activate_for_pytest(config: Any) -> NetworkGuard | None:
     return guard
 
 
+WORKER_OUTPUT_KEY = "bark_ablation_network_attempts"
+"""Key of a pytest-xdist worker's attempts in its ``workeroutput``."""
+
+
+def add_worker_attempts(config: Any, workeroutput: dict) -> None:
+    """On the pytest-xdist controller: add a finished worker's attempts to the session's guard, so
+    they are summarised and fail the session as if they had happened here."""
+    registered = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if registered is not None:
+        registered.guard.attempts.extend(Attempt(**fields) for fields in workeroutput.get(WORKER_OUTPUT_KEY, ()))
+
+
 class _PytestSessionGuard:
     """pytest hooks of the session's guard (registered by :func:`activate_for_pytest`)."""
 
@@ -283,6 +296,11 @@ class _PytestSessionGuard:
         self.guard.current_test = None
 
     def pytest_sessionfinish(self, session: Any) -> None:
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            # A pytest-xdist worker: hand the attempts to the controller, which summarises them
+            # and fails its session (see add_worker_attempts); a worker's exit status is not seen.
+            workeroutput[WORKER_OUTPUT_KEY] = [dataclasses.asdict(attempt) for attempt in self.guard.attempts]
         # A refused attempt fails the session even when the code under test swallowed the error.
         if self.guard.mode == "block" and self.guard.attempts and session.exitstatus == 0:
             session.exitstatus = 1
