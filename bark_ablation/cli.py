@@ -141,8 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bark_ablation.implementations.registry import check_implementation_name
-    from bark_ablation.implementations.registry import get_model_set
+    from bark_ablation.implementations.registry import check_implementation_name, get_model_set
     from bark_ablation.core.prompts import load_prompt
     from bark_ablation.study.run_output import StagedDirectory, summary_table, write_run
 
@@ -160,8 +159,8 @@ def _run(args: argparse.Namespace) -> int:
     other_prompt = None if args.other_prompt is None else load_prompt(args.other_prompt)
     staged = StagedDirectory(args.out, overwrite=args.overwrite)
     try:
-        model_set = get_model_set(profile.model_set_for(args.model_set), args.device, implementation=args.implementation,
-                                  allow_download=args.allow_download)
+        model_set = get_model_set(profile.model_set_for(args.model_set), args.device,
+                                  implementation=args.implementation, allow_download=args.allow_download)
         from bark_ablation.generation.pipeline import run_matrix
 
         progress = _progress_bar(len(cells) * len(seeds), quiet=args.quiet)

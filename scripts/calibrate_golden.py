@@ -33,8 +33,7 @@ import numpy as np
 from bark_ablation.golden import perturbations
 from bark_ablation.golden.drift import TOLERANCES, compare_audio
 from bark_ablation.golden.store import GoldenKey, GoldenStore
-from bark_ablation.implementations.registry import activated
-from bark_ablation.implementations.registry import get_model_set
+from bark_ablation.implementations.registry import activated, get_model_set
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.generation.pipeline import run_matrix
 from bark_ablation.core.prompts import load_prompt

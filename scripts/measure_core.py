@@ -14,8 +14,7 @@ import torch
 
 from bark_ablation import ALL_CONDITIONINGS, GenerationParams, generate, load_prompt, run_matrix
 from bark_ablation.core.conditioning import Stage
-from bark_ablation.implementations.registry import activated
-from bark_ablation.implementations.registry import get_model_set
+from bark_ablation.implementations.registry import activated, get_model_set
 from bark_ablation.core.seeding import stage_seed
 
 TEXT = "When I was a young boy, my father took me into the city."

@@ -33,8 +33,7 @@ from bark_ablation.oracles.early_stop import (
     semantic_step_limit,
     step_logits,
 )
-from bark_ablation.implementations.registry import activated
-from bark_ablation.implementations.registry import get_model_set
+from bark_ablation.implementations.registry import activated, get_model_set
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.profiles import PROFILES
 from bark_ablation.pytest_plugin import PROFILE_PROMPT, PROFILE_SEED, REGRESSION_PROMPTS, REGRESSION_TEXT

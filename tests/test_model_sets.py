@@ -19,8 +19,7 @@ from bark_ablation.models.cached_weights import CacheLocations, missing_files
 from bark_ablation.models.real_weights import load_cached_models
 from bark_ablation.core.errors import CacheFileError, MissingWeightsError, ModelSetError
 from bark_ablation.core.implementation import ModelSet
-from bark_ablation.implementations.registry import get_implementation
-from bark_ablation.implementations.registry import get_model_set
+from bark_ablation.implementations.registry import get_implementation, get_model_set
 from bark_ablation.generation.pipeline import generate
 from checkpoint_writers import read_checkpoint, save_bark_checkpoint, write_fake_cache
 

@@ -28,8 +28,7 @@ from bark_ablation.core.controls import stage_history
 from bark_ablation.core.device import synchronize
 from bark_ablation.core.errors import ParamsError
 from bark_ablation.core.implementation import ModelSet, StageRunner
-from bark_ablation.implementations.registry import activated
-from bark_ablation.implementations.registry import get_model_set
+from bark_ablation.implementations.registry import activated, get_model_set
 from bark_ablation.core.params import GenerationParams, validate_seed, validate_text
 from bark_ablation.core.profiles import DEFAULT_PROFILE, Profile, get_profile
 from bark_ablation.core.prompts import VoicePrompt, load_prompt

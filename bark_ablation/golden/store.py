@@ -185,8 +185,8 @@ class GoldenCase:
         """``audio`` (float, full scale 1.0) rounded as this case's audio was stored: 16-bit PCM at
         the case's gain, read back as float32. Comparing ``golden.audio`` with
         ``as_stored(obtained)`` compares like with like."""
-        stored = _pcm_samples(audio, self.manifest["audio"]["gain"])
-        return (stored.astype(np.float64) / (PCM_FULL_SCALE * self.manifest["audio"]["gain"])).astype(np.float32)
+        gain = self.manifest["audio"]["gain"]
+        return _pcm_to_float(_pcm_samples(audio, gain), gain)
 
 
 class GoldenStore:
@@ -348,6 +348,11 @@ def _pcm_samples(audio: np.ndarray, gain: float) -> np.ndarray:
     return np.clip(scaled, -PCM_FULL_SCALE, PCM_FULL_SCALE).astype(np.int16)
 
 
+def _pcm_to_float(stored: np.ndarray, gain: float) -> np.ndarray:
+    """16-bit PCM values stored at ``gain`` back to float32 samples (full scale 1.0)."""
+    return (stored.astype(np.float64) / (PCM_FULL_SCALE * gain)).astype(np.float32)
+
+
 def _pcm_wav_bytes(audio: np.ndarray, sample_rate: int, gain: float) -> bytes:
     """``audio`` as 16-bit PCM WAV bytes (:func:`_pcm_samples`)."""
     buffer = io.BytesIO()
@@ -413,7 +418,7 @@ def _read_wav(path: Path, manifest: dict[str, Any], command: str | None) -> tupl
     if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not (math.isfinite(gain) and gain > 0):
         raise GoldenCorruptError(path.parent / MANIFEST_FILE, f"audio.gain must be a finite number > 0, "
                                                               f"is {gain!r}", command)
-    audio = (stored.astype(np.float64) / (PCM_FULL_SCALE * gain)).astype(np.float32)
+    audio = _pcm_to_float(stored, gain)
     audio.setflags(write=False)
     return sample_rate, audio
 

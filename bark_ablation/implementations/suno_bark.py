@@ -150,8 +150,7 @@ class SunoBark:
         elif name in CHECKPOINTS:
             models, provenance = load_cached_models(name, device, allow_download=allow_download)
         elif name in self.model_set_names():
-            from bark_ablation.models import random_model_sets
-            from bark_ablation.models import tiny_model_set
+            from bark_ablation.models import random_model_sets, tiny_model_set
 
             models = random_model_sets.build_random_models(name, device)
             provenance = {"weights": "numpy Generator (random; for speed and memory only)",

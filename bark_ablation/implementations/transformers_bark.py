@@ -214,8 +214,7 @@ class TransformersBark:
         return ("tiny", *HUB_REPOS, *RANDOM_ARCHITECTURES, "tiny-eos")
 
     def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
-        from bark_ablation.models import random_model_sets
-        from bark_ablation.models import tiny_model_set
+        from bark_ablation.models import random_model_sets, tiny_model_set
 
         architectures = {"tiny": tiny_model_set.TINY_ARCHITECTURE, **random_model_sets.RANDOM_ARCHITECTURES}
         if name in architectures:
