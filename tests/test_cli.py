@@ -146,3 +146,13 @@ def test_model_sets_lists_missing_files(capsys, monkeypatch, tmp_path):
     out = capsys.readouterr().out
     assert "tiny: built in" in out and f"{tmp_path}/suno/bark_v0/text_2.pt" in out
     assert "bark-small (transformers): " in out
+
+
+def test_an_option_that_contradicts_the_profile_is_a_usage_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--profile", "top-k", "--top-k", "5",
+                   "--out", out) == 2
+    assert "--top-k: profile 'top-k' sets top_k=3" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit) as exit_:
+        run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--profile", "fast", "--out", out)
+    assert exit_.value.code == 2 and "--profile: invalid choice: 'fast'" in capsys.readouterr().err

@@ -56,3 +56,25 @@ def test_bad_seeds(seed):
 def test_bad_text(text):
     with pytest.raises(ParamsError, match="text: must"):
         validate_text(text)
+
+
+def test_profile_parameters_hold_their_settings_and_others_are_refused():
+    """``Profile.check`` (what run_matrix applies to labelled parameters): a profile's own
+    parameters pass; parameters that contradict a setting name the field and the profile."""
+    from bark_ablation.core.profiles import PROFILES, get_profile
+
+    for profile in PROFILES.values():
+        profile.check(profile.params(GenerationParams(max_duration_s=1.0)))
+    with pytest.raises(ParamsError, match=r"generation input: top_k: profile 'top-k' sets top_k=3; the parameters have 5"):
+        get_profile("top-k").check(GenerationParams(top_k=5))
+    with pytest.raises(ParamsError, match=r"generation input: profile: unknown profile 'fast'"):
+        get_profile("fast")
+
+
+def test_run_matrix_refuses_parameters_its_profile_does_not_hold():
+    """Known-bad input: a matrix labelled ``top-p`` with parameters that have no top-p is refused
+    before any model is built or any stage runs."""
+    from bark_ablation import run_matrix
+
+    with pytest.raises(ParamsError, match=r"top_p: profile 'top-p' sets top_p=0.7; the parameters have None"):
+        run_matrix("Hi.", "en_speaker_0", [0], ["scf"], GenerationParams(), model_set="no-such-set", profile="top-p")
