@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from bark_ablation.study.statistics import CONFIDENCE, benjamini_hochberg, holm_rows
+from bark_ablation.study.statistics import CONFIDENCE, holm_rows
 
 Sampler = Callable[[np.random.Generator, int, int], np.ndarray]
 """(rng, n_studies, n) -> values of shape (n_studies, n)."""
@@ -202,5 +202,5 @@ def familywise_error_rate(n_tests: int, n_units: int, *, adjust: str | None, n_s
     return float(np.mean((adjusted < alpha).any(axis=1)))
 
 
-__all__ = ["METHODS", "SCENARIOS", "Scenario", "benjamini_hochberg", "benjamini_hochberg_rows",
+__all__ = ["METHODS", "SCENARIOS", "Scenario", "benjamini_hochberg_rows",
            "coverage_table", "familywise_error_rate", "interval_coverage"]
