@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS
 from bark_ablation.study.statistics import (
@@ -19,7 +20,6 @@ from bark_ablation.study.statistics import (
     percentile_bootstrap_estimate,
     t_estimate,
 )
-from scipy import stats
 
 SEEDS = range(6)
 
