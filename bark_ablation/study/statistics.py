@@ -14,13 +14,13 @@ between cells, factorial effects), which add and subtract several cells and so c
 symmetric even when SECS itself is skewed towards 1. Measured coverage of the nominal 95 %
 interval (:mod:`bark_ablation.study.coverage`, 20,000 simulated studies each, n = 3, 5, 10, 30
 replicates): normal values 94.9-95.2 %; the main-effect contrast of Beta(9,1) cells 94.8-95.4 %;
-per-cell means of Beta(45,5) values 93.8-94.4 %. The percentile bootstrap the study used before
+per-cell means of Beta(45,5) values 93.8-94.6 %. The percentile bootstrap the study used before
 covers only about 85 % at n = 5 and 75 % at n = 3 (:func:`percentile_bootstrap_estimate`, kept
 as the known-bad twin of that measurement).
 
 The limit. Per-cell means of strongly skewed values at small n are covered less well: with
 Beta(9,1) values (mean 0.9, a long tail towards low similarity) the t-interval covers about
-89.5 % at n = 3, 90 % at n = 5, 91 % at n = 10 and 94 % at n = 30. Read such a cell's interval
+89.5 % at n = 3, 90 % at n = 5, 91 % at n = 10 and 93.5-94 % at n = 30. Read such a cell's interval
 at n <= 5 as roughly a 90 % interval; the contrasts, which carry the study's claims, are not
 affected.
 
