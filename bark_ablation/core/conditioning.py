@@ -210,7 +210,18 @@ CONTROLS: dict[str, Conditioning] = {
     "shuffled-all": Conditioning._from_chars("xxx"),
     "other-speaker": Conditioning._from_chars("ooo"),
     "other-speaker-semantic": Conditioning._from_chars("ocf"),
+    "other-speaker-coarse": Conditioning._from_chars("sof"),
+    "other-speaker-fine": Conditioning._from_chars("sco"),
     "other-speaker-coarse-fine": Conditioning._from_chars("soo"),
 }
 """Named control conditions. Each keeps the full-conditioning shape and replaces the history of
-one or all stages, so its SECS is read against ``scf`` (same speaker) on matched seeds."""
+one or all stages, so its SECS is read against ``scf`` (same speaker) on matched seeds. The three
+single-stage other-speaker cells (``ocf``, ``sof``, ``sco``) are the study's identity-transfer
+cells (:data:`TRANSFER_CELLS`)."""
+
+TRANSFER_CELLS: dict[str, Conditioning] = {
+    "semantic": CONTROLS["other-speaker-semantic"],
+    "coarse": CONTROLS["other-speaker-coarse"],
+    "fine": CONTROLS["other-speaker-fine"],
+}
+"""Per stage: ``scf`` with that one stage's history taken from another speaker."""

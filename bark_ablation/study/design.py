@@ -1,0 +1,160 @@
+"""A study's design: which speakers (voice prompts) say which texts, in which cells, with which seeds.
+
+The speaker is the study's unit of replication: a finding about one speaker saying one sentence
+is an anecdote. A :class:`StudyDesign` crosses every prompt with every text, cell and seed;
+:func:`run_design` generates each (prompt, text) unit with
+:func:`~bark_ablation.generation.pipeline.run_matrix`, so stage results are still shared between
+the cells of one seed.
+
+Cells with another speaker's history (``o``) need that speaker's prompt. With one prompt it is
+named explicitly (``other_prompt``); with several prompts and no explicit one, each prompt's
+"other speaker" is the next prompt in the list (the last one's is the first), a fixed rotation
+written into the run's summary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bark_ablation.core.conditioning import Conditioning, HistorySource, Stage
+from bark_ablation.core.errors import ParamsError
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.core.params import GenerationParams, validate_seed, validate_text
+from bark_ablation.core.profiles import Profile
+from bark_ablation.core.prompts import VoicePrompt, load_prompt
+from bark_ablation.generation.pipeline import Generation, MatrixRun, run_matrix
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One (speaker, text) pair of a design: ``text_index`` counts from 0 in the design's texts."""
+
+    prompt: VoicePrompt
+    text_index: int
+    text: str
+    other_prompt: VoicePrompt | None
+
+    @property
+    def id(self) -> str:
+        """A file-system-safe id, ``<prompt>_t<text index>`` (``v2/en_speaker_0`` -> ``v2_en_speaker_0_t0``)."""
+        return f"{safe_name(self.prompt.name)}_t{self.text_index}"
+
+
+@dataclass(frozen=True)
+class StudyDesign:
+    """Prompts x texts x cells x seeds, validated by :meth:`build`."""
+
+    prompts: tuple[VoicePrompt, ...]
+    texts: tuple[str, ...]
+    seeds: tuple[int, ...]
+    cells: tuple[Conditioning, ...]
+    other_prompts: tuple[VoicePrompt | None, ...]
+    """Per prompt, the speaker whose history ``o`` cells receive (None when no cell needs one)."""
+
+    @classmethod
+    def build(cls, prompts: Sequence[VoicePrompt | str], texts: Sequence[str], seeds: Iterable[int],
+              cells: Iterable[Conditioning | str], *, other_prompt: VoicePrompt | str | None = None) -> StudyDesign:
+        """Validate every input before anything runs; errors name the field and the rule."""
+        voices = tuple(load_prompt(p) for p in prompts)
+        if not voices:
+            raise ParamsError("prompts", "must name at least one voice prompt")
+        _check_unique("prompts", [v.fingerprint for v in voices], [v.name for v in voices])
+        text_list = tuple(validate_text(t) for t in texts)
+        if not text_list:
+            raise ParamsError("texts", "must give at least one text")
+        _check_unique("texts", list(text_list), [repr(t) for t in text_list])
+        seed_list = tuple(validate_seed(s) for s in seeds)
+        cell_list = tuple(c if isinstance(c, Conditioning) else Conditioning.from_id(c) for c in cells)
+        needs_other = any(HistorySource.OTHER_SPEAKER in c.upstream(Stage.FINE) for c in cell_list)
+        others: tuple[VoicePrompt | None, ...] = (None,) * len(voices)
+        if other_prompt is not None:
+            other = load_prompt(other_prompt)
+            clash = [v.name for v in voices if v.fingerprint == other.fingerprint]
+            if clash:
+                raise ParamsError("other_prompt", f"{other.name!r} is also a study prompt ({clash[0]!r}); with "
+                                                  f"several prompts leave it out to pair each with the next")
+            others = (other,) * len(voices)
+        elif needs_other and len(voices) >= 2:
+            others = tuple(voices[(i + 1) % len(voices)] for i in range(len(voices)))
+        elif needs_other:
+            raise ParamsError("other_prompt", "cells with an 'o' (other-speaker) history need another "
+                                              "speaker: name one, or give several prompts")
+        return cls(voices, text_list, seed_list, cell_list, others)
+
+    @property
+    def units(self) -> list[Unit]:
+        """Every (prompt, text) pair, prompt-major."""
+        return [Unit(prompt, index, text, other) for prompt, other in zip(self.prompts, self.other_prompts, strict=True)
+                for index, text in enumerate(self.texts)]
+
+    @property
+    def n_generations(self) -> int:
+        return len(self.prompts) * len(self.texts) * len(self.cells) * len(self.seeds)
+
+    @property
+    def is_single_unit(self) -> bool:
+        """One prompt and one text: the run directory has the single-run layout."""
+        return len(self.prompts) == 1 and len(self.texts) == 1
+
+
+@dataclass
+class DesignRun:
+    """Results of :func:`run_design`: one :class:`MatrixRun` per unit, in :attr:`StudyDesign.units` order."""
+
+    design: StudyDesign
+    runs: list[MatrixRun]
+
+    @property
+    def generations(self) -> list[Generation]:
+        return [g for run in self.runs for g in run.generations]
+
+
+def run_design(design: StudyDesign, params: GenerationParams | None = None, *, model_set: ModelSet,
+               profile: Profile | str | None = None,
+               on_result: Callable[[Generation, int, int], None] | None = None) -> DesignRun:
+    """Generate every unit of ``design`` on ``model_set``; ``on_result(generation, index, total)``
+    counts over the whole design."""
+    total = design.n_generations
+    done = 0
+
+    def progress(generation: Generation, index: int, unit_total: int) -> None:
+        if on_result is not None:
+            on_result(generation, done + index, total)
+
+    runs = []
+    for unit in design.units:
+        runs.append(run_matrix(unit.text, unit.prompt, design.seeds, design.cells, params, model_set=model_set,
+                               on_result=progress, other_prompt=unit.other_prompt, profile=profile))
+        done += len(runs[-1].generations)
+    return DesignRun(design, runs)
+
+
+def read_texts_file(path: Path | str) -> list[str]:
+    """Texts from a UTF-8 file, one per line; blank lines and lines starting with ``#`` are skipped.
+
+    Raises :class:`ParamsError` naming ``--texts-file`` when the file is unreadable or holds no text.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ParamsError("--texts-file", f"{path}: unreadable ({error})") from None
+    texts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not texts:
+        raise ParamsError("--texts-file", f"{path}: holds no text (one per line; '#' starts a comment)")
+    return texts
+
+
+def safe_name(name: str) -> str:
+    """``name`` with every character outside ``[A-Za-z0-9._-]`` replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def _check_unique(field: str, keys: list[str], labels: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for key, label in zip(keys, labels, strict=True):
+        if key in seen:
+            raise ParamsError(field, f"{label} repeats {seen[key]} (same tokens or text); each must be distinct")
+        seen[key] = label
