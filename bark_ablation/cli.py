@@ -36,9 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "letter when it receives the prompt's history, '-' when not. The coarse "
                     "stage reads the prompt's semantic AND coarse tokens.",
     )
-    run.add_argument("--prompt", required=True,
-                     help="voice prompt: preset name (en_speaker_0, v2/en_speaker_0, speaker_0) or .npz path")
-    run.add_argument("--text", required=True, type=text_from_command_line, help="text to speak")
+    speakers = run.add_mutually_exclusive_group(required=True)
+    speakers.add_argument("--prompt", help="voice prompt: preset name (en_speaker_0, v2/en_speaker_0, speaker_0) "
+                                           "or .npz path")
+    speakers.add_argument("--prompts", nargs="+", metavar="PROMPT",
+                          help="several voice prompts: the speakers are then the study's unit of replication")
+    texts = run.add_mutually_exclusive_group(required=True)
+    texts.add_argument("--text", type=text_from_command_line, help="text to speak")
+    texts.add_argument("--texts-file", type=Path, metavar="FILE",
+                       help="texts to speak, one per line ('#' starts a comment); every speaker says every text")
     run.add_argument("--seeds", nargs="+", type=_int_arg("--seeds"), default=list(DEFAULT_SEEDS),
                      help="seeds, integers in [0, 2**32-1] (default: 0 1 2 3 4)")
     run.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
@@ -49,10 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--with-controls", action="store_true",
                      help="add every named control to the cells (needs --other-prompt)")
     run.add_argument("--other-prompt", default=None,
-                     help="another speaker's prompt, for cells with an 'o' (other-speaker) history")
+                     help="another speaker's prompt, for cells with an 'o' (other-speaker) history (with "
+                          "--prompts, leave it out: each prompt is paired with the next)")
     run.add_argument("--no-study", action="store_true",
                      help="skip speaker similarity and statistics (generation only)")
-    run.add_argument("--model-set", default="tiny", help="tiny (default, built in), bark, bark-small")
+    run.add_argument("--model-set", default="auto",
+                     help="auto (default: bark where its real weights are cached, else the built-in tiny set), "
+                          "tiny, bark, bark-small")
     run.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     run.add_argument("--implementation", default=None,
                      help="Bark implementation: transformers, or the one providing the installed bark "
@@ -141,12 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bark_ablation.implementations.registry import check_implementation_name, get_model_set
-    from bark_ablation.core.prompts import load_prompt
-    from bark_ablation.study.run_output import StagedDirectory, summary_table, write_run
+    from bark_ablation.implementations.registry import check_implementation_name, choose_model_set, get_model_set
+    from bark_ablation.study.design import StudyDesign, read_texts_file
+    from bark_ablation.study.run_output import StagedDirectory, summary_table, write_design_run
 
     # Validate everything cheap before building models or touching the disk.
-    text = validate_text(args.text)
+    texts = [validate_text(args.text)] if args.texts_file is None else read_texts_file(args.texts_file)
     seeds = [validate_seed(seed) for seed in args.seeds]
     cells = [Conditioning.from_id(cell) for cell in args.cells]
     if args.with_controls:
@@ -155,18 +164,18 @@ def _run(args: argparse.Namespace) -> int:
     params = _params_from_arguments(args, profile)
     if args.implementation is not None:
         check_implementation_name(args.implementation)
-    prompt = load_prompt(args.prompt)
-    other_prompt = None if args.other_prompt is None else load_prompt(args.other_prompt)
+    design = StudyDesign.build(args.prompts or [args.prompt], texts, seeds, cells, other_prompt=args.other_prompt)
     staged = StagedDirectory(args.out, overwrite=args.overwrite)
     try:
-        model_set = get_model_set(profile.model_set_for(args.model_set), args.device,
+        chosen, reason = choose_model_set(args.model_set, args.implementation)
+        model_set = get_model_set(profile.model_set_for(chosen), args.device,
                                   implementation=args.implementation, allow_download=args.allow_download)
-        from bark_ablation.generation.pipeline import run_matrix
+        print(f"model set: {model_set.name} ({reason})", file=sys.stderr)
+        from bark_ablation.study.design import run_design
 
-        progress = _progress_bar(len(cells) * len(seeds), quiet=args.quiet)
+        progress = _progress_bar(design.n_generations, quiet=args.quiet)
         start = time.perf_counter()
-        run = run_matrix(text, prompt, seeds, cells, params, model_set=model_set,
-                         on_result=progress, other_prompt=other_prompt, profile=profile)
+        design_run = run_design(design, params, model_set=model_set, profile=profile, on_result=progress)
         wall_s = time.perf_counter() - start
         if progress is not None:
             progress.close()
@@ -174,17 +183,32 @@ def _run(args: argparse.Namespace) -> int:
         if not args.no_study:
             from bark_ablation.study.analysis import run_study
 
-            study = run_study(run, device="cuda" if model_set.device.startswith("cuda") else "cpu")
-        destination = write_run(staged, run, wall_s, study)
+            study = run_study(design_run.runs, device="cuda" if model_set.device.startswith("cuda") else "cpu",
+                              texts=list(design.texts))
+        destination = write_design_run(staged, design_run, wall_s, study,
+                                       model_set_choice={"requested": args.model_set, "reason": reason})
     except BaseException:
         staged.discard()
         raise
-    print(summary_table([g.summary() for g in run.generations]))
-    print(f"\n{len(run.generations)} generations in {wall_s:.1f} s; stage runs "
-          + ", ".join(f"{k} {v}" for k, v in run.stage_runs.items()) + f"; wrote {destination}")
+    generations = design_run.generations
+    if design.is_single_unit:
+        print(summary_table([g.summary() for g in generations]))
+    stage_runs: dict[str, int] = {}
+    for run in design_run.runs:
+        for stage, count in run.stage_runs.items():
+            stage_runs[stage] = stage_runs.get(stage, 0) + count
+    print(f"\n{len(generations)} generations ({len(design.prompts)} speaker(s) x {len(design.texts)} text(s) x "
+          f"{len(design.cells)} cells x {len(design.seeds)} seed(s)) in {wall_s:.1f} s; stage runs "
+          + ", ".join(f"{k} {v}" for k, v in stage_runs.items()) + f"; wrote {destination}")
     if study is not None:
-        print("\nmean SECS vs the prompt (95 % CIs in cells.csv): " + "; ".join(
-            f"{e.name} {e.mean:.3f}" for e in study.cells))
+        print(f"\nunit of replication: {study.unit} (n = {len(study.levels[study.unit + 's'])})")
+        answer = [e for e in study.effects if e.name in ("semantic", "coarse", "fine")]
+        if answer:
+            print("main effects on SECS (95 % t-interval, Holm-adjusted p): " + "; ".join(
+                f"{e.name} {e.mean:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}] p_adj {e.p_adjusted:.3g}" for e in answer))
+        else:
+            print("mean SECS vs the prompt (95 % CIs in cells.csv): " + "; ".join(
+                f"{e.name} {e.mean:.3f}" for e in study.cells))
         print(f"report: bark-ablation report {destination}")
     return 0
 

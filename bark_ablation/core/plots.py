@@ -98,3 +98,40 @@ def mel_spectrogram_png(audio: np.ndarray, sample_rate: int, *, title: str) -> b
         return _png(figure)
     finally:
         pyplot.close(figure)
+
+
+def forest_plot(per_speaker: dict[str, list[dict[str, Any]]], pooled: list[dict[str, Any]], *,
+                terms: tuple[str, ...] = ("semantic", "coarse", "fine"), title: str = "") -> bytes:
+    """PNG: one panel per main effect; a row per speaker (its effect on SECS with the 95 % CI over
+    its texts x seeds) and a pooled row (across speakers), with a line at 0.
+
+    ``per_speaker`` maps a speaker to its factorial-effect dicts (``name``, ``mean``, ``ci_low``,
+    ``ci_high``; None bounds are drawn as points); ``pooled`` holds the across-speaker ones.
+    """
+    pyplot = _pyplot()
+    speakers = list(per_speaker)
+    rows = [*speakers, "pooled"]
+    figure, axes = pyplot.subplots(1, len(terms), figsize=(3.6 * len(terms) + 1.5, 0.32 * len(rows) + 1.6),
+                                   sharey=True, constrained_layout=True)
+    try:
+        for axis, term in zip(np.atleast_1d(axes), terms, strict=True):
+            estimates = [next(e for e in per_speaker[s] if e["name"] == term) for s in speakers]
+            estimates.append(next(e for e in pooled if e["name"] == term))
+            for row, estimate in enumerate(estimates):
+                y = len(rows) - 1 - row
+                low, high = estimate["ci_low"], estimate["ci_high"]
+                pooled_row = row == len(rows) - 1
+                colour = "#c44e52" if pooled_row else "#4c72b0"
+                if low is not None and high is not None:
+                    axis.plot([low, high], [y, y], color=colour, linewidth=2.5 if pooled_row else 1.2)
+                axis.plot([estimate["mean"]], [y], marker="D" if pooled_row else "o", color=colour)
+            axis.axvline(0.0, color="#555", linewidth=0.8, linestyle="--")
+            axis.set_title(f"{term} (main effect)")
+            axis.set_xlabel("effect on SECS")
+        first = np.atleast_1d(axes)[0]
+        first.set_yticks(range(len(rows)), list(reversed(rows)), fontfamily="monospace")
+        if title:
+            figure.suptitle(title)
+        return _png(figure)
+    finally:
+        pyplot.close(figure)

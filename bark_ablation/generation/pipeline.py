@@ -119,6 +119,8 @@ class MatrixRun:
     """How many times each stage actually ran (``semantic``, ``coarse``, ``fine``, ``decode``)."""
     profile: Profile = field(default_factory=lambda: get_profile(DEFAULT_PROFILE))
     """The generation profile ``params`` follow."""
+    other_prompt: VoicePrompt | None = None
+    """The speaker whose history cells with an ``o`` received (None when no cell needed one)."""
 
     def get(self, cell: Conditioning | str, seed: int) -> Generation:
         """The generation of ``cell`` (a Conditioning or its id) and ``seed``."""
@@ -180,7 +182,8 @@ def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
     params = profile.params() if params is None else params
     profile.check(params)
     models = get_model_set(model_set) if isinstance(model_set, str) else model_set
-    run = MatrixRun(text, voice, seed_list, cells, params, models, profile=profile)
+    run = MatrixRun(text, voice, seed_list, cells, params, models, profile=profile,
+                    other_prompt=other)
     total = len(seed_list) * len(cells)
     with activated(models) as runner:
         for seed in seed_list:

@@ -2,7 +2,13 @@
 
 ``write_report(run_dir)`` reads what ``bark-ablation run`` wrote (``summary.json``,
 ``study.json``, ``audio/*.wav``) and writes ``report.html``, ``report.md`` and
-``figures/*.png``. The HTML page is self-contained apart from the run's own WAV files, which
+``figures/*.png``; for a multi-speaker study it also writes each unit's own report under
+``units/``, which the study's page links to.
+
+The page leads with the answer: each stage's main effect on SECS with its 95 % interval,
+p-value and Holm-adjusted p-value (what survives is marked), the unit of replication and n of
+every level; then the per-speaker forest plot, identity transfer, power, the interactions and
+cells, and the audio. The HTML page is self-contained apart from the run's own WAV files, which
 its audio players reference relatively (so the page works wherever the run directory is
 copied): figures are embedded as PNG data URIs and there is no script or style from elsewhere.
 A small inline script records, once the page has loaded, how many images and audio elements
@@ -20,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from bark_ablation.core.errors import OutputError
-from bark_ablation.core.plots import mel_spectrogram_png, secs_bar_chart
+from bark_ablation.core.plots import forest_plot, mel_spectrogram_png, secs_bar_chart
+from bark_ablation.study.analysis import ALPHA, MAIN_EFFECTS, reference_file
 from bark_ablation.study.similarity import load_audio
-from bark_ablation.study.analysis import REFERENCE_WAV
 
 RENDER_CHECK_SCRIPT = """
 <script>
@@ -62,10 +68,47 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def _ci(estimate: dict[str, Any]) -> str:
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else (f"{value:.2g}" if value >= 0.001 else "<0.001")
+
+
+def _ci(estimate: dict[str, Any], digits: int = 3) -> str:
     if estimate["ci_low"] is None:
-        return "n/a (1 seed)"
-    return f"[{_fmt(estimate['ci_low'])}, {_fmt(estimate['ci_high'])}]"
+        return "n/a (n = 1)"
+    return f"[{estimate['ci_low']:+.{digits}f}, {estimate['ci_high']:+.{digits}f}]"
+
+
+def _survives(estimate: dict[str, Any]) -> str:
+    adjusted = estimate.get("p_adjusted")
+    return "n/a" if adjusted is None else ("**yes**" if adjusted < ALPHA else "no")
+
+
+class Table:
+    """A table for both renderings: header, rows of cell strings, Markdown emphasis allowed
+    (``**x**`` and ``` `x` ``), right-aligned columns by index."""
+
+    def __init__(self, header: list[str], rows: list[list[str]], numeric: set[int] | None = None):
+        self.header, self.rows, self.numeric = header, rows, numeric or set()
+
+    def markdown(self) -> list[str]:
+        align = ["---:" if i in self.numeric else "---" for i in range(len(self.header))]
+        return ["| " + " | ".join(self.header) + " |", "|" + "|".join(align) + "|",
+                *["| " + " | ".join(row) + " |" for row in self.rows], ""]
+
+    def html(self) -> str:
+        head = "".join(f"<th>{_inline(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td{' class=num' if i in self.numeric else ''}>{_inline(c)}</td>"
+                                        for i, c in enumerate(row)) + "</tr>" for row in self.rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _inline(text: str) -> str:
+    """Markdown's ``**bold**`` and ``` `code` ``` as HTML, everything else escaped."""
+    import re
+
+    escaped = html.escape(text)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
 
 
 def write_report(run_dir: Path) -> tuple[Path, Path]:
@@ -73,115 +116,237 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     summary = _read_json(run_dir / "summary.json")
     study = _read_json(run_dir / "study.json")
+    multi = summary.get("kind") == "study"
+    if multi:
+        for unit in summary["units"]:
+            write_report(run_dir / unit["directory"])
     figures = run_dir / "figures"
     figures.mkdir(exist_ok=True)
+    sections = _sections(summary, study, multi)
+    images: dict[str, bytes] = {}
     model_set = summary["model_set"]["name"]
-    prompt = summary["prompt"]["name"]
-    chart = secs_bar_chart(study["cells"], title=f"prompt {prompt}, model set {model_set}")
-    (figures / "secs.png").write_bytes(chart)
-    differences = {e["name"].split(" - ")[0]: e for e in study["differences_vs_full"]}
-    cells = summary["cells"]
-    first_seed = summary["seeds"][0]
-    spectrograms = {}
-    for cell in cells:
-        label = f"seed{first_seed}_{cell}"
-        audio, rate = load_audio(run_dir / "audio" / f"{label}.wav")
-        spectrograms[cell] = mel_spectrogram_png(audio, rate, title=f"{cell}, seed {first_seed}")
-        (figures / f"mel_{label}.png").write_bytes(spectrograms[cell])
-    descriptions = {g["cell"]: g["conditioning"] for g in summary["generations"]}
-    tiny = model_set == "tiny"
-    caveat = ("Model set `tiny` has random weights: its audio is noise-like and these scores test "
-              "the plumbing only; they say nothing about speaker identity." if tiny else "")
-
-    rows = []
-    for estimate in study["cells"]:
-        cell = estimate["name"]
-        difference = differences.get(cell)
-        rows.append((cell, descriptions.get(cell, ""), _fmt(estimate["mean"]), _ci(estimate),
-                     "reference" if difference is None else
-                     f"{difference['mean']:+.3f} {_ci(difference)}, d_z {_fmt(difference.get('standardized'), 2)}",
-                     str(estimate["n"])))
-    effects = [(e["name"], f"{e['mean']:+.4f}", _ci(e), _fmt(e.get("standardized"), 2), str(e["n"]))
-               for e in study["factorial_effects"]]
-
-    markdown = _markdown(summary, study, rows, effects, caveat, cells, first_seed)
+    speakers = study["levels"]["speakers"]
+    title = (f"{len(speakers)} speakers" if multi else f"prompt {speakers[0]}") + f", model set {model_set}"
+    images["secs"] = secs_bar_chart(study["cells"], title=title)
+    if study.get("per_speaker_effects") and study["factorial_effects"]:
+        images["forest"] = forest_plot(study["per_speaker_effects"], study["factorial_effects"],
+                                       title="per-speaker main effects (95 % CI over texts x seeds) and pooled")
+    spectrograms = {} if multi else _spectrograms(run_dir, summary)
+    for name, png in {**images, **{f"mel_{label}": png for label, png in spectrograms.items()}}.items():
+        (figures / f"{name}.png").write_bytes(png)
+    markdown = _markdown(summary, study, sections, images, spectrograms, multi)
     (run_dir / "report.md").write_text(markdown, encoding="utf-8")
-    page = _html(summary, study, rows, effects, caveat, cells, chart, spectrograms)
+    page = _html(summary, study, sections, images, spectrograms, multi)
     (run_dir / "report.html").write_text(page, encoding="utf-8")
     return run_dir / "report.html", run_dir / "report.md"
 
 
-def _markdown(summary, study, rows, effects, caveat, cells, first_seed) -> str:
-    lines = [f"# Speaker identity by stage: prompt `{summary['prompt']['name']}`", ""]
-    if caveat:
-        lines += [f"> {caveat}", ""]
-    lines += [f"- text: {summary['text']!r}", f"- seeds: {', '.join(map(str, summary['seeds']))}",
-              f"- model set: `{summary['model_set']['name']}`, device class `{summary['device']['device_class']}`",
-              f"- metric: {study['metric']}", "",
-              "| cell | conditioning | mean SECS | 95 % CI | vs `scf` (paired, 95 % CI, d_z) | seeds |",
-              "|---|---|---:|---|---|---:|"]
-    lines += [f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |" for r in rows]
-    lines += ["", "![SECS per cell](figures/secs.png)", ""]
-    if effects:
-        lines += ["## Factorial effects (on/off cells)", "",
-                  ("Main effect: mean SECS with the stage's history minus without; interactions: "
-                  "half the change of one effect when the other stage is switched on."), "",
-                  "| term | effect | 95 % CI | d_z | seeds |", "|---|---:|---|---:|---:|"]
-        lines += [f"| {e[0]} | {e[1]} | {e[2]} | {e[3]} | {e[4]} |" for e in effects]
-        lines.append("")
-    lines += ["## Listen", "", f"Reference (the prompt, decoded): [audio/{REFERENCE_WAV}](audio/{REFERENCE_WAV})", ""]
-    for cell in cells:
-        links = ", ".join(f"[seed {s}](audio/seed{s}_{cell}.wav)" for s in summary["seeds"])
-        lines.append(f"- `{cell}`: {links} ![mel {cell}](figures/mel_seed{first_seed}_{cell}.png)")
+def _spectrograms(run_dir: Path, summary: dict[str, Any]) -> dict[str, bytes]:
+    first_seed = summary["seeds"][0]
+    spectrograms = {}
+    for cell in summary["cells"]:
+        label = f"seed{first_seed}_{cell}"
+        audio, rate = load_audio(run_dir / "audio" / f"{label}.wav")
+        spectrograms[label] = mel_spectrogram_png(audio, rate, title=f"{cell}, seed {first_seed}")
+    return spectrograms
+
+
+def _descriptions(summary: dict[str, Any]) -> dict[str, str]:
+    if "cell_descriptions" in summary:
+        return summary["cell_descriptions"]
+    return {g["cell"]: g["conditioning"] for g in summary["generations"]}
+
+
+def _design_lines(summary: dict[str, Any], study: dict[str, Any], multi: bool) -> list[str]:
+    levels, unit = study["levels"], study["unit"]
+    texts = summary["texts"] if multi else [summary["text"]]
+    model_set = summary["model_set"]
+    lines = [
+        f"speakers (n = {len(levels['speakers'])}): " + ", ".join(f"`{s}`" for s in levels["speakers"]),
+        f"texts (n = {len(texts)}): " + "; ".join(f"t{i} {t!r}" for i, t in enumerate(texts)),
+        f"seeds (n = {len(levels['seeds'])}): {', '.join(map(str, levels['seeds']))}",
+        f"cells (n = {len(summary['cells'])}): " + ", ".join(f"`{c}`" for c in summary["cells"]),
+        ("unit of replication: **the speaker** (per speaker, each cell's SECS is averaged over texts and seeds; "
+         f"intervals and tests are across the {len(levels['speakers'])} speakers)" if unit == "speaker" else
+         "unit of replication: **the seed** (one speaker: every statement below is about this speaker only)"),
+        f"model set: `{model_set['name']}`, device class `{summary['device']['device_class']}`"
+        + (f" ({model_set['choice']['reason']})" if model_set.get("choice") else ""),
+        f"Bark: {model_set['implementation']} {summary['versions'].get(model_set['implementation'])}, "
+        f"torch {summary['versions'].get('torch')}",
+        f"metric: {study['metric']}",
+        f"statistics: {study['interval']}",
+    ]
+    return lines
+
+
+def _estimate_row(e: dict[str, Any], digits: int = 4) -> list[str]:
+    return [f"{e['mean']:+.{digits}f}", _ci(e, digits), _p(e.get("p_value")), _p(e.get("p_adjusted")),
+            _survives(e), str(e["n"])]
+
+
+ESTIMATE_HEADER = ["estimate", "95 % CI", "p", "Holm p", "survives", "n"]
+
+
+def _sections(summary: dict[str, Any], study: dict[str, Any], multi: bool) -> list[tuple[str, str, Table | None]]:
+    """(heading, paragraph, table) in report order."""
+    sections = []
+    effects = study["factorial_effects"]
+    main = [e for e in effects if e["name"] in MAIN_EFFECTS]
+    unit = study["unit"]
+    if main:
+        carrying = [e["name"] for e in main if e.get("p_adjusted") is not None and e["p_adjusted"] < ALPHA]
+        answer = (f"Stages whose history changes SECS (Holm-adjusted p < {ALPHA}, across {unit}s): "
+                  + (", ".join(f"**{name}**" for name in carrying) if carrying else "**none**") + ".")
+        sections.append(("The answer: each stage's main effect on SECS",
+                         answer + " Main effect: mean SECS with the stage's history minus without, over the 8 "
+                                  "on/off cells.",
+                         Table(["stage", *ESTIMATE_HEADER], [[e["name"], *_estimate_row(e)] for e in main],
+                               numeric={1, 3, 4, 6})))
+    else:
+        sections.append(("The answer", "Not every one of the 8 on/off cells ran, so there are no main effects; "
+                                       "see the paired differences below.", None))
+    if study.get("per_speaker_effects") and effects:
+        sections.append(("Per speaker", "The forest plot shows each speaker's main effects (95 % CI over its texts x "
+                                        "seeds: about that speaker only) and the pooled effect across speakers.",
+                         None))
+    transfer = study.get("identity_transfer") or []
+    if transfer:
+        rows = [[e["name"], *_estimate_row(e)] for e in transfer]
+        ceiling = study.get("identity_transfer_ceiling")
+        if ceiling:
+            rows.append([ceiling["name"] + " (ceiling, not in the family)", *_estimate_row(ceiling)[:2], "", "", "",
+                         str(ceiling["n"])])
+        sections.append(("Identity transfer",
+                         "ITI_X = m(scf with stage X given the other speaker's history) - m(scf), where m = SECS vs "
+                         "the other speaker - SECS vs the own speaker. Positive: that stage's history pulls the "
+                         "voice toward the speaker it came from.",
+                         Table(["stage (cell)", *ESTIMATE_HEADER], rows, numeric={1, 3, 4, 6})))
+    power = study.get("power") or {}
+    if power:
+        rows = []
+        for stage, entry in power.items():
+            seeds = entry.get("seeds_needed", "n/a")
+            rows.append([stage, _fmt(entry["sd_across_units"], 4), _fmt(entry["minimum_detectable_effect"], 4),
+                         str(entry["units_needed"] if entry["units_needed"] is not None else "n/a"),
+                         "n/a" if "seeds_needed" not in entry else
+                         ("more seeds cannot" if seeds is None else str(seeds))])
+        sections.append(("Power",
+                         f"From the observed spread across {unit}s: the smallest main effect this design detects "
+                         f"with 80 % power at alpha 0.05 (two-sided t-test), and how many {unit}s would detect "
+                         f"0.02 SECS" + (" (or how many seeds per speaker and text, with these speakers)"
+                                         if unit == "speaker" else "") + ".",
+                         Table(["stage", f"SD across {unit}s", "detectable (80 %)", f"{unit}s for 0.02",
+                                *(["seeds for 0.02"] if unit == "speaker" else [])],
+                               [row if unit == "speaker" else row[:4] for row in rows], numeric={1, 2, 3, 4})))
+    others = [e for e in effects if e["name"] not in MAIN_EFFECTS]
+    if others:
+        sections.append(("Interactions", "Half the change of one stage's effect when the other stage is switched on "
+                                         "(Holm family: all 7 factorial terms).",
+                         Table(["term", *ESTIMATE_HEADER], [[e["name"], *_estimate_row(e)] for e in others],
+                               numeric={1, 3, 4, 6})))
+    descriptions = _descriptions(summary)
+    differences = {e["name"].split(" - ")[0]: e for e in study["differences_vs_full"]}
+    rows = []
+    for e in study["cells"]:
+        d = differences.get(e["name"])
+        rows.append([f"`{e['name']}`", descriptions.get(e["name"], ""), _fmt(e["mean"]), _ci(e),
+                     "reference" if d is None else f"{d['mean']:+.4f} {_ci(d, 4)}", "" if d is None else _p(d["p_adjusted"]),
+                     str(e["n"])])
+    sections.append(("Cells", f"Mean SECS per cell across {unit}s, and the paired difference from `scf` "
+                              "(one Holm family).",
+                     Table(["cell", "conditioning", "mean SECS", "95 % CI", "vs `scf` (95 % CI)", "Holm p", "n"],
+                           rows, numeric={2, 5, 6})))
+    return sections
+
+
+def _caveat(summary: dict[str, Any]) -> str:
+    if summary["model_set"]["name"] in ("tiny", "tiny-eos"):
+        return ("Model set `tiny` has random weights: its audio is noise-like and these scores test "
+                "the plumbing only; they say nothing about speaker identity.")
+    return ""
+
+
+def _title(study: dict[str, Any], multi: bool) -> str:
+    speakers = study["levels"]["speakers"]
+    return (f"Speaker identity by stage: {len(speakers)} speakers" if multi
+            else f"Speaker identity by stage: prompt `{speakers[0]}`")
+
+
+def _markdown(summary, study, sections, images, spectrograms, multi) -> str:
+    lines = [f"# {_title(study, multi)}", ""]
+    if _caveat(summary):
+        lines += [f"> {_caveat(summary)}", ""]
+    lines += [f"- {line}" for line in _design_lines(summary, study, multi)] + [""]
+    for heading, paragraph, table in sections:
+        lines += [f"## {heading}", "", paragraph, ""]
+        if heading == "Per speaker":
+            lines += ["![per-speaker main effects](figures/forest.png)", ""]
+        if table is not None:
+            lines += table.markdown()
+        if heading == "Cells":
+            lines += ["![SECS per cell](figures/secs.png)", ""]
+    lines += ["## Listen", ""]
+    speakers = study["levels"]["speakers"]
+    for speaker in _reference_speakers(study):
+        name = reference_file(speaker, speakers)
+        lines.append(f"- reference `{speaker}` (the prompt, decoded): [audio/{name}](audio/{name})")
+    if multi:
+        lines += [""] + [f"- unit `{u['id']}`: [report]({u['directory']}/report.md)" for u in summary["units"]]
+    else:
+        for cell in summary["cells"]:
+            links = ", ".join(f"[seed {s}](audio/seed{s}_{cell}.wav)" for s in summary["seeds"])
+            label = f"seed{summary['seeds'][0]}_{cell}"
+            lines.append(f"- `{cell}`: {links} ![mel {cell}](figures/mel_{label}.png)")
     return "\n".join(lines) + "\n"
+
+
+def _reference_speakers(study: dict[str, Any]) -> list[str]:
+    others = list((study.get("reference") or {}).get("other_prompts", {}).values())
+    return list(dict.fromkeys([*study["levels"]["speakers"], *others]))
 
 
 def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _html(summary, study, rows, effects, caveat, cells, chart, spectrograms) -> str:
+def _html(summary, study, sections, images, spectrograms, multi) -> str:
     e = html.escape
     head = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>bark-ablation report: {e(summary['prompt']['name'])}</title><style>"
+            f"<title>bark-ablation report: {e(_title(study, multi))}</title><style>"
             "body{font-family:sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}"
             "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
             "td.num{text-align:right;font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2rem}"
             ".caveat{background:#fff4e0;border-left:4px solid #dd8452;padding:.5rem 1rem}"
             ".cells{display:grid;grid-template-columns:repeat(auto-fill,minmax(22rem,1fr));gap:1rem}"
             ".cell{border:1px solid #ddd;padding:.5rem}.cell audio,.cell img,img{max-width:100%}</style></head><body>")
-    parts = [head, f"<h1>Speaker identity by stage: prompt <code>{e(summary['prompt']['name'])}</code></h1>"]
-    if caveat:
-        parts.append(f"<p class='caveat'>{e(caveat)}</p>")
-    parts.append("<ul>" + "".join(f"<li>{item}</li>" for item in [
-        f"text: {e(repr(summary['text']))}", f"seeds: {e(', '.join(map(str, summary['seeds'])))}",
-        (f"model set: <code>{e(summary['model_set']['name'])}</code>, device class "
-        f"<code>{e(summary['device']['device_class'])}</code>"), f"metric: {e(study['metric'])}",
-        (f"Bark: {e(summary['model_set']['implementation'])} "
-         f"{e(str(summary['versions'].get(summary['model_set']['implementation'])))}, "
-         f"torch {e(str(summary['versions'].get('torch')))}"),
-    ]) + "</ul>")
-    parts.append("<table><tr><th>cell</th><th>conditioning</th><th>mean SECS</th><th>95 % CI</th>"
-                 "<th>vs <code>scf</code> (paired, 95 % CI, d_z)</th><th>seeds</th></tr>")
-    parts += [f"<tr><td><code>{e(r[0])}</code></td><td>{e(r[1])}</td><td class='num'>{e(r[2])}</td>"
-              f"<td class='num'>{e(r[3])}</td><td class='num'>{e(r[4])}</td><td class='num'>{e(r[5])}</td></tr>"
-              for r in rows]
-    parts.append("</table>")
-    parts.append(f"<img alt='SECS per cell' src='{_data_uri(chart)}'>")
-    if effects:
-        parts.append("<h2>Factorial effects (on/off cells)</h2><p>Main effect: mean SECS with the stage's "
-                     "history minus without. Interaction: half the change of one stage's effect when the "
-                     "other is switched on. d_z: effect over the standard deviation of its per-seed values.</p>"
-                     "<table><tr><th>term</th><th>effect</th><th>95 % CI</th><th>d_z</th><th>seeds</th></tr>")
-        parts += [f"<tr><td>{e(x[0])}</td><td class='num'>{e(x[1])}</td><td class='num'>{e(x[2])}</td>"
-                  f"<td class='num'>{e(x[3])}</td><td class='num'>{e(x[4])}</td></tr>" for x in effects]
-        parts.append("</table>")
-    parts.append(f"<h2>Listen</h2><p>Reference (the prompt, decoded): "
-                 f"<audio controls preload='metadata' src='audio/{REFERENCE_WAV}'></audio></p><div class='cells'>")
-    for cell in cells:
-        players = "".join(f"<div>seed {s} <audio controls preload='metadata' src='audio/seed{s}_{e(cell)}.wav'>"
-                          f"</audio></div>" for s in summary["seeds"])
-        parts.append(f"<div class='cell'><h3><code>{e(cell)}</code></h3>"
-                     f"<img alt='mel spectrogram {e(cell)}' src='{_data_uri(spectrograms[cell])}'>{players}</div>")
-    parts.append("</div>" + RENDER_CHECK_SCRIPT + "</body></html>\n")
+    parts = [head, f"<h1>{_inline(_title(study, multi))}</h1>"]
+    if _caveat(summary):
+        parts.append(f"<p class='caveat'>{_inline(_caveat(summary))}</p>")
+    parts.append("<ul>" + "".join(f"<li>{_inline(line)}</li>" for line in _design_lines(summary, study, multi)) + "</ul>")
+    for heading, paragraph, table in sections:
+        parts.append(f"<h2>{e(heading)}</h2><p>{_inline(paragraph)}</p>")
+        if heading == "Per speaker":
+            parts.append(f"<img alt='per-speaker main effects' src='{_data_uri(images['forest'])}'>")
+        if table is not None:
+            parts.append(table.html())
+        if heading == "Cells":
+            parts.append(f"<img alt='SECS per cell' src='{_data_uri(images['secs'])}'>")
+    parts.append("<h2>Listen</h2>")
+    speakers = study["levels"]["speakers"]
+    for speaker in _reference_speakers(study):
+        parts.append(f"<p>Reference <code>{e(speaker)}</code> (the prompt, decoded): <audio controls "
+                     f"preload='metadata' src='audio/{e(reference_file(speaker, speakers))}'></audio></p>")
+    if multi:
+        parts.append("<ul>" + "".join(f"<li>unit <code>{e(u['id'])}</code>: <a href='{e(u['directory'])}/report.html'>"
+                                      f"report and audio</a></li>" for u in summary["units"]) + "</ul>")
+    else:
+        parts.append("<div class='cells'>")
+        for cell in summary["cells"]:
+            label = f"seed{summary['seeds'][0]}_{cell}"
+            players = "".join(f"<div>seed {s} <audio controls preload='metadata' src='audio/seed{s}_{e(cell)}.wav'>"
+                              f"</audio></div>" for s in summary["seeds"])
+            parts.append(f"<div class='cell'><h3><code>{e(cell)}</code></h3>"
+                         f"<img alt='mel spectrogram {e(cell)}' src='{_data_uri(spectrograms[label])}'>{players}</div>")
+        parts.append("</div>")
+    parts.append(RENDER_CHECK_SCRIPT + "</body></html>\n")
     return "".join(parts)

@@ -3,13 +3,24 @@
 The directory is built under a temporary name beside its destination and renamed into place
 only when complete, so an interrupted or failed run leaves nothing half-written at ``out``.
 
-Layout::
+Layout of one speaker saying one text (a *unit*)::
 
     out/
       summary.json          params, versions, model set, stage run counts, timings, cells
       summary.md            the same as a readable table
       audio/seed<seed>_<cell>.wav     float32 PCM, 24 kHz, mono
       tokens/seed<seed>_<cell>.npz    semantic (T_s,), coarse (2, T_c), fine (8, T_c)
+      study.json, *.csv     the study (seeds as replicates), unless --no-study
+
+Layout of a study with several speakers or texts: one unit directory per (speaker, text), each
+laid out as above with its own study, and the pooled study (speakers as replicates) on top::
+
+    out/
+      summary.json          "kind": "study": the design, the units, totals
+      summary.md
+      study.json, *.csv     the pooled study; speakers.csv holds the per-speaker effects
+      audio/reference_<prompt>.wav
+      units/<prompt>_t<k>/  a unit directory
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from bark_ablation.generation.pipeline import Generation, MatrixRun, count_stage
 
 if TYPE_CHECKING:
     from bark_ablation.study.analysis import StudyResult
+    from bark_ablation.study.design import DesignRun
 
 
 class StagedDirectory:
@@ -141,6 +153,8 @@ def _time(generation: dict[str, Any], stage: str) -> str:
 def summary_markdown(summary: dict[str, Any]) -> str:
     """The run's Markdown page (``summary.md``) from its ``summary.json`` dict: what ran, with
     what, and the table."""
+    if summary.get("kind") == "study":
+        return _study_summary_markdown(summary)
     runs = summary["stage_runs"]
     naive = summary["stage_runs_without_reuse"]
     model_set = summary["model_set"]
@@ -172,20 +186,127 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _study_summary_markdown(summary: dict[str, Any]) -> str:
+    model_set = summary["model_set"]
+    lines = [
+        f"# bark-ablation study: {len(summary['prompts'])} speakers x {len(summary['texts'])} texts",
+        "",
+        "- speakers: " + ", ".join(f"`{p['name']}`" for p in summary["prompts"]),
+        *[f"- text t{i}: {text!r}" for i, text in enumerate(summary["texts"])],
+        f"- seeds: {', '.join(map(str, summary['seeds']))}; cells: {', '.join(summary['cells'])}",
+        (f"- model set: `{model_set['name']}` ({model_set['implementation']} "
+         f"{summary['versions'].get(model_set['implementation'])}), device class "
+         f"`{summary['device']['device_class']}`"
+         + (f"; {model_set['choice']['reason']}" if model_set.get("choice") else "")),
+        f"- generation profile: `{summary['profile']['name']}`",
+        f"- {summary['generations']} generations; stage runs: "
+        + ", ".join(f"{k} {summary['stage_runs'].get(k, 0)} (of {v})" for k, v in summary["stage_runs_without_reuse"].items()),
+        f"- wall time: {summary['wall_seconds']:.2f} s",
+        "",
+        "| unit | speaker | text | other speaker | directory |",
+        "|---|---|---:|---|---|",
+    ]
+    lines += [f"| `{u['id']}` | `{u['prompt']}` | t{u['text_index']} | {u['other_prompt'] or '-'} | "
+              f"[{u['directory']}]({u['directory']}/summary.md) |" for u in summary["units"]]
+    return "\n".join(lines) + "\n"
+
+
 def write_summary(directory: Path, summary: dict[str, Any]) -> None:
     """``summary.json`` and ``summary.md`` into ``directory``."""
     (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (directory / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
 
 
-def write_run(staged: StagedDirectory, run: MatrixRun, wall_s: float, study: StudyResult | None = None) -> Path:
+def write_run(staged: StagedDirectory, run: MatrixRun, wall_s: float, study: StudyResult | None = None,
+              *, model_set_choice: dict[str, str] | None = None) -> Path:
     """Write every file of ``run`` (and of its ``study``, when given) into ``staged`` and move it
     to its destination."""
+    _write_unit(staged.path, run, wall_s, study, model_set_choice)
+    return staged.commit()
+
+
+def _write_unit(directory: Path, run: MatrixRun, wall_s: float, study: StudyResult | None,
+                model_set_choice: dict[str, str] | None) -> None:
     for generation in run.generations:
-        write_generation(staged.path, generation)
+        write_generation(directory, generation)
     if study is not None:
         from bark_ablation.study.analysis import write_study
 
+        write_study(directory, study)
+    summary = run_summary(run, wall_s)
+    if model_set_choice:
+        summary["model_set"]["choice"] = model_set_choice
+    write_summary(directory, summary)
+
+
+def write_design_run(staged: StagedDirectory, design_run: DesignRun, wall_s: float,
+                     study: StudyResult | None = None, *, model_set_choice: dict[str, str] | None = None) -> Path:
+    """Write a design's run: the single-unit layout for one speaker and one text, else one unit
+    directory per (speaker, text) under ``units/`` with the pooled study on top."""
+    design = design_run.design
+    if design.is_single_unit:
+        return write_run(staged, design_run.runs[0], wall_s, study, model_set_choice=model_set_choice)
+    from bark_ablation.study.analysis import analyse, write_study
+
+    units = []
+    for unit, run in zip(design.units, design_run.runs, strict=True):
+        directory = staged.path / "units" / unit.id
+        directory.mkdir(parents=True)
+        unit_study = None
+        if study is not None:
+            scores = [s for s in study.scores if s.prompt == unit.prompt.name and s.text_index == unit.text_index]
+            reference = {**study.reference, "prompts": [unit.prompt.name],
+                         "other_prompts": {} if unit.other_prompt is None else {unit.prompt.name: unit.other_prompt.name}}
+            unit_study = analyse(scores, study.seconds_per_score, reference, texts=[unit.text])
+            unit_study.reference_audio = {name: audio for name, audio in study.reference_audio.items()
+                                          if unit.other_prompt is not None and name == unit.other_prompt.name
+                                          or name == unit.prompt.name}
+        unit_wall_s = sum(sum(g.stage_seconds[stage] for stage in g.stage_seconds if stage not in g.reused)
+                          for g in run.generations)
+        _write_unit(directory, run, unit_wall_s, unit_study, model_set_choice)
+        units.append({"id": unit.id, "prompt": unit.prompt.name, "text_index": unit.text_index,
+                      "directory": f"units/{unit.id}",
+                      "other_prompt": None if unit.other_prompt is None else unit.other_prompt.name})
+    if study is not None:
         write_study(staged.path, study)
-    write_summary(staged.path, run_summary(run, wall_s))
+    write_summary(staged.path, design_summary(design_run, wall_s, units, model_set_choice))
     return staged.commit()
+
+
+def design_summary(design_run: DesignRun, wall_s: float, units: list[dict[str, Any]],
+                   model_set_choice: dict[str, str] | None) -> dict[str, Any]:
+    """JSON-ready summary of a multi-unit study (``"kind": "study"``)."""
+    design = design_run.design
+    first = run_summary(design_run.runs[0], wall_s)
+    totals: dict[str, dict[str, float]] = {"stage_runs": {}, "stage_runs_without_reuse": {}, "stage_seconds_total": {}}
+    for run in design_run.runs:
+        part = run_summary(run, 0.0)
+        for name, total in totals.items():
+            for stage, value in part[name].items():
+                total[stage] = round(total.get(stage, 0) + value, 4)
+    model_set = dict(first["model_set"])
+    if model_set_choice:
+        model_set["choice"] = model_set_choice
+    return {
+        "kind": "study",
+        "bark_ablation_version": first["bark_ablation_version"],
+        "created_utc": first["created_utc"],
+        "prompts": [{"name": p.name, "source": p.source, "fingerprint": p.fingerprint,
+                     "semantic_tokens": p.n_semantic, "frames": p.n_frames,
+                     "other_prompt": None if o is None else o.name}
+                    for p, o in zip(design.prompts, design.other_prompts, strict=True)],
+        "texts": list(design.texts),
+        "seeds": list(design.seeds),
+        "cells": [c.id for c in design.cells],
+        "cell_descriptions": {c.id: c.description for c in design.cells},
+        "params": first["params"],
+        "profile": first["profile"],
+        "model_set": model_set,
+        "device": first["device"],
+        "versions": first["versions"],
+        "units": units,
+        "generations": design.n_generations,
+        **totals,
+        "wall_seconds": round(wall_s, 3),
+        "notes": first["notes"],
+    }
