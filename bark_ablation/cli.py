@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cells", nargs="+", default=[c.id for c in ALL_CONDITIONINGS],
                      help="conditioning cells (default: all 8, scf ... ---); ids may use the control "
                           "characters r (random), x (shuffled), o (other speaker), or name a control: "
-                          + ", ".join(CONTROLS))
+                          + ", ".join(CONTROLS) + ". Ids that start with '-' must follow '=' as a "
+                          "comma-separated list, or the shell's argument parser reads them as options: "
+                          "--cells=scf,-cf,--f,---")
     run.add_argument("--with-controls", action="store_true",
                      help="add every named control to the cells (needs --other-prompt)")
     run.add_argument("--other-prompt", default=None,
@@ -157,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
     # Validate everything cheap before building models or touching the disk.
     texts = [validate_text(args.text)] if args.texts_file is None else read_texts_file(args.texts_file)
     seeds = [validate_seed(seed) for seed in args.seeds]
-    cells = [Conditioning.from_id(cell) for cell in args.cells]
+    cells = [Conditioning.from_id(cell) for cell in cell_ids(args.cells)]
     if args.with_controls:
         cells += [control for control in CONTROLS.values() if control not in cells]
     profile = get_profile(args.profile)
@@ -211,6 +213,11 @@ def _run(args: argparse.Namespace) -> int:
                 f"{e.name} {e.mean:.3f}" for e in study.cells))
         print(f"report: bark-ablation report {destination}")
     return 0
+
+
+def cell_ids(arguments: Sequence[str]) -> list[str]:
+    """The cell ids of ``--cells`` arguments, each an id or a comma-separated list of ids."""
+    return [cell for argument in arguments for cell in argument.split(",") if cell]
 
 
 _PARAM_OPTIONS = {"max_duration_s": "--max-duration", "semantic_temp": "--semantic-temp",

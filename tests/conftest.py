@@ -41,6 +41,6 @@ def cli_run(tmp_path_factory, tiny_models):
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         status = cli.main(["run", "--prompt", "en_speaker_0", "--text", CLI_RUN_TEXT, "--seeds", "0", "1",
-                           "--max-duration", "0.4", "--quiet", "--out", str(out)])
+                           "--max-duration", "0.4", "--quiet", "--model-set", "tiny", "--out", str(out)])
     assert status == 0
     return out, stdout.getvalue()

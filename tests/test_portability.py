@@ -73,7 +73,7 @@ def test_a_run_under_an_ascii_locale_keeps_non_ascii_text(tmp_path):
     assert probe.stdout.strip() in {"ANSI_X3.4-1968", "ascii", "US-ASCII"}, "the ASCII locale did not take"
     completed = subprocess.run(
         [sys.executable, "-m", "bark_ablation.cli", "run", "--prompt", "en_speaker_0", "--text", text,
-         "--seeds", "0", "--cells", "scf", "--max-duration", "0.2", "--no-study", "--quiet", "--out", str(out)],
+         "--seeds", "0", "--cells", "scf", "--max-duration", "0.2", "--no-study", "--quiet", "--model-set", "tiny", "--out", str(out)],
         env=environment, capture_output=True, timeout=300, check=False)
     assert completed.returncode == 0, completed.stderr.decode("utf-8", "replace")[-2000:]
     assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["text"] == text

@@ -12,7 +12,8 @@ import pytest
 from bark_ablation import cli
 from bark_ablation.study.run_merge import MergeError, merge_runs
 
-RUN = ["run", "--prompt", "en_speaker_0", "--text", "Hello there.", "--max-duration", "0.4", "--quiet"]
+RUN = ["run", "--prompt", "en_speaker_0", "--text", "Hello there.", "--max-duration", "0.4", "--quiet",
+       "--model-set", "tiny"]
 
 
 def run(out, *seeds, extra=()):
@@ -56,7 +57,7 @@ def test_report_reads_a_merged_run(shards_and_whole, capsys):
     assert cli.main(["merge", str(a), str(b), "--out", str(out)]) == 0
     assert "seeds 0, 1, 16 generations" in capsys.readouterr().out
     assert cli.main(["report", str(out)]) == 0
-    assert "seeds: 0, 1" in (out / "report.md").read_text()
+    assert "seeds (n = 2): 0, 1" in (out / "report.md").read_text()
 
 
 def test_repeated_seed_is_refused_and_nothing_is_written(shards_and_whole, tmp_path):

@@ -43,6 +43,10 @@ def merge_runs(run_dirs: list[Path], destination: Path, *, overwrite: bool = Fal
     if len(run_dirs) < 2:
         raise MergeError("runs: give at least two run directories to merge")
     summaries = [_read_json(d / "summary.json") for d in run_dirs]
+    for run_dir, summary in zip(run_dirs, summaries, strict=True):
+        if summary.get("kind") == "study":
+            raise MergeError(f"{run_dir}: kind: a multi-speaker study; merge its unit directories "
+                             f"({run_dir}/units/...) shard by shard, one speaker and text at a time")
     _check_same_study(run_dirs, summaries)
     seeds = _check_disjoint_seeds(run_dirs, summaries)
     with_study = [(d / "study.json").is_file() for d in run_dirs]
@@ -109,18 +113,18 @@ def _copy_tree(source: Path, target: Path) -> None:
 
 
 def _merge_study(run_dirs: list[Path], directory: Path) -> None:
-    from bark_ablation.study.analysis import REFERENCE_WAV, analyse, write_study
+    from bark_ablation.study.analysis import REFERENCE_WAV, Score, analyse, write_study
 
-    scores: dict[tuple[str, int], float] = {}
+    scores: list[Score] = []
     timings = []
     for run_dir in run_dirs:
         study = _read_json(run_dir / "study.json")
         timings.append(study["seconds_per_score"])
         # study.json keeps full precision (secs.csv rounds to 6 digits)
-        for row in study["scores"]:
-            scores[(row["cell"], int(row["seed"]))] = float(row["secs"])
-    reference = _read_json(run_dirs[0] / "study.json")["reference"]
-    result = analyse(scores, sum(timings) / len(timings), reference)
+        scores += [Score(**row) for row in study["scores"]]
+    first = _read_json(run_dirs[0] / "study.json")
+    scores.sort(key=lambda s: s.seed)
+    result = analyse(scores, sum(timings) / len(timings), first["reference"], texts=first["levels"]["texts"])
     write_study(directory, result)
     if not (directory / "audio" / REFERENCE_WAV).is_file():
         raise MergeError(f"{run_dirs[0]}: audio/{REFERENCE_WAV}: missing")
