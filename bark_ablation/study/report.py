@@ -250,12 +250,12 @@ def _sections(summary: dict[str, Any], study: dict[str, Any], multi: bool) -> li
     for e in study["cells"]:
         d = differences.get(e["name"])
         rows.append([f"`{e['name']}`", descriptions.get(e["name"], ""), _fmt(e["mean"]), _ci(e),
-                     "reference" if d is None else f"{d['mean']:+.4f} {_ci(d, 4)}", "" if d is None else _p(d["p_adjusted"]),
-                     str(e["n"])])
+                     "reference" if d is None else f"{d['mean']:+.4f} {_ci(d, 4)}",
+                     "" if d is None else _p(d.get("p_adjusted")), "" if d is None else _survives(d), str(e["n"])])
     sections.append(("Cells", f"Mean SECS per cell across {unit}s, and the paired difference from `scf` "
                               "(one Holm family).",
-                     Table(["cell", "conditioning", "mean SECS", "95 % CI", "vs `scf` (95 % CI)", "Holm p", "n"],
-                           rows, numeric={2, 5, 6})))
+                     Table(["cell", "conditioning", "mean SECS", "95 % CI", "vs `scf` (95 % CI)", "Holm p", "survives",
+                            "n"], rows, numeric={2, 5, 7})))
     return sections
 
 
