@@ -135,25 +135,30 @@ class PlantedSize:
     differences: dict[tuple[str, str, int, str], float] = field(default_factory=dict)
 
 
-def planted_size(runs: MatrixRun | Sequence[MatrixRun], plant: IdentityPlant, *, device: str = "cpu") -> PlantedSize:
+def planted_size(runs: MatrixRun | Sequence[MatrixRun], plant: IdentityPlant, *, device: str = "cpu",
+                 references: Mapping[str, np.ndarray] | None = None) -> PlantedSize:
     """Measure how far ``plant`` moves SECS, with no statistics code: each changed generation is
     embedded with and without the plant and scored against its speaker's reference audio (the
     prompt decoded by the run's codec, as the study scores); the differences are averaged per
     unit and then across units.
+
+    ``references`` (optional): speaker name -> reference audio already decoded for these runs
+    (as :func:`~bark_ablation.study.analysis.score_runs` returns it), to decode each prompt once.
 
     Raises :class:`ParamsError` when the plant changes no generation of ``runs``.
     """
     runs = [runs] if isinstance(runs, MatrixRun) else list(runs)
     speakers = list(dict.fromkeys(run.prompt.name for run in runs))
     unit = "speaker" if len(speakers) >= 2 else "seed"
-    references: dict[str, np.ndarray] = {}
+    given = dict(references or {})
+    references = {}
     reference_embeddings: dict[str, np.ndarray] = {}
     by_unit: dict[str, list[float]] = {}
     differences: dict[tuple[str, str, int, str], float] = {}
     for run in runs:
         name = run.prompt.name
         if name not in references:
-            references[name] = prompt_reference_audio(run.prompt, run.model_set)
+            references[name] = given[name] if name in given else prompt_reference_audio(run.prompt, run.model_set)
             reference_embeddings[name] = embed(references[name], SAMPLE_RATE, source=f"prompt {name!r} (decoded)",
                                                device=device)
         for generation in run.generations:
