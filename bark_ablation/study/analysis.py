@@ -146,6 +146,7 @@ class StudyResult:
 
 def score_runs(runs: Sequence[MatrixRun], *, device: str = "cpu",
                transform: Callable[[Any, np.ndarray], np.ndarray] | None = None,
+               references: Mapping[str, np.ndarray] | None = None,
                ) -> tuple[list[Score], dict[str, np.ndarray], float]:
     """SECS of every generation of ``runs`` against its own speaker's reference audio and, for
     runs with another speaker, against that speaker's too.
@@ -154,14 +155,20 @@ def score_runs(runs: Sequence[MatrixRun], *, device: str = "cpu",
     ``generation.audio``; ``references`` maps speaker name -> reference audio. It exists to
     plant known effects (:mod:`bark_ablation.study.planting`).
 
+    ``references`` (optional): speaker name -> reference audio already decoded by
+    :func:`~bark_ablation.study.similarity.prompt_reference_audio` for these runs' model set, so
+    that scoring the same runs several times decodes each prompt once.
+
     Returns the scores, the reference audio per speaker, and seconds per score.
     """
-    references: dict[str, np.ndarray] = {}
+    given = dict(references or {})
+    references = {}
     embeddings: dict[str, np.ndarray] = {}
     for run in runs:
         for voice in (run.prompt, run.other_prompt):
             if voice is not None and voice.name not in references:
-                references[voice.name] = prompt_reference_audio(voice, run.model_set)
+                references[voice.name] = (given[voice.name] if voice.name in given
+                                          else prompt_reference_audio(voice, run.model_set))
                 embeddings[voice.name] = embed(references[voice.name], SAMPLE_RATE,
                                                source=f"prompt {voice.name!r} (decoded)", device=device)
     text_index = {text: i for i, text in enumerate(dict.fromkeys(run.text for run in runs))}
