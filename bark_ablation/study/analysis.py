@@ -32,6 +32,7 @@ makes no claim about identity.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import time
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS, FULL, TRANSFER_CELLS
-from bark_ablation.generation.pipeline import SAMPLE_RATE, MatrixRun
+from bark_ablation.generation.pipeline import SAMPLE_RATE, Generation, MatrixRun
 from bark_ablation.study import power
 from bark_ablation.study.similarity import embed, prompt_reference_audio, secs
 from bark_ablation.study.statistics import (
@@ -144,9 +145,13 @@ class StudyResult:
         }
 
 
-def score_runs(runs: Sequence[MatrixRun], *, device: str = "cpu",
-               transform: Callable[[Any, np.ndarray], np.ndarray] | None = None,
+AudioTransform = Callable[[Generation, Mapping[str, np.ndarray]], np.ndarray]
+"""(generation, speaker name -> reference audio) -> the audio to score in place of the generation's."""
+
+
+def score_runs(runs: Sequence[MatrixRun], *, device: str = "cpu", transform: AudioTransform | None = None,
                references: Mapping[str, np.ndarray] | None = None,
+               embedding_cache: dict[bytes, np.ndarray] | None = None,
                ) -> tuple[list[Score], dict[str, np.ndarray], float]:
     """SECS of every generation of ``runs`` against its own speaker's reference audio and, for
     runs with another speaker, against that speaker's too.
@@ -159,8 +164,21 @@ def score_runs(runs: Sequence[MatrixRun], *, device: str = "cpu",
     :func:`~bark_ablation.study.similarity.prompt_reference_audio` for these runs' model set, so
     that scoring the same runs several times decodes each prompt once.
 
+    ``embedding_cache`` (optional): a dict kept by the caller across calls; audio already
+    embedded (same samples, same rate) is not embedded again. Scoring one run under several
+    plants then embeds only what each plant changed.
+
     Returns the scores, the reference audio per speaker, and seconds per score.
     """
+    cache = embedding_cache if embedding_cache is not None else {}
+
+    def embedding_of(audio: np.ndarray, rate: int, source: str) -> np.ndarray:
+        samples = np.ascontiguousarray(audio, dtype=np.float32)
+        key = hashlib.blake2b(samples.tobytes() + rate.to_bytes(4, "little") + device.encode(), digest_size=16).digest()
+        if key not in cache:
+            cache[key] = embed(samples, rate, source=source, device=device)
+        return cache[key]
+
     given = dict(references or {})
     references = {}
     embeddings: dict[str, np.ndarray] = {}
@@ -169,8 +187,8 @@ def score_runs(runs: Sequence[MatrixRun], *, device: str = "cpu",
             if voice is not None and voice.name not in references:
                 references[voice.name] = (given[voice.name] if voice.name in given
                                           else prompt_reference_audio(voice, run.model_set))
-                embeddings[voice.name] = embed(references[voice.name], SAMPLE_RATE,
-                                               source=f"prompt {voice.name!r} (decoded)", device=device)
+                embeddings[voice.name] = embedding_of(references[voice.name], SAMPLE_RATE,
+                                                      f"reference of prompt {voice.name!r}")
     text_index = {text: i for i, text in enumerate(dict.fromkeys(run.text for run in runs))}
     scores = []
     started = time.perf_counter()
@@ -178,7 +196,7 @@ def score_runs(runs: Sequence[MatrixRun], *, device: str = "cpu",
     for run in runs:
         for generation in run.generations:
             audio = generation.audio if transform is None else transform(generation, references)
-            embedding = embed(audio, generation.sample_rate, source=generation.label, device=device)
+            embedding = embedding_of(audio, generation.sample_rate, generation.label)
             other = None if run.other_prompt is None else secs(embeddings[run.other_prompt.name], embedding)
             scores.append(Score(run.prompt.name, text_index[run.text], generation.cell, generation.seed,
                                 secs(embeddings[run.prompt.name], embedding), other))
@@ -309,15 +327,18 @@ def _as_scores(scores: Sequence[Score] | Mapping[tuple[str, int], float]) -> lis
 
 
 def run_study(run: MatrixRun | Sequence[MatrixRun], *, device: str = "cpu", texts: Sequence[str] | None = None,
-              transform: Callable[[Any, np.ndarray], np.ndarray] | None = None) -> StudyResult:
+              transform: AudioTransform | None = None, references: Mapping[str, np.ndarray] | None = None,
+              embedding_cache: dict[bytes, np.ndarray] | None = None) -> StudyResult:
     """:func:`score_runs` then :func:`analyse`: one matrix run, or the runs of a design."""
     runs = [run] if isinstance(run, MatrixRun) else list(run)
-    scores, references, per_score = score_runs(runs, device=device, transform=transform)
+    scores, references, per_score = score_runs(runs, device=device, transform=transform, references=references,
+                                               embedding_cache=embedding_cache)
     model_set = runs[0].model_set.name
     result = analyse(scores, per_score, {
         "prompts": list(dict.fromkeys(r.prompt.name for r in runs)),
         "other_prompts": {r.prompt.name: r.other_prompt.name for r in runs if r.other_prompt is not None},
-        "audio": f"prompt fine codes decoded by model set {model_set!r}",
+        "audio": ("reference audio given by the caller" if references is not None
+                  else f"prompt fine codes decoded by model set {model_set!r}"),
         "file": f"audio/{REFERENCE_WAV}" if len(runs) == 1 else "audio/reference_<prompt>.wav"},
         texts=texts if texts is not None else list(dict.fromkeys(r.text for r in runs)))
     result.reference_audio = references

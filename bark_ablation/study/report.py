@@ -111,13 +111,16 @@ def _inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
 
 
-def write_report(run_dir: Path) -> tuple[Path, Path]:
-    """Write ``report.html``, ``report.md`` and ``figures/`` into ``run_dir``; returns both paths."""
+def write_report(run_dir: Path, *, unit_reports: bool = True) -> tuple[Path, Path]:
+    """Write ``report.html``, ``report.md`` and ``figures/`` into ``run_dir``; returns both paths.
+
+    For a multi-speaker study, also each unit's report unless ``unit_reports`` is false (the
+    study's page links to them)."""
     run_dir = Path(run_dir)
     summary = _read_json(run_dir / "summary.json")
     study = _read_json(run_dir / "study.json")
     multi = summary.get("kind") == "study"
-    if multi:
+    if multi and unit_reports:
         for unit in summary["units"]:
             write_report(run_dir / unit["directory"])
     figures = run_dir / "figures"
