@@ -172,7 +172,8 @@ def _run(args: argparse.Namespace) -> int:
         chosen, reason = choose_model_set(args.model_set, args.implementation)
         model_set = get_model_set(profile.model_set_for(chosen), args.device,
                                   implementation=args.implementation, allow_download=args.allow_download)
-        print(f"model set: {model_set.name} ({reason})", file=sys.stderr)
+        if args.model_set != chosen:
+            print(f"model set: {model_set.name} ({reason})", file=sys.stderr)
         from bark_ablation.study.design import run_design
 
         progress = _progress_bar(design.n_generations, quiet=args.quiet)
