@@ -88,7 +88,7 @@ def choose_model_set(name: str, implementation: str | None = None) -> tuple[str,
     one, with where it was expected. Any other name is returned as given. Downloads nothing.
     """
     if name != AUTO_MODEL_SET:
-        return name, f"named explicitly ({name})"
+        return name, "named on the command line or by the caller"
     implementation = implementation or default_implementation()
     if implementation == "transformers":
         from bark_ablation.models.transformers_model_sets import missing_hub_files as find_missing

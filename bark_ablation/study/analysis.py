@@ -48,6 +48,7 @@ from bark_ablation.generation.pipeline import SAMPLE_RATE, Generation, MatrixRun
 from bark_ablation.study import power
 from bark_ablation.study.similarity import embed, prompt_reference_audio, secs
 from bark_ablation.study.statistics import (
+    ALPHA,
     CONFIDENCE,
     Estimate,
     adjust_family,
@@ -64,7 +65,7 @@ TOTAL_TRANSFER_CELL = "ooo"
 DETECTABLE_SECS = 0.02
 """The effect size (SECS units) the power statement asks about."""
 POWER = 0.8
-ALPHA = 0.05
+"""Power the study's power statement asks for."""
 MAIN_EFFECTS = ("semantic", "coarse", "fine")
 
 

@@ -237,7 +237,9 @@ def _sections(summary: dict[str, Any], study: dict[str, Any], multi: bool) -> li
                          f"From the observed spread across {unit}s: the smallest main effect this design detects "
                          f"with 80 % power at alpha 0.05 (two-sided t-test), and how many {unit}s would detect "
                          f"0.02 SECS" + (" (or how many seeds per speaker and text, with these speakers)"
-                                         if unit == "speaker" else "") + ".",
+                                         if unit == "speaker" else "") + f". 2 is the fewest {unit}s a t-test "
+                         "can use; 'more seeds cannot': with these speakers, the spread between speakers alone keeps "
+                         "0.02 out of reach (add speakers).",
                          Table(["stage", f"SD across {unit}s", "detectable (80 %)", f"{unit}s for 0.02",
                                 *(["seeds for 0.02"] if unit == "speaker" else [])],
                                [row if unit == "speaker" else row[:4] for row in rows], numeric={1, 2, 3, 4})))

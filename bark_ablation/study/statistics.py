@@ -3,10 +3,12 @@ against full conditioning, and the 2^3 factorial effects of each stage's conditi
 p-values adjusted within each family.
 
 The replicate. A score's key is ``(cell id, replicate)``; the replicate is the unit every
-comparison is paired on and the sample the intervals speak about. In a run of one prompt and
-one text the replicates are seeds, so the inference is about that prompt and text. A
-replicate's eight on/off cells share stage results (same text, prompt and stage seeds), so
-differences and effects are computed per replicate first, then summarised over replicates.
+comparison is paired on and the sample the intervals speak about. With several speakers the
+replicates are the speakers (:mod:`bark_ablation.study.analysis` first averages each speaker's
+cells over its texts and seeds); with one speaker they are seeds, so the inference is about that
+speaker. A replicate's cells are paired (within a seed they share stage results: same text,
+prompt and stage seeds), so differences and effects are computed per replicate first, then
+summarised over replicates.
 
 Why t-intervals. Each summary is a Student t-interval on the per-replicate values
 (:func:`t_estimate`): exact when those values are normal, and close for contrasts (differences
