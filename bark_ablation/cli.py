@@ -159,9 +159,7 @@ def _run(args: argparse.Namespace) -> int:
     # Validate everything cheap before building models or touching the disk.
     texts = [validate_text(args.text)] if args.texts_file is None else read_texts_file(args.texts_file)
     seeds = [validate_seed(seed) for seed in args.seeds]
-    cells = [Conditioning.from_id(cell) for cell in cell_ids(args.cells)]
-    if args.with_controls:
-        cells += [control for control in CONTROLS.values() if control not in cells]
+    cells = run_cells(args)
     profile = get_profile(args.profile)
     params = _params_from_arguments(args, profile)
     if args.implementation is not None:
@@ -214,6 +212,15 @@ def _run(args: argparse.Namespace) -> int:
                 f"{e.name} {e.mean:.3f}" for e in study.cells))
         print(f"report: bark-ablation report {destination}")
     return 0
+
+
+def run_cells(args: argparse.Namespace) -> list[Conditioning]:
+    """The cells `run` generates: those of ``--cells``, then (``--with-controls``) every named
+    control not already among them."""
+    cells = [Conditioning.from_id(cell) for cell in cell_ids(args.cells)]
+    if args.with_controls:
+        cells += [control for control in CONTROLS.values() if control not in cells]
+    return cells
 
 
 def cell_ids(arguments: Sequence[str]) -> list[str]:

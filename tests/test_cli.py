@@ -207,3 +207,14 @@ def test_cells_that_start_with_a_dash_are_given_after_an_equals_sign():
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", "o",
                                        "--cells", "scf", "--f"])
+
+
+def test_with_controls_adds_every_named_control_once():
+    from bark_ablation.core.conditioning import ALL_CONDITIONINGS, CONTROLS
+
+    args = cli.build_parser().parse_args(["run", "--prompts", "en_speaker_0", "en_speaker_1", "--text", "Hi.",
+                                          "--out", "o", "--cells", "scf", "ocf", "--with-controls"])
+    cells = [c.id for c in cli.run_cells(args)]
+    assert cells[:2] == ["scf", "ocf"] and sorted(cells[2:]) == sorted(c.id for c in CONTROLS.values() if c.id != "ocf")
+    default = cli.build_parser().parse_args(["run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", "o"])
+    assert [c.id for c in cli.run_cells(default)] == [c.id for c in ALL_CONDITIONINGS]

@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 
 from bark_ablation import cli
-from bark_ablation.core.conditioning import ALL_CONDITIONINGS, CONTROLS
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS
 from bark_ablation.study.report_check import check_page, find_chromium
 from bark_ablation.study.analysis import analyse, run_study
 
-N_CELLS = len(ALL_CONDITIONINGS) + len(CONTROLS)
+STUDY_CELLS = (*(c.id for c in ALL_CONDITIONINGS), "ocf", "sof", "sco", "ooo")
+"""The 8 on/off cells and the other-speaker controls the identity-transfer index reads (every
+control runs in test_controls.py; `--with-controls` is checked in test_cli.py)."""
+N_CELLS = len(STUDY_CELLS)
 N_REFERENCES = 2
 """The prompt's reference audio and the other speaker's (en_speaker_3), each with a player."""
 SEEDS = (0, 1)
@@ -32,7 +35,7 @@ needs_chromium = pytest.mark.skipif(find_chromium() is None,
 def study_dir(tmp_path_factory, tiny_models):
     out = tmp_path_factory.mktemp("study") / "run"
     assert cli.main(["run", "--prompt", "en_speaker_0", "--text", "Hello there, how are you?", "--seeds",
-                     *map(str, SEEDS), "--with-controls", "--other-prompt", "en_speaker_3",
+                     *map(str, SEEDS), "--cells=" + ",".join(STUDY_CELLS), "--other-prompt", "en_speaker_3",
                      "--max-duration", str(MAX_DURATION_S), "--out", str(out), "--quiet", "--model-set", "tiny"]) == 0
     return out
 
@@ -50,8 +53,7 @@ def read_csv(path):
 
 def test_scores_cover_every_cell_and_seed(study_dir):
     rows = read_csv(study_dir / "secs.csv")
-    cells = [c.id for c in ALL_CONDITIONINGS] + [c.id for c in CONTROLS.values()]
-    assert {(r["cell"], int(r["seed"])) for r in rows} == {(c, s) for c in cells for s in SEEDS}
+    assert {(r["cell"], int(r["seed"])) for r in rows} == {(c, s) for c in STUDY_CELLS for s in SEEDS}
     assert all(-1 <= float(r["secs"]) <= 1 for r in rows)
     assert (study_dir / "audio" / "reference.wav").is_file()
 
@@ -59,9 +61,7 @@ def test_scores_cover_every_cell_and_seed(study_dir):
 def test_statistics_are_written_as_json_and_csv(study_dir):
     study = json.loads((study_dir / "study.json").read_text())
     assert len(study["cells"]) == N_CELLS and all(c["n"] == len(SEEDS) for c in study["cells"])
-    assert {d["name"] for d in study["differences_vs_full"]} == {f"{c} - scf" for c in
-                                                                 [*(c.id for c in ALL_CONDITIONINGS[1:]),
-                                                                  *(c.id for c in CONTROLS.values())]}
+    assert {d["name"] for d in study["differences_vs_full"]} == {f"{c} - scf" for c in STUDY_CELLS[1:]}
     assert [e["name"] for e in study["factorial_effects"]][:3] == ["semantic", "coarse", "fine"]
     for estimate in study["cells"] + study["factorial_effects"]:
         assert estimate["ci_low"] <= estimate["mean"] <= estimate["ci_high"]
