@@ -194,13 +194,9 @@ def _run(args: argparse.Namespace) -> int:
     generations = design_run.generations
     if design.is_single_unit:
         print(summary_table([g.summary() for g in generations]))
-    stage_runs: dict[str, int] = {}
-    for run in design_run.runs:
-        for stage, count in run.stage_runs.items():
-            stage_runs[stage] = stage_runs.get(stage, 0) + count
     print(f"\n{len(generations)} generations ({len(design.prompts)} speaker(s) x {len(design.texts)} text(s) x "
           f"{len(design.cells)} cells x {len(design.seeds)} seed(s)) in {wall_s:.1f} s; stage runs "
-          + ", ".join(f"{k} {v}" for k, v in stage_runs.items()) + f"; wrote {destination}")
+          + ", ".join(f"{k} {v}" for k, v in design_run.stage_runs.items()) + f"; wrote {destination}")
     if study is not None:
         print(f"\nunit of replication: {study.unit} (n = {len(study.levels[study.unit + 's'])})")
         answer = [e for e in study.effects if e.name in ("semantic", "coarse", "fine")]

@@ -15,6 +15,7 @@ written into the run's summary.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,11 @@ class DesignRun:
     @property
     def generations(self) -> list[Generation]:
         return [g for run in self.runs for g in run.generations]
+
+    @property
+    def stage_runs(self) -> Counter:
+        """How many times each stage ran, over every unit."""
+        return sum((run.stage_runs for run in self.runs), Counter())
 
 
 def run_design(design: StudyDesign, params: GenerationParams | None = None, *, model_set: ModelSet,

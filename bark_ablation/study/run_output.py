@@ -96,15 +96,23 @@ def write_generation(directory: Path, generation: Generation) -> None:
              coarse=generation.coarse, fine=generation.fine)
 
 
+def stage_work(run: MatrixRun) -> dict[str, dict[str, float]]:
+    """What a run's stages did: ``stage_runs`` (runs per stage), ``stage_runs_without_reuse``
+    (what sharing nothing would have taken) and ``stage_seconds_total`` (seconds of the runs
+    that happened, shared results counted once)."""
+    per_seed = count_stage_runs(run.conditionings)
+    seconds = {stage: 0.0 for stage in per_seed}
+    for generation in run.generations:
+        for stage, spent in generation.stage_seconds.items():
+            if stage not in generation.reused:
+                seconds[stage] += spent
+    return {"stage_runs": dict(run.stage_runs),
+            "stage_runs_without_reuse": {stage: len(run.conditionings) * len(run.seeds) for stage in per_seed},
+            "stage_seconds_total": {stage: round(value, 4) for stage, value in seconds.items()}}
+
+
 def run_summary(run: MatrixRun, wall_s: float) -> dict[str, Any]:
     """JSON-ready summary of a matrix run."""
-    per_seed = count_stage_runs(run.conditionings)
-    without_reuse = {stage: len(run.conditionings) * len(run.seeds) for stage in per_seed}
-    stage_totals = {stage: 0.0 for stage in per_seed}
-    for generation in run.generations:
-        for stage, seconds in generation.stage_seconds.items():
-            if stage not in generation.reused:
-                stage_totals[stage] += seconds
     model_set = run.model_set
     return {
         "bark_ablation_version": __version__,
@@ -121,9 +129,7 @@ def run_summary(run: MatrixRun, wall_s: float) -> dict[str, Any]:
                       "provenance": model_set.provenance},
         "device": device_description(model_set.device, model_set.cuda_dtype),
         "versions": package_versions(),
-        "stage_runs": dict(run.stage_runs),
-        "stage_runs_without_reuse": without_reuse,
-        "stage_seconds_total": {k: round(v, 4) for k, v in stage_totals.items()},
+        **stage_work(run),
         "wall_seconds": round(wall_s, 3),
         "notes": ("coarse conditioning passes the prompt's semantic_prompt AND coarse_prompt to "
                   "Bark's coarse stage; it always carries the prompt's semantic tokens too"),
@@ -261,8 +267,7 @@ def write_design_run(staged: StagedDirectory, design_run: DesignRun, wall_s: flo
             unit_study.reference_audio = {name: audio for name, audio in study.reference_audio.items()
                                           if unit.other_prompt is not None and name == unit.other_prompt.name
                                           or name == unit.prompt.name}
-        unit_wall_s = sum(sum(g.stage_seconds[stage] for stage in g.stage_seconds if stage not in g.reused)
-                          for g in run.generations)
+        unit_wall_s = sum(stage_work(run)["stage_seconds_total"].values())  # the stages' own time
         _write_unit(directory, run, unit_wall_s, unit_study, model_set_choice)
         units.append({"id": unit.id, "prompt": unit.prompt.name, "text_index": unit.text_index,
                       "directory": f"units/{unit.id}",
@@ -280,10 +285,9 @@ def design_summary(design_run: DesignRun, wall_s: float, units: list[dict[str, A
     first = run_summary(design_run.runs[0], wall_s)
     totals: dict[str, dict[str, float]] = {"stage_runs": {}, "stage_runs_without_reuse": {}, "stage_seconds_total": {}}
     for run in design_run.runs:
-        part = run_summary(run, 0.0)
-        for name, total in totals.items():
-            for stage, value in part[name].items():
-                total[stage] = round(total.get(stage, 0) + value, 4)
+        for name, part in stage_work(run).items():
+            for stage, value in part.items():
+                totals[name][stage] = round(totals[name].get(stage, 0) + value, 4)
     model_set = dict(first["model_set"])
     if model_set_choice:
         model_set["choice"] = model_set_choice
