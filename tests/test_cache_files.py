@@ -367,3 +367,18 @@ def test_library_error_names_the_file_for_direct_callers(tiny_real_format_cache,
     with pytest.raises(CacheFileError, match="fine_2.pt: truncated") as raised:
         load_cached_models("bark", "cpu", locations=locations)
     assert raised.value.path == path
+
+
+def test_auto_picks_the_real_weights_when_they_are_cached(tiny_real_format_cache, monkeypatch, tmp_path):
+    """`run`'s default model set: `bark` where every file is cached; the tiny set, naming the
+    missing file and where it was expected, as soon as one is not (the known-bad twin)."""
+    from bark_ablation.implementations.registry import choose_model_set
+
+    root = copy_cache(tiny_real_format_cache, tmp_path / "cache")
+    point_environment_at(monkeypatch, root)
+    chosen, reason = choose_model_set("auto")
+    assert chosen == "bark" and "are cached on this machine" in reason
+    missing = locations_under(root).bark_dir / "fine_2.pt"
+    missing.unlink()
+    chosen, reason = choose_model_set("auto")
+    assert chosen == "tiny" and f"expected at {missing}" in reason
