@@ -19,8 +19,42 @@ from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.prompts import VoicePrompt
 
 
+@dataclass(frozen=True)
+class StageRequest:
+    """One row of a batched stage call.
+
+    Attributes:
+        input: what the stage reads: the text (semantic), semantic tokens (T_s,) (coarse),
+            coarse codes (2, T_c) (fine), fine codes (8, T_c) (decode).
+        history: the voice prompt the stage is conditioned on, or ``None``.
+        torch_seed: the seed of the row's own random generator
+            (:func:`~bark_ablation.core.seeding.stage_seed` of the run's seed and the stage).
+    """
+
+    input: Any
+    history: VoicePrompt | None
+    torch_seed: int
+
+
+BATCH_METHODS = {"semantic": "semantic_batch", "coarse": "coarse_batch", "fine": "fine_batch",
+                 "decode": "decode_batch"}
+"""Stage -> the optional runner method that runs a list of :class:`StageRequest` at once and returns
+one array per request, in order: ``runner.semantic_batch(requests, params)`` (``decode_batch``
+takes no params). A runner that has them is handed every pending row of a run per stage
+(:func:`~bark_ablation.generation.pipeline.run_matrix`), ``max_batch_size`` rows at a time."""
+
+
+def batch_method(runner: object, stage: str):
+    """The runner's batched method for ``stage``, or ``None`` when it generates one row at a time."""
+    return getattr(runner, BATCH_METHODS[stage], None)
+
+
 class StageRunner(Protocol):
-    """Runs Bark's stages with one model set installed. Seeding is the caller's job."""
+    """Runs Bark's stages with one model set installed. Seeding is the caller's job.
+
+    A runner may also offer the batched methods of :data:`BATCH_METHODS`; those seed each row
+    themselves from its :class:`StageRequest`.
+    """
 
     device: str
 

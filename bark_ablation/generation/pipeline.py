@@ -6,6 +6,11 @@ matrix run the results of a stage are therefore shared by every cell that agrees
 and on everything upstream of it: the 8-cell matrix runs the semantic stage 2 times, coarse 4,
 fine 8 and the decoder 8 (22 runs instead of 32). A shared result is bit-identical to what a
 fresh single-cell run computes; the test suite checks that.
+
+A runner with batched stages (:data:`~bark_ablation.core.implementation.BATCH_METHODS`) is handed the
+run stage by stage instead: every distinct semantic row of every seed and cell at once, then every
+distinct coarse row, and so on, at most ``batch_size`` rows per call. Each row is seeded from
+(seed, stage) by the runner, so the same rows are shared and the same seeds drawn as above.
 """
 
 from __future__ import annotations
@@ -27,12 +32,12 @@ from bark_ablation.core.conditioning import (
 from bark_ablation.core.controls import stage_history
 from bark_ablation.core.device import synchronize
 from bark_ablation.core.errors import ParamsError
-from bark_ablation.core.implementation import ModelSet, StageRunner
+from bark_ablation.core.implementation import ModelSet, StageRequest, StageRunner, batch_method
 from bark_ablation.implementations.registry import activated, get_model_set
 from bark_ablation.core.params import GenerationParams, validate_seed, validate_text
 from bark_ablation.core.profiles import DEFAULT_PROFILE, Profile, get_profile
 from bark_ablation.core.prompts import VoicePrompt, load_prompt
-from bark_ablation.core.seeding import seeded_stage
+from bark_ablation.core.seeding import seeded_stage, stage_seed
 
 SAMPLE_RATE = 24_000
 """Bark's output sample rate, Hz."""
@@ -50,7 +55,8 @@ class Generation:
         audio: float32 samples at :data:`SAMPLE_RATE` Hz, T_c * 320 of them.
         stage_seconds: wall time of each stage's run (``semantic``, ``coarse``, ``fine``,
             ``decode``), in seconds; for a stage in ``reused`` it is the time of the run whose
-            result this cell shares.
+            result this cell shares; for a batched stage, the batch's wall time divided by its
+            rows (so the rows' times add up to the batches').
         reused: stages whose result was shared with an earlier cell of the same matrix.
     """
 
@@ -121,6 +127,8 @@ class MatrixRun:
     """The generation profile ``params`` follow."""
     other_prompt: VoicePrompt | None = None
     """The speaker whose history cells with an ``o`` received (None when no cell needed one)."""
+    batch_size: int = 1
+    """Most rows a stage ran per call (1: one row at a time)."""
 
     def get(self, cell: Conditioning | str, seed: int) -> Generation:
         """The generation of ``cell`` (a Conditioning or its id) and ``seed``."""
@@ -148,7 +156,7 @@ def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
                params: GenerationParams | None = None, *, model_set: ModelSet | str = "tiny",
                on_result: ProgressCallback | None = None,
                other_prompt: VoicePrompt | str | None = None,
-               profile: Profile | str | None = None) -> MatrixRun:
+               profile: Profile | str | None = None, batch_size: int | None = None) -> MatrixRun:
     """Generate every (conditioning, seed) pair, sharing stage results between cells.
 
     ``prompt`` is a :class:`VoicePrompt` or anything :func:`~bark_ablation.core.prompts.load_prompt`
@@ -159,6 +167,11 @@ def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
     parameters are used, with ``params`` they must already hold the profile's settings. All
     inputs are validated before any stage runs.
     ``on_result(generation, index, total)`` is called after each cell.
+
+    ``batch_size``: most rows per stage call for an implementation with batched stages (default:
+    what the runner's memory allows, its ``max_batch_size``); tokens may depend on it through the
+    rounding of batched matrix products, so it is recorded in the run. Implementations without
+    batched stages accept only ``None`` or 1.
     """
     text = validate_text(text)
     voice = load_prompt(prompt)
@@ -175,6 +188,8 @@ def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
     if needs_other and other is None:
         raise ParamsError("other_prompt", f"cells {', '.join(needs_other)} give a stage another speaker's "
                                           f"history ('o'): name that speaker's prompt")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ParamsError("batch_size", f"must be a positive integer, got {batch_size!r}")
     if other is not None and other.fingerprint == voice.fingerprint:
         raise ParamsError("other_prompt", f"must be another speaker's prompt; {other.name!r} has the same "
                                           f"tokens as {voice.name!r}")
@@ -186,6 +201,17 @@ def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
                     other_prompt=other)
     total = len(seed_list) * len(cells)
     with activated(models) as runner:
+        if batch_method(runner, "semantic") is not None:
+            run.batch_size = batch_size or runner.max_batch_size
+            for generation in _BatchedStages(runner, run, profile.name).generate():
+                run.generations.append(generation)
+                if on_result is not None:
+                    on_result(generation, len(run.generations), total)
+            return run
+        if batch_size not in (None, 1):
+            raise ParamsError("batch_size", f"implementation {models.implementation!r} generates one row at a "
+                                            f"time; batch sizes above 1 need batched stages (implementation "
+                                            f"'batched'), got {batch_size}")
         for seed in seed_list:
             stages = _SharedStages(runner, text, voice, seed, params, run.stage_runs, other, profile.name)
             for conditioning in cells:
@@ -268,6 +294,73 @@ class _SharedStages:
             self._counter[stage] += 1
         seconds[stage] = elapsed
         return result
+
+
+class _BatchedStages:
+    """A run, stage by stage: every distinct row of a stage is planned first, then run in batches.
+
+    Keys are those of :class:`_SharedStages` with the seed in front, so a row is shared exactly
+    when the one-row path would share it.
+    """
+
+    def __init__(self, runner: StageRunner, run: MatrixRun, profile: str):
+        self._runner = runner
+        self._run = run
+        self._profile = profile
+
+    def generate(self) -> list[Generation]:
+        run = self._run
+        rows: dict[str, dict[Hashable, tuple[int, VoicePrompt | None, Hashable]]] = {
+            stage: {} for stage in STAGE_NAMES}
+        plans = []
+        for seed in run.seeds:
+            for conditioning in run.conditionings:
+                keys, reused = {}, set()
+                upstream: Hashable = None
+                for stage in STAGE_NAMES:
+                    history = None if stage == "decode" else stage_history(
+                        conditioning.source(Stage(stage)), Stage(stage), run.prompt, seed, run.other_prompt)
+                    key = (seed, "semantic", _fingerprint(history)) if stage == "semantic" else (
+                        upstream, stage, _fingerprint(history))
+                    if key in rows[stage]:
+                        reused.add(stage)
+                    else:
+                        rows[stage][key] = (seed, history, upstream)
+                    keys[stage] = upstream = key
+                plans.append((seed, conditioning, keys, frozenset(reused)))
+        results: dict[Hashable, tuple[np.ndarray, float]] = {}
+        for stage in STAGE_NAMES:
+            self._run_stage(stage, list(rows[stage].items()), results)
+        generations = []
+        for seed, conditioning, keys, reused in plans:
+            outputs = {stage: results[keys[stage]] for stage in STAGE_NAMES}
+            generations.append(Generation(
+                text=run.text, prompt=run.prompt.name, conditioning=conditioning, seed=seed, params=run.params,
+                semantic=outputs["semantic"][0], coarse=outputs["coarse"][0], fine=outputs["fine"][0],
+                audio=outputs["decode"][0], stage_seconds={stage: outputs[stage][1] for stage in STAGE_NAMES},
+                reused=reused, profile=self._profile,
+                other_prompt=None if run.other_prompt is None or HistorySource.OTHER_SPEAKER not in
+                conditioning.upstream(Stage.FINE) else run.other_prompt.name,
+            ))
+        return generations
+
+    def _run_stage(self, stage: str, pending: list, results: dict) -> None:
+        run, method = self._run, batch_method(self._runner, stage)
+        for start in range(0, len(pending), run.batch_size):
+            chunk = pending[start:start + run.batch_size]
+            requests = [StageRequest(run.text if stage == "semantic" else results[upstream][0], history,
+                                     stage_seed(seed, stage))
+                        for _, (seed, history, upstream) in chunk]
+            synchronize(self._runner.device)
+            started = time.perf_counter()
+            outputs = method(requests) if stage == "decode" else method(requests, run.params)
+            synchronize(self._runner.device)
+            elapsed = (time.perf_counter() - started) / len(chunk)
+            for (key, _), output in zip(chunk, outputs):
+                result = np.asarray(output)
+                result.setflags(write=False)
+                results[key] = (result, elapsed)
+            run.stage_runs[stage] += len(chunk)
 
 
 def _fingerprint(prompt: VoicePrompt | None) -> str | None:

