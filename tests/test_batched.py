@@ -71,8 +71,8 @@ def test_batch_size_one_gives_suno_barks_tokens_in_every_cell(batched_tiny, gold
                 f"at batch size 1")
 
 
-def test_batched_decoding_is_codec_decode_bit_for_bit(batched_tiny, suno_tiny, regression_matrix):
-    fine = regression_matrix("en_speaker_0", 0).get("scf", 0).fine
+def test_batched_decoding_is_codec_decode_bit_for_bit(batched_tiny, suno_tiny, voice_prompts):
+    fine = voice_prompts["en_speaker_0"].fine[:, :75].astype(np.int32)  # 1 s of real codes
     with activated(batched_tiny) as batched, activated(suno_tiny) as suno:
         ours = batched.decode_batch([StageRequest(fine, None, 0), StageRequest(fine[:, :40], None, 0)])
         assert np.array_equal(ours[0], suno.decode(fine)) and np.array_equal(ours[1], suno.decode(fine[:, :40]))
@@ -141,8 +141,8 @@ def test_swapped_generators_are_caught_on_real_rows(batched_tiny, voice_prompts,
 FIRST_TOKEN_PARAMS = GenerationParams(max_duration_s=0.04, allow_early_stop=False)
 """Two semantic tokens, three coarse frames: enough for each row's first tokens, cheap. The coarse
 token compared is the first frame's second-codebook code: under en_speaker_0's history the tiny
-set's first codebook-0 code takes one value in all 200 rows, which no test can compare."""
-DISTRIBUTION_ROWS = 200
+set's first codebook-0 code takes one value in all 200 rows tried, which no test can compare."""
+DISTRIBUTION_ROWS = 120
 
 
 def _first_tokens_batched(model_set, prompt, seeds, params):
