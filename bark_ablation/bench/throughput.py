@@ -4,8 +4,7 @@ A :class:`StudyWork` is a fixed piece of a study: one or more speakers, one text
 seeds, under parameters with early stop off (every row generates the same number of tokens, so a
 round's work does not depend on where sampling stops). :func:`measure` runs it through the
 pipeline (:func:`~bark_ablation.generation.pipeline.run_matrix`, stage reuse included) on one
-implementation at one batch size and returns samples per second with the time per stage;
-:func:`speedups` divides throughputs by a baseline's. The benchmarks in
+implementation at one batch size and returns samples per second with the time per stage. The benchmarks in
 ``tests/test_benchmarks.py`` time the same function with pytest-benchmark, so saved runs compare
 across implementations, batch sizes and Bark versions.
 """
@@ -14,15 +13,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bark_ablation.core.device import synchronize
 from bark_ablation.core.implementation import ModelSet
 from bark_ablation.core.params import GenerationParams
+from bark_ablation.core.profiles import ALL_CELLS
 from bark_ablation.generation.pipeline import STAGE_NAMES, MatrixRun, run_matrix
-
-STUDY_CELLS = ("scf", "sc-", "s-f", "s--", "-cf", "-c-", "--f", "---")
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,7 @@ class StudyWork:
     text: str
     seeds: tuple[int, ...]
     params: GenerationParams
-    cells: tuple[str, ...] = STUDY_CELLS
+    cells: tuple[str, ...] = ALL_CELLS
     other_prompt: str | None = None
 
     @property
@@ -92,9 +89,3 @@ def measure(work: StudyWork, model_set: ModelSet, batch_size: int | None = None)
                     stage_seconds[stage] += generation.stage_seconds[stage]
     return Throughput(model_set.implementation, batch_size or runs[0].batch_size, work.samples, seconds,
                       dict(stage_seconds), dict(stage_runs))
-
-
-def speedups(measurements: Sequence[Throughput], baseline: Throughput) -> Mapping[str, float]:
-    """``implementation@B`` -> throughput over the baseline's."""
-    return {f"{m.implementation}@{m.batch_size}": m.samples_per_second / baseline.samples_per_second
-            for m in measurements}

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import softmax
 
 LogitObserver = Callable[[int, int, torch.Tensor], None]
 """``observer(row, step, logits)``: called with each row's logits at each sampling step, before
@@ -91,8 +92,6 @@ def _sample(relevant_logits: torch.Tensor, temp: float, top_k: int | None, top_p
     in its loops. Returns the token (a 1-element tensor on the logits' device) and the
     probabilities it was drawn from.
     """
-    from scipy.special import softmax
-
     if top_p is not None:
         logits_device = relevant_logits.device
         logits_dtype = relevant_logits.type()
