@@ -80,6 +80,31 @@ def regression_cases(profile_name: str) -> list[tuple[str, int, str]]:
     return [(PROFILE_PROMPT, PROFILE_SEED, cell) for cell in profile.cells]
 
 
+def _separate_numba_caches(config: pytest.Config) -> None:
+    """Give each pytest-xdist worker its own numba cache directory.
+
+    librosa compiles its feature kernels with numba and caches them beside its sources. Two workers
+    compiling the same kernel at once write the same cache index; on a fresh environment that race
+    crashed a worker with a segmentation fault inside ``librosa.util.localmin`` (measured in CI,
+    2 workers). Per-worker directories under ``.pytest_cache/numba/<worker>`` (inside a
+    ``NUMBA_CACHE_DIR`` the user set, when there is one) keep the cache across runs without sharing
+    it between concurrent processes. Must run before numba is imported, or numba is told directly.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    from pathlib import Path
+
+    base = os.environ.get("NUMBA_CACHE_DIR") or str(Path(config.rootpath) / ".pytest_cache" / "numba")
+    directory = Path(base) / worker
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ["NUMBA_CACHE_DIR"] = str(directory)
+    import sys
+
+    if "numba" in sys.modules:
+        sys.modules["numba"].config.CACHE_DIR = str(directory)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("bark-ablation")
     group.addoption("--model-set", default="tiny",
@@ -115,6 +140,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    _separate_numba_caches(config)
     from bark_ablation.core.network_guard import activate_for_pytest
 
     activate_for_pytest(config)  # before anything else runs: no test reaches the network

