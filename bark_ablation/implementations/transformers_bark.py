@@ -129,6 +129,8 @@ class TransformersBarkRunner:
         encoded = self._processor(text)
         limit = semantic_token_limit(params.max_duration_s, self._semantic_config.semantic_rate_hz)
         stop = {} if params.allow_early_stop else {"min_new_tokens": limit}
+        if params.min_eos_p is not None:  # releases before 4.32 know no min_eos_p and refuse the argument
+            stop["min_eos_p"] = params.min_eos_p
         with torch.inference_mode():
             tokens = self._model.semantic.generate(
                 encoded["input_ids"].to(self.device),
@@ -136,7 +138,6 @@ class TransformersBarkRunner:
                 semantic_generation_config=self._semantic_config,
                 history_prompt=self._history(history, "semantic_prompt"),
                 max_new_tokens=limit,
-                min_eos_p=params.min_eos_p,
                 use_cache=params.use_kv_caching,
                 **self._sampling(params.semantic_temp, params), **stop,
             )[0].cpu().numpy()

