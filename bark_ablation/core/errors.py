@@ -97,6 +97,10 @@ class OutputError(BarkAblationError):
     """An output location cannot be used (exists, is not writable, ...)."""
 
 
+class ReleaseError(BarkAblationError):
+    """A release of a Bark implementation cannot be listed, installed into an overlay or run."""
+
+
 class GoldenError(BarkAblationError):
     """Golden data is missing, unreadable or made for another request.
 

