@@ -129,7 +129,7 @@ class TransformersBarkRunner:
         encoded = self._processor(text)
         limit = semantic_token_limit(params.max_duration_s, self._semantic_config.semantic_rate_hz)
         stop = {} if params.allow_early_stop else {"min_new_tokens": limit}
-        if params.min_eos_p is not None:  # releases before 4.32 know no min_eos_p and refuse the argument
+        if params.min_eos_p is not None:  # releases before 4.35.0 know no min_eos_p and refuse the argument
             stop["min_eos_p"] = params.min_eos_p
         with torch.inference_mode():
             tokens = self._model.semantic.generate(
@@ -236,6 +236,8 @@ class TransformersBark:
             raise ModelSetError(
                 f"model set {name!r}: unknown for {self.name} (known: {', '.join(self.model_set_names())})"
             )
+        if models.get("build_note"):
+            provenance["build_note"] = models["build_note"]
         return ModelSet(name=name, implementation=self.name, device=device, models=models,
                         provenance=provenance, cuda_dtype="fp32")
 

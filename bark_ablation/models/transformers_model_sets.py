@@ -119,7 +119,19 @@ def build_models(architecture: TinyArchitecture, device: str | torch.device = "c
 
     build = build_tiny_eos_models if eos_head else build_tiny_models
     suno = build("cpu", architecture=architecture)
-    model = BarkModel(bark_config(architecture))
+    build_note = None
+    try:
+        model = BarkModel(bark_config(architecture))
+    except AttributeError as error:
+        # transformers 4.53-4.57: BarkPreTrainedModel._init_weights zeroes every LayerNorm's bias
+        # without checking for None, so a BarkModel with Bark's bias=False cannot be built from a
+        # config. Built without weight initialisation instead: every tensor is loaded below anyway.
+        from transformers.modeling_utils import no_init_weights
+
+        with no_init_weights():
+            model = BarkModel(bark_config(architecture))
+        build_note = (f"BarkModel(config) fails in transformers {_transformers_version()} "
+                      f"({type(error).__name__}: {error}); built under no_init_weights(), every tensor then loaded")
     # Bark's constants (token offsets, rates, windows) are the generation config's defaults.
     model.generation_config = BarkGenerationConfig(semantic_config={}, coarse_acoustics_config={},
                                                    fine_acoustics_config={})
@@ -134,7 +146,16 @@ def build_models(architecture: TinyArchitecture, device: str | torch.device = "c
     del suno
     model.eval()
     model.to(device)
-    return _layout(model, _tiny_tokenizer())
+    layout = _layout(model, _tiny_tokenizer())
+    if build_note:
+        layout["build_note"] = build_note
+    return layout
+
+
+def _transformers_version() -> str:
+    from importlib import metadata
+
+    return metadata.version("transformers")
 
 
 def _load_exactly(target: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:

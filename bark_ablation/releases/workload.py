@@ -78,7 +78,8 @@ def _measure(implementation: str, model_set_name: str, device: str, repeats: int
     built = time.perf_counter()
     model_set = get_model_set(model_set_name, device, implementation=implementation)
     measured: dict[str, Any] = {"build_s": time.perf_counter() - built, "packages": package_versions(),
-                                "device_info": device_description(model_set.device, model_set.cuda_dtype)}
+                                "device_info": device_description(model_set.device, model_set.cuda_dtype),
+                                "build_note": model_set.provenance.get("build_note")}
     if not probes_only:
         for label, params, seeds in (("greedy", GREEDY, GREEDY_SEEDS), ("sampled", SAMPLED, SAMPLED_SEEDS)):
             run = run_matrix(WORKLOAD_TEXT, WORKLOAD_PROMPT, seeds, WORKLOAD_CELLS, params, model_set=model_set)
