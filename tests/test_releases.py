@@ -240,6 +240,7 @@ def test_timeline_marks_a_token_change_and_a_probe_turning_up(installed_result):
     older["version"] = "5.23.0"
     older["greedy"]["---/seed0"]["coarse"][0][4] += 1
     older["probes"][0] = {**older["probes"][0], "status": ABSENT, "evidence": "0 of 300"}
+    older["build_note"] = "BarkModel(config) fails in transformers 5.23.0; built under no_init_weights()"
     series = SeriesResult("transformers", ["5.23.0", INSTALLED], "tiny", "cpu", 3, [older, installed_result], 1.0)
     timeline = build_timeline(series)
     newest = timeline.rows[1]
@@ -251,6 +252,8 @@ def test_timeline_marks_a_token_change_and_a_probe_turning_up(installed_result):
     markdown = timeline_markdown(timeline)
     assert f"first shown by `{INSTALLED}` (after `5.23.0`, where it is absent" in markdown
     assert "**differs**: coarse frame 4" in markdown
+    assert "| `5.23.0` | ran; **note**: BarkModel(config) fails in transformers 5.23.0" in markdown
+    assert "ran around an upstream bug: `5.23.0` (BarkModel(config) fails" in markdown
 
 
 def test_series_runs_each_release_in_its_own_process_and_records_one_that_will_not_import(
@@ -297,9 +300,16 @@ def test_bisect_finds_the_first_release_or_brackets_it_with_skipped_ones(first, 
         assert len(calls) <= 2 + int(np.ceil(np.log2(len(VERSIONS))))
 
 
-def test_bisect_refuses_when_the_newest_does_not_show_it():
-    with pytest.raises(ReleaseError, match="does not show it"):
-        bisect_releases(VERSIONS, lambda version: (False, "absent"))
+def test_bisect_stops_when_the_newest_does_not_show_it():
+    calls = []
+    result = bisect_releases(VERSIONS, lambda version: (calls.append(version), (False, "absent"))[1])
+    assert not result.found and calls == [VERSIONS[-1]]
+    assert result.describe("x") == "x: in no release searched; the newest, 4.57.0, does not show it (absent)"
+
+
+def test_bisect_refuses_when_the_newest_cannot_be_judged():
+    with pytest.raises(ReleaseError, match="cannot be judged .will not import.; name an older one with --until"):
+        bisect_releases(VERSIONS, lambda version: (None, "will not import"))
 
 
 def test_bisect_describes_its_range():

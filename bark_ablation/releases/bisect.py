@@ -26,8 +26,8 @@ class BisectResult:
     """Outcome of :func:`bisect_releases`.
 
     Attributes:
-        first: the first release that shows the behaviour (None when every candidate from
-            ``last_without`` on could not be judged).
+        first: the first release that shows the behaviour (None when none does, or when every
+            candidate after ``last_without`` could not be judged).
         last_without: the newest release known not to show it (None: the oldest candidate shows it).
         unjudged_between: releases between the two that could not be judged.
         judged: every release tested, in test order, with its judgement and reason.
@@ -38,9 +38,20 @@ class BisectResult:
     unjudged_between: list[str]
     judged: list[tuple[str, Judgement, str]] = field(default_factory=list)
 
+    @property
+    def found(self) -> bool:
+        """Whether some release searched shows the behaviour."""
+        return self.first is not None or bool(self.unjudged_between)
+
     def describe(self, question: str) -> str:
         steps = f"{len(self.judged)} release(s) tested: " + ", ".join(
             f"{v} {'yes' if j else 'no' if j is False else 'skipped'}" for v, j, _ in self.judged)
+        if not self.found:
+            return (f"{question}: in no release searched; the newest, {self.last_without}, does not show it "
+                    f"({self.judged[0][2]})")
+        if self.last_without is None and self.unjudged_between:
+            return (f"{question}: first shown in {self.first} or earlier: no release before it could be judged "
+                    f"({', '.join(self.unjudged_between)}) ({steps})")
         if self.last_without is None:
             return f"{question}: already in the oldest release searched, {self.first} ({steps})"
         if self.unjudged_between:
@@ -53,9 +64,10 @@ class BisectResult:
 def bisect_releases(versions: Sequence[str], judge: Callable[[str], tuple[Judgement, str]]) -> BisectResult:
     """Binary search over ``versions`` (oldest first) for the first that ``judge`` says shows it.
 
-    ``judge(version)`` returns (judgement, reason). The newest version must show the behaviour
-    (ReleaseError otherwise: nothing to search for, or it cannot be judged). The oldest is judged
-    next: when it shows it, the search ends there.
+    ``judge(version)`` returns (judgement, reason). The newest version is judged first: when it
+    does not show the behaviour, no release is searched further (``found`` is false); when it
+    cannot be judged, ReleaseError. The oldest is judged next: when it shows it, the search ends
+    there.
     """
     if not versions:
         raise ReleaseError("bisect: no releases to search")
@@ -70,11 +82,11 @@ def bisect_releases(versions: Sequence[str], judge: Callable[[str], tuple[Judgem
         return memo[index]
 
     newest = len(versions) - 1
-    if ask(newest) is not True:
-        reason = judged[-1][2]
-        raise ReleaseError(f"bisect: the newest release searched, {versions[newest]}, "
-                           f"{'does not show it' if memo[newest] is False else 'cannot be judged'} ({reason}); "
-                           f"nothing to bisect")
+    if ask(newest) is None:
+        raise ReleaseError(f"bisect: the newest release searched, {versions[newest]}, cannot be judged "
+                           f"({judged[-1][2]}); name an older one with --until")
+    if memo[newest] is False:
+        return BisectResult(None, versions[newest], [], judged)
     if newest == 0 or ask(0) is True:
         return BisectResult(versions[0], None, [], judged)
     good, bad = 0, newest
@@ -101,7 +113,7 @@ def bisect_releases(versions: Sequence[str], judge: Callable[[str], tuple[Judgem
 
 def probe_judge(line, probe_id: str, **workload) -> Callable[[str], tuple[Judgement, str]]:
     """A judge: does the release show probe ``probe_id``? (``run_release`` with probes only.)"""
-    from bark_ablation.releases.probes import ABSENT, PRESENT
+    from bark_ablation.releases.probes import ABSENT, NOT_APPLICABLE, PRESENT
     from bark_ablation.releases.series import ran, run_release
 
     def judge(version: str) -> tuple[Judgement, str]:
@@ -109,7 +121,8 @@ def probe_judge(line, probe_id: str, **workload) -> Callable[[str], tuple[Judgem
         if not ran(result):
             return None, f"{result['status']}: {result.get('error')}"
         probe = next(p for p in result["probes"] if p["probe"] == probe_id)
-        judgement = {PRESENT: True, ABSENT: False}.get(probe["status"])
+        # A release without the feature (not-applicable) cannot show the behaviour: False.
+        judgement = {PRESENT: True, ABSENT: False, NOT_APPLICABLE: False}.get(probe["status"])
         return judgement, f"{probe['status']}: {probe['evidence']}"
 
     return judge
