@@ -348,7 +348,7 @@ def _check_release_options(args: argparse.Namespace):
 
 
 def _series(args: argparse.Namespace) -> int:
-    from bark_ablation.releases.lines import index_versions, installed_version, latest_patches
+    from bark_ablation.releases.lines import final_releases, index_versions, installed_version, latest_patches
     from bark_ablation.releases.series import check_versions, run_series
     from bark_ablation.releases.timeline import build_timeline, summary_lines, write_series
 
@@ -358,8 +358,7 @@ def _series(args: argparse.Namespace) -> int:
     if args.versions:
         versions = check_versions(line, args.versions)
     else:
-        until = installed_version(line)
-        versions = latest_patches([v for v in index_versions(line) if until is None or _version(v) <= _version(until)])
+        versions = latest_patches(final_releases(index_versions(line), until=installed_version(line)))
     if not args.quiet:
         print(f"series: {line.distribution} {', '.join(versions)}", file=sys.stderr)
 
@@ -376,12 +375,6 @@ def _series(args: argparse.Namespace) -> int:
         print(f"- {summary}")
     print(f"timeline: {out / 'timeline.html'} and {out / 'timeline.md'}")
     return 0
-
-
-def _version(text: str):
-    from packaging.version import Version
-
-    return Version(text)
 
 
 def _bisect(args: argparse.Namespace) -> int:

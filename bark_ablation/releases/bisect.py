@@ -16,6 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bark_ablation.core.errors import ReleaseError
+from bark_ablation.releases.lines import ReleaseLine
+from bark_ablation.releases.probes import ABSENT, NOT_APPLICABLE, PRESENT
+from bark_ablation.releases.series import ran, run_release
+from bark_ablation.releases.timeline import first_difference
 
 Judgement = bool | None
 """True: shows it; False: does not; None: cannot be judged (the reason is recorded)."""
@@ -111,10 +115,8 @@ def bisect_releases(versions: Sequence[str], judge: Callable[[str], tuple[Judgem
     return BisectResult(versions[bad], versions[good], unjudged, judged)
 
 
-def probe_judge(line, probe_id: str, **workload) -> Callable[[str], tuple[Judgement, str]]:
+def probe_judge(line: ReleaseLine, probe_id: str, **workload) -> Callable[[str], tuple[Judgement, str]]:
     """A judge: does the release show probe ``probe_id``? (``run_release`` with probes only.)"""
-    from bark_ablation.releases.probes import ABSENT, NOT_APPLICABLE, PRESENT
-    from bark_ablation.releases.series import ran, run_release
 
     def judge(version: str) -> tuple[Judgement, str]:
         result = run_release(line, version, probes_only=True, **workload)
@@ -128,10 +130,8 @@ def probe_judge(line, probe_id: str, **workload) -> Callable[[str], tuple[Judgem
     return judge
 
 
-def token_change_judge(line, reference: dict, **workload) -> Callable[[str], tuple[Judgement, str]]:
+def token_change_judge(line: ReleaseLine, reference: dict, **workload) -> Callable[[str], tuple[Judgement, str]]:
     """A judge: do the release's greedy tokens differ from ``reference`` (a workload result)?"""
-    from bark_ablation.releases.series import ran, run_release
-    from bark_ablation.releases.timeline import first_difference
 
     def judge(version: str) -> tuple[Judgement, str]:
         result = run_release(line, version, repeats=0, **workload)

@@ -68,19 +68,28 @@ class Probe:
     summary: str
     report: str
     """Its upstream report (repository path)."""
-    run: Callable[[StageRunner], ProbeResult]
+    run: Callable[[StageRunner, "ProbeInputs"], ProbeResult]
 
 
-def _greedy_inputs(runner: StageRunner) -> tuple[np.ndarray, np.ndarray]:
-    with seeded_stage(0, "semantic", runner.device):
-        semantic = np.asarray(runner.semantic(PROBE_TEXT, None, GREEDY))
-    with seeded_stage(0, "coarse", runner.device):
-        coarse = np.asarray(runner.coarse(semantic, None, GREEDY))
-    return semantic, coarse
+@dataclass(frozen=True)
+class ProbeInputs:
+    """What the probes start from, computed once per release: the greedy semantic tokens of
+    :data:`PROBE_TEXT` (no history, seed 0) and the greedy coarse codes made from them."""
+
+    semantic: np.ndarray
+    coarse: np.ndarray
+
+    @classmethod
+    def greedy(cls, runner: StageRunner) -> "ProbeInputs":
+        with seeded_stage(0, "semantic", runner.device):
+            semantic = np.asarray(runner.semantic(PROBE_TEXT, None, GREEDY))
+        with seeded_stage(0, "coarse", runner.device):
+            coarse = np.asarray(runner.coarse(semantic, None, GREEDY))
+        return cls(semantic, coarse)
 
 
-def coarse_special_tokens(runner: StageRunner) -> ProbeResult:
-    semantic, _ = _greedy_inputs(runner)
+def coarse_special_tokens(runner: StageRunner, inputs: ProbeInputs) -> ProbeResult:
+    semantic = inputs.semantic
     found, total, first = 0, 0, None
     for seed in COARSE_SEEDS:
         with seeded_stage(seed, "coarse", runner.device):
@@ -102,9 +111,8 @@ def coarse_special_tokens(runner: StageRunner) -> ProbeResult:
                        f"{', '.join(map(str, COARSE_SEEDS))}")
 
 
-def fine_temperature_one_greedy(runner: StageRunner) -> ProbeResult:
-    _, coarse = _greedy_inputs(runner)
-    coarse = np.clip(coarse, 0, CODEBOOK_SIZE - 1)  # a valid input whatever the coarse stage emitted
+def fine_temperature_one_greedy(runner: StageRunner, inputs: ProbeInputs) -> ProbeResult:
+    coarse = np.clip(inputs.coarse, 0, CODEBOOK_SIZE - 1)  # a valid input whatever the coarse stage emitted
     with seeded_stage(0, "fine", runner.device):
         argmax = np.asarray(runner.fine(coarse, None, GREEDY))
     at_one = []
@@ -122,7 +130,7 @@ def fine_temperature_one_greedy(runner: StageRunner) -> ProbeResult:
                        f"(seeds 0, 1) differ from the argmax")
 
 
-def min_eos_p_before_warpers(runner: StageRunner) -> ProbeResult:
+def min_eos_p_before_warpers(runner: StageRunner, inputs: ProbeInputs) -> ProbeResult:
     params = GREEDY.replace(allow_early_stop=True)
     lengths = []
     for min_eos_p in (None, TINY_EOS_P):
@@ -157,5 +165,7 @@ PROBES = {probe.id: probe for probe in (
 
 
 def run_probes(runner: StageRunner, ids: tuple[str, ...] | None = None) -> list[ProbeResult]:
-    """Every probe (or those in ``ids``) on ``runner``, in :data:`PROBES` order."""
-    return [probe.run(runner) for probe_id, probe in PROBES.items() if ids is None or probe_id in ids]
+    """Every probe (or those in ``ids``) on ``runner``, in :data:`PROBES` order, from one
+    :class:`ProbeInputs`."""
+    inputs = ProbeInputs.greedy(runner)
+    return [probe.run(runner, inputs) for probe_id, probe in PROBES.items() if ids is None or probe_id in ids]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bark_ablation.core.errors import ParamsError, ReleaseError
-from bark_ablation.releases.lines import ReleaseLine, final_releases, installed_version
+from bark_ablation.releases.lines import ReleaseLine, final_releases, installed_version, parse_version
 from bark_ablation.releases.overlays import ensure_overlay, release_notes_url
 from bark_ablation.releases.workload import DEFAULT_REPEATS, STATUS_OK
 
@@ -56,8 +56,6 @@ class SeriesResult:
 def check_versions(line: ReleaseLine, versions: Sequence[str]) -> list[str]:
     """``versions`` sorted oldest first; ParamsError naming the field for a repeated, unparsable,
     pre-release or pre-Bark version."""
-    from bark_ablation.releases.lines import parse_version
-
     parsed = [parse_version("versions", text) for text in versions]
     if not parsed:
         raise ParamsError("versions", "must name at least one release")
@@ -77,13 +75,17 @@ def run_release(line: ReleaseLine, version: str, *, model_set: str = "tiny", dev
     """The workload's result for ``line`` at ``version``, in a subprocess over its overlay (none for
     the environment's own release). Install failures and crashes are results too."""
     started = time.perf_counter()
+
+    def failed(status: str, error: str) -> dict[str, Any]:
+        return {"distribution": line.distribution, "version": version, "status": status, "error": error,
+                "wall_s": time.perf_counter() - started}
+
     overlay_path = None
     if version != installed_version(line):
         try:
             overlay_path = ensure_overlay(line, version, cache).path
         except ReleaseError as error:
-            return {"distribution": line.distribution, "version": version, "status": STATUS_INSTALL,
-                    "error": str(error), "wall_s": time.perf_counter() - started}
+            return failed(STATUS_INSTALL, str(error))
     environment = dict(os.environ, PYTHONNOUSERSITE="1")
     if overlay_path is not None:
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(overlay_path), os.environ.get("PYTHONPATH")]))
@@ -103,8 +105,7 @@ def run_release(line: ReleaseLine, version: str, *, model_set: str = "tiny", dev
         except subprocess.TimeoutExpired:
             crashed = f"no result within {timeout_s:.0f} s"
         if crashed is not None:
-            return {"distribution": line.distribution, "version": version, "status": STATUS_CRASHED,
-                    "error": crashed, "wall_s": time.perf_counter() - started}
+            return failed(STATUS_CRASHED, crashed)
         result = json.loads(out.read_text(encoding="utf-8"))
     result["release_notes"] = release_notes_url(overlay_path, line.distribution)
     result["wall_s"] = time.perf_counter() - started
