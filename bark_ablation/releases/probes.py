@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bark_ablation.core.checks import CODEBOOK_SIZE
+from bark_ablation.core.checks import CODEBOOK_SIZE, SEMANTIC_VOCAB_SIZE
 from bark_ablation.core.implementation import StageRunner
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.seeding import seeded_stage
@@ -42,8 +42,6 @@ SAMPLED = GenerationParams(max_duration_s=1.0, min_eos_p=None)
 """Bark's default temperatures (0.7, 0.7, 0.5), 1 s; no ``min_eos_p`` (the first releases of
 transformers' Bark do not know it)."""
 COARSE_SEEDS = (0, 1, 2, 3)
-SPECIAL_TOKENS = 48
-"""Ids above the second codebook in the coarse vocabulary (12_048-12_095)."""
 TINY_EOS_P = 1e-30
 """A ``min_eos_p`` far below the first end-of-sequence probability of the tiny set's greedy run
 (measured between 1e-15 and 1e-10; its EOS row is an ordinary head row) and of random full-size
@@ -105,7 +103,7 @@ def coarse_special_tokens(runner: StageRunner, inputs: ProbeInputs) -> ProbeResu
         return ProbeResult("coarse-special-tokens", PRESENT,
                            f"{found} of {total} sampled codebook-1 codes at or above {CODEBOOK_SIZE} over seeds "
                            f"{', '.join(map(str, COARSE_SEEDS))} (first: seed {seed}, frame {frame}, code {code}, "
-                           f"id {10_000 + CODEBOOK_SIZE + code})")
+                           f"id {SEMANTIC_VOCAB_SIZE + CODEBOOK_SIZE + code})")
     return ProbeResult("coarse-special-tokens", ABSENT,
                        f"0 of {total} sampled codebook-1 codes outside [0, {CODEBOOK_SIZE}) over seeds "
                        f"{', '.join(map(str, COARSE_SEEDS))}")
