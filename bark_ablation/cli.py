@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS, CONTROLS, Conditioning
 from bark_ablation.core.errors import BarkAblationError, OutputError
+from bark_ablation.core.hub_access import keep_hub_offline
 from bark_ablation.core.params import GenerationParams, text_from_command_line, validate_seed, validate_text
 from bark_ablation.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 
@@ -95,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-kv-caching", action="store_true", help="recompute attention at every step")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     run.add_argument("--allow-download", action="store_true",
-                     help="let real model sets download missing weights (never the default)")
+                     help="let real model sets download missing weights (never the default); without it the "
+                          "Hugging Face clients run offline (HF_HUB_OFFLINE=1)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
@@ -180,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Before any command imports transformers or huggingface_hub: no Hub contact unless the user
+    # allowed downloads (some transformers releases reach the Hub while being imported).
+    restore_hub = None if getattr(args, "allow_download", False) else keep_hub_offline()
     try:
         return args.handler(args)
     except BarkAblationError as error:
@@ -191,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bark-ablation: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if restore_hub is not None:
+            restore_hub()
 
 
 def _run(args: argparse.Namespace) -> int:

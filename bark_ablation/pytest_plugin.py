@@ -10,11 +10,14 @@ Options (group ``bark-ablation``):
 * ``--run-slow``: run tests marked ``slow`` (also ``BARK_ABLATION_RUN_SLOW=1``);
 * ``--shard i/n``: run only shard ``i`` of ``n`` (stable hash of the node id), for CI matrices.
   Under pytest-xdist, ``--bark-device cuda`` gives each worker its own GPU.
-* ``--allow-network``: do not install the network guard. By default every connection, datagram
-  or host-name lookup aimed at anything but loopback raises ``NetworkBlockedError`` in the test
-  that made it, and the session ends with a line naming those tests
-  (:mod:`bark_ablation.core.network_guard`; ``BARK_ABLATION_NETWORK_GUARD=record`` logs without
-  refusing, ``=off`` is ``--allow-network``).
+* ``--allow-network``: do not install the network guard and leave the Hugging Face clients as
+  the environment sets them. By default every connection, datagram or host-name lookup aimed at
+  anything but loopback raises ``NetworkBlockedError`` in the test that made it, the session
+  ends with a line naming those tests (:mod:`bark_ablation.core.network_guard`;
+  ``BARK_ABLATION_NETWORK_GUARD=record`` logs without refusing, ``=refuse`` answers as offline,
+  ``=off`` is ``--allow-network``), and the Hugging Face clients run offline
+  (``HF_HUB_OFFLINE=1``, :mod:`bark_ablation.core.hub_access`) except inside a download a test
+  allowed.
 
 Golden options (group ``bark-ablation golden``):
 
@@ -56,6 +59,9 @@ PROFILE_SEED = 0
 """Every profile besides ``default`` runs its cells for this one prompt and seed (the default
 profile runs every regression prompt and seed)."""
 
+
+_RESTORE_HUB = pytest.StashKey()
+"""Restores the Hugging Face clients' offline setting the session found (see pytest_configure)."""
 
 SLOW_PROFILES = ("long",)
 """Profiles whose regression cases are marked ``slow`` (run with ``--run-slow``; CI's slow lane
@@ -170,6 +176,18 @@ def pytest_configure(config: pytest.Config) -> None:
             parse_shard(config.getoption("--shard"))
         except ParamsError as error:
             raise pytest.UsageError(f"--shard: {error.rule}") from None
+    if not config.getoption("--allow-network"):
+        # Before any test module imports transformers: some releases reach the Hub while their
+        # Bark module is imported. Tests that download (allow_download=True) lift it themselves.
+        from bark_ablation.core.hub_access import keep_hub_offline
+
+        config.stash[_RESTORE_HUB] = keep_hub_offline()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    restore_hub = config.stash.get(_RESTORE_HUB, None)
+    if restore_hub is not None:
+        restore_hub()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -205,11 +205,13 @@ def test_a_local_http_server_is_reachable_and_urllib_to_a_hub_fails_loudly(no_pr
 
 
 def test_huggingface_hub_with_its_default_endpoint_fails_loudly(tmp_path, no_proxy):
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import hf_hub_download
 
-    if constants.HF_HUB_OFFLINE:
-        pytest.skip("HF_HUB_OFFLINE is set: huggingface_hub refuses before opening a socket")
-    with NetworkGuard() as guard:
+    from bark_ablation.core.hub_access import hub_online, user_set_offline
+
+    if user_set_offline():
+        pytest.skip("HF_HUB_OFFLINE is set in the environment: huggingface_hub refuses before opening a socket")
+    with hub_online(), NetworkGuard() as guard:  # as a download the user allowed
         with pytest.raises(NetworkBlockedError, match="huggingface.co:443"):
             hf_hub_download("suno/bark", "text.pt", cache_dir=tmp_path, endpoint="https://huggingface.co")
     # The refusal itself reached the test (not a connection error after retries and back-off).
@@ -262,17 +264,36 @@ def test_the_guard_refuses_to_restore_over_someone_elses_patch():
 
 
 @pytest.mark.parametrize("value, mode", [(None, "block"), ("", "block"), ("record", "record"),
-                                         (" Block ", "block"), ("off", "off")])
+                                         ("refuse", "refuse"), (" Block ", "block"), ("off", "off")])
 def test_mode_from_the_environment(value, mode):
     environ = {} if value is None else {MODE_ENV: value}
     assert network_guard.mode_from_environment(environ) == mode
 
 
 def test_unknown_mode_is_refused():
-    with pytest.raises(ValueError, match="BARK_ABLATION_NETWORK_GUARD='loose': must be one of block, record, off"):
+    with pytest.raises(ValueError, match="BARK_ABLATION_NETWORK_GUARD='loose': must be one of block, record, refuse, off"):
         network_guard.mode_from_environment({MODE_ENV: "loose"})
-    with pytest.raises(ValueError, match="'block' or 'record'"):
+    with pytest.raises(ValueError, match="must be one of block, record, refuse, got 'off'"):
         NetworkGuard("off")
+
+
+def test_refuse_mode_answers_as_an_offline_machine_and_counts():
+    """refuse: the attempt is recorded and fails with the OSError a machine without a network
+    gives (so code that tolerates being offline carries on), before any packet leaves."""
+    with network_guard.suspended(), NetworkGuard("refuse") as guard:
+        with pytest.raises(socket.gaierror):
+            socket.getaddrinfo("huggingface.co", 443)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            with pytest.raises(ConnectionRefusedError):
+                sock.connect(("192.0.2.1", 443))  # TEST-NET-1: would never answer if it were sent
+        finally:
+            sock.close()
+        assert socket.getaddrinfo("localhost", 80)  # loopback untouched
+    assert [(a.operation, a.host) for a in guard.attempts] == [("getaddrinfo", "huggingface.co"),
+                                                                 ("connect", "192.0.2.1")]
+    assert guard.summary_lines()[0].startswith("network guard (refuse mode): 0 test(s)") \
+        and "2 attempt(s), answered as offline" in guard.summary_lines()[0]
 
 
 INNER_TESTS = '''
@@ -361,7 +382,7 @@ def test_plugin_refuses_an_unknown_mode_and_a_usage_error_leaves_no_guard(inner,
     monkeypatch.setenv(MODE_ENV, "loose")
     result = inner.runpytest_inprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*BARK_ABLATION_NETWORK_GUARD='loose': must be one of block, record, off*"])
+    result.stderr.fnmatch_lines(["*BARK_ABLATION_NETWORK_GUARD='loose': must be one of block, record, refuse, off*"])
     monkeypatch.delenv(MODE_ENV)
     result = inner.runpytest_inprocess("--golden-force-regen", "--golden-regen-all")
     assert result.ret == pytest.ExitCode.USAGE_ERROR  # raised after the guard was installed

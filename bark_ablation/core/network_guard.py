@@ -19,7 +19,11 @@ Everything built on those calls is covered: ``socket.create_connection``, ``ssl`
 ``http.client``, ``urllib``, ``httpx`` / ``httpx2`` (huggingface_hub), ``requests``, ``asyncio``.
 Every refused attempt is recorded (:class:`Attempt`: operation, host, port and the test that
 made it, when the pytest plugin has said which test is running). In ``record`` mode the guard
-records and lets the call through, to measure what a suite does without changing it.
+records and lets the call through, to measure what a suite does without changing it. In
+``refuse`` mode it records and answers as a machine without a network would, with the
+``OSError`` the operating system gives (``socket.gaierror`` for a look-up,
+``ConnectionRefusedError`` otherwise), before the call reaches it: to count what code that
+tolerates being offline tries, without a packet leaving and without failing it.
 
 Under pytest (:func:`activate_for_pytest`) the refusal fails the test that made it, the session
 ends with a line naming every test that tried, and a session whose tests all passed still
@@ -49,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import ipaddress
 import os
 import socket
@@ -60,8 +65,10 @@ from bark_ablation.core.errors import BarkAblationError
 
 MODE_ENV = "BARK_ABLATION_NETWORK_GUARD"
 """Environment variable choosing the pytest session's mode: ``block`` (default), ``record``
-(log, do not raise) or ``off``. ``--allow-network`` means ``off``."""
-MODES = ("block", "record", "off")
+(log, do not raise), ``refuse`` (log, answer as offline) or ``off``. ``--allow-network`` means
+``off``."""
+GUARD_MODES = ("block", "record", "refuse")
+MODES = (*GUARD_MODES, "off")
 PLUGIN_NAME = "bark-ablation-network-guard"
 """Name under which :func:`activate_for_pytest` registers the session's guard with pytest."""
 
@@ -132,8 +139,8 @@ _installed: list["NetworkGuard"] = []
 
 
 class NetworkGuard:
-    """Patches ``socket`` so that non-local network access raises (``mode="block"``) or is only
-    recorded (``mode="record"``). Use as a context manager or with :meth:`install` /
+    """Patches ``socket`` so that non-local network access raises (``mode="block"``), is only
+    recorded (``mode="record"``), or is answered as offline (``mode="refuse"``). Use as a context manager or with :meth:`install` /
     :meth:`uninstall`. Guards nest: each one calls whatever was in place when it was installed
     and restores exactly that when uninstalled, last installed first.
 
@@ -142,8 +149,8 @@ class NetworkGuard:
     """
 
     def __init__(self, mode: str = "block"):
-        if mode not in ("block", "record"):
-            raise ValueError(f"network guard mode must be 'block' or 'record', got {mode!r}")
+        if mode not in GUARD_MODES:
+            raise ValueError(f"network guard mode must be one of {', '.join(GUARD_MODES)}, got {mode!r}")
         self.mode = mode
         self.attempts: list[Attempt] = []
         self.current_test: str | None = None
@@ -189,8 +196,8 @@ class NetworkGuard:
         self.uninstall()
 
     def check(self, operation: str, host: object, port: object = None) -> None:
-        """Record and (in block mode) refuse ``operation`` on ``host``:``port`` unless the host
-        is local. Hosts that are neither str, bytes nor None are left to the real call."""
+        """Record and (in block and refuse mode) refuse ``operation`` on ``host``:``port`` unless
+        the host is local. Hosts that are neither str, bytes nor None are left to the real call."""
         if not isinstance(host, (str, bytes, bytearray)) or is_local_host(host):
             return
         text = bytes(host).decode("ascii", "replace") if isinstance(host, (bytes, bytearray)) else host
@@ -198,6 +205,8 @@ class NetworkGuard:
         self.attempts.append(attempt)
         if self.mode == "block":
             raise NetworkBlockedError(attempt)
+        if self.mode == "refuse":
+            raise _offline_error(attempt)
 
     def tests_that_tried(self) -> dict[str | None, list[Attempt]]:
         """Attempts grouped by test node id (None: outside any test), in first-seen order."""
@@ -217,8 +226,9 @@ class NetworkGuard:
             lines = [f"network guard: refused {len(self.attempts)} attempt(s) to reach a non-loopback "
                      f"host, made by {tests} test(s); the session fails because of them:"]
         else:
-            lines = [f"network guard (record mode): {tests} test(s) tried to reach a non-loopback host "
-                     f"({len(self.attempts)} attempt(s), let through)" + (":" if grouped else "")]
+            answer = "let through" if self.mode == "record" else "answered as offline"
+            lines = [f"network guard ({self.mode} mode): {tests} test(s) tried to reach a non-loopback host "
+                     f"({len(self.attempts)} attempt(s), {answer})" + (":" if grouped else "")]
         for test, attempts in grouped.items():
             targets = list(dict.fromkeys(f"{a.operation} {a.target}" for a in attempts))
             shown = ", ".join(targets[:5]) + (f", ... ({len(targets) - 5} more)" if len(targets) > 5 else "")
@@ -314,6 +324,17 @@ class _PytestSessionGuard:
 
 
 # -- the patches -------------------------------------------------------------------------------
+
+_RESOLVER_OPERATIONS = frozenset({"getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr",
+                                  "getnameinfo"})
+
+
+def _offline_error(attempt: Attempt) -> OSError:
+    """What a machine without a network answers: a failed look-up, or a refused connection."""
+    text = f"{attempt.operation} {attempt.target}: no network (bark-ablation network guard, refuse mode)"
+    if attempt.operation in _RESOLVER_OPERATIONS:
+        return socket.gaierror(socket.EAI_NONAME, text)
+    return ConnectionRefusedError(errno.ECONNREFUSED, text)
 
 def _address_host_port(address: object) -> tuple[object, object]:
     if isinstance(address, tuple) and len(address) >= 2:

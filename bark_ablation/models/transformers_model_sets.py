@@ -16,11 +16,13 @@ from the local Hugging Face cache only (``$HF_HOME/hub``) unless a download is a
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import torch
 
 from bark_ablation.core.errors import MissingFile, MissingWeightsError, ModelSetError
+from bark_ablation.core.hub_access import hub_online
 from bark_ablation.models.tiny_model_set import TINY_ARCHITECTURE, TinyArchitecture
 
 HUB_REPOS = {"bark": "suno/bark", "bark-small": "suno/bark-small"}
@@ -214,8 +216,9 @@ def load_hub_models(name: str, device: str, *, allow_download: bool = False) -> 
 
     repo = HUB_REPOS[name]
     cache_dir = CacheLocations.from_environment().hf_hub_dir  # the directory missing_hub_files searched
-    model = BarkModel.from_pretrained(repo, cache_dir=cache_dir, local_files_only=not allow_download)
-    tokenizer = BertTokenizer.from_pretrained(repo, cache_dir=cache_dir, local_files_only=not allow_download)
+    with hub_online() if allow_download else contextlib.nullcontext():
+        model = BarkModel.from_pretrained(repo, cache_dir=cache_dir, local_files_only=not allow_download)
+        tokenizer = BertTokenizer.from_pretrained(repo, cache_dir=cache_dir, local_files_only=not allow_download)
     model.eval()
     model.to(device)
     return _layout(model, tokenizer)

@@ -59,6 +59,7 @@ from bark_ablation.models.cached_weights import (
     load_cached_tokenizer,
 )
 from bark_ablation.core.errors import BarkAblationError, CacheFileError, ModelSetError
+from bark_ablation.core.hub_access import hub_online
 
 ENCODEC_URL_ENV = "BARK_ABLATION_ENCODEC_URL"
 """Environment variable overriding where EnCodec's weights are fetched from (read at call time)."""
@@ -110,7 +111,7 @@ def download_missing(name: str, locations: CacheLocations) -> list[Path]:
     (files fetched before it stay: each was proven). Returns the paths written."""
     endpoint = hub_endpoint()
     written = []
-    with _only_the_files():
+    with hub_online(), _only_the_files():  # the user allowed this download
         for stage, file_name in CHECKPOINTS[name].items():
             if not (locations.bark_dir / file_name).is_file():
                 written.append(download_bark_checkpoint(stage, file_name, locations, endpoint, model_set=name))
