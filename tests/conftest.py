@@ -22,9 +22,10 @@ on two workers) and :func:`cli_run`."""
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadfile`` (the suite's addopts), except that the files of
-    :data:`SHARED_WORKER_FILES` form one unit of work. pytest-xdist's own ``xdist_group`` marks
-    cannot do it: they make every unmarked test a unit of its own, splitting module fixtures."""
+    """``--dist loadfile`` (in the README's test command, ``-n 2 --dist loadfile``), except that
+    the files of :data:`SHARED_WORKER_FILES` form one unit of work. pytest-xdist's own
+    ``xdist_group`` marks cannot do it: they make every unmarked test a unit of its own, splitting
+    module fixtures."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling

