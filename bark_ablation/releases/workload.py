@@ -13,7 +13,8 @@ The workload, identical for every release (model set ``tiny`` unless told otherw
 * sampled tokens (:data:`~bark_ablation.releases.probes.SAMPLED`: Bark's temperatures, 1 s) of the
   same cells, seeds 0 and 1;
 * stage wall times (seconds) of the greedy ``scf`` cell, ``repeats`` times after one warm-up run;
-* every probe of :mod:`bark_ablation.releases.probes`.
+* every probe of :mod:`bark_ablation.releases.probes` (``import-contacts-the-hub`` imports the
+  release's Bark module once more, in a fresh process of its own with the same ``PYTHONPATH``).
 """
 
 from __future__ import annotations
