@@ -111,12 +111,12 @@ def test_an_offline_mode_the_user_set_is_not_lifted_by_an_allowed_download(monke
 
 @contextlib.contextmanager
 def hub_access_suspended(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The state before this session's plugin switched the clients offline: no offline variable,
-    huggingface_hub's constant off, no setting imposed (monkeypatch restores all of it)."""
+    """The state before this session's plugin switched the clients offline: no offline variables,
+    huggingface_hub's constant off (monkeypatch restores all of it)."""
     from huggingface_hub import constants
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hub_access, "_imposed", [])
+    monkeypatch.delenv(hub_access.IMPOSED_ENV, raising=False)
     yield

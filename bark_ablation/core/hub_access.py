@@ -24,9 +24,11 @@ from collections.abc import Callable, Iterator
 
 OFFLINE_ENV = "HF_HUB_OFFLINE"
 """The variable huggingface_hub reads at import (``TRANSFORMERS_OFFLINE`` is its alias)."""
-
-_imposed: list[bool] = []
-"""One entry per :func:`keep_hub_offline` in force that switched the clients offline itself."""
+IMPOSED_ENV = "BARK_ABLATION_HUB_OFFLINE"
+"""Set to ``1`` beside ``HF_HUB_OFFLINE=1`` when bark-ablation, not the user, switched the clients
+offline. It lives in the environment, not in a module, so every copy of this module (pytester
+re-imports modules in in-process sessions) and every child process reads the same answer."""
+_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 def _set_imported_constant(offline: bool) -> None:
@@ -36,37 +38,42 @@ def _set_imported_constant(offline: bool) -> None:
         constants.HF_HUB_OFFLINE = offline
 
 
+def imposed() -> bool:
+    """Whether the offline setting in force is bark-ablation's own (:func:`keep_hub_offline`)."""
+    return os.environ.get(IMPOSED_ENV) == "1" and os.environ.get(OFFLINE_ENV) == "1"
+
+
 def user_set_offline() -> bool:
     """Whether the environment (not bark-ablation) asks for offline mode."""
-    if _imposed and _imposed[-1]:
+    if imposed():
         return False
     values = (os.environ.get(OFFLINE_ENV), os.environ.get("TRANSFORMERS_OFFLINE"))
-    return any((value or "").strip().upper() in {"1", "ON", "YES", "TRUE"} for value in values)
+    return any((value or "").strip().upper() in _TRUE for value in values)
 
 
 def keep_hub_offline() -> Callable[[], None]:
     """Switch the Hugging Face clients offline, in this process and the processes it starts
     (``HF_HUB_OFFLINE=1`` in ``os.environ``, and huggingface_hub's constant if it is imported).
     Call before transformers or huggingface_hub is imported. Returns a function that restores
-    the previous state (the pytest plugin calls it at unconfigure)."""
-    previous_env = os.environ.get(OFFLINE_ENV)
+    the previous state (the CLI calls it on exit, the pytest plugin at unconfigure)."""
+    saved = {name: os.environ.get(name) for name in (OFFLINE_ENV, IMPOSED_ENV)}
     constants = sys.modules.get("huggingface_hub.constants")
     previous_constant = getattr(constants, "HF_HUB_OFFLINE", None)
-    _imposed.append(not user_set_offline())
+    if not user_set_offline():
+        os.environ[IMPOSED_ENV] = "1"
     os.environ[OFFLINE_ENV] = "1"
     _set_imported_constant(True)
 
     def restore() -> None:
-        if _imposed:
-            _imposed.pop()
-        if previous_env is None:
-            os.environ.pop(OFFLINE_ENV, None)
-        else:
-            os.environ[OFFLINE_ENV] = previous_env
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         if constants is not None:
             constants.HF_HUB_OFFLINE = previous_constant
         else:
-            _set_imported_constant(user_set_offline())
+            _set_imported_constant(user_set_offline() or imposed())
 
     return restore
 
@@ -76,17 +83,13 @@ def hub_online() -> Iterator[None]:
     """The Hugging Face clients online for the duration of an allowed download, when the offline
     setting in force is bark-ablation's own (:func:`keep_hub_offline`); an offline mode the user
     set is left as it is, so the download fails with the client's own offline error."""
-    if not (_imposed and _imposed[-1]):
+    if not imposed():
         yield
         return
-    saved_env = os.environ.get(OFFLINE_ENV)
     os.environ[OFFLINE_ENV] = "0"
     _set_imported_constant(False)
     try:
         yield
     finally:
-        if saved_env is None:
-            os.environ.pop(OFFLINE_ENV, None)
-        else:
-            os.environ[OFFLINE_ENV] = saved_env
+        os.environ[OFFLINE_ENV] = "1"
         _set_imported_constant(True)
