@@ -87,26 +87,31 @@ def regression_cases(profile_name: str) -> list[tuple[str, int, str]]:
 
 
 def _separate_numba_caches(config: pytest.Config) -> None:
-    """Give each pytest-xdist worker its own numba cache directory.
+    """Give each pytest-xdist worker its own numba cache directory, kept between runs.
 
-    librosa compiles its feature kernels with numba and caches them beside its sources. Two workers
-    compiling the same kernel at once write the same cache index; on a fresh environment that race
-    crashed a worker with a segmentation fault inside ``librosa.util.localmin`` (measured in CI,
-    2 workers). Per-worker directories under ``.pytest_cache/numba/<worker>`` (inside a
-    ``NUMBA_CACHE_DIR`` the user set, when there is one) keep the cache across runs without sharing
-    it between concurrent processes. Must run before numba is imported, or numba is told directly.
+    librosa compiles its feature kernels with numba when it is imported and caches them. Two
+    workers compiling the same kernel at once write the same cache index; on a fresh environment
+    that race crashed a worker with a segmentation fault inside ``librosa.util.localmin``
+    (measured in CI, 2 workers), so each worker gets a directory of its own. Compiling costs
+    about 25 s of CPU per process on a 2-core AMD EPYC and loading the compiled kernels about
+    4 s, so the directories live in the project's cache (``<cache>/numba/<worker>``,
+    :func:`bark_ablation.core.cache_dir.cache_dir`; inside a ``NUMBA_CACHE_DIR`` the user set, when
+    there is one), not in the checkout: a fresh clone on the same machine compiles nothing again.
+    numba checks each entry against its source file, so a changed librosa recompiles. Must run
+    before numba is imported, or numba is told directly.
     """
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if not worker:
         return
+    import sys
     from pathlib import Path
 
-    base = os.environ.get("NUMBA_CACHE_DIR") or str(Path(config.rootpath) / ".pytest_cache" / "numba")
+    from bark_ablation.core.cache_dir import cache_dir
+
+    base = os.environ.get("NUMBA_CACHE_DIR") or str(cache_dir() / "numba")
     directory = Path(base) / worker
     directory.mkdir(parents=True, exist_ok=True)
     os.environ["NUMBA_CACHE_DIR"] = str(directory)
-    import sys
-
     if "numba" in sys.modules:
         sys.modules["numba"].config.CACHE_DIR = str(directory)
 

@@ -57,7 +57,8 @@ def test_unknown_implementation_is_a_usage_error(pytester):
 
 
 def test_each_xdist_worker_gets_its_own_numba_cache(tmp_path, monkeypatch):
-    """Two workers compiling librosa's kernels into one cache crashed a worker; each gets its own."""
+    """Two workers compiling librosa's kernels into one cache crashed a worker; each gets its own,
+    in the project's cache (kept between runs and clones), not in the checkout."""
     import types
 
     import numba
@@ -66,7 +67,8 @@ def test_each_xdist_worker_gets_its_own_numba_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    config = types.SimpleNamespace(rootpath=tmp_path)
+    monkeypatch.setenv("BARK_ABLATION_CACHE", str(tmp_path / "cache"))
+    config = types.SimpleNamespace(rootpath=tmp_path / "checkout")
     directories = []
     for worker in ("gw0", "gw1"):
         monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
@@ -74,7 +76,7 @@ def test_each_xdist_worker_gets_its_own_numba_cache(tmp_path, monkeypatch):
         _separate_numba_caches(config)
         directories.append(os.environ["NUMBA_CACHE_DIR"])
         assert numba.config.CACHE_DIR == directories[-1]
-    assert directories == [str(tmp_path / ".pytest_cache" / "numba" / w) for w in ("gw0", "gw1")]
+    assert directories == [str(tmp_path / "cache" / "numba" / w) for w in ("gw0", "gw1")]
     monkeypatch.delenv("PYTEST_XDIST_WORKER")
     monkeypatch.setenv("NUMBA_CACHE_DIR", "/unchanged")
     _separate_numba_caches(config)  # not a worker: nothing changes

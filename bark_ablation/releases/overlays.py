@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
+from bark_ablation.core.cache_dir import cache_dir
 from bark_ablation.core.errors import ReleaseError
 from bark_ablation.releases.lines import ReleaseLine
 
@@ -60,10 +61,7 @@ class Overlay:
 def cache_root() -> Path:
     """Where overlays are cached: ``$BARK_ABLATION_CACHE/overlays``, else
     ``$XDG_CACHE_HOME/bark-ablation/overlays`` (``~/.cache`` when unset)."""
-    if os.environ.get("BARK_ABLATION_CACHE"):
-        return Path(os.environ["BARK_ABLATION_CACHE"]) / "overlays"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "bark-ablation" / "overlays"
+    return cache_dir() / "overlays"
 
 
 def environment_key() -> str:
