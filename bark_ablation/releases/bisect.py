@@ -116,10 +116,10 @@ def bisect_releases(versions: Sequence[str], judge: Callable[[str], tuple[Judgem
 
 
 def probe_judge(line: ReleaseLine, probe_id: str, **workload) -> Callable[[str], tuple[Judgement, str]]:
-    """A judge: does the release show probe ``probe_id``? (``run_release`` with probes only.)"""
+    """A judge: does the release show probe ``probe_id``? (``run_release`` with that probe only.)"""
 
     def judge(version: str) -> tuple[Judgement, str]:
-        result = run_release(line, version, probes_only=True, **workload)
+        result = run_release(line, version, probes_only=True, probes=(probe_id,), **workload)
         if not ran(result):
             return None, f"{result['status']}: {result.get('error')}"
         probe = next(p for p in result["probes"] if p["probe"] == probe_id)

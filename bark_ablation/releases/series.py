@@ -70,10 +70,11 @@ def check_versions(line: ReleaseLine, versions: Sequence[str]) -> list[str]:
 
 
 def run_release(line: ReleaseLine, version: str, *, model_set: str = "tiny", device: str = "cpu",
-                repeats: int = DEFAULT_REPEATS, probes_only: bool = False, cache: Path | None = None,
-                timeout_s: float = RELEASE_TIMEOUT_S) -> dict[str, Any]:
+                repeats: int = DEFAULT_REPEATS, probes_only: bool = False, probes: Sequence[str] | None = None,
+                cache: Path | None = None, timeout_s: float = RELEASE_TIMEOUT_S) -> dict[str, Any]:
     """The workload's result for ``line`` at ``version``, in a subprocess over its overlay (none for
-    the environment's own release). Install failures and crashes are results too."""
+    the environment's own release). Install failures and crashes are results too. ``probes``: run
+    only these probes (None: every probe)."""
     started = time.perf_counter()
 
     def failed(status: str, error: str) -> dict[str, Any]:
@@ -98,6 +99,8 @@ def run_release(line: ReleaseLine, version: str, *, model_set: str = "tiny", dev
             command += ["--overlay", str(overlay_path)]
         if probes_only:
             command.append("--probes-only")
+        for probe_id in probes or ():
+            command += ["--probe", probe_id]
         try:
             done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout_s)
             crashed = None if done.returncode == 0 and out.is_file() else \

@@ -39,11 +39,13 @@ STATUS_OK, STATUS_IMPORT, STATUS_FAILED, STATUS_WRONG = "ok", "import-error", "w
 
 
 def run_workload(distribution: str, version: str, *, overlay: str | None, model_set: str = "tiny",
-                 device: str = "cpu", repeats: int = DEFAULT_REPEATS, probes_only: bool = False) -> dict[str, Any]:
+                 device: str = "cpu", repeats: int = DEFAULT_REPEATS, probes_only: bool = False,
+                 probes: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The workload's result for the release importable in this process (see the module docstring).
 
     ``overlay``: the directory the release is expected to come from (None: the environment).
-    ``probes_only`` skips tokens and timings (what a bisect needs).
+    ``probes_only`` skips tokens and timings (what a bisect needs); ``probes`` runs only the probes
+    with these ids (None: every probe).
     """
     from bark_ablation.releases.lines import release_line
 
@@ -62,7 +64,7 @@ def run_workload(distribution: str, version: str, *, overlay: str | None, model_
                 "error": f"imported {distribution} {imported} from {result['module_file']}, expected {version}"
                          + (f" from {overlay}" if overlay else "")}
     try:
-        result.update(_measure(line.implementation, model_set, device, repeats, probes_only))
+        result.update(_measure(line.implementation, model_set, device, repeats, probes_only, probes))
     except Exception as error:  # the release imported but cannot run the workload: a row saying why
         result.update(status=STATUS_FAILED, error=_one_line(error), traceback=traceback.format_exc(limit=-4))
     result["wall_s"] = time.perf_counter() - started
@@ -70,7 +72,7 @@ def run_workload(distribution: str, version: str, *, overlay: str | None, model_
 
 
 def _measure(implementation: str, model_set_name: str, device: str, repeats: int,
-             probes_only: bool) -> dict[str, Any]:
+             probes_only: bool, probes: tuple[str, ...] | None) -> dict[str, Any]:
     from bark_ablation.core.environment import device_description, package_versions
     from bark_ablation.generation.pipeline import STAGE_NAMES, run_matrix
     from bark_ablation.implementations.registry import activated, get_model_set
@@ -95,7 +97,7 @@ def _measure(implementation: str, model_set_name: str, device: str, repeats: int
                     timings[stage].append(generation.stage_seconds[stage])
         measured["timings_s"] = timings
     with activated(model_set) as runner:
-        measured["probes"] = [vars(result) for result in run_probes(runner)]
+        measured["probes"] = [vars(result) for result in run_probes(runner, probes)]
     return measured
 
 
@@ -122,13 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
     parser.add_argument("--probes-only", action="store_true")
+    parser.add_argument("--probe", action="append", default=None, help="run only this probe (repeatable)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)  # every release on one thread: timings comparable, tokens those of the CPU class
     result = run_workload(args.distribution, args.version, overlay=args.overlay, model_set=args.model_set,
-                          device=args.device, repeats=args.repeats, probes_only=args.probes_only)
+                          device=args.device, repeats=args.repeats, probes_only=args.probes_only,
+                          probes=None if args.probe is None else tuple(args.probe))
     args.out.write_text(json.dumps(result) + "\n", encoding="utf-8")
     return 0
 
