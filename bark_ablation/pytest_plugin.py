@@ -96,9 +96,10 @@ def _separate_numba_caches(config: pytest.Config) -> None:
     about 25 s of CPU per process on a 2-core AMD EPYC and loading the compiled kernels about
     4 s, so the directories live in the project's cache (``<cache>/numba/<worker>``,
     :func:`bark_ablation.core.cache_dir.cache_dir`; inside a ``NUMBA_CACHE_DIR`` the user set, when
-    there is one), not in the checkout: a fresh clone on the same machine compiles nothing again.
-    numba checks each entry against its source file, so a changed librosa recompiles. Must run
-    before numba is imported, or numba is told directly.
+    there is one), not in the checkout: cleaning or re-cloning the checkout keeps them. numba
+    files its entries under the path of librosa's sources, so an environment at another path (a
+    new virtual environment) compiles once for itself, and a changed librosa recompiles. Must
+    run before numba is imported, or numba is told directly.
     """
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if not worker:
