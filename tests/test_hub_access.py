@@ -23,9 +23,11 @@ from collections.abc import Iterator
 import pytest
 
 from bark_ablation.core import hub_access
+from upstream_reports import first_affected, predates
 
-FIRST_RELEASE_THAT_CONTACTS = "5.25.0"
-"""The first transformers release whose Bark import contacts the Hub (docs/upstream/import-contacts-the-hub.md)."""
+REPORT = "import-contacts-the-hub"
+"""The upstream report naming the first transformers release whose Bark import contacts the Hub."""
+
 
 COUNT_ATTEMPTS = r"""
 import json, sys
@@ -64,10 +66,9 @@ def test_allow_download_leaves_the_clients_online_and_the_import_reaches_out(tmp
     """Known-bad twin: without the offline setting (``--allow-download``), the same run on a
     release that contacts the Hub at import is counted, so the check above can fail."""
     import transformers
-    from packaging.version import Version
 
-    if Version(transformers.__version__) < Version(FIRST_RELEASE_THAT_CONTACTS):
-        pytest.skip(f"transformers {transformers.__version__} predates {FIRST_RELEASE_THAT_CONTACTS}, the first "
+    if predates(REPORT):
+        pytest.skip(f"transformers {transformers.__version__} predates {first_affected(REPORT)}, the first "
                     f"release whose Bark import contacts the Hub; CI's newest lane runs this twin")
     count, attempts = cli_attempts(tmp_path, "--allow-download")
     assert count > 0 and all("huggingface.co" in attempt for attempt in attempts), attempts

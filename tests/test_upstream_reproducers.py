@@ -29,32 +29,19 @@ from types import ModuleType
 
 import pytest
 import transformers
-from packaging.version import Version
 
-UPSTREAM = Path(__file__).resolve().parents[1] / "docs" / "upstream"
+from upstream_reports import FIRST_AFFECTED, UPSTREAM, first_affected, predates
+
 REPORTS = ("coarse-special-tokens", "fine-temperature-one-greedy", "min-eos-p-before-warpers",
            "import-contacts-the-hub")
 """Report ids: docs/upstream/<id>.md, reproduced by docs/upstream/<id with _>.py."""
 TIMEOUT_S = {"import-contacts-the-hub": 600}
 """Seconds a reproducer may run as a script (default 120); import-contacts-the-hub imports torch
 and transformers in up to two fresh processes."""
-FIRST_AFFECTED = re.compile(r"First affected release: \*\*(\d+\.\d+\.\d+)\*\*")
 
 
 def script(report_id: str) -> Path:
     return UPSTREAM / f"{report_id.replace('-', '_')}.py"
-
-
-def first_affected(report_id: str) -> str:
-    """The report's first affected release (the bisect's answer)."""
-    match = FIRST_AFFECTED.search((UPSTREAM / f"{report_id}.md").read_text())
-    assert match, f"docs/upstream/{report_id}.md names no 'First affected release: **X.Y.Z**'"
-    return match[1]
-
-
-def predates(report_id: str) -> bool:
-    """Whether the installed transformers is older than the report's first affected release."""
-    return Version(transformers.__version__) < Version(first_affected(report_id))
 
 
 def load(report_id: str) -> ModuleType:
