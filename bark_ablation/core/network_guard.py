@@ -140,8 +140,8 @@ _installed: list["NetworkGuard"] = []
 
 class NetworkGuard:
     """Patches ``socket`` so that non-local network access raises (``mode="block"``), is only
-    recorded (``mode="record"``), or is answered as offline (``mode="refuse"``). Use as a context manager or with :meth:`install` /
-    :meth:`uninstall`. Guards nest: each one calls whatever was in place when it was installed
+    recorded (``mode="record"``), or is answered as offline (``mode="refuse"``). Use as a context
+    manager or with :meth:`install` / :meth:`uninstall`. Guards nest: each one calls whatever was in place when it was installed
     and restores exactly that when uninstalled, last installed first.
 
     ``attempts`` lists every refused (or, in record mode, observed) attempt; ``current_test``
@@ -325,16 +325,14 @@ class _PytestSessionGuard:
 
 # -- the patches -------------------------------------------------------------------------------
 
-_RESOLVER_OPERATIONS = frozenset({"getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr",
-                                  "getnameinfo"})
-
-
 def _offline_error(attempt: Attempt) -> OSError:
-    """What a machine without a network answers: a failed look-up, or a refused connection."""
+    """What a machine without a network answers: a failed look-up (the patched ``socket`` module
+    functions), or a refused connection (the patched ``socket.socket`` methods)."""
     text = f"{attempt.operation} {attempt.target}: no network (bark-ablation network guard, refuse mode)"
     if attempt.operation in _RESOLVER_OPERATIONS:
         return socket.gaierror(socket.EAI_NONAME, text)
     return ConnectionRefusedError(errno.ECONNREFUSED, text)
+
 
 def _address_host_port(address: object) -> tuple[object, object]:
     if isinstance(address, tuple) and len(address) >= 2:
@@ -397,3 +395,6 @@ _PATCHES: tuple[tuple[Any, str, Callable], ...] = (
     (socket, "gethostbyaddr", _resolver("gethostbyaddr", _host_only)),
     (socket, "getnameinfo", _resolver("getnameinfo", _getnameinfo_host_port)),
 )
+
+_RESOLVER_OPERATIONS = frozenset(name for owner, name, _ in _PATCHES if owner is socket)
+"""The name look-ups among the patches (``socket`` module functions, not socket methods)."""
