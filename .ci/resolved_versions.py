@@ -17,9 +17,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+from packaging.utils import canonicalize_name as canonical  # a dependency of the project
 
 
 def pins(path: Path) -> dict[str, str]:
