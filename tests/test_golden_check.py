@@ -17,6 +17,7 @@ from bark_ablation.golden.golden_check import (
     pytest_command,
 )
 from bark_ablation.golden.perturbations import apply_gain_db
+from plugin_projects import enable_plugin
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_missing_case_fails_with_the_command_and_writes_nothing(store, tiny_gene
 
 def test_force_regen_writes_then_fails_and_the_rerun_passes(store, tiny_generation, voice_prompts, tiny_models):
     prompt = voice_prompts["en_speaker_0"]
-    with pytest.raises(GoldenRegenerated, match="rerun without --golden-force-regen") as raised:
+    with pytest.raises(GoldenRegenerated, match="rerun without --bark-golden-force-regen") as raised:
         GoldenCheck(store, GoldenMode.FORCE_REGEN).check(tiny_generation, prompt, tiny_models)
     assert (raised.value.directory / "manifest.json").is_file()
     assert GoldenCheck(store).check(tiny_generation, prompt, tiny_models).passed
@@ -66,9 +67,9 @@ def test_drift_raises_with_artifacts(store, tiny_generation, voice_prompts, tiny
 
 def test_command_survives_the_shell():
     nodeid = "tests/test_golden.py::test_matches_golden[s-f-en_speaker_6-seed0]"
-    command = pytest_command(nodeid, "tiny", "cpu", "--golden-force-regen")
-    assert shlex.split(command) == ["python", "-m", "pytest", nodeid, "--model-set", "tiny",
-                                    "--bark-device", "cpu", "--golden-force-regen"]
+    command = pytest_command(nodeid, "tiny", "cpu", "--bark-golden-force-regen")
+    assert shlex.split(command) == ["python", "-m", "pytest", nodeid, "--bark-model-set", "tiny",
+                                    "--bark-device", "cpu", "--bark-golden-force-regen"]
 
 
 INNER_TEST = """
@@ -84,7 +85,7 @@ def test_case(golden_check, voice_prompts, model_set):
 
 @pytest.fixture
 def inner(pytester):
-    pytester.makeconftest('pytest_plugins = ("bark_ablation.pytest_plugin",)')
+    enable_plugin(pytester)
     pytester.makepyfile(test_inner=INNER_TEST)
     return pytester
 
@@ -93,15 +94,15 @@ def test_plugin_skips_a_device_class_without_golden_data_then_creates_it(inner):
     result = inner.runpytest_inprocess("-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*no golden data for device class 'cpu'*",
-                                 "*python -m pytest test_inner.py --model-set tiny --bark-device cpu --golden-regen-all*"])
-    inner.runpytest_inprocess("--golden-regen-all").assert_outcomes(passed=1)
+                                 "*python -m pytest test_inner.py --bark-model-set tiny --bark-device cpu --bark-golden-regen-all*"])
+    inner.runpytest_inprocess("--bark-golden-regen-all").assert_outcomes(passed=1)
     inner.runpytest_inprocess().assert_outcomes(passed=1)
-    result = inner.runpytest_inprocess("--golden-force-regen")
+    result = inner.runpytest_inprocess("--bark-golden-force-regen")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*golden data written to*rerun without --golden-force-regen*"])
+    result.stdout.fnmatch_lines(["*golden data written to*rerun without --bark-golden-force-regen*"])
 
 
 def test_plugin_rejects_both_regen_options(inner):
-    result = inner.runpytest_inprocess("--golden-force-regen", "--golden-regen-all")
-    result.stderr.fnmatch_lines(["*--golden-force-regen and --golden-regen-all: choose one*"])
+    result = inner.runpytest_inprocess("--bark-golden-force-regen", "--bark-golden-regen-all")
+    result.stderr.fnmatch_lines(["*--bark-golden-force-regen and --bark-golden-regen-all: choose one*"])
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -145,12 +145,12 @@ def test_concurrent_writers_of_one_case_leave_a_consistent_case(store, key, requ
 def test_missing_device_class_and_missing_case_are_told_apart(store, key, written):
     other_class = GoldenKey(**{**key.__dict__, "device_class": "cuda-sm90-bf16"})
     with pytest.raises(GoldenDeviceClassMissing, match="no golden data for device class 'cuda-sm90-bf16'") as error:
-        store.load(other_class, class_command="python -m pytest tests/test_golden.py --golden-regen-all")
-    assert "python -m pytest tests/test_golden.py --golden-regen-all" in str(error.value)
+        store.load(other_class, class_command="python -m pytest tests/test_golden.py --bark-golden-regen-all")
+    assert "python -m pytest tests/test_golden.py --bark-golden-regen-all" in str(error.value)
     other_seed = GoldenKey(**{**key.__dict__, "seed": 7})
     with pytest.raises(GoldenMissingError, match="no golden data for this case") as error:
-        store.load(other_seed, command="python -m pytest 'x::y[seed7]' --golden-force-regen")
-    assert "seed7_scf" in str(error.value) and "--golden-force-regen" in str(error.value)
+        store.load(other_seed, command="python -m pytest 'x::y[seed7]' --bark-golden-force-regen")
+    assert "seed7_scf" in str(error.value) and "--bark-golden-force-regen" in str(error.value)
 
 
 def _truncate(path):

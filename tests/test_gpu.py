@@ -1,4 +1,4 @@
-"""CUDA: the same matrix on a GPU. Selected with ``pytest -m gpu``; each test skips with its
+"""CUDA: the same matrix on a GPU. Selected with ``pytest -m bark_gpu``; each test skips with its
 reason where torch sees no CUDA device. Tokens are compared only within the GPU's device
 class (Bark runs under bf16 autocast and TF32 there), never against CPU results."""
 
@@ -10,7 +10,7 @@ from bark_ablation.core import checks
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
-pytestmark = pytest.mark.gpu
+pytestmark = pytest.mark.bark_gpu
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ def test_allow_download_leaves_the_clients_online_and_the_import_reaches_out(tmp
 
 
 def test_the_session_runs_the_clients_offline():
-    """This test session (the plugin, without --allow-network) switched the clients offline."""
+    """This test session (the plugin, without --bark-allow-network) switched the clients offline."""
     from huggingface_hub import constants
 
     assert os.environ.get("HF_HUB_OFFLINE") == "1" and constants.HF_HUB_OFFLINE is True

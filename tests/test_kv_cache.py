@@ -105,7 +105,7 @@ def test_greedy_tokens_are_identical_in_every_cell(runs):
                                        f"the cache moves logits by up to {difference:.3g}")
 
 
-@pytest.mark.slow
+@pytest.mark.bark_slow
 def test_greedy_tokens_are_identical_in_every_cell_under_transformers(model_set, voice_prompts):
     """transformers' port, ``use_cache`` on and off: tokens only (its sampler's logits are not
     hooked). Its ``top_k=1`` is greedy for the same reason as Bark's (its top-k warper sets every

@@ -59,7 +59,7 @@ from bark_ablation.pytest_plugin import PROFILE_PROMPT, PROFILE_SEED
 from bark_ablation.core.seeding import seeded_stage
 
 PROFILE = PROFILES["long"]
-pytestmark = pytest.mark.slow  # the long profile: about 20 s of generation (bark_ablation.pytest_plugin.SLOW_PROFILES)
+pytestmark = pytest.mark.bark_slow  # the long profile: about 20 s of generation (bark_ablation.pytest_plugin.SLOW_PROFILES)
 PROMPT = PROFILE_PROMPT
 SEED = PROFILE_SEED
 MIN_LONG_FRAMES = 1_100

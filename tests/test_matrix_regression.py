@@ -1,5 +1,5 @@
 """The regression matrix: 8 cells x 3 prompts (both sides of Bark's history windows) x 2 seeds
-on the model set chosen with --model-set (tiny by default), 1 s of audio per case; then every
+on the model set chosen with --bark-model-set (tiny by default), 1 s of audio per case; then every
 other generation profile (top-k, top-p, low temperature, no KV cache, early stop, long clips:
 bark_ablation.core.profiles) on its cells for one prompt and seed."""
 
@@ -155,7 +155,7 @@ def test_sampling_profiles_change_the_tokens(regression_matrix, profile, cell):
     checks.assert_differs(default.coarse, changed.coarse, f"{cell.id}: coarse codes, default vs {profile}")
 
 
-@pytest.mark.slow
+@pytest.mark.bark_slow
 def test_long_profile_reaches_barks_semantic_limit(regression_matrix, model_set):
     """The long profile's cap (20 s) lies beyond Bark's 768 semantic steps, so on the tiny set
     (which never ends a sequence by itself) every cell generates exactly 768 tokens and 1,154

@@ -97,3 +97,44 @@ def test_environment_variables_move_the_caches(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
     assert CacheLocations.from_environment().hf_hub_dir == tmp_path / "hub-cache"
     assert locations.encodec_path == tmp_path / "th" / "hub" / "checkpoints" / "encodec_24khz-d7cc33bc.th"
+
+
+def _option_help(parser, flag: str) -> str:
+    """The help text of ``flag`` in an argparse parser (or one of its subcommands)."""
+    import argparse
+
+    for action in parser._actions:
+        if flag in action.option_strings:
+            return action.help
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found = _option_help(sub, flag)
+                if found:
+                    return found
+    return ""
+
+
+def test_the_cli_and_the_plugin_describe_model_sets_from_one_source():
+    """One catalogue (bark_ablation.models.catalogue) writes both --model-set helps, and it
+    names exactly the sets an implementation offers."""
+    from bark_ablation import cli, pytest_plugin
+    from bark_ablation.implementations.registry import get_implementation
+    from bark_ablation.models.catalogue import MODEL_SET_KINDS
+    from plugin_projects import RecordingParser
+
+    assert set(MODEL_SET_KINDS) == set(get_implementation().model_set_names())
+    parser = RecordingParser()
+    pytest_plugin.pytest_addoption(parser)
+    helps = {"plugin": parser.help["--bark-model-set"], "cli run": _option_help(cli.build_parser(), "--model-set")}
+    for where, text in helps.items():
+        missing = [name for name, kind in MODEL_SET_KINDS.items() if f"{name} ({kind}" not in text]
+        assert not missing, f"{where}'s --model-set help does not describe {missing}: {text}"
+    assert "auto (" in helps["cli run"] and "auto (" not in helps["plugin"]  # only `run` picks one by itself
+
+
+def test_a_help_written_by_hand_is_caught():
+    """Known-bad twin: the help the CLI had before the catalogue (four names, its own words)."""
+    from bark_ablation.models.catalogue import MODEL_SET_KINDS
+
+    old = "auto (default: bark where its real weights are cached, else the built-in tiny set), tiny, bark, bark-small"
+    assert [name for name, kind in MODEL_SET_KINDS.items() if f"{name} ({kind}" not in old]

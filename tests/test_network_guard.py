@@ -2,7 +2,7 @@
 refused, before anything is sent.
 
 Nothing here sends a packet to a non-loopback address. Every remote attempt is made under a
-guard installed by the test itself (so the check holds under ``--allow-network`` too, and the
+guard installed by the test itself (so the check holds under ``--bark-allow-network`` too, and the
 session's record stays clean); where a test needs to show what happens WITHOUT the guard, a spy
 stands in for the socket layer and raises instead of connecting.
 """
@@ -27,6 +27,7 @@ from bark_ablation.core.network_guard import (
     NetworkGuard,
     is_local_host,
 )
+from plugin_projects import enable_plugin
 
 REMOTE = ("192.0.2.1", 9)  # TEST-NET-1 (RFC 5737), discard port: routed nowhere, never contacted
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
@@ -72,8 +73,8 @@ def no_proxy(monkeypatch):
 
 
 def test_the_suite_runs_under_the_guard(request):
-    if request.config.getoption("--allow-network"):
-        pytest.skip("--allow-network: the guard is off for this session")
+    if request.config.getoption("--bark-allow-network"):
+        pytest.skip("--bark-allow-network: the guard is off for this session")
     registered = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
     assert registered is not None and registered.guard.installed
     assert registered.guard.current_test == request.node.nodeid
@@ -113,7 +114,7 @@ def test_remote_connections_are_refused_before_the_socket_layer_sees_them():
         assert calls == [("connect", ("127.0.0.1", 9))]
     message = str(refused.value)
     assert "connect 192.0.2.1:9" in message and "tests must not reach the network" in message
-    assert "test tests/example.py::test_x" in message and "--allow-network" in message
+    assert "test tests/example.py::test_x" in message and "--bark-allow-network" in message
     assert isinstance(refused.value, BarkAblationError) and not isinstance(refused.value, OSError)
     assert [(a.operation, a.host, a.port) for a in guard.attempts] == [
         ("connect", "192.0.2.1", 9), ("connect_ex", "192.0.2.1", 9), ("sendto", "192.0.2.1", 9),
@@ -323,7 +324,7 @@ def test_stays_home(request):
 @pytest.fixture
 def inner(pytester, monkeypatch):
     monkeypatch.delenv(MODE_ENV, raising=False)
-    pytester.makeconftest('pytest_plugins = ("bark_ablation.pytest_plugin",)')
+    enable_plugin(pytester)
     pytester.makepyfile(test_inner=INNER_TESTS)
     before = network_guard.installed_guards()
     yield pytester
@@ -372,7 +373,7 @@ def test_plugin_record_mode_reports_the_count(inner, monkeypatch):
 
 
 def test_plugin_can_be_turned_off(inner):
-    result = inner.runpytest_inprocess("-s", "-k", "stays_home", "--allow-network")
+    result = inner.runpytest_inprocess("-s", "-k", "stays_home", "--bark-allow-network")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*GUARD None*"])
     result.stdout.no_fnmatch_line("network guard*")
@@ -384,7 +385,7 @@ def test_plugin_refuses_an_unknown_mode_and_a_usage_error_leaves_no_guard(inner,
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*BARK_ABLATION_NETWORK_GUARD='loose': must be one of block, record, refuse, off*"])
     monkeypatch.delenv(MODE_ENV)
-    result = inner.runpytest_inprocess("--golden-force-regen", "--golden-regen-all")
+    result = inner.runpytest_inprocess("--bark-golden-force-regen", "--bark-golden-regen-all")
     assert result.ret == pytest.ExitCode.USAGE_ERROR  # raised after the guard was installed
 
 

@@ -20,6 +20,7 @@ import pytest
 import bark_ablation
 from bark_ablation.core.errors import ParamsError
 from bark_ablation.core.params import text_from_command_line, validate_text
+from plugin_projects import enable_plugin
 
 PACKAGE = Path(bark_ablation.__file__).parent
 TEXT_CALLS = {"read_text", "write_text", "open"}
@@ -92,27 +93,29 @@ def test_text_that_is_not_unicode_is_refused_naming_the_field():
 
 
 def test_the_suite_runs_torch_with_the_thread_count_it_was_given(pytestconfig):
-    """One intra-op thread by default (``--torch-threads``): the tiny set gains nothing from more,
+    """One intra-op thread by default (``--bark-torch-threads``): the tiny set gains nothing from more,
     and more threads than free cores slowed its stages 10x on a busy 2-core runner."""
     import torch
 
-    wanted = pytestconfig.getoption("--torch-threads")
+    from bark_ablation.pytest_plugin import torch_threads
+
+    wanted = torch_threads(pytestconfig)
     assert wanted == 0 or torch.get_num_threads() == wanted
 
 
 @pytest.mark.parametrize("value, outcome", [("2", "passed"), ("-1", "usage error")])
 def test_torch_threads_option_is_applied_or_refused(pytester, value, outcome):
-    pytester.makeconftest('pytest_plugins = ("bark_ablation.pytest_plugin",)')
+    enable_plugin(pytester)
     pytester.makepyfile(test_threads="import torch\ndef test_count():\n    assert torch.get_num_threads() == 2\n")
     import torch
 
     before = torch.get_num_threads()
     try:
-        result = pytester.runpytest_inprocess("--torch-threads", value, "-p", "no:cacheprovider")
+        result = pytester.runpytest_inprocess("--bark-torch-threads", value, "-p", "no:cacheprovider")
     finally:
         torch.set_num_threads(before)
     if outcome == "passed":
         result.assert_outcomes(passed=1)
     else:
         assert result.ret == pytest.ExitCode.USAGE_ERROR
-        result.stderr.fnmatch_lines(["*--torch-threads: must be 0 (torch's default) or a positive count, got -1*"])
+        result.stderr.fnmatch_lines(["*--bark-torch-threads: must be 0 (torch's default) or a positive count, got -1*"])

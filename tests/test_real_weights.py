@@ -10,7 +10,7 @@ from bark_ablation import GenerationParams
 from bark_ablation.core import checks
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
-pytestmark = [pytest.mark.real_weights, pytest.mark.slow]
+pytestmark = [pytest.mark.bark_real_weights, pytest.mark.bark_slow]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_real_weights_rerun_is_bit_identical(bark_matrix, bark_models):
     checks.assert_same_generation(bark_matrix.get("scf", 0), fresh)
 
 
-@pytest.mark.gpu
+@pytest.mark.bark_gpu
 def test_full_conditioning_carries_more_of_the_speaker_than_none(bark_models, tmp_path):
     """The study's claim on real weights: on matched seeds, SECS(scf) > SECS(---); and the
     report states each stage's main effect with its CI."""
@@ -69,7 +69,7 @@ REAL_STUDY_PROMPTS = tuple(f"en_speaker_{i}" for i in range(5))
 REAL_STUDY_TEXTS = (REGRESSION_TEXT, "The quick brown fox jumps over the lazy dog.")
 
 
-@pytest.mark.gpu
+@pytest.mark.bark_gpu
 def test_multi_speaker_study_on_real_weights(bark_models, tmp_path):
     """The study as the question needs it: five speakers x two texts, the 8 on/off cells and the
     transfer cells, speakers as the unit. Checks the design and the statistics (not a claimed

@@ -8,6 +8,7 @@ import pytest
 
 from bark_ablation.core.errors import ParamsError
 from bark_ablation.bench.sharding import in_shard, parse_shard, worker_device
+from plugin_projects import enable_plugin
 
 NODE_IDS = [f"tests/test_x.py::test_{i}[case{j}]" for i in range(40) for j in range(5)]
 
@@ -36,19 +37,19 @@ def test_each_xdist_worker_gets_its_own_gpu(device, worker, count, expected):
 
 
 def test_plugin_option_splits_a_session(pytester):
-    pytester.makeconftest('pytest_plugins = ("bark_ablation.pytest_plugin",)')
+    enable_plugin(pytester)
     pytester.makepyfile(test_many="import pytest\n@pytest.mark.parametrize('i', range(30))\ndef test_one(i):\n    pass\n")
     counts = []
     for index in (1, 2, 3):
-        result = pytester.runpytest_inprocess("--shard", f"{index}/3")
+        result = pytester.runpytest_inprocess("--bark-shard", f"{index}/3")
         counts.append(result.parseoutcomes().get("passed", 0))
     assert sum(counts) == 30 and all(counts)
-    result = pytester.runpytest_inprocess("--shard", "4/3")
-    result.stderr.fnmatch_lines(["*--shard: must satisfy 1 <= i <= n*"])
+    result = pytester.runpytest_inprocess("--bark-shard", "4/3")
+    result.stderr.fnmatch_lines(["*--bark-shard: must satisfy 1 <= i <= n*"])
 
 
 def test_unknown_implementation_is_a_usage_error(pytester):
-    pytester.makeconftest('pytest_plugins = ("bark_ablation.pytest_plugin",)')
+    enable_plugin(pytester)
     pytester.makepyfile(test_one="def test_one():\n    pass\n")
     result = pytester.runpytest_inprocess("--bark-implementation", "bark-rs")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -234,7 +234,7 @@ def test_unknown_set_and_uncached_hub_weights_are_named(monkeypatch, tmp_path):
     assert str(tmp_path / "models--suno--bark-small") in message
 
 
-@pytest.mark.gpu
+@pytest.mark.bark_gpu
 def test_cuda_device_class_is_fp32():
     model_set = get_model_set("tiny", "cuda", implementation="transformers")
     assert model_set.device_class.endswith("-fp32") and model_set.compute_dtype == "fp32"

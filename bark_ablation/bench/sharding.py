@@ -1,6 +1,6 @@
 """Splitting a suite across CI jobs and GPUs.
 
-* :func:`parse_shard` / :func:`in_shard`: ``--shard i/n`` keeps the tests whose node id hashes to
+* :func:`parse_shard` / :func:`in_shard`: ``--bark-shard i/n`` keeps the tests whose node id hashes to
   shard ``i`` of ``n`` (CRC-32 of the node id, so the split is the same on every machine and does
   not depend on collection order). Run shards ``1/n`` ... ``n/n`` in a CI matrix; together they
   run every test exactly once.

@@ -10,7 +10,7 @@ refused, the import waits for the client's timeouts.
 
 So bark-ablation puts the clients offline before anything imports them: the CLI at start
 (:func:`keep_hub_offline`, unless ``--allow-download``), the opted-in pytest session at
-configure (unless ``--allow-network``). A download the user allowed (``allow_download=True``)
+configure (unless ``--bark-allow-network``). A download the user allowed (``allow_download=True``)
 lifts only the offline setting bark-ablation imposed, for its own duration (:func:`hub_online`);
 an ``HF_HUB_OFFLINE`` the user set stays in force.
 """

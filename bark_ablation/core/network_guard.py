@@ -65,7 +65,7 @@ from bark_ablation.core.errors import BarkAblationError
 
 MODE_ENV = "BARK_ABLATION_NETWORK_GUARD"
 """Environment variable choosing the pytest session's mode: ``block`` (default), ``record``
-(log, do not raise), ``refuse`` (log, answer as offline) or ``off``. ``--allow-network`` means
+(log, do not raise), ``refuse`` (log, answer as offline) or ``off``. ``--bark-allow-network`` means
 ``off``."""
 GUARD_MODES = ("block", "record", "refuse")
 MODES = (*GUARD_MODES, "off")
@@ -90,7 +90,7 @@ class NetworkBlockedError(BarkAblationError):
         super().__init__(
             f"network access blocked: {attempt.operation} {attempt.target}{where}; tests must not "
             f"reach the network (only loopback is allowed: 127.0.0.0/8, ::1, localhost). Serve what "
-            f"the test needs on 127.0.0.1, or run pytest with --allow-network"
+            f"the test needs on 127.0.0.1, or run pytest with --bark-allow-network"
         )
 
 
@@ -264,12 +264,12 @@ def mode_from_environment(environ: Mapping[str, str] | None = None) -> str:
 
 
 def activate_for_pytest(config: Any) -> NetworkGuard | None:
-    """Install the session's guard unless ``--allow-network`` or ``BARK_ABLATION_NETWORK_GUARD=off``
+    """Install the session's guard unless ``--bark-allow-network`` or ``BARK_ABLATION_NETWORK_GUARD=off``
     (the plugin's ``pytest_configure`` calls this). The guard is registered with pytest as
     :data:`PLUGIN_NAME`: it learns each test's node id, writes its summary at the end of the
     session, and is uninstalled at ``pytest_unconfigure``."""
     try:
-        mode = "off" if config.getoption("--allow-network") else mode_from_environment()
+        mode = "off" if config.getoption("--bark-allow-network") else mode_from_environment()
     except ValueError as error:
         import pytest
 

