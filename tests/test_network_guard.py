@@ -264,6 +264,63 @@ def test_the_guard_refuses_to_restore_over_someone_elses_patch():
         assert "connect" not in socket.socket.__dict__
 
 
+def test_a_function_put_back_by_someone_else_is_wrapped_again():
+    """pytest-socket 0.8 assigns socket.socket.connect back after every test, asked or not: the
+    guard wraps again (reassert), and uninstall accepts a put-back original but no other patch."""
+    remote = ("192.0.2.1", 80)  # numeric: resolving it sends nothing, with or without the guard
+    with network_guard.suspended():
+        original_connect, original_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+        guard = NetworkGuard().install()
+        try:
+            socket.socket.connect, socket.getaddrinfo = original_connect, original_getaddrinfo  # "put back"
+            socket.getaddrinfo(*remote, flags=socket.AI_NUMERICHOST)  # known-bad: unguarded now
+            assert guard.attempts == []
+            assert guard.reassert() == ["socket.connect", "socket.getaddrinfo"]
+            with pytest.raises(NetworkBlockedError):
+                socket.getaddrinfo(*remote, flags=socket.AI_NUMERICHOST)
+            assert guard.reassert() == []
+            socket.socket.connect = original_connect
+        finally:
+            guard.uninstall()
+        assert "connect" not in socket.socket.__dict__ and socket.getaddrinfo is original_getaddrinfo
+
+
+PUTS_SOCKET_BACK = """
+import socket
+
+_true_getaddrinfo, _true_connect = socket.getaddrinfo, socket.socket.connect
+
+
+def pytest_runtest_teardown():
+    # As pytest-socket 0.8 does after every test, whether or not it patched anything.
+    socket.getaddrinfo, socket.socket.connect = _true_getaddrinfo, _true_connect
+"""
+
+TWO_LOOKUPS = """
+import socket
+
+
+def test_first():
+    socket.getaddrinfo("192.0.2.1", 80, flags=socket.AI_NUMERICHOST)
+
+
+def test_second():
+    socket.getaddrinfo("192.0.2.1", 80, flags=socket.AI_NUMERICHOST)
+"""
+
+
+def test_the_guard_holds_after_a_plugin_puts_socket_back(pytester):
+    """Every test is guarded, not only the first, and the session ends cleanly (it crashed at
+    unconfigure before: the guard refused to restore over the put-back function)."""
+    enable_plugin(pytester)
+    pytester.makeconftest(f'pytest_plugins = ("bark_ablation.pytest_plugin",)\n{PUTS_SOCKET_BACK}')
+    pytester.makepyfile(test_lookups=TWO_LOOKUPS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*refused 2 attempt(s)*made by 2 test(s)*"])
+    assert "RuntimeError" not in result.stdout.str() + result.stderr.str()
+
+
 @pytest.mark.parametrize("value, mode", [(None, "block"), ("", "block"), ("record", "record"),
                                          ("refuse", "refuse"), (" Block ", "block"), ("off", "off")])
 def test_mode_from_the_environment(value, mode):

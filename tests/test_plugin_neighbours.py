@@ -69,6 +69,26 @@ def test_help_starts_beside_the_common_plugins(neighbours_installed, tmp_path, e
     assert not unregistered, f"not loaded, so not compared: {unregistered}\n{plugins}"
 
 
+def test_a_session_runs_beside_them_enabled(neighbours_installed, tmp_path):
+    """Not only --help: an enabled session with all of them loaded runs its tests, each under the
+    network guard. pytest-socket puts ``socket.socket.connect`` back after every test, asked or
+    not, which removed the guard's check of connections from the second test on and crashed the
+    session's end; the guard now wraps again before each test (NetworkGuard.reassert)."""
+    (tmp_path / "pytest.ini").write_text(f"[pytest]\n{ENABLE_LINE}\n", encoding="utf-8")
+    (tmp_path / "test_one.py").write_text(
+        "import socket\n\n"
+        "def guarded():\n"
+        "    return all('network_guard' in (function.__doc__ or '')\n"
+        "               for function in (socket.getaddrinfo, socket.socket.connect))\n\n"
+        "def test_guarded():\n"
+        "    assert guarded()\n\n"
+        "def test_model_set_option(pytestconfig):\n"
+        "    assert guarded() and pytestconfig.getoption('--bark-model-set') == 'tiny'\n", encoding="utf-8")
+    result = run_pytest(tmp_path, "-q", "--timeout=120", "--splits", "1", "--group", "1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 passed" in result.stdout
+
+
 def test_a_clashing_option_is_caught(tmp_path):
     """Known-bad twin: a plugin that adds an option a neighbour already has (pytest-benchmark's
     --benchmark-disable, installed with the suite) stops ``pytest --help``: the check above can fail."""

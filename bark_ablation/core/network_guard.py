@@ -138,6 +138,20 @@ def is_local_host(host: object) -> bool:
 _installed: list["NetworkGuard"] = []
 
 
+@dataclass(frozen=True)
+class _Patch:
+    """One function the guard replaced: where (``owner.name``), the factory of its wrapper, the
+    owner's own attribute before install (``_ABSENT`` when inherited), the function visible there
+    before install, and the wrapper in place."""
+
+    owner: Any
+    name: str
+    make: Callable
+    own: Any
+    before: Any
+    wrapper: Any
+
+
 class NetworkGuard:
     """Patches ``socket`` so that non-local network access raises (``mode="block"``), is only
     recorded (``mode="record"``), or is answered as offline (``mode="refuse"``). Use as a context
@@ -154,7 +168,7 @@ class NetworkGuard:
         self.mode = mode
         self.attempts: list[Attempt] = []
         self.current_test: str | None = None
-        self._saved: list[tuple[Any, str, Any, Any]] = []  # owner, name, own attribute, wrapper
+        self._saved: list[_Patch] = []
 
     @property
     def installed(self) -> bool:
@@ -164,28 +178,52 @@ class NetworkGuard:
         if self.installed:
             raise RuntimeError("this network guard is already installed")
         for owner, name, make in _PATCHES:
-            own = owner.__dict__.get(name, _ABSENT)
-            wrapper = make(self, getattr(owner, name))
+            before = getattr(owner, name)
+            wrapper = make(self, before)
+            self._saved.append(_Patch(owner, name, make, owner.__dict__.get(name, _ABSENT), before, wrapper))
             setattr(owner, name, wrapper)
-            self._saved.append((owner, name, own, wrapper))
         _installed.append(self)
         return self
 
+    def reassert(self) -> list[str]:
+        """Wrap again every patched function that someone put back or replaced since
+        :meth:`install`, around whatever is there now; returns their names.
+
+        Other plugins patch ``socket`` too, and some undo their patch by assigning the function
+        they saw at import time: pytest-socket 0.8 sets ``socket.socket.connect`` back after every
+        test, whether or not it changed it, which removed this guard's check of connections from
+        the second test on. The pytest plugin calls this before each test's setup and call, so the
+        guard holds whatever ran before, and wraps another plugin's own patch rather than undoing
+        it (both refusals apply)."""
+        rewrapped = []
+        for index, patch in enumerate(self._saved):
+            if patch.owner.__dict__.get(patch.name, _ABSENT) is patch.wrapper:
+                continue
+            wrapper = patch.make(self, getattr(patch.owner, patch.name))
+            setattr(patch.owner, patch.name, wrapper)
+            self._saved[index] = dataclasses.replace(patch, wrapper=wrapper)
+            rewrapped.append(f"{patch.owner.__name__}.{patch.name}")
+        return rewrapped
+
     def uninstall(self) -> None:
+        """Restore what :meth:`install` found. A function someone else already put back (the one
+        that was there before install) is left as it is; one replaced by anything else raises
+        RuntimeError, since restoring over it would undo another patch."""
         if not self.installed:
             return
         if _installed[-1] is not self:
             raise RuntimeError("network guards must be uninstalled in reverse order of installation")
-        replaced = [f"{owner.__name__}.{name}" for owner, name, _, wrapper in self._saved
-                    if owner.__dict__.get(name) is not wrapper]
+        replaced = [f"{patch.owner.__name__}.{patch.name}" for patch in self._saved
+                    if getattr(patch.owner, patch.name) not in (patch.wrapper, patch.before)]
         if replaced:
             raise RuntimeError(f"network guard: {', '.join(replaced)} replaced by someone else while the "
                                f"guard was installed; not restoring over it")
-        for owner, name, own, _ in reversed(self._saved):
-            if own is _ABSENT:
-                delattr(owner, name)
+        for patch in reversed(self._saved):
+            if patch.own is _ABSENT:
+                if patch.name in patch.owner.__dict__:
+                    delattr(patch.owner, patch.name)
             else:
-                setattr(owner, name, own)
+                setattr(patch.owner, patch.name, patch.own)
         self._saved.clear()
         _installed.pop()
 
@@ -301,6 +339,16 @@ class _PytestSessionGuard:
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         self.guard.current_test = nodeid
+
+    # Registered at configure time, after every installed plugin, so pytest calls these two
+    # before the other plugins' implementations and before its own runner's (fixtures, then the
+    # test): the guard is in place for a test's fixtures whatever the previous teardown put back,
+    # and around whatever another plugin's setup patched in for the test itself.
+    def pytest_runtest_setup(self, item: Any) -> None:
+        self.guard.reassert()
+
+    def pytest_runtest_call(self, item: Any) -> None:
+        self.guard.reassert()
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         self.guard.current_test = None
