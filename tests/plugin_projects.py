@@ -55,6 +55,14 @@ class RecordingParser:
         self.ini_keys.append(name)
 
 
+def unprefixed_names(parser: RecordingParser, markers) -> list[str]:
+    """What a plugin adds without its prefix: options not ``--bark-*``, ini keys and markers not
+    ``bark_*`` (markers named ``marker NAME``)."""
+    return ([name for name in parser.options if not name.startswith("--bark-")]
+            + [f"ini {name}" for name in parser.ini_keys if not name.startswith("bark_")]
+            + [f"marker {name}" for name in markers if not name.startswith("bark_")])
+
+
 FOREIGN_INI = """\
 [pytest]
 markers =
@@ -116,8 +124,9 @@ def test_marked_bark_slow():
 '''
 
 
-_VERBOSE_LINE = re.compile(r"^test_foreign\.py::(?P<name>\w+) (?P<outcome>PASSED|FAILED|SKIPPED|ERROR)\b")
-"""A test's line in ``pytest -v`` output."""
+_VERBOSE_LINE = re.compile(r"^(?:test_foreign\.py::(?P<name>\w+) (?P<outcome>PASSED|FAILED|SKIPPED|ERROR)\b"
+                           r"|\[gw\d+\] \[\s*\d+%\] (?P<xoutcome>PASSED|FAILED|SKIPPED|ERROR) test_foreign\.py::(?P<xname>\w+))")
+"""A test's line in ``pytest -v`` output, in one process or from a pytest-xdist worker."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,7 @@ def run_foreign_project(directory: Path, *args: str) -> ForeignSession:
     env.update(OMP_NUM_THREADS="2", FOREIGN_STATE_FILE=str(state_file))
     process = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *args], cwd=directory,
                              env=env, capture_output=True, text=True, timeout=600)
-    outcomes = {match["name"]: match["outcome"].lower()
+    outcomes = {match["name"] or match["xname"]: (match["outcome"] or match["xoutcome"]).lower()
                 for match in map(_VERBOSE_LINE.match, process.stdout.splitlines()) if match}
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     return ForeignSession(outcomes, state, process.returncode, process.stdout + process.stderr)

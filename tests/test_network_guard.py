@@ -275,7 +275,7 @@ def test_a_function_put_back_by_someone_else_is_wrapped_again():
             socket.socket.connect, socket.getaddrinfo = original_connect, original_getaddrinfo  # "put back"
             socket.getaddrinfo(*remote, flags=socket.AI_NUMERICHOST)  # known-bad: unguarded now
             assert guard.attempts == []
-            assert guard.reassert() == ["socket.connect", "socket.getaddrinfo"]
+            assert guard.reassert() == ["socket.socket.connect", "socket.getaddrinfo"]
             with pytest.raises(NetworkBlockedError):
                 socket.getaddrinfo(*remote, flags=socket.AI_NUMERICHOST)
             assert guard.reassert() == []
@@ -283,6 +283,25 @@ def test_a_function_put_back_by_someone_else_is_wrapped_again():
         finally:
             guard.uninstall()
         assert "connect" not in socket.socket.__dict__ and socket.getaddrinfo is original_getaddrinfo
+
+
+def test_reassert_leaves_a_monkeypatch_and_a_guard_on_top_alone():
+    """Only a put-back original is wrapped again: a test's fake resolver and a guard installed
+    over this one (a fixture's record-mode guard) stay as they are, and uninstall in order."""
+    with network_guard.suspended():
+        outer = NetworkGuard().install()
+        try:
+            with pytest.MonkeyPatch.context() as patch:
+                fake = lambda *args, **kwargs: [("fake",)]  # noqa: E731
+                patch.setattr(socket, "getaddrinfo", fake)
+                assert outer.reassert() == [] and socket.getaddrinfo is fake
+            with NetworkGuard("record") as inner:
+                assert outer.reassert() == [] and inner.reassert() == []
+                with pytest.raises(NetworkBlockedError):  # the inner one records, then calls the outer one
+                    socket.getaddrinfo("192.0.2.1", 80, flags=socket.AI_NUMERICHOST)
+            assert len(inner.attempts) == 1 and len(outer.attempts) == 1
+        finally:
+            outer.uninstall()
 
 
 PUTS_SOCKET_BACK = """

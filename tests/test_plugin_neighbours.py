@@ -43,11 +43,12 @@ def neighbours_installed():
                     f"pip install -r tests/neighbour_plugins.txt (CI's neighbours lane does)")
 
 
-def run_pytest(directory: Path, *args: str) -> subprocess.CompletedProcess:
+def run_pytest(directory: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """pytest in ``directory`` in a new interpreter, with every installed plugin autoloaded (as a
-    project's session would be) and this suite's own pytest and bark-ablation variables removed."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("PYTEST_", "BARK_ABLATION_"))}
+    project's session would be), this suite's own pytest and bark-ablation variables removed and
+    ``env`` added."""
+    env = {**{key: value for key, value in os.environ.items()
+              if not key.startswith(("PYTEST_", "BARK_ABLATION_"))}, **(env or {})}
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=directory, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -71,22 +72,32 @@ def test_help_starts_beside_the_common_plugins(neighbours_installed, tmp_path, e
 
 def test_a_session_runs_beside_them_enabled(neighbours_installed, tmp_path):
     """Not only --help: an enabled session with all of them loaded runs its tests, each under the
-    network guard. pytest-socket puts ``socket.socket.connect`` back after every test, asked or
+    network guard (in refuse mode, so that the refusals do not fail the session). pytest-socket puts ``socket.socket.connect`` back after every test, asked or
     not, which removed the guard's check of connections from the second test on and crashed the
     session's end; the guard now wraps again before each test (NetworkGuard.reassert)."""
     (tmp_path / "pytest.ini").write_text(f"[pytest]\n{ENABLE_LINE}\n", encoding="utf-8")
     (tmp_path / "test_one.py").write_text(
         "import socket\n\n"
-        "def guarded():\n"
-        "    return all('network_guard' in (function.__doc__ or '')\n"
-        "               for function in (socket.getaddrinfo, socket.socket.connect))\n\n"
+        "import pytest\n\n"
+        "def assert_guarded():\n"
+        "    # Refuse mode answers as an offline machine; unguarded, the numeric look-up succeeds and\n"
+        "    # connect fails on the closed socket (EBADF) with another message: no packet either way.\n"
+        "    with pytest.raises(OSError, match='network guard'):\n"
+        "        socket.getaddrinfo('192.0.2.1', 80, flags=socket.AI_NUMERICHOST)\n"
+        "    sock = socket.socket()\n"
+        "    sock.close()\n"
+        "    with pytest.raises(OSError, match='network guard'):\n"
+        "        sock.connect(('192.0.2.1', 9))\n\n"
         "def test_guarded():\n"
-        "    assert guarded()\n\n"
+        "    assert_guarded()\n\n"
         "def test_model_set_option(pytestconfig):\n"
-        "    assert guarded() and pytestconfig.getoption('--bark-model-set') == 'tiny'\n", encoding="utf-8")
-    result = run_pytest(tmp_path, "-q", "--timeout=120", "--splits", "1", "--group", "1")
+        "    assert_guarded()\n"
+        "    assert pytestconfig.getoption('--bark-model-set') == 'tiny'\n", encoding="utf-8")
+    result = run_pytest(tmp_path, "-q", "--timeout=120", "--splits=1", "--group=1",
+                        env={"BARK_ABLATION_NETWORK_GUARD": "refuse"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 passed" in result.stdout
+    assert "network guard (refuse mode): 2 test(s) tried to reach a non-loopback host (4 attempt(s)" in result.stdout
 
 
 def test_a_clashing_option_is_caught(tmp_path):

@@ -57,6 +57,7 @@ import errno
 import ipaddress
 import os
 import socket
+import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -151,6 +152,13 @@ class _Patch:
     before: Any
     wrapper: Any
 
+    @property
+    def qualified_name(self) -> str:
+        """``socket.getaddrinfo``, ``socket.socket.connect``."""
+        owner = self.owner.__name__ if isinstance(self.owner, types.ModuleType) else \
+            f"{self.owner.__module__}.{self.owner.__qualname__}"
+        return f"{owner}.{self.name}"
+
 
 class NetworkGuard:
     """Patches ``socket`` so that non-local network access raises (``mode="block"``), is only
@@ -186,23 +194,25 @@ class NetworkGuard:
         return self
 
     def reassert(self) -> list[str]:
-        """Wrap again every patched function that someone put back or replaced since
-        :meth:`install`, around whatever is there now; returns their names.
+        """Wrap again every patched function that someone put back since :meth:`install` (the
+        very function that was there before); returns their names.
 
         Other plugins patch ``socket`` too, and some undo their patch by assigning the function
         they saw at import time: pytest-socket 0.8 sets ``socket.socket.connect`` back after every
         test, whether or not it changed it, which removed this guard's check of connections from
-        the second test on. The pytest plugin calls this before each test's setup and call, so the
-        guard holds whatever ran before, and wraps another plugin's own patch rather than undoing
-        it (both refusals apply)."""
+        the second test on. The pytest plugin calls this before each test's setup and call.
+        Anything else in place is left alone: another plugin's own patch, a test's monkeypatch,
+        a guard installed on top of this one. Only the last installed guard reasserts."""
+        if not _installed or _installed[-1] is not self:
+            return []
         rewrapped = []
         for index, patch in enumerate(self._saved):
-            if patch.owner.__dict__.get(patch.name, _ABSENT) is patch.wrapper:
+            if getattr(patch.owner, patch.name) is not patch.before:
                 continue
-            wrapper = patch.make(self, getattr(patch.owner, patch.name))
+            wrapper = patch.make(self, patch.before)
             setattr(patch.owner, patch.name, wrapper)
             self._saved[index] = dataclasses.replace(patch, wrapper=wrapper)
-            rewrapped.append(f"{patch.owner.__name__}.{patch.name}")
+            rewrapped.append(patch.qualified_name)
         return rewrapped
 
     def uninstall(self) -> None:
@@ -213,7 +223,7 @@ class NetworkGuard:
             return
         if _installed[-1] is not self:
             raise RuntimeError("network guards must be uninstalled in reverse order of installation")
-        replaced = [f"{patch.owner.__name__}.{patch.name}" for patch in self._saved
+        replaced = [patch.qualified_name for patch in self._saved
                     if getattr(patch.owner, patch.name) not in (patch.wrapper, patch.before)]
         if replaced:
             raise RuntimeError(f"network guard: {', '.join(replaced)} replaced by someone else while the "

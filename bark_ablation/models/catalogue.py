@@ -1,4 +1,5 @@
-"""The model sets by name: what each one is, and the help text every ``--model-set`` option shows.
+"""The model sets by name: what each one is, and the help text of the model-set options (the CLI's
+``run --model-set`` and ``series``/``bisect --model-set``, the pytest plugin's ``--bark-model-set``).
 
 Pure data, no torch: the pytest plugin writes its option help from it when it loads, in every
 pytest session of an environment where bark-ablation is installed. Building a set is
@@ -21,8 +22,9 @@ MODEL_SET_KINDS = {
     "bark-small-random": "bark-small's size (12 layers), random weights",
 }
 """Model set name -> what it is. Every implementation offers these names
-(``BarkImplementation.model_set_names``); the CLI's and the pytest plugin's ``--model-set`` help
-are written from it (:func:`model_set_help`), so the two never disagree."""
+(``BarkImplementation.model_set_names``; tests/test_model_sets.py holds every implementation to
+it); the CLI's ``--model-set`` help and the pytest plugin's ``--bark-model-set`` help are written
+from it (:func:`model_set_help`), so the two never disagree. A new model set gets its line here."""
 
 
 def model_set_help(default: str, *, auto: bool = False) -> str:
