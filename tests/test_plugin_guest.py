@@ -14,7 +14,8 @@ from __future__ import annotations
 import pytest
 
 from bark_ablation import pytest_plugin
-from plugin_projects import PLUGIN, RecordingParser, enable_plugin, make_foreign_project, run_foreign_project
+from plugin_projects import (PLUGIN, RecordingParser, enable_plugin, make_foreign_project, run_foreign_project,
+                             unprefixed_names)
 
 ALWAYS_ENABLED_DOUBLE = f'''\
 """Test double: the plugin as it was before the opt-in, acting in every session it loads into."""
@@ -35,40 +36,60 @@ def foreign_project(tmp_path_factory):
     return make_foreign_project(tmp_path_factory.mktemp("foreign"))
 
 
+RUN_MODES = {"one-process": (), "xdist-worker": ("-n", "1")}
+"""How the foreign project runs: in one process, and in a pytest-xdist worker (where the plugin,
+enabled, gives each worker its own numba cache)."""
+
+
 @pytest.fixture(scope="module")
 def disabled_session(foreign_project):
-    """The foreign project with the plugin disabled: the reference every other run is held to."""
-    return run_foreign_project(foreign_project, "-p", f"no:{PLUGIN}")
+    """``disabled_session(mode)``: the foreign project with the plugin disabled, run in a
+    :data:`RUN_MODES` mode once per module: the reference every other run is held to."""
+    sessions = {}
+
+    def get(mode: str):
+        if mode not in sessions:
+            sessions[mode] = run_foreign_project(foreign_project, *RUN_MODES[mode], "-p", f"no:{PLUGIN}")
+        return sessions[mode]
+
+    return get
 
 
-def test_the_foreign_project_passes_alone(disabled_session):
+@pytest.mark.parametrize("mode", RUN_MODES)
+def test_the_foreign_project_passes_alone(disabled_session, mode):
     """The reference itself: every test of the foreign project passes without the plugin."""
-    assert disabled_session.outcomes == dict.fromkeys(FOREIGN_TESTS, "passed"), disabled_session.output
-    assert not disabled_session.state["socket_patched"]
+    reference = disabled_session(mode)
+    assert reference.outcomes == dict.fromkeys(FOREIGN_TESTS, "passed"), reference.output
+    assert not reference.state["socket_patched"]
 
 
-def test_installed_but_not_enabled_changes_nothing(foreign_project, disabled_session):
-    installed = run_foreign_project(foreign_project)
-    assert installed.differences(disabled_session) == []
+@pytest.mark.parametrize("mode", RUN_MODES)
+def test_installed_but_not_enabled_changes_nothing(foreign_project, disabled_session, mode):
+    installed = run_foreign_project(foreign_project, *RUN_MODES[mode])
+    assert installed.differences(disabled_session(mode)) == []
     assert installed.state["torch_imported_before_tests"] is False  # loading the plugin imports no torch
 
 
 def test_the_old_always_on_behaviour_fails_the_check(foreign_project, disabled_session):
     """Known-bad twin: the plugin acting in every session (as before the opt-in) is caught, on its
-    guard, its thread count, its skips and its Hub switch."""
+    guard, its thread count, its skips, its Hub switch and its numba caches (in an xdist worker)."""
+    reference = disabled_session("xdist-worker")
     double_module = foreign_project / "always_enabled_double.py"
     double_module.write_text(ALWAYS_ENABLED_DOUBLE, encoding="utf-8")
     try:
-        double = run_foreign_project(foreign_project, "-p", f"no:{PLUGIN}", "-p", "always_enabled_double")
+        double = run_foreign_project(foreign_project, *RUN_MODES["xdist-worker"], "-p", f"no:{PLUGIN}",
+                                     "-p", "always_enabled_double")
     finally:
         double_module.unlink()
-    differences = double.differences(disabled_session)
+    differences = double.differences(reference)
     assert differences, "the always-on double changed nothing: the comparison cannot fail"
     assert "test_offline_tolerant: failed vs passed" in differences
     assert "test_marked_bark_slow: skipped vs passed" in differences
-    if disabled_session.state["torch_threads"] != 1:  # one core: torch's default is the plugin's
-        assert f"torch_threads: 1 vs {disabled_session.state['torch_threads']}" in differences
+    if reference.state["torch_threads"] != 1:  # one core: torch's default is the plugin's
+        assert f"torch_threads: 1 vs {reference.state['torch_threads']}" in differences
     assert "HF_HUB_OFFLINE: '1' vs None" in differences
+    assert any(line.startswith("numba_cache_dir:") and "gw0" in line for line in differences), differences
+    assert "torch_imported_before_tests: True vs False" in differences
 
 
 def test_the_one_line_enables_the_suite(tmp_path):
@@ -84,17 +105,31 @@ def test_the_one_line_enables_the_suite(tmp_path):
     assert enabled.exit_code == pytest.ExitCode.TESTS_FAILED
 
 
-@pytest.mark.parametrize("option", pytest_plugin.SESSION_OPTIONS)
-def test_a_session_option_without_the_opt_in_says_how_to_opt_in(pytester, option):
+SESSION_OPTION_VALUES = {"--bark-torch-threads": ["2"]}
+
+
+@pytest.fixture
+def restore_torch_threads():
+    """An in-process session that enabled the plugin sets this process's torch thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("option, value", [(option, SESSION_OPTION_VALUES.get(option, []))
+                                           for option in pytest_plugin.SESSION_OPTIONS]
+                         + [("--bark-torch-threads", ["0"])])
+def test_a_session_option_without_the_opt_in_says_how_to_opt_in(pytester, restore_torch_threads, option, value):
     pytester.makepyfile(test_one="def test_one():\n    pass\n")
     pytester.makeconftest(f'pytest_plugins = ("{PLUGIN}",)')
-    value = {"--bark-shard": ["1/2"], "--bark-torch-threads": ["2"]}.get(option, [])
     result = pytester.runpytest_inprocess(option, *value)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{option}: changes the test session*add `bark_enable = true`*"])
     enable_plugin(pytester)
-    assert pytester.runpytest_inprocess(option, *value, "--bark-allow-network").ret in (
-        pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+    result = pytester.runpytest_inprocess(option, *value, "--bark-allow-network")
+    assert result.ret == pytest.ExitCode.OK
 
 
 def test_every_name_the_plugin_adds_is_prefixed():
@@ -102,18 +137,17 @@ def test_every_name_the_plugin_adds_is_prefixed():
     --shard or slow marker, nor another plugin's (test_plugin_neighbours starts them side by side)."""
     parser = RecordingParser()
     pytest_plugin.pytest_addoption(parser)
-    assert parser.options and all(name.startswith("--bark-") for name in parser.options), parser.options
-    assert parser.ini_keys == [pytest_plugin.ENABLE_INI] and pytest_plugin.ENABLE_INI.startswith("bark_")
-    assert all(name.startswith("bark_") for name in pytest_plugin.MARKERS), list(pytest_plugin.MARKERS)
+    assert parser.options and unprefixed_names(parser, pytest_plugin.MARKERS) == []
     assert set(pytest_plugin.SESSION_OPTIONS) <= set(parser.options)
 
 
-def test_the_prefix_check_catches_an_unprefixed_option():
-    """Known-bad twin of the check above: an option named as before (--run-slow) is caught."""
+def test_the_prefix_check_catches_unprefixed_names():
+    """Known-bad twin of the check above: the names the plugin had before are caught."""
 
     def old_addoption(parser):
         parser.getgroup("bark-ablation").addoption("--run-slow", action="store_true")
+        parser.getgroup("bark-ablation").addoption("--bark-device")
 
     parser = RecordingParser()
     old_addoption(parser)
-    assert not all(name.startswith("--bark-") for name in parser.options)
+    assert unprefixed_names(parser, {"slow": "", "bark_gpu": ""}) == ["--run-slow", "marker slow"]

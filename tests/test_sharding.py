@@ -1,31 +1,79 @@
-"""Sharding for CI matrices and one GPU per xdist worker."""
+"""Splitting the suite across CI jobs (pytest-split, the committed durations) and one GPU per xdist worker."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from bark_ablation.core.errors import ParamsError
-from bark_ablation.bench.sharding import in_shard, parse_shard, worker_device
+from bark_ablation.bench.sharding import (DURATIONS_FILE, REFRESH_DURATIONS_COMMAND, missing_durations, read_durations,
+                                          worker_device)
 from plugin_projects import enable_plugin
 
-NODE_IDS = [f"tests/test_x.py::test_{i}[case{j}]" for i in range(40) for j in range(5)]
+REPO = Path(__file__).resolve().parents[1]
+SMALL_FILE = "tests/test_conditioning.py"
+"""A file whose tests run in well under a second, for the split and refresh commands."""
+STALE_SHARE = 0.05
+"""More of a session's tests missing from the durations file than this share fails the check below."""
 
 
-@pytest.mark.parametrize("count", [1, 2, 3, 7])
-def test_shards_cover_every_test_exactly_once(count):
-    owners = [[i for i in range(1, count + 1) if in_shard(nodeid, i, count)] for nodeid in NODE_IDS]
-    assert all(len(owner) == 1 for owner in owners)
-    sizes = [sum(owner == [i] for owner in owners) for i in range(1, count + 1)]
-    assert min(sizes) > len(NODE_IDS) / count / 2  # roughly balanced
+def durations_check(nodeids: list[str], durations: dict[str, float]) -> str | None:
+    """None where ``durations`` knows at least 95 % of ``nodeids``; else what is missing and the
+    command that records the file again."""
+    missing = missing_durations(nodeids, durations)
+    if len(missing) <= STALE_SHARE * len(nodeids):
+        return None
+    return (f"{DURATIONS_FILE} lacks {len(missing)} of this session's {len(nodeids)} tests (e.g. {missing[0]}); "
+            f"pytest-split gives them the mean duration. Record it again: {REFRESH_DURATIONS_COMMAND}")
 
 
-@pytest.mark.parametrize("text, rule", [("3/2", "1 <= i <= n"), ("0/2", "1 <= i <= n"), ("a/b", "'i/n'"),
-                                        ("2", "'i/n'")])
-def test_bad_shard_names_the_rule(text, rule):
-    with pytest.raises(ParamsError, match=f"shard: .*{rule}"):
-        parse_shard(text)
+def test_the_committed_durations_know_this_sessions_tests(request):
+    nodeids = [item.nodeid for item in request.session.items]
+    assert durations_check(nodeids, read_durations(REPO / DURATIONS_FILE)) is None
+
+
+def test_the_readme_gives_the_refresh_command():
+    assert REFRESH_DURATIONS_COMMAND in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_stale_durations_are_caught():
+    """Known-bad twin: a durations file that knows only one test of the session."""
+    nodeids = [f"tests/test_x.py::test_{i}" for i in range(40)]
+    message = durations_check(nodeids, {nodeids[0]: 1.0})
+    assert message is not None and "lacks 39 of this session's 40 tests" in message and "--store-durations" in message
+
+
+def run_pytest(*args: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def collected(result: subprocess.CompletedProcess) -> set[str]:
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return {line for line in result.stdout.splitlines() if line.startswith(SMALL_FILE + "::")}
+
+
+def test_the_readme_split_runs_every_test_once(tmp_path):
+    """The README's split (`--splits=N --group=K`, pytest-split, the committed durations) on one
+    file: the groups are disjoint, none is empty, and together they are the file."""
+    everything = collected(run_pytest(SMALL_FILE, "--collect-only"))
+    groups = [collected(run_pytest(SMALL_FILE, "--collect-only", "--splits=2", f"--group={group}"))
+              for group in (1, 2)]
+    assert all(groups) and not groups[0] & groups[1] and groups[0] | groups[1] == everything
+
+
+def test_the_readme_refresh_records_every_test(tmp_path):
+    """The README's refresh (`--store-durations --clean-durations`), into a scratch file."""
+    path = tmp_path / "durations.json"
+    everything = collected(run_pytest(SMALL_FILE, "--collect-only"))
+    result = run_pytest(SMALL_FILE, "--store-durations", "--clean-durations", f"--durations-path={path}")
+    assert result.returncode == 0, result.stdout[-2000:]
+    durations = read_durations(path)
+    assert set(durations) == everything and all(seconds >= 0 for seconds in durations.values())
 
 
 @pytest.mark.parametrize("device, worker, count, expected", [
@@ -34,18 +82,6 @@ def test_bad_shard_names_the_rule(text, rule):
 ])
 def test_each_xdist_worker_gets_its_own_gpu(device, worker, count, expected):
     assert worker_device(device, worker, count) == expected
-
-
-def test_plugin_option_splits_a_session(pytester):
-    enable_plugin(pytester)
-    pytester.makepyfile(test_many="import pytest\n@pytest.mark.parametrize('i', range(30))\ndef test_one(i):\n    pass\n")
-    counts = []
-    for index in (1, 2, 3):
-        result = pytester.runpytest_inprocess("--bark-shard", f"{index}/3")
-        counts.append(result.parseoutcomes().get("passed", 0))
-    assert sum(counts) == 30 and all(counts)
-    result = pytester.runpytest_inprocess("--bark-shard", "4/3")
-    result.stderr.fnmatch_lines(["*--bark-shard: must satisfy 1 <= i <= n*"])
 
 
 def test_unknown_implementation_is_a_usage_error(pytester):
@@ -78,6 +114,8 @@ def test_each_xdist_worker_gets_its_own_numba_cache(tmp_path, monkeypatch):
         directories.append(os.environ["NUMBA_CACHE_DIR"])
         assert numba.config.CACHE_DIR == directories[-1]
     assert directories == [str(tmp_path / "cache" / "numba" / w) for w in ("gw0", "gw1")]
+    _separate_numba_caches(config)  # a nested (pytester) session in the same worker: the same directory
+    assert os.environ["NUMBA_CACHE_DIR"] == directories[-1]
     monkeypatch.delenv("PYTEST_XDIST_WORKER")
     monkeypatch.setenv("NUMBA_CACHE_DIR", "/unchanged")
     _separate_numba_caches(config)  # not a worker: nothing changes

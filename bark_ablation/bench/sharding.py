@@ -1,37 +1,48 @@
 """Splitting a suite across CI jobs and GPUs.
 
-* :func:`parse_shard` / :func:`in_shard`: ``--bark-shard i/n`` keeps the tests whose node id hashes to
-  shard ``i`` of ``n`` (CRC-32 of the node id, so the split is the same on every machine and does
-  not depend on collection order). Run shards ``1/n`` ... ``n/n`` in a CI matrix; together they
-  run every test exactly once.
-* :func:`worker_device`: under pytest-xdist, ``--bark-device cuda`` gives worker ``gwK`` the GPU
-  ``cuda:K mod device_count``, one GPU per worker.
+Across CI jobs: pytest-split (``--splits N --group K``), by the per-test durations recorded in
+:data:`DURATIONS_FILE`. Measured on this suite (1,410 tests, 4 groups, each group one process
+on one core of a 2-core AMD EPYC, CPU seconds): pytest-split's default ``duration_based_chunks``
+gave 131 / 119 / 207 / 139 s (slowest 1.39x the mean of 149 s, 594 s in all); its
+``least_duration`` 235 / 272 / 245 / 274 s (1.07x the mean of 257 s, 1,027 s); the CRC-32 split
+of node ids this module used to do 266 / 256 / 251 / 289 s (1.09x the mean of 266 s, 1,062 s).
+The last two balance better around their mean but scatter every file over every group, so each
+group builds the session fixtures (regression matrices, studies, numba's kernels) again: the
+hash's slowest group took 40 % longer than the chunks' slowest, and the whole split 79 % more
+CPU. The chunks keep files together, so the default algorithm is the one to use. A
+test the durations file lacks is given the mean duration, so the file only needs refreshing
+when the suite's shape changes (:func:`missing_durations` says how much it lacks).
 
-Results merge afterwards: pytest-benchmark's ``--benchmark-json`` per shard, and a run
-directory per study shard (``bark-ablation run --seeds`` on disjoint seeds).
+Across GPUs: :func:`worker_device`: under pytest-xdist, ``--bark-device cuda`` gives worker
+``gwK`` the GPU ``cuda:K mod device_count``, one GPU per worker.
+
+Results merge afterwards: pytest-benchmark's ``--benchmark-json`` per job, and a run directory
+per study shard (``bark-ablation run --seeds`` on disjoint seeds).
 """
 
 from __future__ import annotations
 
-import zlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
 
-from bark_ablation.core.errors import ParamsError
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` -> ``(i, n)`` with 1 <= i <= n; ParamsError naming the rule otherwise."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise ParamsError("shard", f"must be 'i/n' with integers, e.g. '2/4', got {text!r}") from None
-    if not 1 <= index <= count:
-        raise ParamsError("shard", f"must satisfy 1 <= i <= n, got {text!r}")
-    return index, count
+DURATIONS_FILE = ".test_durations"
+"""pytest-split's durations file, at the repository root (its default path)."""
+REFRESH_DURATIONS_COMMAND = ".venv/bin/python -m pytest -n 2 --dist loadfile --store-durations --clean-durations"
+"""The README's command that records :data:`DURATIONS_FILE` again (the whole suite, about 6 minutes on 2 cores)."""
 
 
-def in_shard(nodeid: str, index: int, count: int) -> bool:
-    """Whether the test ``nodeid`` belongs to shard ``index`` (1-based) of ``count``."""
-    return zlib.crc32(nodeid.encode()) % count == index - 1
+def read_durations(path: Path) -> dict[str, float]:
+    """``{node id: seconds}`` from a pytest-split durations file."""
+    durations = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(durations, list):  # pytest-split before 0.4 wrote [[node id, seconds], ...]
+        durations = dict(durations)
+    return {str(nodeid): float(seconds) for nodeid, seconds in durations.items()}
+
+
+def missing_durations(nodeids: Iterable[str], durations: dict[str, float]) -> list[str]:
+    """The node ids that ``durations`` has no time for (pytest-split gives them the mean)."""
+    return [nodeid for nodeid in nodeids if nodeid not in durations]
 
 
 def worker_device(device: str, worker: str | None, device_count: int) -> str:
