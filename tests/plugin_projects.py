@@ -158,19 +158,29 @@ def make_foreign_project(directory: Path, *, enabled: bool = False) -> Path:
     return directory
 
 
+SESSION_VARIABLES = ("HF_HUB_OFFLINE", "NUMBA_CACHE_DIR")
+"""Variables this suite's own enabled session sets (besides ``PYTEST_*`` and ``BARK_ABLATION_*``),
+which a new session must not inherit from it."""
+
+
+def run_pytest(directory: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """pytest in ``directory`` in a new interpreter, as a project's own CI would start it: every
+    installed plugin autoloaded, no cache provider, and this environment without what this suite's
+    session set (pytest's, xdist's and bark-ablation's variables, :data:`SESSION_VARIABLES`),
+    plus ``env``."""
+    inherited = {key: value for key, value in os.environ.items()
+                 if not key.startswith(("PYTEST_", "BARK_ABLATION_")) and key not in SESSION_VARIABLES}
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=directory,
+                          env={**inherited, **(env or {})}, capture_output=True, text=True, timeout=600)
+
+
 def run_foreign_project(directory: Path, *args: str) -> ForeignSession:
-    """Run the project in ``directory`` in a new interpreter, as its own CI would. Its
-    environment is this one without pytest's, xdist's and bark-ablation's variables (this suite's
-    own session set some), with ``OMP_NUM_THREADS=2``: torch's default thread count is then 2 on
-    any machine with two cores or more (torch caps it at the core count), told apart from the
-    plugin's 1."""
+    """Run the project in ``directory`` with :func:`run_pytest`, with ``OMP_NUM_THREADS=2``:
+    torch's default thread count is then 2 on any machine with two cores or more (torch caps it at
+    the core count), told apart from the plugin's 1."""
     state_file = directory / "state.json"
     state_file.unlink(missing_ok=True)
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("PYTEST_", "BARK_ABLATION_")) and key not in ("HF_HUB_OFFLINE", "NUMBA_CACHE_DIR")}
-    env.update(OMP_NUM_THREADS="2", FOREIGN_STATE_FILE=str(state_file))
-    process = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *args], cwd=directory,
-                             env=env, capture_output=True, text=True, timeout=600)
+    process = run_pytest(directory, "-v", *args, env={"OMP_NUM_THREADS": "2", "FOREIGN_STATE_FILE": str(state_file)})
     outcomes = {match["name"] or match["xname"]: (match["outcome"] or match["xoutcome"]).lower()
                 for match in map(_VERBOSE_LINE.match, process.stdout.splitlines()) if match}
     state = json.loads(state_file.read_text()) if state_file.exists() else {}

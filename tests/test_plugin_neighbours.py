@@ -10,15 +10,13 @@ naming it and the command that installs them; the known-bad twin runs everywhere
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bark_ablation.pytest_plugin import ENABLE_LINE
+from plugin_projects import run_pytest
 
 NEIGHBOURS_FILE = Path(__file__).with_name("neighbour_plugins.txt")
 NEIGHBOURS = [line.split("#", 1)[0].strip() for line in NEIGHBOURS_FILE.read_text(encoding="utf-8").splitlines()
@@ -43,16 +41,6 @@ def neighbours_installed():
                     f"pip install -r tests/neighbour_plugins.txt (CI's neighbours lane does)")
 
 
-def run_pytest(directory: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """pytest in ``directory`` in a new interpreter, with every installed plugin autoloaded (as a
-    project's session would be), this suite's own pytest and bark-ablation variables removed and
-    ``env`` added."""
-    env = {**{key: value for key, value in os.environ.items()
-              if not key.startswith(("PYTEST_", "BARK_ABLATION_"))}, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=directory, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
 def registered_plugins(directory: Path) -> str:
     """``pytest -VV``'s list of registered third-party plugins."""
     return run_pytest(directory, "-VV").stdout
@@ -72,8 +60,8 @@ def test_help_starts_beside_the_common_plugins(neighbours_installed, tmp_path, e
 
 def test_a_session_runs_beside_them_enabled(neighbours_installed, tmp_path):
     """Not only --help: an enabled session with all of them loaded runs its tests, each under the
-    network guard (in refuse mode, so that the refusals do not fail the session). pytest-socket puts ``socket.socket.connect`` back after every test, asked or
-    not, which removed the guard's check of connections from the second test on and crashed the
+    network guard (in refuse mode, so that the refusals do not fail the session). pytest-socket
+    puts ``socket.socket.connect`` back after every test, asked or not, which removed the guard's check of connections from the second test on and crashed the
     session's end; the guard now wraps again before each test (NetworkGuard.reassert)."""
     (tmp_path / "pytest.ini").write_text(f"[pytest]\n{ENABLE_LINE}\n", encoding="utf-8")
     (tmp_path / "test_one.py").write_text(

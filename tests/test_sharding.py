@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bark_ablation.bench.sharding import (DURATIONS_FILE, REFRESH_DURATIONS_COMMAND, missing_durations, read_durations,
                                           worker_device)
-from plugin_projects import enable_plugin
+from plugin_projects import enable_plugin, run_pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_FILE = "tests/test_conditioning.py"
@@ -46,22 +45,16 @@ def test_stale_durations_are_caught():
     assert message is not None and "lacks 39 of this session's 40 tests" in message and "--store-durations" in message
 
 
-def run_pytest(*args: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
 def collected(result: subprocess.CompletedProcess) -> set[str]:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return {line for line in result.stdout.splitlines() if line.startswith(SMALL_FILE + "::")}
 
 
-def test_the_readme_split_runs_every_test_once(tmp_path):
+def test_the_readme_split_runs_every_test_once():
     """The README's split (`--splits=N --group=K`, pytest-split, the committed durations) on one
     file: the groups are disjoint, none is empty, and together they are the file."""
-    everything = collected(run_pytest(SMALL_FILE, "--collect-only"))
-    groups = [collected(run_pytest(SMALL_FILE, "--collect-only", "--splits=2", f"--group={group}"))
+    everything = collected(run_pytest(REPO, "-q", SMALL_FILE, "--collect-only"))
+    groups = [collected(run_pytest(REPO, "-q", SMALL_FILE, "--collect-only", "--splits=2", f"--group={group}"))
               for group in (1, 2)]
     assert all(groups) and not groups[0] & groups[1] and groups[0] | groups[1] == everything
 
@@ -69,8 +62,8 @@ def test_the_readme_split_runs_every_test_once(tmp_path):
 def test_the_readme_refresh_records_every_test(tmp_path):
     """The README's refresh (`--store-durations --clean-durations`), into a scratch file."""
     path = tmp_path / "durations.json"
-    everything = collected(run_pytest(SMALL_FILE, "--collect-only"))
-    result = run_pytest(SMALL_FILE, "--store-durations", "--clean-durations", f"--durations-path={path}")
+    everything = collected(run_pytest(REPO, "-q", SMALL_FILE, "--collect-only"))
+    result = run_pytest(REPO, "-q", SMALL_FILE, "--store-durations", "--clean-durations", f"--durations-path={path}")
     assert result.returncode == 0, result.stdout[-2000:]
     durations = read_durations(path)
     assert set(durations) == everything and all(seconds >= 0 for seconds in durations.values())

@@ -34,10 +34,7 @@ REFRESH_DURATIONS_COMMAND = ".venv/bin/python -m pytest -n 2 --dist loadfile --s
 
 def read_durations(path: Path) -> dict[str, float]:
     """``{node id: seconds}`` from a pytest-split durations file."""
-    durations = json.loads(path.read_text(encoding="utf-8"))
-    if isinstance(durations, list):  # pytest-split before 0.4 wrote [[node id, seconds], ...]
-        durations = dict(durations)
-    return {str(nodeid): float(seconds) for nodeid, seconds in durations.items()}
+    return {str(nodeid): float(seconds) for nodeid, seconds in json.loads(path.read_text(encoding="utf-8")).items()}
 
 
 def missing_durations(nodeids: Iterable[str], durations: dict[str, float]) -> list[str]:
