@@ -32,6 +32,7 @@ Each has an upstream report and a standalone reproducer under ``docs/upstream/``
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -108,6 +109,10 @@ class ProbeInputs:
     semantic: np.ndarray
     coarse: np.ndarray
     bark_module: str
+    import_contacts: object | None = None
+    """An :class:`~bark_ablation.releases.import_contacts.ImportContacts` of ``bark_module`` already
+    measured in this release (the surface check ``import-network-refused`` makes the same fresh
+    import); None: the import probe measures it."""
 
     @classmethod
     def greedy(cls, runner: StageRunner, bark_module: str | None = None) -> "ProbeInputs":
@@ -190,7 +195,7 @@ def import_contacts_the_hub(runner: StageRunner | None, inputs: ProbeInputs) -> 
     attempts to reach another host (:func:`~bark_ablation.releases.import_contacts.count_import_contacts`:
     one process, about 5-25 s on a 2-core CPU). ``runner`` is not used. ReleaseError when the
     module does not import there without having tried the network (nothing to judge)."""
-    contacts = count_import_contacts(inputs.bark_module)
+    contacts = inputs.import_contacts or count_import_contacts(inputs.bark_module)
     seconds = f"import {contacts.import_s:.1f} s, process {contacts.process_s:.1f} s"
     if contacts.attempts:
         count = len(contacts.attempts)
@@ -223,8 +228,11 @@ PROBES = {probe.id: probe for probe in (
 
 
 def run_probes(runner: StageRunner, ids: tuple[str, ...] | None = None, *,
-               bark_module: str | None = None) -> list[ProbeResult]:
+               bark_module: str | None = None, import_contacts: object | None = None) -> list[ProbeResult]:
     """Every probe (or those in ``ids``) on ``runner``, in :data:`PROBES` order, from one
-    :class:`ProbeInputs` (``bark_module``: see :meth:`ProbeInputs.greedy`)."""
+    :class:`ProbeInputs` (``bark_module``: see :meth:`ProbeInputs.greedy`; ``import_contacts``: see
+    :attr:`ProbeInputs.import_contacts`)."""
     inputs = ProbeInputs.greedy(runner, bark_module)
+    if import_contacts is not None:
+        inputs = dataclasses.replace(inputs, import_contacts=import_contacts)
     return [probe.run(runner, inputs) for probe_id, probe in PROBES.items() if ids is None or probe_id in ids]

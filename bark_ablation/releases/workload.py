@@ -13,8 +13,12 @@ The workload, identical for every release (model set ``tiny`` unless told otherw
 * sampled tokens (:data:`~bark_ablation.releases.probes.SAMPLED`: Bark's temperatures, 1 s) of the
   same cells, seeds 0 and 1;
 * stage wall times (seconds) of the greedy ``scf`` cell, ``repeats`` times after one warm-up run;
+* every surface check of :mod:`bark_ablation.releases.surface` (the public entry points, called
+  as users call them, on the tiny set saved in the Hub's layout), in this same process after the
+  timings, so they cost no second interpreter or model build;
 * every probe of :mod:`bark_ablation.releases.probes` (``import-contacts-the-hub`` imports the
-  release's Bark module once more, in a fresh process of its own with the same ``PYTHONPATH``).
+  release's Bark module once more, in a fresh process of its own with the same ``PYTHONPATH``;
+  the surface check ``import-network-refused`` makes that import and the probe reads its count).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bark_ablation.releases.surface import one_line
+
 WORKLOAD_TEXT = "When I was a young boy, my father took me into the city."
 WORKLOAD_PROMPT = "en_speaker_0"
 WORKLOAD_CELLS = ("scf", "---")
@@ -40,12 +46,14 @@ STATUS_OK, STATUS_IMPORT, STATUS_FAILED, STATUS_WRONG = "ok", "import-error", "w
 
 def run_workload(distribution: str, version: str, *, overlay: str | None, model_set: str = "tiny",
                  device: str = "cpu", repeats: int = DEFAULT_REPEATS, probes_only: bool = False,
-                 probes: tuple[str, ...] | None = None) -> dict[str, Any]:
+                 probes: tuple[str, ...] | None = None, surface: tuple[str, ...] | None = None,
+                 surface_layout: str | None = None) -> dict[str, Any]:
     """The workload's result for the release importable in this process (see the module docstring).
 
     ``overlay``: the directory the release is expected to come from (None: the environment).
     ``probes_only`` skips tokens and timings (what a bisect needs); ``probes`` runs only the probes
-    with these ids (None: every probe).
+    with these ids (None: every probe). ``surface`` runs only these surface checks (None: every
+    one; empty: none); ``surface_layout``: a layout already written for them (None: written here).
     """
     from bark_ablation.releases.lines import release_line
 
@@ -57,26 +65,29 @@ def run_workload(distribution: str, version: str, *, overlay: str | None, model_
         module = importlib.import_module(line.module)
         imported = metadata.version(distribution)
     except Exception as error:  # any failure to import is this release's row, with its reason
-        return {**result, "status": STATUS_IMPORT, "error": _one_line(error)}
+        return {**result, "status": STATUS_IMPORT, "error": one_line(error)}
     result["module_file"] = getattr(module, "__file__", None)
     if imported != version or (overlay and not str(result["module_file"]).startswith(overlay)):
         return {**result, "status": STATUS_WRONG,
                 "error": f"imported {distribution} {imported} from {result['module_file']}, expected {version}"
                          + (f" from {overlay}" if overlay else "")}
     try:
-        result.update(_measure(line.implementation, model_set, device, repeats, probes_only, probes))
+        result.update(_measure(line.implementation, model_set, device, repeats, probes_only, probes,
+                               distribution, surface, surface_layout))
     except Exception as error:  # the release imported but cannot run the workload: a row saying why
-        result.update(status=STATUS_FAILED, error=_one_line(error), traceback=traceback.format_exc(limit=-4))
+        result.update(status=STATUS_FAILED, error=one_line(error), traceback=traceback.format_exc(limit=-4))
     result["wall_s"] = time.perf_counter() - started
     return result
 
 
 def _measure(implementation: str, model_set_name: str, device: str, repeats: int,
-             probes_only: bool, probes: tuple[str, ...] | None) -> dict[str, Any]:
+             probes_only: bool, probes: tuple[str, ...] | None, distribution: str = "",
+             surface: tuple[str, ...] | None = None, surface_layout: str | None = None) -> dict[str, Any]:
     from bark_ablation.core.environment import device_description, package_versions
     from bark_ablation.generation.pipeline import STAGE_NAMES, run_matrix
     from bark_ablation.implementations.registry import activated, get_model_set
     from bark_ablation.releases.probes import GREEDY, SAMPLED, run_probes
+    from bark_ablation.releases.surface import SURFACES, run_surface
 
     built = time.perf_counter()
     model_set = get_model_set(model_set_name, device, implementation=implementation)
@@ -96,23 +107,21 @@ def _measure(implementation: str, model_set_name: str, device: str, repeats: int
                 for stage in STAGE_NAMES:
                     timings[stage].append(generation.stage_seconds[stage])
         measured["timings_s"] = timings
-    with activated(model_set) as runner:
-        measured["probes"] = [vars(result) for result in run_probes(runner, probes)]
+    shared: dict[str, Any] = {}
+    if surface != () and distribution in SURFACES:
+        started = time.perf_counter()
+        try:
+            checks = run_surface(distribution, device=device, names=surface, cache=shared,
+                                 layout=Path(surface_layout) if surface_layout else None)
+            measured["surface"] = [check.to_dict() for check in checks]
+        except Exception as error:  # the layout could not be written: say so, keep the rest of the row
+            measured["surface_error"] = one_line(error)
+        measured["surface_s"] = time.perf_counter() - started
+    if probes != ():
+        with activated(model_set) as runner:
+            measured["probes"] = [vars(result) for result in
+                                  run_probes(runner, probes, import_contacts=shared.get("import_contacts"))]
     return measured
-
-
-def _one_line(error: BaseException) -> str:
-    """``Type: message`` and where it was raised (``package/module.py:line in function``), on one line."""
-    text = str(error).strip().splitlines()
-    line = f"{type(error).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
-    frames = traceback.extract_tb(error.__traceback__)
-    if frames:
-        frame = frames[-1]
-        parts = Path(frame.filename).parts
-        anchor = next((i for i in range(len(parts) - 1, -1, -1)
-                       if parts[i] in ("transformers", "bark", "bark_ablation", "torch")), max(len(parts) - 2, 0))
-        line += f" (at {'/'.join(parts[anchor:])}:{frame.lineno} in {frame.name})"
-    return line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
     parser.add_argument("--probes-only", action="store_true")
     parser.add_argument("--probe", action="append", default=None, help="run only this probe (repeatable)")
+    parser.add_argument("--no-probes", action="store_true", help="run no probe")
+    parser.add_argument("--surface-check", action="append", default=None,
+                        help="run only this surface check (repeatable)")
+    parser.add_argument("--no-surface", action="store_true", help="run no surface check")
+    parser.add_argument("--surface-layout", default=None, help="a surface layout already written (a directory)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     import torch
@@ -132,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # every release on one thread: timings comparable, tokens those of the CPU class
     result = run_workload(args.distribution, args.version, overlay=args.overlay, model_set=args.model_set,
                           device=args.device, repeats=args.repeats, probes_only=args.probes_only,
-                          probes=None if args.probe is None else tuple(args.probe))
+                          probes=() if args.no_probes else None if args.probe is None else tuple(args.probe),
+                          surface=() if args.no_surface else None if args.surface_check is None
+                          else tuple(args.surface_check),
+                          surface_layout=args.surface_layout)
     args.out.write_text(json.dumps(result) + "\n", encoding="utf-8")
     return 0
 

