@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     _release_options(series)
     series.add_argument("--repeats", type=_int_arg("--repeats"), default=5,
                         help="timed runs of the workload's greedy cell per release (default: 5)")
+    series.add_argument("--until", default=None, metavar="VERSION",
+                        help="newest release of the default series (default: the installed release)")
+    series.add_argument("--no-refine", action="store_true",
+                        help="do not run the releases between two rows whose surface checks differ")
+    series.add_argument("--no-surface", action="store_true", help="run no surface check")
     series.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
     series.add_argument("--quiet", action="store_true", help="no line per release on stderr")
     series.set_defaults(handler=_series)
@@ -162,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     question.add_argument("--known-issue", metavar="ID", help="a probe: " + ", ".join(_probe_ids()))
     question.add_argument("--first-diff", action="store_true",
                           help="the first release whose greedy tokens differ from the oldest candidate's")
+    question.add_argument("--surface", metavar="CHECK",
+                          help="a surface check (a public entry point, e.g. pipeline-text-to-speech): the first "
+                               "release where it fails, and the first after it where it works again")
     bisect.add_argument("--versions", nargs="+", metavar="VERSION", default=None,
                         help="candidate releases (default: all from the package index)")
     bisect.add_argument("--since", default=None, metavar="VERSION", help="oldest candidate")
@@ -356,17 +364,28 @@ def _check_release_options(args: argparse.Namespace):
 
 
 def _series(args: argparse.Namespace) -> int:
-    from bark_ablation.releases.lines import final_releases, index_versions, installed_version, latest_patches
+    from bark_ablation.releases.lines import (
+        final_releases,
+        index_versions,
+        installed_version,
+        latest_patches,
+        parse_version,
+    )
     from bark_ablation.releases.series import check_versions, run_series
     from bark_ablation.releases.timeline import build_timeline, summary_lines, write_series
 
     line = _check_release_options(args)
     if args.out.exists():
         raise OutputError(f"output {args.out}: a {'directory' if args.out.is_dir() else 'file'} of that name exists")
+    if args.until is not None:
+        parse_version("--until", args.until)
+    refine_versions = None
     if args.versions:
         versions = check_versions(line, args.versions)
     else:
-        versions = latest_patches(final_releases(index_versions(line), until=installed_version(line)))
+        every = final_releases(index_versions(line), until=args.until or installed_version(line))
+        versions = latest_patches(every)
+        refine_versions = None if args.no_refine else every
     if not args.quiet:
         print(f"series: {line.distribution} {', '.join(versions)}", file=sys.stderr)
 
@@ -377,7 +396,8 @@ def _series(args: argparse.Namespace) -> int:
                   file=sys.stderr)
 
     series = run_series(line, versions, model_set=args.model_set, device=args.device, repeats=args.repeats,
-                        cache=args.cache, on_result=progress)
+                        cache=args.cache, on_result=progress, refine_versions=refine_versions,
+                        surface=not args.no_surface)
     out = write_series(series, args.out)
     for summary in summary_lines(build_timeline(series)):
         print(f"- {summary}")
@@ -413,11 +433,13 @@ def _bisect(args: argparse.Namespace) -> int:
             return judgement, reason
         return wrapped
 
+    if args.surface is not None:
+        return _bisect_surface(args, line, candidates, workload, reporting)
     if args.known_issue is not None:
         question = f"{args.known_issue} ({PROBES[args.known_issue].summary})"
         judge = probe_judge(line, args.known_issue, **workload)
     else:
-        reference = run_release(line, candidates[0], repeats=0, **workload)
+        reference = run_release(line, candidates[0], repeats=0, probes=(), surface=(), **workload)
         if not ran(reference):
             raise ParamsError("--since", f"the oldest candidate, {candidates[0]}, cannot be the reference: "
                                          f"{reference['status']}: {reference.get('error')}")
@@ -427,6 +449,23 @@ def _bisect(args: argparse.Namespace) -> int:
     print(f"bisect: {len(candidates)} {line.distribution} releases, {candidates[0]} to {candidates[-1]}", file=sys.stderr)
     result = bisect_releases(candidates, reporting(judge))
     print(result.describe(question))
+    return 0 if result.found else EXIT_NOT_FOUND
+
+
+def _bisect_surface(args: argparse.Namespace, line, candidates: list[str], workload: dict, reporting) -> int:
+    from bark_ablation.core.errors import ParamsError
+    from bark_ablation.releases.bisect import bisect_surface, surface_judge
+    from bark_ablation.releases.lines import latest_patches
+    from bark_ablation.releases.surface import SURFACES, check_names
+
+    known = check_names(line.distribution) if line.distribution in SURFACES else ()
+    if args.surface not in known:
+        raise ParamsError("--surface", f"must be one of {', '.join(known) or '(none for this distribution)'}, "
+                                       f"got {args.surface!r}")
+    print(f"bisect: {len(candidates)} {line.distribution} releases, {candidates[0]} to {candidates[-1]}", file=sys.stderr)
+    result = bisect_surface(candidates, reporting(surface_judge(line, args.surface, **workload)),
+                            anchors=latest_patches(candidates))
+    print(result.describe(args.surface))
     return 0 if result.found else EXIT_NOT_FOUND
 
 

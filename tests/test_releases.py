@@ -39,6 +39,7 @@ INSTALLED = metadata.version("transformers")
 BROKEN_RELEASE = "4.40.0"
 """A stand-in overlay of this version that raises ImportError on import."""
 IMPORT_PROBE = "import-contacts-the-hub"
+SURFACE_IN_WORKLOAD = ("generation-config-sample-rate", "import-network-refused")
 GENERATION_PROBES = tuple(probe for probe in PROBES if probe != IMPORT_PROBE)
 """The probes that run the generation code (the import probe imports the Bark module instead)."""
 
@@ -53,8 +54,10 @@ def first_affected(probe_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def installed_result():
-    """The workload on the installed transformers, in this process (no overlay)."""
-    return run_workload("transformers", INSTALLED, overlay=None, repeats=3)
+    """The workload on the installed transformers, in this process (no overlay), with two surface
+    checks (all of them: tests/test_surface_transformers.py); the import check's fresh process is
+    the one the import probe reads."""
+    return run_workload("transformers", INSTALLED, overlay=None, repeats=3, surface=SURFACE_IN_WORKLOAD)
 
 
 @pytest.fixture
@@ -279,6 +282,18 @@ def test_workload_records_tokens_timings_and_probes(installed_result):
     assert {stage: len(times) for stage, times in installed_result["timings_s"].items()} == \
         {"semantic": 3, "coarse": 3, "fine": 3, "decode": 3}
     assert [p["probe"] for p in installed_result["probes"]] == list(PROBES)
+    surface = {check["check"]: check for check in installed_result["surface"]}
+    assert tuple(surface) == SURFACE_IN_WORKLOAD and {c["status"] for c in surface.values()} == {"works"}
+
+def test_the_import_probe_reads_a_measurement_already_made():
+    """The workload's surface check makes the fresh import once; the probe reads its count."""
+    from bark_ablation.releases.import_contacts import ImportContacts
+
+    made = ImportContacts("stand_in_bark", (("getaddrinfo", "example.invalid:443"),), ("example.invalid",), None,
+                          0.5, 1.5)
+    inputs = ProbeInputs(np.zeros(0, dtype=np.int64), np.zeros((2, 0), dtype=np.int64), "stand_in_bark", made)
+    result = PROBES[IMPORT_PROBE].run(None, inputs)
+    assert result.status == PRESENT and result.evidence.startswith("1 attempt: getaddrinfo example.invalid:443")
 
 
 @pytest.mark.parametrize("stage, index, expected", [
@@ -336,7 +351,8 @@ def test_timeline_marks_a_token_change_and_a_probe_turning_up(installed_result):
 
 def test_series_runs_each_release_in_its_own_process_and_records_one_that_will_not_import(
         cache_with_broken_release, tmp_path, installed_result):
-    series = run_series(TRANSFORMERS, [INSTALLED, BROKEN_RELEASE], repeats=0, cache=cache_with_broken_release)
+    series = run_series(TRANSFORMERS, [INSTALLED, BROKEN_RELEASE], repeats=0, cache=cache_with_broken_release,
+                        surface=False)
     assert series.versions == [BROKEN_RELEASE, INSTALLED]  # oldest first
     broken, installed = series.results
     assert (broken["status"], broken["error"]) == (STATUS_IMPORT, "ImportError: numpy.core.multiarray failed to "

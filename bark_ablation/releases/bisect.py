@@ -119,7 +119,7 @@ def probe_judge(line: ReleaseLine, probe_id: str, **workload) -> Callable[[str],
     """A judge: does the release show probe ``probe_id``? (``run_release`` with that probe only.)"""
 
     def judge(version: str) -> tuple[Judgement, str]:
-        result = run_release(line, version, probes_only=True, probes=(probe_id,), **workload)
+        result = run_release(line, version, probes_only=True, probes=(probe_id,), surface=(), **workload)
         if not ran(result):
             return None, f"{result['status']}: {result.get('error')}"
         probe = next(p for p in result["probes"] if p["probe"] == probe_id)
@@ -134,10 +134,102 @@ def token_change_judge(line: ReleaseLine, reference: dict, **workload) -> Callab
     """A judge: do the release's greedy tokens differ from ``reference`` (a workload result)?"""
 
     def judge(version: str) -> tuple[Judgement, str]:
-        result = run_release(line, version, repeats=0, **workload)
+        result = run_release(line, version, repeats=0, probes=(), surface=(), **workload)
         if not ran(result):
             return None, f"{result['status']}: {result.get('error')}"
         difference = first_difference(reference["greedy"], result["greedy"])
         return difference is not None, "equal" if difference is None else difference.describe()
 
     return judge
+
+
+def surface_judge(line: ReleaseLine, check: str, **workload) -> Callable[[str], tuple[Judgement, str]]:
+    """A judge: does surface check ``check`` fail in the release? (``run_release`` with that check
+    only, no tokens, timings or probes.) ``not-applicable`` cannot be judged: the release lacks
+    what the call needs, so it says nothing about the break."""
+    from bark_ablation.releases.surface import FAILS, WORKS
+
+    def judge(version: str) -> tuple[Judgement, str]:
+        result = run_release(line, version, probes_only=True, probes=(), surface=(check,), **workload)
+        if not ran(result):
+            return None, f"{result['status']}: {result.get('error')}"
+        if result.get("surface_error"):
+            return None, f"surface not run: {result['surface_error']}"
+        found = next((c for c in result.get("surface", []) if c["check"] == check), None)
+        if found is None:
+            return None, f"{check} did not run"
+        if found["status"] == FAILS:
+            where = f" (at {found['where']})" if found.get("where") else ""
+            return True, f"fails: {found.get('error_type')}: {found.get('error')}{where}"
+        if found["status"] == WORKS:
+            return False, f"works: {found.get('reason')}"
+        return None, f"{found['status']}: {found.get('reason')}"
+
+    return judge
+
+
+@dataclass
+class SurfaceBisect:
+    """Outcome of :func:`bisect_surface`: ``failing`` finds the first failing release (its
+    ``first``); ``fixed`` (None when the newest release still fails, or nothing fails) the first
+    release after it where the check works again (its ``first``)."""
+
+    failing: BisectResult | None
+    fixed: BisectResult | None
+    judged: list[tuple[str, Judgement, str]]
+
+    @property
+    def found(self) -> bool:
+        return self.failing is not None and self.failing.found
+
+    def describe(self, check: str) -> str:
+        if not self.found:
+            return (f"{check}: fails in no release judged ({len(self.judged)} judged: "
+                    + ", ".join(f"{v} {'fails' if j else 'works' if j is False else 'skipped'}"
+                                for v, j, _ in self.judged) + ")")
+        text = self.failing.describe(f"{check} fails")
+        if self.fixed is None:
+            return text + f"; still failing in the newest release searched"
+        return text + "; " + self.fixed.describe(f"{check} works again")
+
+
+def bisect_surface(versions: Sequence[str], judge: Callable[[str], tuple[Judgement, str]],
+                   anchors: Sequence[str] | None = None) -> SurfaceBisect:
+    """The first release of ``versions`` (oldest first) where a surface check fails, and the first
+    after it where it works again.
+
+    When the newest release fails, the search is :func:`bisect_releases`. When it works, a failing
+    release is looked for first among ``anchors`` (default: every release), newest first, where
+    breaks are likeliest to be seen (the series' rows); from that release the first failing one
+    is bisected below it and the first fixed one above it (the judgement inverted, so "shows it"
+    means "works again"). Each release is judged at most once.
+    """
+    memo: dict[str, tuple[Judgement, str]] = {}
+    judged: list[tuple[str, Judgement, str]] = []
+
+    def ask(version: str) -> tuple[Judgement, str]:
+        if version not in memo:
+            memo[version] = judge(version)
+            judged.append((version, *memo[version]))
+        return memo[version]
+
+    versions = list(versions)
+    if not versions:
+        raise ReleaseError("bisect: no releases to search")
+    if ask(versions[-1])[0] is True:
+        return SurfaceBisect(bisect_releases(versions, ask), None, judged)
+    failing_at = None
+    for version in reversed(list(anchors) if anchors is not None else versions[:-1]):
+        if version in versions and ask(version)[0] is True:
+            failing_at = versions.index(version)
+            break
+    if failing_at is None:
+        return SurfaceBisect(None, None, judged)
+
+    def works_again(version: str) -> tuple[Judgement, str]:
+        judgement, reason = ask(version)
+        return (None if judgement is None else not judgement), reason
+
+    failing = bisect_releases(versions[: failing_at + 1], ask)
+    fixed = bisect_releases(versions[failing_at:], works_again)  # from the failing release: "not in" it
+    return SurfaceBisect(failing, fixed, judged)

@@ -7,6 +7,11 @@ other, so timings are comparable within the series. The release installed in the
 itself runs without an overlay. A release that pip cannot install beside the environment's torch
 and numpy, that will not import, or that fails in the workload is a row with the reason.
 
+The surface checks' layout (:mod:`bark_ablation.releases.surface`) is written once per series and
+shared by every release. A series can *refine*: when two consecutive rows that ran differ in any
+surface check's status, every final release between them (from ``refine_versions``) runs too, so
+the first failing and the first fixed release of a break are named exactly.
+
 :func:`bark_ablation.releases.timeline.write_series` writes the result and its timeline.
 """
 
@@ -44,6 +49,8 @@ class SeriesResult:
     repeats: int
     results: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
+    refined: list[str] = field(default_factory=list)
+    """Releases run because the surface statuses of their neighbours in the series differ."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "release-series", **vars(self)}
@@ -71,10 +78,12 @@ def check_versions(line: ReleaseLine, versions: Sequence[str]) -> list[str]:
 
 def run_release(line: ReleaseLine, version: str, *, model_set: str = "tiny", device: str = "cpu",
                 repeats: int = DEFAULT_REPEATS, probes_only: bool = False, probes: Sequence[str] | None = None,
+                surface: Sequence[str] | None = None, surface_layout: Path | None = None,
                 cache: Path | None = None, timeout_s: float = RELEASE_TIMEOUT_S) -> dict[str, Any]:
     """The workload's result for ``line`` at ``version``, in a subprocess over its overlay (none for
     the environment's own release). Install failures and crashes are results too. ``probes``: run
-    only these probes (None: every probe)."""
+    only these probes (None: every probe; empty: none). ``surface``: run only these surface checks
+    (None: every one; empty: none); ``surface_layout``: a layout already written for them."""
     started = time.perf_counter()
 
     def failed(status: str, error: str) -> dict[str, Any]:
@@ -99,8 +108,16 @@ def run_release(line: ReleaseLine, version: str, *, model_set: str = "tiny", dev
             command += ["--overlay", str(overlay_path)]
         if probes_only:
             command.append("--probes-only")
+        if probes is not None and not probes:
+            command.append("--no-probes")
         for probe_id in probes or ():
             command += ["--probe", probe_id]
+        if surface is not None and not surface:
+            command.append("--no-surface")
+        for check in surface or ():
+            command += ["--surface-check", check]
+        if surface_layout is not None:
+            command += ["--surface-layout", str(surface_layout)]
         try:
             done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout_s)
             crashed = None if done.returncode == 0 and out.is_file() else \
@@ -121,18 +138,89 @@ ProgressCallback = Callable[[dict[str, Any], int, int], None]
 def run_series(line: ReleaseLine, versions: Sequence[str], *, model_set: str = "tiny", device: str = "cpu",
                repeats: int = DEFAULT_REPEATS, cache: Path | None = None,
                on_result: ProgressCallback | None = None,
-               release_runner: Callable[..., dict[str, Any]] = run_release) -> SeriesResult:
-    """Run the workload on every release in ``versions`` (validated, then oldest first)."""
+               release_runner: Callable[..., dict[str, Any]] = run_release,
+               refine_versions: Sequence[str] | None = None, surface: bool = True) -> SeriesResult:
+    """Run the workload on every release in ``versions`` (validated, then oldest first).
+
+    ``refine_versions``: every final release of the line (oldest first); when given, each pair of
+    consecutive rows that ran and differ in a surface check's status also runs the releases of it
+    strictly between them (see the module docstring). ``surface``: run the surface checks (their
+    layout is written once, into a temporary directory removed at the end)."""
     ordered = check_versions(line, versions)
     series = SeriesResult(line.distribution, ordered, model_set, device, repeats)
     started = time.perf_counter()
-    for index, version in enumerate(ordered, 1):
-        result = release_runner(line, version, model_set=model_set, device=device, repeats=repeats, cache=cache)
-        series.results.append(result)
-        if on_result is not None:
-            on_result(result, index, len(ordered))
+    with tempfile.TemporaryDirectory(prefix="bark-ablation-surface-layout-") as scratch:
+        layout = _surface_layout(line, Path(scratch)) if surface else None
+        options = dict(model_set=model_set, device=device, repeats=repeats, cache=cache)
+        if layout is not None:
+            options["surface_layout"] = layout
+        elif not surface:
+            options["surface"] = ()
+        total = len(ordered)
+        for index, version in enumerate(ordered, 1):
+            result = release_runner(line, version, **options)
+            series.results.append(result)
+            if on_result is not None:
+                on_result(result, index, total)
+        if refine_versions is not None and surface:
+            between = refinements(series.results, refine_versions)
+            total += len(between)
+            for index, (version, checks) in enumerate(between.items(), len(ordered) + 1):
+                # Only the checks whose status changed, no tokens, timings or probes: enough to name
+                # the first failing and first fixed release, at a fraction of a full row's time.
+                result = release_runner(line, version, **{**options, "probes_only": True, "probes": (),
+                                                          "surface": checks})
+                result["refined"] = True
+                series.results.append(result)
+                series.refined.append(version)
+                if on_result is not None:
+                    on_result(result, index, total)
+    order = {version: parse_version("versions", version) for version in [r["version"] for r in series.results]}
+    series.results.sort(key=lambda result: order[result["version"]])
+    series.versions = [result["version"] for result in series.results]
     series.wall_s = time.perf_counter() - started
     return series
+
+
+def _surface_layout(line: ReleaseLine, root: Path) -> Path | None:
+    """The line's surface layout written under ``root`` (None when the line has no surface checks,
+    or the layout cannot be written here: each release then writes its own and reports why not)."""
+    from bark_ablation.releases.surface import SURFACES
+
+    if line.distribution not in SURFACES:
+        return None
+    import importlib
+
+    try:
+        return importlib.import_module(SURFACES[line.distribution]).prepare_layout(root / "layout")
+    except Exception:  # each release's workload writes it again and records the error in its row
+        return None
+
+
+def surface_statuses(result: dict[str, Any]) -> dict[str, str]:
+    """``{check: status}`` of one release's result (empty when no surface check ran)."""
+    return {check["check"]: check["status"] for check in result.get("surface", [])}
+
+
+def refinements(results: Sequence[dict[str, Any]], all_versions: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Releases of ``all_versions`` strictly between two consecutive rows of ``results`` that ran
+    and whose surface statuses differ, not in ``results`` already, oldest first, each with the
+    checks whose status differs across its pair (sorted)."""
+    done = {result["version"] for result in results}
+    rows = sorted((r for r in results if ran(r) and r.get("surface")),
+                  key=lambda r: parse_version("versions", r["version"]))
+    wanted: dict[str, set[str]] = {}
+    for before, after in zip(rows, rows[1:]):
+        old, new = surface_statuses(before), surface_statuses(after)
+        differing = {check for check in set(old) | set(new) if old.get(check) != new.get(check)}
+        if not differing:
+            continue
+        low, high = parse_version("versions", before["version"]), parse_version("versions", after["version"])
+        for version in all_versions:
+            if low < parse_version("versions", version) < high and version not in done:
+                wanted.setdefault(version, set()).update(differing)
+    return {version: tuple(sorted(wanted[version]))
+            for version in sorted(wanted, key=lambda v: parse_version("versions", v))}
 
 
 def ran(result: dict[str, Any]) -> bool:

@@ -3,9 +3,12 @@
 Per release (oldest first): whether it ran; greedy and sampled tokens equal to the previous
 release that ran, or the first case, stage and position where they differ; each probe's status;
 each stage's median wall time as a ratio to the previous release's, with a 95 % bootstrap
-interval over the repeats (scipy.stats.bootstrap, percentile method); and the release-notes link
-when the package's metadata names one. The summary leads with the first release that shows each
-probed behaviour and the largest speed change between consecutive releases.
+interval over the repeats (scipy.stats.bootstrap, percentile method); each surface check's status
+(:mod:`bark_ablation.releases.surface`), with every status change, changed default and changed
+default-call output against the previous release named; and the release-notes link when the
+package's metadata names one. The summary leads with every surface break (first failing release,
+first fixed release, the error users saw), the first release that shows each probed behaviour and
+the largest speed change between consecutive releases.
 
 Rendered as Markdown and as one self-contained HTML page, with the study report's table and
 page conventions (:class:`bark_ablation.study.report.Table`).
@@ -25,6 +28,7 @@ from scipy import stats
 
 from bark_ablation.releases.probes import PRESENT, PROBES
 from bark_ablation.releases.series import SeriesResult, ran
+from bark_ablation.releases.surface import FAILS, NOT_APPLICABLE, WORKS, changed_defaults
 from bark_ablation.study.report import Table, inline_html
 from bark_ablation.study.run_output import StagedDirectory
 
@@ -81,6 +85,35 @@ class TimelineRow:
     wall_s: float = 0.0
     build_note: str | None = None
     """How the model set had to be built in this release, when not the usual way (an upstream bug)."""
+    surface: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Surface check name -> its result (:class:`~bark_ablation.releases.surface.SurfaceResult` as a dict)."""
+    surface_error: str | None = None
+    status_changes: list[str] = field(default_factory=list)
+    """``check: old -> new`` (with the error when it now fails) against the previous row that ran."""
+    default_changes: list[str] = field(default_factory=list)
+    """``check: parameter: old -> new`` against the previous row that ran."""
+    output_changes: list[str] = field(default_factory=list)
+    """``check: what the default call produced, old -> new`` against the previous row that ran."""
+    refined: bool = False
+    """Run because its neighbours in the default series differ in a surface status."""
+
+
+@dataclass(frozen=True)
+class SurfaceBreak:
+    """A run of consecutive releases (among those that ran) where one surface check fails.
+
+    ``first_fixed`` is the first release after the run where it works again (None: it still fails
+    in the newest release of the series); ``last_working`` the release before the run where it
+    worked (None: it failed from the first release that ran)."""
+
+    check: str
+    first_failing: str
+    last_failing: str
+    first_fixed: str | None
+    last_working: str | None
+    error: str
+    before: tuple[str, str] | None = None
+    """(release, status) of the row just before the run (None: the run starts the series)."""
 
 
 @dataclass
@@ -103,6 +136,32 @@ class Timeline:
                 return row.version, previous
             previous = row
         return None, None
+
+    def surface_breaks(self) -> list[SurfaceBreak]:
+        """Every run of failing releases of every surface check, in check order then release order."""
+        rows = [row for row in self.rows if row.status == "ok" and row.surface]
+        checks = list(dict.fromkeys(name for row in rows for name in row.surface))
+        breaks = []
+        for check in checks:
+            run: list[TimelineRow] = []
+            last_working, last_seen = None, None
+            for row in rows + [None]:
+                status = None if row is None else row.surface.get(check, {}).get("status")
+                if row is not None and status is None:
+                    continue  # a refined row that did not run this check
+                if status == FAILS:
+                    run.append(row)
+                    continue
+                if run:
+                    breaks.append(SurfaceBreak(check, run[0].version, run[-1].version,
+                                               row.version if row is not None and status == WORKS else None,
+                                               last_working, _surface_error(run[0].surface[check]), last_seen))
+                    run = []
+                if status == WORKS:
+                    last_working = row.version
+                if row is not None:
+                    last_seen = (row.version, status)
+        return breaks
 
     def largest_speed_change(self) -> tuple[TimelineRow, SpeedChange] | None:
         """The (row, stage) whose median ratio to the previous release is furthest from 1 (in log)."""
@@ -152,14 +211,22 @@ def speed_change(stage: str, now_s: list[float], before_s: list[float]) -> Speed
 
 
 def build_timeline(series: SeriesResult) -> Timeline:
-    """Compare each release of ``series`` with the previous release that ran."""
+    """Compare each release of ``series`` with the previous release that ran. A refined row (only
+    some surface checks, no tokens) is compared on those checks with the previous row that ran
+    them, and is never the token or speed reference of the next row."""
     rows, previous = [], None
+    surface_before: dict[str, dict[str, Any]] = {}
     packages: dict[str, Any] = {}
     for result in series.results:
         row = TimelineRow(result["version"], result.get("status", "?"), result.get("error"),
                           previous["version"] if previous else None, release_notes=result.get("release_notes"),
-                          wall_s=float(result.get("wall_s", 0.0)), build_note=result.get("build_note"))
+                          wall_s=float(result.get("wall_s", 0.0)), build_note=result.get("build_note"),
+                          surface={check["check"]: check for check in result.get("surface", [])},
+                          surface_error=result.get("surface_error"), refined=bool(result.get("refined")))
         if ran(result):
+            compare_surface(row, surface_before)
+            surface_before = {**surface_before, **row.surface}
+        if ran(result) and not row.refined:
             packages = packages or {k: v for k, v in result.get("packages", {}).items()
                                     if k in ("python", "torch", "numpy")}
             row.probes = {p["probe"]: p for p in result.get("probes", [])}
@@ -175,6 +242,70 @@ def build_timeline(series: SeriesResult) -> Timeline:
         rows.append(row)
     return Timeline(series.distribution, series.model_set, series.device, series.repeats, rows, series.wall_s,
                     packages)
+
+
+def _surface_error(result: dict[str, Any]) -> str:
+    text = f"{result.get('error_type')}: {result.get('error') or ''}".rstrip(": ")
+    return text + (f" (at {result['where']})" if result.get("where") else "")
+
+
+def _produced_text(produced: dict[str, Any]) -> str:
+    if "duration_s" in produced:
+        return f"{produced['duration_s']} s ({produced.get('pcm16_sha256', '?')[:8]})"
+    return json.dumps(produced, sort_keys=True)
+
+
+def compare_surface(row: TimelineRow, before: dict[str, dict[str, Any]]) -> None:
+    """Fill ``row``'s status, default and output changes against ``before`` (the previous ran
+    release's surface results by check)."""
+    if not row.surface or not before:
+        return
+    # A check that ran on one side only (a refined row runs a few) is not compared.
+    for check in [name for name in row.surface if name in before] if row.refined else \
+            dict.fromkeys([*before, *row.surface]):
+        old, new = before.get(check, {}), row.surface.get(check, {})
+        old_status, new_status = old.get("status", "(absent)"), new.get("status", "(absent)")
+        if old_status != new_status:
+            detail = f": {_surface_error(new)}" if new_status == FAILS else \
+                f": {new.get('reason')}" if new_status == NOT_APPLICABLE else ""
+            row.status_changes.append(f"{check}: {old_status} -> {new_status}{detail}")
+            continue
+        if new_status != WORKS:
+            continue
+        row.default_changes += [f"{check}: {change}" for change in
+                                changed_defaults(old.get("defaults", {}), new.get("defaults", {}))]
+        if old.get("produced") != new.get("produced"):
+            row.output_changes.append(f"{check}: {_produced_text(old.get('produced', {}))} -> "
+                                      f"{_produced_text(new.get('produced', {}))}")
+
+
+def surface_counts(row: TimelineRow) -> str:
+    """``12 works, 1 fails, 4 n/a`` for one row ("-" when no check ran)."""
+    if row.surface_error:
+        return f"**not run**: {row.surface_error}"
+    if not row.surface:
+        return "-"
+    counts = {status: sum(1 for r in row.surface.values() if r.get("status") == status)
+              for status in (WORKS, FAILS, NOT_APPLICABLE)}
+    text = f"{counts[WORKS]} works, {counts[FAILS]} fails, {counts[NOT_APPLICABLE]} n/a"
+    failing = [name for name, r in row.surface.items() if r.get("status") == FAILS]
+    return text + (f" (**fails**: {', '.join(f'`{name}`' for name in failing)})" if failing else "")
+
+
+def _surface_cell(row: TimelineRow) -> str:
+    text = surface_counts(row)
+    if row.status_changes:
+        text += "; **changed**: " + "; ".join(row.status_changes)
+    return text
+
+
+def _changes_cell(row: TimelineRow) -> str:
+    parts = []
+    if row.default_changes:
+        parts.append("**defaults**: " + "; ".join(row.default_changes))
+    if row.output_changes:
+        parts.append("**output**: " + "; ".join(row.output_changes))
+    return " ".join(parts) or ("-" if row.previous is None or not row.surface else "equal")
 
 
 def _tokens_cell(value: TokenDifference | None | str) -> str:
@@ -197,7 +328,7 @@ def _status_cell(row: TimelineRow) -> str:
 def release_table(timeline: Timeline) -> Table:
     header = ["release", "ran", "greedy tokens vs previous", "sampled tokens vs previous",
               *[f"`{probe}`" for probe in PROBES], *[f"{stage} (ms, ratio [95 % CI])" for stage in TIMED_STAGES],
-              "release notes"]
+              "surface checks", "surface defaults and outputs vs previous", "release notes"]
     rows = []
     for row in timeline.rows:
         speeds = []
@@ -207,10 +338,29 @@ def release_table(timeline: Timeline) -> Table:
             if stage in row.speed:
                 text += f" {row.speed[stage].describe()}"
             speeds.append(text)
-        rows.append([f"`{row.version}`", _status_cell(row), _tokens_cell(row.greedy), _tokens_cell(row.sampled),
-                     *[_probe_cell(row, probe) for probe in PROBES], *speeds, row.release_notes or "-"])
+        version = f"`{row.version}`" + (" (refined)" if row.refined else "")
+        rows.append([version, _status_cell(row), _tokens_cell(row.greedy), _tokens_cell(row.sampled),
+                     *[_probe_cell(row, probe) for probe in PROBES], *speeds, _surface_cell(row), _changes_cell(row),
+                     row.release_notes or "-"])
     numeric = set(range(4 + len(PROBES), 4 + len(PROBES) + len(TIMED_STAGES)))
     return Table(header, rows, numeric)
+
+
+def surface_table(timeline: Timeline) -> Table | None:
+    """Release x surface check: ``works``, ``**fails**`` or ``n/a`` (None when no check ran)."""
+    checks = list(dict.fromkeys(name for row in timeline.rows for name in row.surface))
+    if not checks:
+        return None
+    symbol = {WORKS: "works", FAILS: "**fails**", NOT_APPLICABLE: "n/a"}
+    rows = [[f"`{row.version}`" + (" (refined)" if row.refined else ""),
+             *[symbol.get(row.surface.get(check, {}).get("status"), "-") for check in checks]]
+            for row in timeline.rows if row.surface]
+    return Table(["release", *[f"`{check}`" for check in checks]], rows, set())
+
+
+SURFACE_LEGEND = ("Each public entry point called as users call it, on the tiny set saved in the Hub's layout "
+                  "(`bark_ablation.releases.surface`). n/a: the release or machine lacks what the call needs "
+                  "(the reason is in series.json).")
 
 
 def summary_lines(timeline: Timeline) -> list[str]:
@@ -222,6 +372,26 @@ def summary_lines(timeline: Timeline) -> list[str]:
              f"series wall time {timeline.wall_s:.0f} s"
              + (f"; environment: " + ", ".join(f"{k} {v}" for k, v in timeline.packages.items()) if timeline.packages
                 else "")]
+    refined = [row.version for row in timeline.rows if row.refined]
+    if refined:
+        lines.append(f"refined around surface changes: {', '.join(f'`{v}`' for v in refined)} also ran")
+    if any(row.surface for row in timeline.rows):
+        breaks = timeline.surface_breaks()
+        for found in breaks:
+            fixed = f"first fixed in `{found.first_fixed}`" if found.first_fixed else \
+                "**still failing in the newest release of the series**"
+            since = "fails from the first release that ran" if found.before is None else \
+                f"{'works' if found.before[1] == WORKS else found.before[1]} in `{found.before[0]}`"
+            lines.append(f"surface break `{found.check}`: first failing `{found.first_failing}` ({since}), "
+                         f"{fixed}; users saw {found.error} (`bark-ablation bisect {timeline.distribution} "
+                         f"--surface {found.check}` names the releases among all of them)")
+        if not breaks:
+            lines.append("surface checks: no check fails in any release that ran")
+        defaults = [f"`{row.version}` ({'; '.join(row.default_changes)})" for row in timeline.rows if row.default_changes]
+        lines.append("surface defaults changed in: " + ("; ".join(defaults) or "no release"))
+        outputs = [f"`{row.version}` ({len(row.output_changes)} check{'s' if len(row.output_changes) != 1 else ''})"
+                   for row in timeline.rows if row.output_changes]
+        lines.append("surface default-call outputs changed in: " + ("; ".join(outputs) or "no release"))
     for probe_id, probe in PROBES.items():
         first, before = timeline.first_present(probe_id)
         if first is None:
@@ -259,6 +429,9 @@ def timeline_markdown(timeline: Timeline) -> str:
               "`scf` cell on this machine, and its ratio to the previous release's. Release notes: the address "
               "the package's metadata names, else the GitHub release page of its home page's repository.", ""]
     parts += release_table(timeline).markdown()
+    table = surface_table(timeline)
+    if table is not None:
+        parts += ["## Surface checks", "", SURFACE_LEGEND, ""] + table.markdown()
     parts += ["## Probe evidence", ""]
     for row in timeline.rows:
         for probe in row.probes.values():
@@ -276,7 +449,11 @@ def timeline_html(timeline: Timeline) -> str:
             "</style></head><body>")
     parts = [head, f"<h1>{e(timeline.distribution)}: Bark across releases</h1><ul>"]
     parts += [f"<li>{inline_html(line)}</li>" for line in summary_lines(timeline)]
-    parts += ["</ul><h2>Releases</h2>", release_table(timeline).html(), "<h2>Probe evidence</h2><ul>"]
+    parts += ["</ul><h2>Releases</h2>", release_table(timeline).html()]
+    table = surface_table(timeline)
+    if table is not None:
+        parts += ["<h2>Surface checks</h2>", f"<p>{inline_html(SURFACE_LEGEND)}</p>", table.html()]
+    parts += ["<h2>Probe evidence</h2><ul>"]
     for row in timeline.rows:
         for probe in row.probes.values():
             parts.append(f"<li><code>{e(row.version)}</code> <code>{e(probe['probe'])}</code>: "
