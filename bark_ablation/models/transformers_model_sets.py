@@ -35,7 +35,7 @@ HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # convert_suno_to_hf.py and convert_encodec_checkpoint_to_pytorch.py are scripts outside the
 # package), so the renaming rules are written out here; load_state_dict(strict) below and the
 # cross-implementation test (identical greedy tokens and audio) check them.
-_GPT_RENAMES = (
+GPT_RENAMES = (
     (r"^transformer\.wtes\.", "input_embeds_layers."),
     (r"^transformer\.wte\.", "input_embeds_layer."),
     (r"^transformer\.wpe\.", "position_embeds_layer."),
@@ -48,13 +48,13 @@ _GPT_RENAMES = (
     (r"\.mlp\.c_fc\.", ".mlp.in_proj."),
     (r"\.mlp\.c_proj\.", ".mlp.out_proj."),
 )
-_CODEC_RENAMES = (
+CODEC_RENAMES = (
     (r"^(encoder|decoder)\.model\.", r"\1.layers."),
     (r"\.conv\.conv\.", ".conv."),
     (r"\.convtr\.convtr\.", ".conv."),
     (r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.layers.\1.codebook."),
 )
-_WEIGHT_NORM_PARAMETRIZATION_RENAMES = (
+WEIGHT_NORM_PARAMETRIZATION_RENAMES = (
     (r"\.weight_g$", ".parametrizations.weight.original0"),
     (r"\.weight_v$", ".parametrizations.weight.original1"),
 )
@@ -137,12 +137,12 @@ def build_models(architecture: TinyArchitecture, device: str | torch.device = "c
     # Bark's constants (token offsets, rates, windows) are the generation config's defaults.
     model.generation_config = BarkGenerationConfig(semantic_config={}, coarse_acoustics_config={},
                                                    fine_acoustics_config={})
-    pairs = ((model.semantic, suno["text"]["model"], _GPT_RENAMES),
-             (model.coarse_acoustics, suno["coarse"], _GPT_RENAMES),
-             (model.fine_acoustics, suno["fine"], _GPT_RENAMES),
-             (model.codec_model, suno["codec"], _CODEC_RENAMES))
+    pairs = ((model.semantic, suno["text"]["model"], GPT_RENAMES),
+             (model.coarse_acoustics, suno["coarse"], GPT_RENAMES),
+             (model.fine_acoustics, suno["fine"], GPT_RENAMES),
+             (model.codec_model, suno["codec"], CODEC_RENAMES))
     if any(key.endswith(".parametrizations.weight.original0") for key in model.codec_model.state_dict()):
-        pairs = (*pairs[:3], (model.codec_model, suno["codec"], _CODEC_RENAMES + _WEIGHT_NORM_PARAMETRIZATION_RENAMES))
+        pairs = (*pairs[:3], (model.codec_model, suno["codec"], CODEC_RENAMES + WEIGHT_NORM_PARAMETRIZATION_RENAMES))
     for target, source, rules in pairs:
         _load_exactly(target, rename_state_dict(source.state_dict(), rules))
     del suno

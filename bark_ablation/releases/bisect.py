@@ -189,7 +189,7 @@ class SurfaceBisect:
                                 for v, j, _ in self.judged) + ")")
         text = self.failing.describe(f"{check} fails")
         if self.fixed is None:
-            return text + f"; still failing in the newest release searched"
+            return text + "; still failing in the newest release searched"
         return text + "; " + self.fixed.describe(f"{check} works again")
 
 

@@ -83,11 +83,11 @@ def hub_state_dict() -> dict:
     import torch
 
     from bark_ablation.models.tiny_model_set import TINY_ARCHITECTURE, build_tiny_eos_models
-    from bark_ablation.models.transformers_model_sets import _CODEC_RENAMES, _GPT_RENAMES, rename_state_dict
+    from bark_ablation.models.transformers_model_sets import CODEC_RENAMES, GPT_RENAMES, rename_state_dict
 
     suno = build_tiny_eos_models("cpu")
-    parts = (("semantic.", suno["text"]["model"], _GPT_RENAMES), ("coarse_acoustics.", suno["coarse"], _GPT_RENAMES),
-             ("fine_acoustics.", suno["fine"], _GPT_RENAMES), ("codec_model.", suno["codec"], _CODEC_RENAMES))
+    parts = (("semantic.", suno["text"]["model"], GPT_RENAMES), ("coarse_acoustics.", suno["coarse"], GPT_RENAMES),
+             ("fine_acoustics.", suno["fine"], GPT_RENAMES), ("codec_model.", suno["codec"], CODEC_RENAMES))
     state = {}
     for prefix, module, rules in parts:
         for key, tensor in rename_state_dict(module.state_dict(), rules).items():

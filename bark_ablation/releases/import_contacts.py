@@ -90,25 +90,48 @@ def count_import_contacts(module: str, *, timeout_s: float = IMPORT_TIMEOUT_S) -
     ReleaseError when the child gives no result (it crashed, or ran past ``timeout_s`` seconds).
     A module that fails to import is a result with ``error`` set, not an exception.
     """
-    environment = {key: value for key, value in os.environ.items() if key not in OFFLINE_VARIABLES}
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bark-ablation-import-") as scratch:
-        out = Path(scratch) / "contacts.json"
-        command = [sys.executable, "-c", _CHILD, str(_PACKAGE_ROOT), module, str(out)]
+    return PendingImportContacts(module, timeout_s=timeout_s).result()
+
+
+class PendingImportContacts:
+    """:func:`count_import_contacts` started now and collected later, so the caller can work while
+    the child imports (the release workload runs its untimed surface checks meanwhile; its
+    generation runs on one thread, so the child has the other core). :meth:`result` waits."""
+
+    def __init__(self, module: str, *, timeout_s: float = IMPORT_TIMEOUT_S):
+        self.module, self.timeout_s = module, timeout_s
+        self._scratch = tempfile.TemporaryDirectory(prefix="bark-ablation-import-")
+        self._out = Path(self._scratch.name) / "contacts.json"
+        environment = {key: value for key, value in os.environ.items() if key not in OFFLINE_VARIABLES}
+        self._started = time.perf_counter()
+        command = [sys.executable, "-c", _CHILD, str(_PACKAGE_ROOT), module, str(self._out)]
+        # cwd: an empty directory, so nothing in the caller's working directory shadows a module.
+        self._process = subprocess.Popen(command, env=environment, cwd=self._scratch.name, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
+        self._result: ImportContacts | None = None
+
+    def result(self) -> ImportContacts:
+        if self._result is not None:
+            return self._result
         try:
-            # cwd: an empty directory, so nothing in the caller's working directory shadows a module.
-            done = subprocess.run(command, env=environment, cwd=scratch, capture_output=True, text=True,
-                                  timeout=timeout_s)
+            _, stderr = self._process.communicate(timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
-            raise ReleaseError(f"import of {module}: no result within {timeout_s:.0f} s") from None
-        if done.returncode != 0 or not out.is_file():
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-            raise ReleaseError(f"import of {module}: the measuring process exited {done.returncode} without "
-                               f"a result: {last}")
-        record = json.loads(out.read_text(encoding="utf-8"))
-    attempts = tuple((operation, target) for operation, target in record["attempts"])
-    return ImportContacts(module, attempts, tuple(record["hosts"]), record["error"], float(record["import_s"]),
-                          time.perf_counter() - started)
+            self._process.kill()
+            self._process.communicate()
+            self._scratch.cleanup()
+            raise ReleaseError(f"import of {self.module}: no result within {self.timeout_s:.0f} s") from None
+        try:
+            if self._process.returncode != 0 or not self._out.is_file():
+                last = (stderr.strip().splitlines() or ["no output"])[-1][:300]
+                raise ReleaseError(f"import of {self.module}: the measuring process exited "
+                                   f"{self._process.returncode} without a result: {last}")
+            record = json.loads(self._out.read_text(encoding="utf-8"))
+        finally:
+            self._scratch.cleanup()
+        attempts = tuple((operation, target) for operation, target in record["attempts"])
+        self._result = ImportContacts(self.module, attempts, tuple(record["hosts"]), record["error"],
+                                      float(record["import_s"]), time.perf_counter() - self._started)
+        return self._result
 
 
 def _child(module: str, out: str) -> int:

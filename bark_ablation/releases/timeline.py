@@ -370,7 +370,7 @@ def summary_lines(timeline: Timeline) -> list[str]:
              f"(`{timeline.rows[0].version}` to `{timeline.rows[-1].version}`), {len(ran_rows)} ran the workload; "
              f"model set `{timeline.model_set}` on `{timeline.device}`, {timeline.repeats} timed repeats per release; "
              f"series wall time {timeline.wall_s:.0f} s"
-             + (f"; environment: " + ", ".join(f"{k} {v}" for k, v in timeline.packages.items()) if timeline.packages
+             + ("; environment: " + ", ".join(f"{k} {v}" for k, v in timeline.packages.items()) if timeline.packages
                 else "")]
     refined = [row.version for row in timeline.rows if row.refined]
     if refined:
