@@ -83,7 +83,7 @@ def test_the_series_refines_around_a_break_and_names_its_first_failing_and_fixed
     assert (found.check, found.first_failing, found.last_failing, found.first_fixed, found.last_working) == \
         (CHECK, "4.46.0", "4.46.3", "4.47.0", "4.45.2")
     summary = "\n".join(summary_lines(timeline))
-    assert (f"surface break `{CHECK}`: first failing `4.46.0` (works in `4.45.2`), first fixed in `4.47.0`; "
+    assert (f"surface break in `{CHECK}`: first failing `4.46.0` (works in `4.45.2`), first fixed in `4.47.0`; "
             f"users saw TypeError: {ERROR} (at transformers/pipelines/text_to_audio.py:214 in _forward)") in summary
     markdown = timeline_markdown(timeline)
     assert f"**changed**: {CHECK}: works -> fails: TypeError: {ERROR}" in markdown
@@ -175,3 +175,17 @@ def test_cli_bisect_surface_over_the_installed_release(capsys, tmp_path):
     assert captured.out.startswith(f"model-generate-voice-preset: fails in no release judged (1 judged: "
                                    f"{installed} works)")
     assert f"transformers {installed}: does not show it (works: " in captured.err
+
+
+def test_checks_broken_alike_share_one_summary_line(no_layout):
+    def runner(line, version, **options):
+        result = stand_in(line, version)
+        twin = dict(result["surface"][0], check="pipeline-text-to-audio")
+        result["surface"].append(twin)
+        return result
+
+    lines = summary_lines(build_timeline(run_series(TRANSFORMERS, latest_patches(EVERY), release_runner=runner,
+                                                    refine_versions=EVERY)))
+    breaks = [line for line in lines if line.startswith("surface break")]
+    assert len(breaks) == 1
+    assert breaks[0].startswith(f"surface break in `{CHECK}`, `pipeline-text-to-audio`: first failing `4.46.0`")

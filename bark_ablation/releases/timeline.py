@@ -377,14 +377,19 @@ def summary_lines(timeline: Timeline) -> list[str]:
         lines.append(f"refined around surface changes: {', '.join(f'`{v}`' for v in refined)} also ran")
     if any(row.surface for row in timeline.rows):
         breaks = timeline.surface_breaks()
-        for found in breaks:
-            fixed = f"first fixed in `{found.first_fixed}`" if found.first_fixed else \
+        grouped: dict[tuple, list[str]] = {}
+        for found in breaks:  # one line per break, naming every check it broke alike
+            key = (found.first_failing, found.last_failing, found.first_fixed, found.before, found.error)
+            grouped.setdefault(key, []).append(found.check)
+        for (first_failing, _, first_fixed, before, error), checks in grouped.items():
+            fixed = f"first fixed in `{first_fixed}`" if first_fixed else \
                 "**still failing in the newest release of the series**"
-            since = "fails from the first release that ran" if found.before is None else \
-                f"{'works' if found.before[1] == WORKS else found.before[1]} in `{found.before[0]}`"
-            lines.append(f"surface break `{found.check}`: first failing `{found.first_failing}` ({since}), "
-                         f"{fixed}; users saw {found.error} (`bark-ablation bisect {timeline.distribution} "
-                         f"--surface {found.check}` names the releases among all of them)")
+            since = "fails from the first release that ran" if before is None else \
+                f"{'works' if before[1] == WORKS else before[1]} in `{before[0]}`"
+            names = ", ".join(f"`{check}`" for check in checks)
+            lines.append(f"surface break in {names}: first failing `{first_failing}` ({since}), {fixed}; users saw "
+                         f"{error} (`bark-ablation bisect {timeline.distribution} --surface {checks[0]}` names the "
+                         f"releases among all of them)")
         if not breaks:
             lines.append("surface checks: no check fails in any release that ran")
         defaults = [f"`{row.version}` ({'; '.join(row.default_changes)})" for row in timeline.rows if row.default_changes]
