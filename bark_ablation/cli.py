@@ -364,6 +364,7 @@ def _check_release_options(args: argparse.Namespace):
 
 
 def _series(args: argparse.Namespace) -> int:
+    from bark_ablation.core.errors import ParamsError
     from bark_ablation.releases.lines import (
         final_releases,
         index_versions,
@@ -381,6 +382,9 @@ def _series(args: argparse.Namespace) -> int:
         parse_version("--until", args.until)
     refine_versions = None
     if args.versions:
+        for flag, given in (("--until", args.until is not None), ("--no-refine", args.no_refine)):
+            if given:
+                raise ParamsError(flag, "applies to the default series only (no VERSION arguments)")
         versions = check_versions(line, args.versions)
     else:
         every = final_releases(index_versions(line), until=args.until or installed_version(line))

@@ -147,7 +147,8 @@ def test_bisect_surface_when_the_newest_still_fails_or_nothing_fails():
     judge, _ = judge_of({"4.47.0", "4.47.1"})
     result = bisect_surface(EVERY, judge, anchors=latest_patches(EVERY))
     assert (result.failing.first, result.fixed) == ("4.47.0", None)
-    assert result.describe(CHECK).endswith("still failing in the newest release searched")
+    assert result.describe(CHECK).endswith("no release after it was judged to work (it still fails, or cannot be "
+                                           "judged, up to the newest release searched)")
     judge, _ = judge_of(set())
     nothing = bisect_surface(EVERY, judge, anchors=latest_patches(EVERY))
     assert not nothing.found and nothing.describe(CHECK).startswith(f"{CHECK}: fails in no release judged")
@@ -189,3 +190,43 @@ def test_checks_broken_alike_share_one_summary_line(no_layout):
     breaks = [line for line in lines if line.startswith("surface break")]
     assert len(breaks) == 1
     assert breaks[0].startswith(f"surface break in `{CHECK}`, `pipeline-text-to-audio`: first failing `4.46.0`")
+
+
+def test_bisect_surface_with_two_breaks_pairs_each_with_its_own_fix():
+    """Known-bad input for an unbounded search: breaks at 4.45.x and 4.47.1, works between."""
+    versions = ["4.44.0", "4.45.0", "4.45.1", "4.46.0", "4.46.1", "4.47.0", "4.47.1", "4.48.0"]
+    judge, _ = judge_of({"4.45.0", "4.45.1", "4.47.1"})
+    result = bisect_surface(versions, judge, anchors=latest_patches(versions))
+    assert (result.failing.first, result.fixed.first) == ("4.47.1", "4.48.0")
+    judge, _ = judge_of({"4.45.0", "4.45.1", "4.47.1"})
+    older = bisect_surface(versions[:5], judge, anchors=latest_patches(versions[:5]))  # --until 4.46.1
+    assert (older.failing.first, older.fixed.first) == ("4.45.0", "4.46.0")
+
+
+def test_bisect_surface_when_the_newest_cannot_be_judged():
+    judge, _ = judge_of(BROKEN, unjudgeable=frozenset({"4.47.1"}))
+    result = bisect_surface(EVERY, judge, anchors=latest_patches(EVERY))
+    assert result.failing.first == "4.46.0"
+    assert result.fixed is None  # nothing above the break was judged to work
+
+
+def test_a_break_followed_by_not_applicable_is_not_called_still_failing(no_layout):
+    def runner(line, version, **options):
+        result = stand_in(line, version)
+        if version == "4.47.1":  # the entry point is gone: not applicable, not fixed
+            result["surface"][0] = surface_result(CHECK, NOT_APPLICABLE, reason="the release has no such task")
+        return result
+
+    timeline = build_timeline(run_series(TRANSFORMERS, ["4.45.2", "4.46.3", "4.47.1"], release_runner=runner))
+    (found,) = timeline.surface_breaks()
+    assert (found.first_fixed, found.after) == (None, ("4.47.1", NOT_APPLICABLE))
+    summary = "\n".join(summary_lines(timeline))
+    assert "then not-applicable from `4.47.1`" in summary and "still failing" not in summary
+
+
+@pytest.mark.parametrize("flag", [["--until", "4.46.3"], ["--no-refine"]])
+def test_cli_series_refuses_default_series_options_with_explicit_versions(flag, tmp_path, capsys):
+    code = cli.main(["series", "transformers", "4.46.3", *flag, "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert f"{flag[0]}: applies to the default series only" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -314,3 +314,85 @@ def test_the_surface_command_writes_a_golden_record(tmp_path, capsys):
     (written,) = tmp_path.glob("transformers-*.json")
     assert json.loads(written.read_text()) == {"generation-config-sample-rate": {
         "defaults": {}, "error_type": None, "produced": {"sample_rate": 24000}, "status": "works"}}
+
+
+def test_where_names_the_top_level_package_of_a_checkout(tmp_path):
+    """A checkout under a directory that shares a package's name (``~/src/bark``) still names
+    ``bark_ablation/...``; a source checkout of transformers names ``transformers/...``."""
+    from bark_ablation.releases.surface import _package_root
+
+    checkout = tmp_path / "bark" / "bark_ablation" / "releases"
+    checkout.mkdir(parents=True)
+    (tmp_path / "bark" / "bark_ablation" / "__init__.py").write_text("")
+    (checkout / "__init__.py").write_text("")
+    parts = (checkout / "surface.py").parts
+    assert parts[_package_root(parts):] == ("bark_ablation", "releases", "surface.py")
+    source = tmp_path / "transformers" / "src" / "transformers" / "models" / "bark"
+    source.mkdir(parents=True)
+    for package in (source.parent.parent, source.parent, source):
+        (package / "__init__.py").write_text("")
+    parts = (source / "modeling_bark.py").parts
+    assert parts[_package_root(parts):] == ("transformers", "models", "bark", "modeling_bark.py")
+
+
+def test_checks_give_the_callers_generators_back(layout, tmp_path):
+    import random
+
+    import torch
+
+    random.seed(5)
+    np.random.seed(5)
+    torch.manual_seed(5)
+    expected = (random.random(), np.random.random(), torch.rand(1).item())
+    random.seed(5)
+    np.random.seed(5)
+    torch.manual_seed(5)
+    run_one("model-generate-no-preset", layout, tmp_path)
+    assert (random.random(), np.random.random(), torch.rand(1).item()) == expected
+
+
+def test_the_surface_command_names_an_unknown_check(capsys):
+    from bark_ablation.releases.surface import main
+
+    assert main(["transformers", "--check", "no-such-call"]) == 2
+    assert "surface: unknown check(s) no-such-call for transformers" in capsys.readouterr().err
+
+
+def test_a_round_trip_that_changes_the_weights_is_reported_as_failing(layout, tmp_path, monkeypatch):
+    """Known-bad twin for the round trip's comparison itself: the reload comes back with one weight off."""
+    import torch
+    from transformers import BarkModel
+
+    original = BarkModel.from_pretrained.__func__
+
+    def perturbed_reload(cls, path, *args, **kwargs):
+        model = original(cls, path, *args, **kwargs)
+        if "round-trip" in str(path):
+            with torch.no_grad():
+                model.semantic.layers[0].attn.att_proj.weight.mul_(-1.0)
+        return model
+
+    monkeypatch.setattr(BarkModel, "from_pretrained", classmethod(perturbed_reload))
+    result = run_one("save-pretrained-round-trip", layout, tmp_path)
+    assert (result.status, result.error_type) == (FAILS, "SurfaceFailure")
+    assert result.error.startswith("after save_pretrained / from_pretrained: greedy audio differs")
+
+
+@pytest.mark.parametrize("name", ["processor-voice-preset-name", "processor-voice-preset-npz"])
+def test_a_processor_that_loads_other_arrays_is_reported_as_failing(name, layout, tmp_path, monkeypatch):
+    """Known-bad twin for the array comparison: the history prompt comes back shifted by one."""
+    from transformers import BarkProcessor
+
+    original = BarkProcessor.__call__
+
+    def shifted(self, *args, **kwargs):
+        encoded = original(self, *args, **kwargs)
+        history = encoded.get("history_prompt")
+        if history is not None:
+            history["semantic_prompt"] = history["semantic_prompt"] + 1
+        return encoded
+
+    monkeypatch.setattr(BarkProcessor, "__call__", shifted)
+    result = run_one(name, layout, tmp_path)
+    assert (result.status, result.error_type) == (FAILS, "SurfaceFailure")
+    assert "history_prompt['semantic_prompt']" in result.error

@@ -189,7 +189,8 @@ class SurfaceBisect:
                                 for v, j, _ in self.judged) + ")")
         text = self.failing.describe(f"{check} fails")
         if self.fixed is None:
-            return text + "; still failing in the newest release searched"
+            return text + "; no release after it was judged to work (it still fails, or cannot be judged, up to the " \
+                          "newest release searched)"
         return text + "; " + self.fixed.describe(f"{check} works again")
 
 
@@ -198,11 +199,13 @@ def bisect_surface(versions: Sequence[str], judge: Callable[[str], tuple[Judgeme
     """The first release of ``versions`` (oldest first) where a surface check fails, and the first
     after it where it works again.
 
-    When the newest release fails, the search is :func:`bisect_releases`. When it works, a failing
-    release is looked for first among ``anchors`` (default: every release), newest first, where
-    breaks are likeliest to be seen (the series' rows); from that release the first failing one
-    is bisected below it and the first fixed one above it (the judgement inverted, so "shows it"
-    means "works again"). Each release is judged at most once.
+    ``anchors`` (default: every release) are where breaks are looked for, newest first: the
+    series' rows. The newest release is judged first; then anchors downwards until one fails (F).
+    The first failing release is bisected between the nearest anchor below F that works (the
+    oldest release when none does) and F; the first fixed one between F and the nearest release
+    above it judged to work (None when none above it works: still failing). So with two separate
+    breaks the newest is found; ``--until`` below it finds the older one. Each release is judged
+    at most once.
     """
     memo: dict[str, tuple[Judgement, str]] = {}
     judged: list[tuple[str, Judgement, str]] = []
@@ -213,23 +216,29 @@ def bisect_surface(versions: Sequence[str], judge: Callable[[str], tuple[Judgeme
             judged.append((version, *memo[version]))
         return memo[version]
 
-    versions = list(versions)
-    if not versions:
-        raise ReleaseError("bisect: no releases to search")
-    if ask(versions[-1])[0] is True:
-        return SurfaceBisect(bisect_releases(versions, ask), None, judged)
-    failing_at = None
-    for version in reversed(list(anchors) if anchors is not None else versions[:-1]):
-        if version in versions and ask(version)[0] is True:
-            failing_at = versions.index(version)
-            break
-    if failing_at is None:
-        return SurfaceBisect(None, None, judged)
-
     def works_again(version: str) -> tuple[Judgement, str]:
         judgement, reason = ask(version)
         return (None if judgement is None else not judgement), reason
 
-    failing = bisect_releases(versions[: failing_at + 1], ask)
-    fixed = bisect_releases(versions[failing_at:], works_again)  # from the failing release: "not in" it
+    versions = list(versions)
+    if not versions:
+        raise ReleaseError("bisect: no releases to search")
+    newest = len(versions) - 1
+    marks = sorted({versions.index(a) for a in (anchors if anchors is not None else versions) if a in versions}
+                   | {newest})
+    failing_at, working_above = None, None
+    for index in reversed(marks):
+        judgement = ask(versions[index])[0]
+        if judgement is True:
+            failing_at = index
+            break
+        if judgement is False:
+            working_above = index
+    if failing_at is None:
+        return SurfaceBisect(None, None, judged)
+    working_below = next((index for index in reversed(marks) if index < failing_at
+                          and ask(versions[index])[0] is False), 0)
+    failing = bisect_releases(versions[working_below: failing_at + 1], ask)
+    fixed = None if working_above is None else \
+        bisect_releases(versions[failing_at: working_above + 1], works_again)
     return SurfaceBisect(failing, fixed, judged)

@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -96,7 +97,10 @@ def count_import_contacts(module: str, *, timeout_s: float = IMPORT_TIMEOUT_S) -
 class PendingImportContacts:
     """:func:`count_import_contacts` started now and collected later, so the caller can work while
     the child imports (the release workload runs its untimed surface checks meanwhile; its
-    generation runs on one thread, so the child has the other core). :meth:`result` waits."""
+    generation runs on one thread, so the child has the other core). A thread waits on the child
+    from the start, draining its output (a chatty child never blocks on a full pipe) and noting
+    when it ended, so ``process_s`` is the child's own time. :meth:`result` waits for the thread;
+    a failure is raised again on every later call, never measured twice."""
 
     def __init__(self, module: str, *, timeout_s: float = IMPORT_TIMEOUT_S):
         self.module, self.timeout_s = module, timeout_s
@@ -108,30 +112,38 @@ class PendingImportContacts:
         # cwd: an empty directory, so nothing in the caller's working directory shadows a module.
         self._process = subprocess.Popen(command, env=environment, cwd=self._scratch.name, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True)
-        self._result: ImportContacts | None = None
+        self._outcome: ImportContacts | ReleaseError | None = None
+        self._waiter = threading.Thread(target=self._wait, name=f"import-contacts {module}", daemon=True)
+        self._waiter.start()
 
-    def result(self) -> ImportContacts:
-        if self._result is not None:
-            return self._result
+    def _wait(self) -> None:
         try:
             _, stderr = self._process.communicate(timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.communicate()
+            self._outcome = ReleaseError(f"import of {self.module}: no result within {self.timeout_s:.0f} s")
             self._scratch.cleanup()
-            raise ReleaseError(f"import of {self.module}: no result within {self.timeout_s:.0f} s") from None
+            return
+        ended = time.perf_counter()
         try:
             if self._process.returncode != 0 or not self._out.is_file():
                 last = (stderr.strip().splitlines() or ["no output"])[-1][:300]
-                raise ReleaseError(f"import of {self.module}: the measuring process exited "
-                                   f"{self._process.returncode} without a result: {last}")
+                self._outcome = ReleaseError(f"import of {self.module}: the measuring process exited "
+                                             f"{self._process.returncode} without a result: {last}")
+                return
             record = json.loads(self._out.read_text(encoding="utf-8"))
+            attempts = tuple((operation, target) for operation, target in record["attempts"])
+            self._outcome = ImportContacts(self.module, attempts, tuple(record["hosts"]), record["error"],
+                                           float(record["import_s"]), ended - self._started)
         finally:
             self._scratch.cleanup()
-        attempts = tuple((operation, target) for operation, target in record["attempts"])
-        self._result = ImportContacts(self.module, attempts, tuple(record["hosts"]), record["error"],
-                                      float(record["import_s"]), time.perf_counter() - self._started)
-        return self._result
+
+    def result(self) -> ImportContacts:
+        self._waiter.join()
+        if isinstance(self._outcome, ReleaseError):
+            raise self._outcome
+        return self._outcome
 
 
 def _child(module: str, out: str) -> int:

