@@ -18,8 +18,8 @@ from bark_ablation.releases import series as series_module
 from bark_ablation.releases.bisect import bisect_surface
 from bark_ablation.releases.lines import RELEASE_LINES, latest_patches
 from bark_ablation.releases.series import refinements, run_series
-from bark_ablation.releases.surface import FAILS, NOT_APPLICABLE, WORKS
-from bark_ablation.releases.timeline import build_timeline, summary_lines, timeline_markdown
+from bark_ablation.releases.surface import FAILS, NOT_APPLICABLE, WORKS, changed_defaults, jsonable
+from bark_ablation.releases.timeline import build_timeline, produced_change, summary_lines, timeline_markdown
 
 TRANSFORMERS = RELEASE_LINES["transformers"]
 CHECK = "pipeline-text-to-speech"
@@ -120,6 +120,34 @@ def test_a_changed_default_and_output_are_named(no_layout):
     assert newest.output_changes == [f"{CHECK}: 0.17 s (?) -> 0.18 s (?)"]
     assert "surface defaults changed in: `4.47.1` (pipeline-text-to-speech: temperature: 0.7 -> 1.0)" in \
         "\n".join(summary_lines(timeline))
+
+
+def test_an_output_change_beside_equal_audio_names_the_field():
+    """The 4.35.0 case: ``save_pretrained`` writes ``model.safetensors`` instead of
+    ``pytorch_model.bin`` with the same audio; the change must not read as ``x -> x``."""
+    old = {"samples": 5760, "duration_s": 0.24, "pcm16_sha256": "a3dc05f5", "weights_files": ["pytorch_model.bin"]}
+    new = {**old, "weights_files": ["model.safetensors"]}
+    assert produced_change("save-pretrained-round-trip", old, new) == \
+        'save-pretrained-round-trip: weights_files: ["pytorch_model.bin"] -> ["model.safetensors"]'
+    shorter = {**new, "samples": 5120, "duration_s": 0.2133, "pcm16_sha256": "5fe29a0f"}
+    assert produced_change("c", new, shorter) == "c: 0.24 s (a3dc05f5) -> 0.2133 s (5fe29a0f)"
+    assert produced_change("import", {"attempts": 0, "hosts": []}, {"attempts": 4, "hosts": ["huggingface.co"]}) == \
+        'import: attempts: 0 -> 4; hosts: [] -> ["huggingface.co"]'
+
+
+def test_defaults_compare_equal_across_processes():
+    """A function default (``save_function=torch.save``) and an object's repr carry no memory
+    address, so the same default read in two processes is not a change; a changed one still is."""
+    import torch
+
+    class Marker:
+        pass
+
+    assert jsonable(torch.save) == "torch.serialization.save"
+    assert "0x" not in jsonable(Marker())
+    assert changed_defaults({"save_function": jsonable(torch.save)}, {"save_function": jsonable(torch.save)}) == []
+    assert changed_defaults({"safe_serialization": False}, {"safe_serialization": True}) == \
+        ["safe_serialization: False -> True"]
 
 
 def judge_of(broken: set[str], unjudgeable: frozenset = frozenset()):

@@ -283,8 +283,10 @@ def signature_defaults(function: Callable, *, skip: Sequence[str] = ("self",)) -
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with tuples as lists, numpy scalars as numbers, and anything else that JSON
-    cannot hold as its ``repr``; dictionaries with sorted string keys."""
+    """``value`` with tuples as lists, numpy scalars as numbers, functions and classes as
+    ``module.qualname``, and anything else that JSON cannot hold as its ``repr`` without a memory
+    address (so that equal defaults compare equal across processes); dictionaries with sorted
+    string keys."""
     if isinstance(value, dict):
         return {str(key): jsonable(value[key]) for key in sorted(value, key=str)}
     if isinstance(value, (list, tuple)):
@@ -293,7 +295,10 @@ def jsonable(value: Any) -> Any:
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    return repr(value)
+    if callable(value) and hasattr(value, "__qualname__"):  # e.g. save_function=torch.save
+        return f"{getattr(value, '__module__', None) or '?'}.{value.__qualname__}"
+    # A default repr names a memory address, which differs in every process.
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
 
 
 def statuses(results: Sequence[dict[str, Any]]) -> dict[str, str]:

@@ -261,7 +261,9 @@ def _save_round_trip(context: SurfaceContext) -> tuple[dict[str, Any], dict[str,
     audio = np.asarray(_generate_audio(reloaded, inputs, context, do_sample=False).float().cpu().numpy())
     _require_equal("after save_pretrained / from_pretrained", _reference_greedy(context), audio)
     weights = sorted(path.name for path in target.iterdir() if path.suffix in (".bin", ".safetensors"))
-    return {}, {**audio_summary(audio, SAMPLE_RATE_HZ), "weights_files": weights}
+    defaults = {f"save_pretrained.{name}": value for name, value in
+                signature_defaults(type(model).save_pretrained).items()}
+    return defaults, {**audio_summary(audio, SAMPLE_RATE_HZ), "weights_files": weights}
 
 
 def _bfloat16(context: SurfaceContext) -> tuple[dict[str, Any], dict[str, Any]]:

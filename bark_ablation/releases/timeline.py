@@ -258,6 +258,25 @@ def _produced_text(produced: dict[str, Any]) -> str:
     return json.dumps(produced, sort_keys=True)
 
 
+_AUDIO_FIELDS = ("duration_s", "pcm16_sha256", "samples", "sample_rate")
+
+
+def produced_change(check: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``check: old -> new`` for what a default call produced: the audio as seconds and digest
+    where it changed, then every other field that changed, by name (for example the weight
+    files ``save_pretrained`` writes), so that no change reads as ``x -> x``."""
+    parts = []
+    if any(old.get(field) != new.get(field) for field in _AUDIO_FIELDS):
+        audio_old = {k: v for k, v in old.items() if k in _AUDIO_FIELDS}
+        audio_new = {k: v for k, v in new.items() if k in _AUDIO_FIELDS}
+        parts.append(f"{_produced_text(audio_old)} -> {_produced_text(audio_new)}")
+    for field in sorted(set(old) | set(new)):
+        if field not in _AUDIO_FIELDS and old.get(field, "(absent)") != new.get(field, "(absent)"):
+            parts.append(f"{field}: {json.dumps(old.get(field, '(absent)'))} -> "
+                         f"{json.dumps(new.get(field, '(absent)'))}")
+    return f"{check}: " + "; ".join(parts)
+
+
 def compare_surface(row: TimelineRow, before: dict[str, dict[str, Any]]) -> None:
     """Fill ``row``'s status, default and output changes against ``before`` (the previous ran
     release's surface results by check)."""
@@ -278,8 +297,7 @@ def compare_surface(row: TimelineRow, before: dict[str, dict[str, Any]]) -> None
         row.default_changes += [f"{check}: {change}" for change in
                                 changed_defaults(old.get("defaults", {}), new.get("defaults", {}))]
         if old.get("produced") != new.get("produced"):
-            row.output_changes.append(f"{check}: {_produced_text(old.get('produced', {}))} -> "
-                                      f"{_produced_text(new.get('produced', {}))}")
+            row.output_changes.append(produced_change(check, old.get("produced", {}), new.get("produced", {})))
 
 
 def surface_counts(row: TimelineRow) -> str:
