@@ -266,14 +266,14 @@ def produced_change(check: str, old: dict[str, Any], new: dict[str, Any]) -> str
     where it changed, then every other field that changed, by name (for example the weight
     files ``save_pretrained`` writes), so that no change reads as ``x -> x``."""
     parts = []
-    if any(old.get(field) != new.get(field) for field in _AUDIO_FIELDS):
+    if any(old.get(key) != new.get(key) for key in _AUDIO_FIELDS):
         audio_old = {k: v for k, v in old.items() if k in _AUDIO_FIELDS}
         audio_new = {k: v for k, v in new.items() if k in _AUDIO_FIELDS}
         parts.append(f"{_produced_text(audio_old)} -> {_produced_text(audio_new)}")
-    for field in sorted(set(old) | set(new)):
-        if field not in _AUDIO_FIELDS and old.get(field, "(absent)") != new.get(field, "(absent)"):
-            parts.append(f"{field}: {json.dumps(old.get(field, '(absent)'))} -> "
-                         f"{json.dumps(new.get(field, '(absent)'))}")
+    for name in sorted(set(old) | set(new)):
+        if name not in _AUDIO_FIELDS and old.get(name, "(absent)") != new.get(name, "(absent)"):
+            parts.append(f"{name}: {json.dumps(old.get(name, '(absent)'))} -> "
+                         f"{json.dumps(new.get(name, '(absent)'))}")
     return f"{check}: " + "; ".join(parts)
 
 
