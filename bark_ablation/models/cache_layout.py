@@ -122,7 +122,7 @@ def write_tokenizer_cache(hf_hub_dir: Path, vocab_lines: list[str]) -> Path:
         (repo_dir / "blobs" / blob).write_bytes(data)
         (snapshot / name).symlink_to(Path("..", "..", "blobs", blob))
     (repo_dir / "refs").mkdir()
-    (repo_dir / "refs" / "main").write_text(SNAPSHOT_COMMIT)
+    (repo_dir / "refs" / "main").write_text(SNAPSHOT_COMMIT, encoding="utf-8")
     return snapshot / "vocab.txt"
 
 
