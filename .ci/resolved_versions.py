@@ -37,14 +37,20 @@ def installed(paths: list[str] | None = None) -> dict[str, str]:
 def main(argv: list[str]) -> int:
     tested = pins(Path(argv[0]))
     here = installed()
-    changed = [f"{name} {tested[name]} -> {here.get(name, 'absent')}" for name in sorted(tested)
-               if here.get(name) != tested[name]]
+    changed = [
+        f"{name} {tested[name]} -> {here.get(name, 'absent')}"
+        for name in sorted(tested)
+        if here.get(name) != tested[name]
+    ]
     print(f"differs from {argv[0]}: " + (", ".join(changed) if changed else "nothing"))
     if len(argv) > 1:
         sites = glob.glob(str(Path(argv[1]) / "lib" / "python*" / "site-packages"))
         reference = installed(sites) if sites else {}
-        new = [f"{name} {version}" for name, version in sorted(here.items())
-               if name not in reference and name != "bark-ablation"]
+        new = [
+            f"{name} {version}"
+            for name, version in sorted(here.items())
+            if name not in reference and name != "bark-ablation"
+        ]
         if sites:
             print(f"not in {argv[1]} (the tested set): " + (", ".join(new) if new else "nothing"))
     return 0

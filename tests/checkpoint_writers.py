@@ -34,8 +34,16 @@ from bark_ablation.models.cache_layout import (  # noqa: F401 - re-exported for 
 )
 from bark_ablation.models.cached_weights import CHECKPOINTS, TOKENIZER_REPO, CacheLocations, _numpy_checkpoint_globals
 
-BARK_SMALL_COARSE_ARGS = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024,
-                              input_vocab_size=12_096, output_vocab_size=12_096, bias=False, dropout=0.0)
+BARK_SMALL_COARSE_ARGS = dict(
+    n_layer=12,
+    n_head=12,
+    n_embd=768,
+    block_size=1024,
+    input_vocab_size=12_096,
+    output_vocab_size=12_096,
+    bias=False,
+    dropout=0.0,
+)
 """bark-small's coarse model (``coarse.pt``): GPT blocks as transformers' BarkCoarseConfig
 defaults and ``suno/bark-small``, Bark's coarse vocabularies."""
 FULL_SIZE_WEIGHT_SEED = 20_240_102
@@ -72,8 +80,7 @@ def full_size_tensor(name: str, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(values)
 
 
-def write_fake_cache(locations: CacheLocations, tiny_models, name: str = "bark", *,
-                     models: dict | None = None) -> None:
+def write_fake_cache(locations: CacheLocations, tiny_models, name: str = "bark", *, models: dict | None = None) -> None:
     """Model set ``tiny_models`` saved as the real caches are (see
     :func:`~bark_ablation.models.cache_layout.write_bark_cache`); ``models`` (stage ->
     (model_args, state_dict)) replaces those stages' checkpoints."""

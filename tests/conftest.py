@@ -11,9 +11,12 @@ pytest_plugins = ("pytester",)
 
 CLI_RUN_TEXT = "Hello there."
 
-SHARED_WORKER_FILES = {"tests/test_golden.py": "regression matrices",
-                       "tests/test_matrix_regression.py": "regression matrices",
-                       "tests/test_cli.py": "cli run", "tests/test_run_merge.py": "cli run"}
+SHARED_WORKER_FILES = {
+    "tests/test_golden.py": "regression matrices",
+    "tests/test_matrix_regression.py": "regression matrices",
+    "tests/test_cli.py": "cli run",
+    "tests/test_run_merge.py": "cli run",
+}
 """Test files that run on one xdist worker because they read the same session fixtures, which
 are then built once: the regression matrices (the plugin's ``regression_matrix``; measured on 2
 cores: 62.7 s in one process against 55.5 s + 51.4 s when ``--dist loadfile`` put the two files
@@ -42,8 +45,9 @@ def pytest_xdist_make_scheduler(config, log):
 def tiny_generations(tiny_models, generation_params, voice_prompts):
     """``{cell: Generation}`` for cells ``scf`` and ``---`` of en_speaker_0, seed 0, on the tiny
     set (whatever ``--bark-model-set`` says), 1 s of audio."""
-    run = run_matrix(REGRESSION_TEXT, voice_prompts["en_speaker_0"], [0], ["scf", "---"],
-                     generation_params, model_set=tiny_models)
+    run = run_matrix(
+        REGRESSION_TEXT, voice_prompts["en_speaker_0"], [0], ["scf", "---"], generation_params, model_set=tiny_models
+    )
     return {generation.cell: generation for generation in run.generations}
 
 
@@ -66,7 +70,24 @@ def cli_run(tmp_path_factory, tiny_models):
     out = tmp_path_factory.mktemp("cli-run") / "run"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        status = cli.main(["run", "--prompt", "en_speaker_0", "--text", CLI_RUN_TEXT, "--seeds", "0", "1",
-                           "--max-duration", "0.4", "--quiet", "--model-set", "tiny", "--out", str(out)])
+        status = cli.main(
+            [
+                "run",
+                "--prompt",
+                "en_speaker_0",
+                "--text",
+                CLI_RUN_TEXT,
+                "--seeds",
+                "0",
+                "1",
+                "--max-duration",
+                "0.4",
+                "--quiet",
+                "--model-set",
+                "tiny",
+                "--out",
+                str(out),
+            ]
+        )
     assert status == 0
     return out, stdout.getvalue()

@@ -44,7 +44,7 @@ class RecordingParser:
         self.help: dict[str, str] = {}
         self.ini_keys: list[str] = []
 
-    def getgroup(self, name: str, description: str = "") -> "RecordingParser":
+    def getgroup(self, name: str, description: str = "") -> RecordingParser:
         return self
 
     def addoption(self, *names: str, **settings) -> None:
@@ -58,9 +58,11 @@ class RecordingParser:
 def unprefixed_names(parser: RecordingParser, markers) -> list[str]:
     """What a plugin adds without its prefix: options not ``--bark-*``, ini keys and markers not
     ``bark_*`` (markers named ``marker NAME``)."""
-    return ([name for name in parser.options if not name.startswith("--bark-")]
-            + [f"ini {name}" for name in parser.ini_keys if not name.startswith("bark_")]
-            + [f"marker {name}" for name in markers if not name.startswith("bark_")])
+    return (
+        [name for name in parser.options if not name.startswith("--bark-")]
+        + [f"ini {name}" for name in parser.ini_keys if not name.startswith("bark_")]
+        + [f"marker {name}" for name in markers if not name.startswith("bark_")]
+    )
 
 
 FOREIGN_INI = """\
@@ -70,7 +72,7 @@ markers =
     gpu: this project's own GPU tests
 """
 
-FOREIGN_TESTS = '''\
+FOREIGN_TESTS = """\
 import json
 import os
 import socket
@@ -121,11 +123,13 @@ def test_offline_tolerant():
 @pytest.mark.bark_slow
 def test_marked_bark_slow():
     pass
-'''
+"""
 
 
-_VERBOSE_LINE = re.compile(r"^(?:test_foreign\.py::(?P<name>\w+) (?P<outcome>PASSED|FAILED|SKIPPED|ERROR)\b"
-                           r"|\[gw\d+\] \[\s*\d+%\] (?P<xoutcome>PASSED|FAILED|SKIPPED|ERROR) test_foreign\.py::(?P<xname>\w+))")
+_VERBOSE_LINE = re.compile(
+    r"^(?:test_foreign\.py::(?P<name>\w+) (?P<outcome>PASSED|FAILED|SKIPPED|ERROR)\b"
+    r"|\[gw\d+\] \[\s*\d+%\] (?P<xoutcome>PASSED|FAILED|SKIPPED|ERROR) test_foreign\.py::(?P<xname>\w+))"
+)
 """A test's line in ``pytest -v`` output, in one process or from a pytest-xdist worker."""
 
 
@@ -139,13 +143,18 @@ class ForeignSession:
     exit_code: int
     output: str = field(default="", compare=False, repr=False)
 
-    def differences(self, other: "ForeignSession") -> list[str]:
+    def differences(self, other: ForeignSession) -> list[str]:
         """One line per outcome, state entry or exit code in which the two sessions differ."""
-        lines = [f"{name}: {self.outcomes.get(name)} vs {other.outcomes.get(name)}"
-                 for name in sorted({*self.outcomes, *other.outcomes})
-                 if self.outcomes.get(name) != other.outcomes.get(name)]
-        lines += [f"{key}: {self.state.get(key)!r} vs {other.state.get(key)!r}"
-                  for key in sorted({*self.state, *other.state}) if self.state.get(key) != other.state.get(key)]
+        lines = [
+            f"{name}: {self.outcomes.get(name)} vs {other.outcomes.get(name)}"
+            for name in sorted({*self.outcomes, *other.outcomes})
+            if self.outcomes.get(name) != other.outcomes.get(name)
+        ]
+        lines += [
+            f"{key}: {self.state.get(key)!r} vs {other.state.get(key)!r}"
+            for key in sorted({*self.state, *other.state})
+            if self.state.get(key) != other.state.get(key)
+        ]
         if self.exit_code != other.exit_code:
             lines.append(f"exit code: {self.exit_code} vs {other.exit_code}")
         return lines
@@ -168,10 +177,19 @@ def run_pytest(directory: Path, *args: str, env: dict[str, str] | None = None) -
     installed plugin autoloaded, no cache provider, and this environment without what this suite's
     session set (pytest's, xdist's and bark-ablation's variables, :data:`SESSION_VARIABLES`),
     plus ``env``."""
-    inherited = {key: value for key, value in os.environ.items()
-                 if not key.startswith(("PYTEST_", "BARK_ABLATION_")) and key not in SESSION_VARIABLES}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=directory,
-                          env={**inherited, **(env or {})}, capture_output=True, text=True, timeout=600)
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PYTEST_", "BARK_ABLATION_")) and key not in SESSION_VARIABLES
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=directory,
+        env={**inherited, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def run_foreign_project(directory: Path, *args: str) -> ForeignSession:
@@ -181,7 +199,10 @@ def run_foreign_project(directory: Path, *args: str) -> ForeignSession:
     state_file = directory / "state.json"
     state_file.unlink(missing_ok=True)
     process = run_pytest(directory, "-v", *args, env={"OMP_NUM_THREADS": "2", "FOREIGN_STATE_FILE": str(state_file)})
-    outcomes = {match["name"] or match["xname"]: (match["outcome"] or match["xoutcome"]).lower()
-                for match in map(_VERBOSE_LINE.match, process.stdout.splitlines()) if match}
+    outcomes = {
+        match["name"] or match["xname"]: (match["outcome"] or match["xoutcome"]).lower()
+        for match in map(_VERBOSE_LINE.match, process.stdout.splitlines())
+        if match
+    }
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     return ForeignSession(outcomes, state, process.returncode, process.stdout + process.stderr)

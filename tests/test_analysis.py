@@ -27,8 +27,7 @@ def x(cell: str, stage: int) -> int:
     return 1 if cell[stage] != "-" else -1
 
 
-def build(speaker_effects: dict[str, float], *, seed_noise: float = 0.0, rng=None,
-          speaker_names=None) -> list[Score]:
+def build(speaker_effects: dict[str, float], *, seed_noise: float = 0.0, rng=None, speaker_names=None) -> list[Score]:
     """SECS = 0.7 + speaker offset + effect/2 * x_fine (+ noise per sample)."""
     rng = rng or np.random.default_rng(0)
     rows = []
@@ -97,8 +96,11 @@ def transfer_rows(index_by_stage: dict[str, float], *, swap: bool = False) -> li
     """Scores whose transfer index is exactly ``index_by_stage`` for every speaker: the margin
     m = other - own of scf is -0.3; a transfer cell's margin is -0.3 + index."""
     rows = []
-    cells = {"scf": 0.0, **{cell.id: index_by_stage.get(stage, 0.0) for stage, cell in TRANSFER_CELLS.items()},
-             "ooo": 0.5}
+    cells = {
+        "scf": 0.0,
+        **{cell.id: index_by_stage.get(stage, 0.0) for stage, cell in TRANSFER_CELLS.items()},
+        "ooo": 0.5,
+    }
     for s_index, speaker in enumerate(SPEAKERS):
         for seed in SEEDS:
             for cell, index in cells.items():

@@ -117,9 +117,12 @@ PACKAGE_ROOT = Path(bark_ablation.__file__).parent
 
 
 def test_every_module_sits_in_a_wing_or_on_top():
-    loose = [name for name in import_graph(PACKAGE_ROOT)
-             if wing_of(name, "bark_ablation") == TOP and name not in
-             ("bark_ablation", "bark_ablation.cli", "bark_ablation.pytest_plugin")]
+    loose = [
+        name
+        for name in import_graph(PACKAGE_ROOT)
+        if wing_of(name, "bark_ablation") == TOP
+        and name not in ("bark_ablation", "bark_ablation.cli", "bark_ablation.pytest_plugin")
+    ]
     assert not loose, f"modules outside every wing (put each in one of {', '.join(WINGS)}): {loose}"
 
 
@@ -135,9 +138,13 @@ def test_the_package_has_no_import_cycle():
 
 def test_core_imports_no_other_wing():
     graph = import_graph(PACKAGE_ROOT)
-    outside = sorted(f"{module} imports {target}" for module, targets in graph.items()
-                     if wing_of(module, "bark_ablation") == "core"
-                     for target in targets if wing_of(target, "bark_ablation") != "core")
+    outside = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if wing_of(module, "bark_ablation") == "core"
+        for target in targets
+        if wing_of(target, "bark_ablation") != "core"
+    )
     assert not outside, "\n".join(outside)
 
 
@@ -164,4 +171,5 @@ def test_the_checks_catch_a_cycle_and_an_upward_import(bad_tree):
     assert ["bark_ablation.core.a", "bark_ablation.core.b"] in found
     assert ["bark_ablation.core.c", "bark_ablation.study.report"] in found
     assert layering_violations(graph, "bark_ablation") == [
-        "bark_ablation.core.c (core) imports bark_ablation.study.report (study), a higher wing"]
+        "bark_ablation.core.c (core) imports bark_ablation.study.report (study), a higher wing"
+    ]

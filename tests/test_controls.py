@@ -10,8 +10,8 @@ from bark_ablation.core import checks
 from bark_ablation.core.conditioning import CONTROLS, HistorySource, Stage
 from bark_ablation.core.controls import stage_history
 from bark_ablation.core.errors import ParamsError
-from bark_ablation.generation.pipeline import run_matrix
 from bark_ablation.core.prompts import CODEBOOK_SIZE, SEMANTIC_VOCAB_SIZE
+from bark_ablation.generation.pipeline import run_matrix
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
 
@@ -52,14 +52,20 @@ def test_other_speaker_cells_need_another_speakers_prompt(prompt, tiny_models, g
     with pytest.raises(ParamsError, match="other_prompt: cells ooo give a stage another speaker's history"):
         run_matrix(REGRESSION_TEXT, prompt, [0], ["ooo"], generation_params, model_set=tiny_models)
     with pytest.raises(ParamsError, match="must be another speaker's prompt"):
-        run_matrix(REGRESSION_TEXT, prompt, [0], ["ooo"], generation_params, model_set=tiny_models,
-                   other_prompt=prompt)
+        run_matrix(REGRESSION_TEXT, prompt, [0], ["ooo"], generation_params, model_set=tiny_models, other_prompt=prompt)
 
 
 @pytest.fixture(scope="module")
 def control_run(prompt, voice_prompts, tiny_models, generation_params):
-    return run_matrix(REGRESSION_TEXT, prompt, [0], ["scf", *CONTROLS.values()], generation_params,
-                      model_set=tiny_models, other_prompt=voice_prompts["en_speaker_3"])
+    return run_matrix(
+        REGRESSION_TEXT,
+        prompt,
+        [0],
+        ["scf", *CONTROLS.values()],
+        generation_params,
+        model_set=tiny_models,
+        other_prompt=voice_prompts["en_speaker_3"],
+    )
 
 
 @pytest.mark.parametrize("name", list(CONTROLS))
@@ -70,17 +76,25 @@ def test_every_control_runs_through_bark_and_passes_the_checks(control_run, name
     checks.check_durations(generation)
 
 
-@pytest.mark.parametrize("name, first_changed_stage", [
-    ("random-semantic", "semantic"), ("shuffled-semantic", "semantic"), ("other-speaker-semantic", "semantic"),
-    ("other-speaker-coarse-fine", "coarse"), ("random-all", "semantic"), ("other-speaker", "semantic"),
-])
+@pytest.mark.parametrize(
+    "name, first_changed_stage",
+    [
+        ("random-semantic", "semantic"),
+        ("shuffled-semantic", "semantic"),
+        ("other-speaker-semantic", "semantic"),
+        ("other-speaker-coarse-fine", "coarse"),
+        ("random-all", "semantic"),
+        ("other-speaker", "semantic"),
+    ],
+)
 def test_a_control_changes_its_stage_and_nothing_upstream(control_run, name, first_changed_stage):
     full, control = control_run.get("scf", 0), control_run.get(CONTROLS[name], 0)
     stages = ["semantic", "coarse", "fine"]
     for stage in stages[: stages.index(first_changed_stage)]:
         checks.assert_tokens_equal(getattr(full, stage), getattr(control, stage), f"{name}: {stage}")
-    checks.assert_differs(getattr(full, first_changed_stage), getattr(control, first_changed_stage),
-                          f"{name}: {first_changed_stage}")
+    checks.assert_differs(
+        getattr(full, first_changed_stage), getattr(control, first_changed_stage), f"{name}: {first_changed_stage}"
+    )
 
 
 def test_other_speaker_is_recorded(control_run):

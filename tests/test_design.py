@@ -33,13 +33,16 @@ def test_one_prompt_with_o_cells_needs_a_named_other_speaker():
         StudyDesign.build(PROMPTS[:1], ["Hi."], [0], ["sco"])
 
 
-@pytest.mark.parametrize("prompts, texts, message", [
-    ([], ["Hi."], "prompts: must name at least one"),
-    (["en_speaker_0", "en_speaker_0"], ["Hi."], "prompts: en_speaker_0 repeats en_speaker_0"),
-    (PROMPTS, [], "texts: must give at least one"),
-    (PROMPTS, ["Hi.", "Hi."], "texts: 'Hi.' repeats 'Hi.'"),
-    (PROMPTS, ["  "], "text: must contain at least one non-whitespace character"),
-])
+@pytest.mark.parametrize(
+    "prompts, texts, message",
+    [
+        ([], ["Hi."], "prompts: must name at least one"),
+        (["en_speaker_0", "en_speaker_0"], ["Hi."], "prompts: en_speaker_0 repeats en_speaker_0"),
+        (PROMPTS, [], "texts: must give at least one"),
+        (PROMPTS, ["Hi.", "Hi."], "texts: 'Hi.' repeats 'Hi.'"),
+        (PROMPTS, ["  "], "text: must contain at least one non-whitespace character"),
+    ],
+)
 def test_a_bad_design_names_the_field(prompts, texts, message):
     with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         StudyDesign.build(prompts, texts, [0], ["scf"])
@@ -47,8 +50,12 @@ def test_a_bad_design_names_the_field(prompts, texts, message):
 
 def test_units_are_prompt_major_with_file_system_safe_ids():
     design = StudyDesign.build(["v2/en_speaker_0", "en_speaker_1"], ["One.", "Two."], [0, 1], ["scf", "---"])
-    assert [u.id for u in design.units] == ["v2_en_speaker_0_t0", "v2_en_speaker_0_t1", "en_speaker_1_t0",
-                                            "en_speaker_1_t1"]
+    assert [u.id for u in design.units] == [
+        "v2_en_speaker_0_t0",
+        "v2_en_speaker_0_t1",
+        "en_speaker_1_t0",
+        "en_speaker_1_t1",
+    ]
     assert design.n_generations == 2 * 2 * 2 * 2 and not design.is_single_unit
 
 
@@ -58,11 +65,14 @@ def test_texts_file_skips_comments_and_blank_lines(tmp_path):
     assert read_texts_file(path) == ["First text.", "Second text."]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"# only comments\n\n", "holds no text"),
-    (b"\xff\xfe bad bytes", "unreadable"),
-    (None, "unreadable"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"# only comments\n\n", "holds no text"),
+        (b"\xff\xfe bad bytes", "unreadable"),
+        (None, "unreadable"),
+    ],
+)
 def test_a_bad_texts_file_names_the_option(tmp_path, content, message):
     path = tmp_path / "texts.txt"
     if content is not None:
@@ -74,7 +84,11 @@ def test_a_bad_texts_file_names_the_option(tmp_path, content, message):
 def test_run_design_counts_progress_over_the_whole_design(tiny_models):
     design = StudyDesign.build(PROMPTS[:2], ["Hi there."], [0], ["scf"])
     seen = []
-    design_run = run_design(design, GenerationParams(max_duration_s=0.2), model_set=tiny_models,
-                            on_result=lambda generation, index, total: seen.append((generation.prompt, index, total)))
+    design_run = run_design(
+        design,
+        GenerationParams(max_duration_s=0.2),
+        model_set=tiny_models,
+        on_result=lambda generation, index, total: seen.append((generation.prompt, index, total)),
+    )
     assert seen == [("en_speaker_0", 1, 2), ("en_speaker_1", 2, 2)]
     assert [run.prompt.name for run in design_run.runs] == list(PROMPTS[:2])

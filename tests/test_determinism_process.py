@@ -39,14 +39,19 @@ def test_fresh_process_reproduces_every_cell(tmp_path, regression_matrix, model_
     out = tmp_path / "child.npz"
     import torch
 
-    subprocess.run([sys.executable, "-c", CHILD, str(out), model_set.implementation, str(torch.get_num_threads())],
-                   check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", CHILD, str(out), model_set.implementation, str(torch.get_num_threads())],
+        check=True,
+        timeout=300,
+    )
     run = regression_matrix(PROMPT, SEED)
     with np.load(out) as child:
         for cell in ALL_CONDITIONINGS:
             ours = run.get(cell, SEED)
             for part in ("semantic", "coarse", "fine"):
-                checks.assert_tokens_equal(getattr(ours, part), child[f"{cell.id}/{part}"],
-                                           f"{cell.id} {part}, fresh process vs this one")
-            checks.assert_audio_identical(ours.audio, child[f"{cell.id}/audio"],
-                                          f"{cell.id} audio, fresh process vs this one")
+                checks.assert_tokens_equal(
+                    getattr(ours, part), child[f"{cell.id}/{part}"], f"{cell.id} {part}, fresh process vs this one"
+                )
+            checks.assert_audio_identical(
+                ours.audio, child[f"{cell.id}/audio"], f"{cell.id} audio, fresh process vs this one"
+            )

@@ -31,8 +31,15 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 import torch
+from checkpoint_writers import write_fake_cache
 
 from bark_ablation import cli
+from bark_ablation.core.errors import MissingWeightsError
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.core.network_guard import NetworkGuard
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.generation.pipeline import generate
+from bark_ablation.implementations.registry import get_implementation
 from bark_ablation.models.cached_weights import (
     BARK_REPO,
     CHECKPOINTS,
@@ -43,23 +50,20 @@ from bark_ablation.models.cached_weights import (
     missing_files,
 )
 from bark_ablation.models.real_weights import load_cached_models
-from bark_ablation.core.errors import MissingWeightsError
-from bark_ablation.core.implementation import ModelSet
-from bark_ablation.implementations.registry import get_implementation
-from bark_ablation.core.network_guard import NetworkGuard
-from bark_ablation.core.params import GenerationParams
-from bark_ablation.generation.pipeline import generate
 from bark_ablation.models.weight_downloads import ENCODEC_URL_ENV, TOKENIZER_FILES, DownloadError, download_missing
-from checkpoint_writers import write_fake_cache
 
 REPO_COMMIT = hashlib.sha1(b"fake hub commit").hexdigest()
 RENAMED_TOKENIZER_REPO = "google-bert/bert-base-multilingual-cased"
 CDN_HOST = "localhost"
 ENCODEC = "encodec"
 """Key of the EnCodec file among the hub's files (the others are keyed by file name)."""
-WHAT = {"text_2.pt": "Bark text checkpoint text_2.pt", "coarse_2.pt": "Bark coarse checkpoint coarse_2.pt",
-        "fine_2.pt": "Bark fine checkpoint fine_2.pt", "vocab.txt": f"tokenizer {TOKENIZER_REPO} (vocab.txt)",
-        ENCODEC: f"EnCodec 24 kHz weights {ENCODEC_CHECKPOINT}"}
+WHAT = {
+    "text_2.pt": "Bark text checkpoint text_2.pt",
+    "coarse_2.pt": "Bark coarse checkpoint coarse_2.pt",
+    "fine_2.pt": "Bark fine checkpoint fine_2.pt",
+    "vocab.txt": f"tokenizer {TOKENIZER_REPO} (vocab.txt)",
+    ENCODEC: f"EnCodec 24 kHz weights {ENCODEC_CHECKPOINT}",
+}
 """What ``missing_files`` calls each file."""
 
 
@@ -104,10 +108,9 @@ class FakeHub:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         # shutdown() waits for the serving loop's next poll: 0.5 s by default, on every test.
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         self.thread.start()
         return self
 
@@ -137,17 +140,31 @@ class FakeHub:
                 return self.send(handler, 307, {"Location": f"/{RENAMED_TOKENIZER_REPO}/resolve/{revision}/{file}"})
             if repo == RENAMED_TOKENIZER_REPO and file in TOKENIZER_FILES and file in self.files:
                 published = self.files[file]
-                return self.send_file(handler, published, head, {"ETag": f'"{git_blob_sha1(published.data)}"',
-                                                                 "X-Repo-Commit": REPO_COMMIT})
+                return self.send_file(
+                    handler,
+                    published,
+                    head,
+                    {"ETag": f'"{git_blob_sha1(published.data)}"', "X-Repo-Commit": REPO_COMMIT},
+                )
             if repo == BARK_REPO and file in self.files:
                 data = self.files[file].data
-                return self.send(handler, 302, {
-                    "Location": f"http://{CDN_HOST}:{self.port}/lfs/{sha256(data)}",
-                    "X-Repo-Commit": REPO_COMMIT, "X-Linked-Etag": f'"{sha256(data)}"',
-                    "X-Linked-Size": str(len(data)), "ETag": f'"{git_blob_sha1(b"lfs pointer " + data[:64])}"'})
+                return self.send(
+                    handler,
+                    302,
+                    {
+                        "Location": f"http://{CDN_HOST}:{self.port}/lfs/{sha256(data)}",
+                        "X-Repo-Commit": REPO_COMMIT,
+                        "X-Linked-Etag": f'"{sha256(data)}"',
+                        "X-Linked-Size": str(len(data)),
+                        "ETag": f'"{git_blob_sha1(b"lfs pointer " + data[:64])}"',
+                    },
+                )
             known = repo in (BARK_REPO, RENAMED_TOKENIZER_REPO)
-            return self.send(handler, 404, {"X-Error-Code": "EntryNotFound" if known else "RepoNotFound",
-                                            "X-Repo-Commit": REPO_COMMIT})
+            return self.send(
+                handler,
+                404,
+                {"X-Error-Code": "EntryNotFound" if known else "RepoNotFound", "X-Repo-Commit": REPO_COMMIT},
+            )
         lfs = re.fullmatch(r"/lfs/([0-9a-f]{64})", path)
         if lfs:
             for published in self.files.values():
@@ -168,8 +185,9 @@ class FakeHub:
         if published.cut and not head:
             return self.send(handler, 503, {})
         body = published.data if published.served is None else published.served
-        self.send(handler, 200, {**headers, "Content-Length": str(len(body)),
-                                 "Content-Type": "application/octet-stream"})
+        self.send(
+            handler, 200, {**headers, "Content-Length": str(len(body)), "Content-Type": "application/octet-stream"}
+        )
         if head:
             return
         if published.interrupt:
@@ -204,8 +222,17 @@ def caches(tmp_path, monkeypatch) -> CacheLocations:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "cache" / "huggingface"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "cache" / "torch"))
-    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN", "http_proxy", "https_proxy", "all_proxy",
-                 "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+    for name in (
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_TOKEN",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ):
         monkeypatch.delenv(name, raising=False)
     return CacheLocations.from_environment()
 
@@ -220,8 +247,11 @@ def hub(published, caches, monkeypatch):
 
 def leftovers(root: Path) -> list[Path]:
     """Partial files and staging folders anywhere under ``root``."""
-    return [path for path in root.rglob("*")
-            if path.name.endswith((".incomplete", ".partial")) or path.name.startswith(".download-")]
+    return [
+        path
+        for path in root.rglob("*")
+        if path.name.endswith((".incomplete", ".partial")) or path.name.startswith(".download-")
+    ]
 
 
 def unlinked_blobs(locations: CacheLocations) -> set[str]:
@@ -237,12 +267,13 @@ def expected_requests(hub: FakeHub, files: list[str]) -> list[tuple[str, str]]:
     requests = []
     for file in files:
         if file in CHECKPOINTS["bark"].values():
-            requests += [("HEAD", f"/{BARK_REPO}/resolve/main/{file}"),
-                         ("GET", f"/lfs/{sha256(hub.files[file].data)}")]
+            requests += [("HEAD", f"/{BARK_REPO}/resolve/main/{file}"), ("GET", f"/lfs/{sha256(hub.files[file].data)}")]
         elif file in TOKENIZER_FILES:
-            requests += [("HEAD", f"/{TOKENIZER_REPO}/resolve/main/{file}"),
-                         ("HEAD", f"/{RENAMED_TOKENIZER_REPO}/resolve/main/{file}"),
-                         ("GET", f"/{RENAMED_TOKENIZER_REPO}/resolve/main/{file}")]
+            requests += [
+                ("HEAD", f"/{TOKENIZER_REPO}/resolve/main/{file}"),
+                ("HEAD", f"/{RENAMED_TOKENIZER_REPO}/resolve/main/{file}"),
+                ("GET", f"/{RENAMED_TOKENIZER_REPO}/resolve/main/{file}"),
+            ]
         else:
             requests += [("GET", urlsplit(hub.encodec_url).path)]
     return requests
@@ -301,8 +332,25 @@ def test_cli_run_with_allow_download_fetches_only_what_is_missing(hub, caches, p
     caches.encodec_path.parent.mkdir(parents=True)
     caches.encodec_path.write_bytes(published[ENCODEC])
     out = tmp_path / "run"
-    argv = ["run", "--model-set", "bark", "--prompt", "en_speaker_0", "--text", "Hello.", "--seeds", "0",
-            "--cells", "scf", "--no-study", "--max-duration", "0.4", "--quiet", "--out", str(out)]
+    argv = [
+        "run",
+        "--model-set",
+        "bark",
+        "--prompt",
+        "en_speaker_0",
+        "--text",
+        "Hello.",
+        "--seeds",
+        "0",
+        "--cells",
+        "scf",
+        "--no-study",
+        "--max-duration",
+        "0.4",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == cli.EXIT_USAGE
     assert "--allow-download" in capsys.readouterr().err and hub.requests == []
 
@@ -319,11 +367,14 @@ def test_without_the_flag_nothing_is_fetched(hub, caches):
     assert hub.requests == []
 
 
-@pytest.mark.parametrize("file, problem", [
-    ("coarse_2.pt", "peer closed connection without sending complete message body"),
-    ("vocab.txt", "peer closed connection without sending complete message body"),
-    (ENCODEC, "bytes: the connection closed early"),
-])
+@pytest.mark.parametrize(
+    "file, problem",
+    [
+        ("coarse_2.pt", "peer closed connection without sending complete message body"),
+        ("vocab.txt", "peer closed connection without sending complete message body"),
+        (ENCODEC, "bytes: the connection closed early"),
+    ],
+)
 def test_an_interrupted_download_leaves_nothing_that_loads(hub, caches, file, problem):
     hub.files[file].interrupt = True
     with pytest.raises(DownloadError) as error:
@@ -335,7 +386,7 @@ def test_an_interrupted_download_leaves_nothing_that_loads(hub, caches, file, pr
     hub.requests.clear()
     written = download_missing("bark", caches)
     assert missing_files("bark", caches) == []
-    fetched = ALL_FILES[ALL_FILES.index(file):]
+    fetched = ALL_FILES[ALL_FILES.index(file) :]
     again = ["tokenizer_config.json", *fetched] if file == "vocab.txt" else fetched  # proven again, not fetched
     assert [path.name for path in written] == [ENCODEC_CHECKPOINT if f == ENCODEC else f for f in again]
     assert hub.downloads() == [path for method, path in expected_requests(hub, fetched) if method == "GET"]
@@ -361,14 +412,17 @@ def broken_file(file: str, data: bytes) -> bytes:
     return garbage
 
 
-@pytest.mark.parametrize("file, how, problem", [
-    ("coarse_2.pt", "damaged in transit", "SHA-256"),
-    ("coarse_2.pt", "published broken", "does not load: not a PyTorch checkpoint"),
-    ("vocab.txt", "damaged in transit", "git blob SHA-1"),
-    ("vocab.txt", "published broken", "does not load: holds 1,000 entries"),
-    (ENCODEC, "damaged in transit", "the hash prefix in the URL"),
-    (ENCODEC, "published broken", "does not load: not a PyTorch checkpoint"),
-])
+@pytest.mark.parametrize(
+    "file, how, problem",
+    [
+        ("coarse_2.pt", "damaged in transit", "SHA-256"),
+        ("coarse_2.pt", "published broken", "does not load: not a PyTorch checkpoint"),
+        ("vocab.txt", "damaged in transit", "git blob SHA-1"),
+        ("vocab.txt", "published broken", "does not load: holds 1,000 entries"),
+        (ENCODEC, "damaged in transit", "the hash prefix in the URL"),
+        (ENCODEC, "published broken", "does not load: not a PyTorch checkpoint"),
+    ],
+)
 def test_a_corrupted_download_leaves_nothing_that_loads(hub, caches, monkeypatch, tmp_path, file, how, problem):
     published = hub.files[file]
     if how == "damaged in transit":
@@ -388,8 +442,11 @@ def check_failure(error: DownloadError, hub: FakeHub, caches: CacheLocations, fi
     """One line naming the file, its URL and the problem; the file is missing again, nothing
     partial is left anywhere, and the loader reports it missing instead of loading anything."""
     message = str(error)
-    url = hub.encodec_url if file == ENCODEC else (
-        f"{hub.endpoint}/{BARK_REPO if file.endswith('.pt') else TOKENIZER_REPO}/resolve/main/{file}")
+    url = (
+        hub.encodec_url
+        if file == ENCODEC
+        else (f"{hub.endpoint}/{BARK_REPO if file.endswith('.pt') else TOKENIZER_REPO}/resolve/main/{file}")
+    )
     assert "\n" not in message
     assert (ENCODEC_CHECKPOINT if file == ENCODEC else file) in message and url in message, message
     assert problem in message, message

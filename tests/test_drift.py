@@ -87,11 +87,14 @@ def test_one_changed_fine_code_fails(goldens, tiny_models, cell, codebook):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("change, caught_by", [
-    pytest.param(lambda a: perturbations.apply_gain_db(a, 0.5), {"rms_db", "log_mel_mean_abs_db"}, id="+0.5dB"),
-    pytest.param(lambda a: perturbations.apply_gain_db(a, -0.5), {"rms_db", "log_mel_mean_abs_db"}, id="-0.5dB"),
-    pytest.param(lambda a: perturbations.shorten(a, 0.01), {"duration_s"}, id="1%-shorter"),
-])
+@pytest.mark.parametrize(
+    "change, caught_by",
+    [
+        pytest.param(lambda a: perturbations.apply_gain_db(a, 0.5), {"rms_db", "log_mel_mean_abs_db"}, id="+0.5dB"),
+        pytest.param(lambda a: perturbations.apply_gain_db(a, -0.5), {"rms_db", "log_mel_mean_abs_db"}, id="-0.5dB"),
+        pytest.param(lambda a: perturbations.shorten(a, 0.01), {"duration_s"}, id="1%-shorter"),
+    ],
+)
 def test_smallest_real_audio_change_fails(goldens, cell, change, caught_by):
     golden = goldens[cell]
     assert caught_by <= failing(compare_audio(golden, change(golden.audio), golden.sample_rate))
@@ -111,8 +114,9 @@ def test_unvoiced_against_unvoiced_passes_and_voiced_against_unvoiced_fails(gold
     features = {**golden.features, "f0_median_hz": float("nan")}
     rows = compare_audio(unvoiced, golden.audio, golden.sample_rate, obtained_features=features)
     assert "f0_median_hz" not in failing(rows)
-    assert "f0_median_hz" in failing(compare_audio(golden, golden.audio, golden.sample_rate,
-                                                   obtained_features=features))
+    assert "f0_median_hz" in failing(
+        compare_audio(golden, golden.audio, golden.sample_rate, obtained_features=features)
+    )
 
 
 def test_identical_generation_passes_every_row(goldens, tiny_generations):
@@ -121,13 +125,23 @@ def test_identical_generation_passes_every_row(goldens, tiny_generations):
     assert "matches its golden data" in report.headline()
 
 
-@pytest.mark.parametrize("stage, change, difference", [
-    ("semantic", lambda a: np.where(np.arange(a.size) == 3, (a + 1) % 10_000, a), "1 of 50 differ, first at frame 3"),
-    ("coarse", lambda a: a[:, :-1], "shape (2, 75) -> (2, 74)"),
-    ("fine", lambda a: np.where((np.arange(8)[:, None] == 7) & (np.arange(a.shape[1]) == 40), (a + 1) % 1024, a),
-     "1 of 600 differ, first at frame 40, codebook 7"),
-    ("fine", lambda a: a.astype(np.int64), "dtype int32 -> int64"),
-])
+@pytest.mark.parametrize(
+    "stage, change, difference",
+    [
+        (
+            "semantic",
+            lambda a: np.where(np.arange(a.size) == 3, (a + 1) % 10_000, a),
+            "1 of 50 differ, first at frame 3",
+        ),
+        ("coarse", lambda a: a[:, :-1], "shape (2, 75) -> (2, 74)"),
+        (
+            "fine",
+            lambda a: np.where((np.arange(8)[:, None] == 7) & (np.arange(a.shape[1]) == 40), (a + 1) % 1024, a),
+            "1 of 600 differ, first at frame 40, codebook 7",
+        ),
+        ("fine", lambda a: a.astype(np.int64), "dtype int32 -> int64"),
+    ],
+)
 def test_token_rows_say_what_differs(goldens, tiny_generations, stage, change, difference):
     generation = tiny_generations["scf"]
     changed = dataclasses.replace(generation, **{stage: change(getattr(generation, stage))})

@@ -24,6 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from bark_ablation.core.params import GenerationParams
+from bark_ablation.core.profiles import PROFILES
+from bark_ablation.core.seeding import seeded_stage
+from bark_ablation.implementations.registry import activated, get_model_set
 from bark_ablation.oracles.early_stop import (
     EarlyStopMismatch,
     check_generation,
@@ -33,11 +37,7 @@ from bark_ablation.oracles.early_stop import (
     semantic_step_limit,
     step_logits,
 )
-from bark_ablation.implementations.registry import activated, get_model_set
-from bark_ablation.core.params import GenerationParams
-from bark_ablation.core.profiles import PROFILES
 from bark_ablation.pytest_plugin import PROFILE_PROMPT, PROFILE_SEED, REGRESSION_PROMPTS, REGRESSION_TEXT
-from bark_ablation.core.seeding import seeded_stage
 
 SEEDS = (0, 1, 2, 9)
 PROFILE = PROFILES["early-stop"]
@@ -120,8 +120,7 @@ def eos_runs(eos_set, voice_prompts):
 @pytest.fixture(scope="module")
 def reports(eos_set, eos_runs):
     """``{label: EarlyStopReport}`` at the profile's own threshold."""
-    return {label: early_stop_oracle(eos_set, g.text, history, g.params, g.semantic)
-            for label, g, history in eos_runs}
+    return {label: early_stop_oracle(eos_set, g.text, history, g.params, g.semantic) for label, g, history in eos_runs}
 
 
 def _table(reports) -> str:
@@ -129,8 +128,9 @@ def _table(reports) -> str:
     for label, r in reports.items():
         peak = float(r.p_eos[: r.n_tokens].max()) if r.n_tokens and len(r.p_eos) else float("nan")
         at_stop = f"{r.p_eos[r.n_tokens]:.4f}" if r.stopped_early else "-"
-        lines.append(f"{label:28s} tokens {r.n_tokens:3d} stop {r.stop:11s} p_eos at stop {at_stop:>6s} "
-                     f"max before {peak:.4f}")
+        lines.append(
+            f"{label:28s} tokens {r.n_tokens:3d} stop {r.stop:11s} p_eos at stop {at_stop:>6s} max before {peak:.4f}"
+        )
     return "\n".join(lines)
 
 
@@ -165,7 +165,8 @@ def test_early_stops_happen_in_the_measured_share_at_varied_steps(reports, imple
     if measured is not None:
         assert (tuple(stops), sampled) == (measured.stop_steps, measured.sampled_stops), (
             f"measured {measured}, now stops at {stops}, {sampled} by sampled EOS: the tokens changed "
-            f"(another CPU kernel or torch release?); the share band above held\n{_table(reports)}")
+            f"(another CPU kernel or torch release?); the share band above held\n{_table(reports)}"
+        )
 
 
 def test_every_early_stop_of_the_profiles_regression_cases_follows_the_rule(regression_matrix, voice_prompts):
@@ -193,8 +194,14 @@ def test_check_generation_gives_each_cell_its_semantic_history(regression_matrix
 
 def _strict(eos_set, generation, history, threshold):
     """The oracle at ``threshold`` that accepts no sampled EOS (every stop must meet it)."""
-    return early_stop_oracle(eos_set, generation.text, history, generation.params.replace(min_eos_p=threshold),
-                             generation.semantic, min_sampled_p=1.0)
+    return early_stop_oracle(
+        eos_set,
+        generation.text,
+        history,
+        generation.params.replace(min_eos_p=threshold),
+        generation.semantic,
+        min_sampled_p=1.0,
+    )
 
 
 def test_known_bad_twin_lower_threshold_fails_at_a_step_the_run_went_past(eos_set, eos_runs):
@@ -267,11 +274,11 @@ def test_input_follows_barks_documented_layout(eos_set, voice_prompts):
     text_ids = np.asarray(tokenizer.encode("Hello there.", add_special_tokens=False)) + 10_048
     assert ids.shape == (513,)
     np.testing.assert_array_equal(ids[: len(text_ids)], text_ids)
-    assert (ids[len(text_ids): 256] == 129_595).all()
+    assert (ids[len(text_ids) : 256] == 129_595).all()
     np.testing.assert_array_equal(ids[256:512], prompt.semantic[-256:])
     assert ids[512] == 129_599
     short = semantic_input_ids(tokenizer, "Hi.", voice_prompts["en_speaker_6"])  # 158 tokens: padded
-    assert (short[256 + 158: 512] == 10_000).all()
+    assert (short[256 + 158 : 512] == 10_000).all()
     assert (semantic_input_ids(tokenizer, "Hi.", None)[256:512] == 10_000).all()
 
 
@@ -294,5 +301,7 @@ def test_filters_follow_their_definitions():
     tied = np.array([3.0, 1.0, 1.0, 0.0])
     assert (filtered_probabilities(tied, 1.0, top_k=2) > 0).tolist() == [True, True, True, False]
     # temperature divides the kept logits.
-    np.testing.assert_allclose(filtered_probabilities(logits, 0.5), np.array([0.5, 0.3, 0.15, 0.05]) ** 2
-                               / np.sum(np.array([0.5, 0.3, 0.15, 0.05]) ** 2))
+    np.testing.assert_allclose(
+        filtered_probabilities(logits, 0.5),
+        np.array([0.5, 0.3, 0.15, 0.05]) ** 2 / np.sum(np.array([0.5, 0.3, 0.15, 0.05]) ** 2),
+    )

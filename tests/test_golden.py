@@ -25,9 +25,15 @@ def test_matches_golden(regression_matrix, voice_prompts, golden_check, cell, pr
     golden_check(regression_matrix(prompt, seed).get(cell, seed), voice_prompts[prompt])
 
 
-@pytest.mark.parametrize("profile, prompt, seed, cell", [
-    pytest.param(name, prompt, seed, cell, id=f"{name}-{cell}", marks=profile_marks(name))
-    for name in PROFILES if name != DEFAULT_PROFILE for prompt, seed, cell in regression_cases(name)])
+@pytest.mark.parametrize(
+    "profile, prompt, seed, cell",
+    [
+        pytest.param(name, prompt, seed, cell, id=f"{name}-{cell}", marks=profile_marks(name))
+        for name in PROFILES
+        if name != DEFAULT_PROFILE
+        for prompt, seed, cell in regression_cases(name)
+    ],
+)
 def test_profile_matches_golden(regression_matrix, voice_prompts, golden_check, profile, prompt, seed, cell):
     run = regression_matrix(prompt, seed, profile)
     golden_check(run.get(cell, seed), voice_prompts[prompt], model_set=run.model_set)

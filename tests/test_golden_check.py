@@ -6,10 +6,10 @@ import dataclasses
 import shlex
 
 import pytest
+from plugin_projects import enable_plugin
 
-from bark_ablation.golden.drift import GoldenMismatch
 from bark_ablation.core.errors import GoldenMissingError
-from bark_ablation.golden.store import GoldenKey, GoldenStore
+from bark_ablation.golden.drift import GoldenMismatch
 from bark_ablation.golden.golden_check import (
     GoldenCheck,
     GoldenMode,
@@ -17,7 +17,7 @@ from bark_ablation.golden.golden_check import (
     pytest_command,
 )
 from bark_ablation.golden.perturbations import apply_gain_db
-from plugin_projects import enable_plugin
+from bark_ablation.golden.store import GoldenKey, GoldenStore
 
 
 @pytest.fixture
@@ -28,15 +28,17 @@ def store(tmp_path, tiny_generation, tiny_models):
 
 
 @pytest.mark.parametrize("ci", [None, "true"])
-def test_missing_case_fails_with_the_command_and_writes_nothing(store, tiny_generation, voice_prompts,
-                                                                tiny_models, monkeypatch, ci):
+def test_missing_case_fails_with_the_command_and_writes_nothing(
+    store, tiny_generation, voice_prompts, tiny_models, monkeypatch, ci
+):
     if ci is None:
         monkeypatch.delenv("CI", raising=False)
     else:
         monkeypatch.setenv("CI", ci)
     with pytest.raises(GoldenMissingError, match="the exact command"):
-        GoldenCheck(store).check(tiny_generation, voice_prompts["en_speaker_0"], tiny_models,
-                                 command="the exact command")
+        GoldenCheck(store).check(
+            tiny_generation, voice_prompts["en_speaker_0"], tiny_models, command="the exact command"
+        )
     assert not any(path.is_file() for path in store.root.rglob("*"))
 
 
@@ -49,8 +51,9 @@ def test_force_regen_writes_then_fails_and_the_rerun_passes(store, tiny_generati
 
 
 def test_regen_all_writes_and_passes(store, tiny_generation, voice_prompts, tiny_models):
-    directory = GoldenCheck(store, GoldenMode.REGEN_ALL).check(tiny_generation, voice_prompts["en_speaker_0"],
-                                                               tiny_models)
+    directory = GoldenCheck(store, GoldenMode.REGEN_ALL).check(
+        tiny_generation, voice_prompts["en_speaker_0"], tiny_models
+    )
     assert (directory / "audio.wav").is_file()
 
 
@@ -68,8 +71,17 @@ def test_drift_raises_with_artifacts(store, tiny_generation, voice_prompts, tiny
 def test_command_survives_the_shell():
     nodeid = "tests/test_golden.py::test_matches_golden[s-f-en_speaker_6-seed0]"
     command = pytest_command(nodeid, "tiny", "cpu", "--bark-golden-force-regen")
-    assert shlex.split(command) == ["python", "-m", "pytest", nodeid, "--bark-model-set", "tiny",
-                                    "--bark-device", "cpu", "--bark-golden-force-regen"]
+    assert shlex.split(command) == [
+        "python",
+        "-m",
+        "pytest",
+        nodeid,
+        "--bark-model-set",
+        "tiny",
+        "--bark-device",
+        "cpu",
+        "--bark-golden-force-regen",
+    ]
 
 
 INNER_TEST = """
@@ -93,8 +105,12 @@ def inner(pytester):
 def test_plugin_skips_a_device_class_without_golden_data_then_creates_it(inner):
     result = inner.runpytest_inprocess("-rs")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*no golden data for device class 'cpu'*",
-                                 "*python -m pytest test_inner.py --bark-model-set tiny --bark-device cpu --bark-golden-regen-all*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*no golden data for device class 'cpu'*",
+            "*python -m pytest test_inner.py --bark-model-set tiny --bark-device cpu --bark-golden-regen-all*",
+        ]
+    )
     inner.runpytest_inprocess("--bark-golden-regen-all").assert_outcomes(passed=1)
     inner.runpytest_inprocess().assert_outcomes(passed=1)
     result = inner.runpytest_inprocess("--bark-golden-force-regen")

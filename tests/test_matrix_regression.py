@@ -9,9 +9,9 @@ import pytest
 
 from bark_ablation.core import checks
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS, STAGES, Conditioning
-from bark_ablation.implementations.known_issues import explain
-from bark_ablation.generation.pipeline import generate
 from bark_ablation.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from bark_ablation.generation.pipeline import generate
+from bark_ablation.implementations.known_issues import explain
 from bark_ablation.pytest_plugin import (
     PROFILE_PROMPT,
     PROFILE_SEED,
@@ -38,8 +38,9 @@ class TestEveryCase:
         checks.check_shapes(regression_matrix(prompt, seed).get(cell, seed))
 
     def test_token_ranges(self, regression_matrix, model_set, cell, prompt, seed):
-        check_token_ranges_or_xfail_known_issue(regression_matrix(prompt, seed).get(cell, seed),
-                                                model_set.implementation)
+        check_token_ranges_or_xfail_known_issue(
+            regression_matrix(prompt, seed).get(cell, seed), model_set.implementation
+        )
 
     def test_durations_agree(self, regression_matrix, generation_params, cell, prompt, seed):
         generation = regression_matrix(prompt, seed).get(cell, seed)
@@ -58,8 +59,9 @@ class TestEveryCase:
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 @pytest.mark.parametrize("cell", CELLS)
-def test_fresh_single_cell_run_is_bit_identical(regression_matrix, model_set, voice_prompts, generation_params,
-                                                cell, prompt):
+def test_fresh_single_cell_run_is_bit_identical(
+    regression_matrix, model_set, voice_prompts, generation_params, cell, prompt
+):
     """Determinism and reuse at once: the matrix shares stage results between cells; a fresh
     single-cell run with the same seed must reproduce every token and sample. Which stages a
     cell shares depends on the cell, not on the seed, so one seed per (cell, prompt) covers every
@@ -91,11 +93,17 @@ def test_switching_on_a_stages_history(regression_matrix, stage, off, on, prompt
     without, with_history = run.get(off, seed), run.get(on, seed)
     index = STAGES.index(stage)
     for earlier in STAGES[:index]:
-        checks.assert_tokens_equal(getattr(without, earlier.value), getattr(with_history, earlier.value),
-                                   f"{earlier.value} tokens after switching on {stage.value} history ({off.id} -> {on.id})")
+        checks.assert_tokens_equal(
+            getattr(without, earlier.value),
+            getattr(with_history, earlier.value),
+            f"{earlier.value} tokens after switching on {stage.value} history ({off.id} -> {on.id})",
+        )
     rows = slice(2, None) if stage.value == "fine" else slice(None)  # fine rows 0-1 are the coarse input
-    checks.assert_differs(getattr(without, stage.value)[rows], getattr(with_history, stage.value)[rows],
-                          f"{stage.value} tokens after switching on its history ({off.id} -> {on.id})")
+    checks.assert_differs(
+        getattr(without, stage.value)[rows],
+        getattr(with_history, stage.value)[rows],
+        f"{stage.value} tokens after switching on its history ({off.id} -> {on.id})",
+    )
 
 
 def test_matrix_runs_each_stage_only_as_often_as_needed(regression_matrix):
@@ -113,8 +121,12 @@ def check_token_ranges_or_xfail_known_issue(generation, implementation: str) -> 
         pytest.xfail(f"known issue {issue.id} ({issue.description}): {failure}")
 
 
-PROFILE_CASES = [pytest.param(name, prompt, seed, cell, id=f"{name}-{cell}", marks=profile_marks(name))
-                 for name in PROFILES if name != DEFAULT_PROFILE for prompt, seed, cell in regression_cases(name)]
+PROFILE_CASES = [
+    pytest.param(name, prompt, seed, cell, id=f"{name}-{cell}", marks=profile_marks(name))
+    for name in PROFILES
+    if name != DEFAULT_PROFILE
+    for prompt, seed, cell in regression_cases(name)
+]
 
 
 @pytest.mark.parametrize("profile, prompt, seed, cell", PROFILE_CASES)
@@ -125,18 +137,21 @@ class TestEveryProfileCase:
         checks.check_shapes(regression_matrix(prompt, seed, profile).get(cell, seed))
 
     def test_token_ranges(self, regression_matrix, model_set, profile, prompt, seed, cell):
-        check_token_ranges_or_xfail_known_issue(regression_matrix(prompt, seed, profile).get(cell, seed),
-                                                model_set.implementation)
+        check_token_ranges_or_xfail_known_issue(
+            regression_matrix(prompt, seed, profile).get(cell, seed), model_set.implementation
+        )
 
     def test_durations_agree_and_the_cap_holds(self, regression_matrix, profile, prompt, seed, cell):
         generation = regression_matrix(prompt, seed, profile).get(cell, seed)
         checks.check_durations(generation)
         cap_tokens = min(BARK_SEMANTIC_STEPS, generation.params.max_duration_s * 49.9 + 1)
         assert generation.semantic.shape[0] <= cap_tokens, (
-            f"{profile} {cell}: {generation.semantic.shape[0]} semantic tokens, cap {cap_tokens:.1f}")
+            f"{profile} {cell}: {generation.semantic.shape[0]} semantic tokens, cap {cap_tokens:.1f}"
+        )
 
-    def test_records_its_profile_and_parameters(self, regression_matrix, generation_params, profile, prompt,
-                                                seed, cell):
+    def test_records_its_profile_and_parameters(
+        self, regression_matrix, generation_params, profile, prompt, seed, cell
+    ):
         run = regression_matrix(prompt, seed, profile)
         generation = run.get(cell, seed)
         assert generation.profile == profile == run.profile.name

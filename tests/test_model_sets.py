@@ -13,29 +13,40 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from checkpoint_writers import read_checkpoint, save_bark_checkpoint, write_fake_cache
 
 from bark_ablation import GenerationParams
-from bark_ablation.models.cached_weights import CacheLocations, missing_files
-from bark_ablation.models.real_weights import load_cached_models
 from bark_ablation.core.errors import CacheFileError, MissingWeightsError, ModelSetError
 from bark_ablation.core.implementation import ModelSet
-from bark_ablation.implementations.registry import get_implementation, get_model_set
 from bark_ablation.generation.pipeline import generate
-from checkpoint_writers import read_checkpoint, save_bark_checkpoint, write_fake_cache
+from bark_ablation.implementations.registry import get_implementation, get_model_set
+from bark_ablation.models.cached_weights import CacheLocations, missing_files
+from bark_ablation.models.real_weights import load_cached_models
 
 
 @pytest.fixture
 def empty_caches(tmp_path):
-    return CacheLocations(bark_dir=tmp_path / "suno" / "bark_v0", hf_hub_dir=tmp_path / "hf" / "hub",
-                          torch_hub_dir=tmp_path / "torch" / "hub")
+    return CacheLocations(
+        bark_dir=tmp_path / "suno" / "bark_v0",
+        hf_hub_dir=tmp_path / "hf" / "hub",
+        torch_hub_dir=tmp_path / "torch" / "hub",
+    )
 
 
 def test_missing_files_are_listed_with_where_they_belong(empty_caches):
     with pytest.raises(MissingWeightsError) as error:
         load_cached_models("bark-small", "cpu", locations=empty_caches)
     message = str(error.value)
-    for expected in ("text.pt", "coarse.pt", "fine.pt", "bert-base-multilingual-cased", "encodec_24khz-d7cc33bc.th",
-                     str(empty_caches.bark_dir), str(empty_caches.torch_hub_dir / "checkpoints"), "allow_download"):
+    for expected in (
+        "text.pt",
+        "coarse.pt",
+        "fine.pt",
+        "bert-base-multilingual-cased",
+        "encodec_24khz-d7cc33bc.th",
+        str(empty_caches.bark_dir),
+        str(empty_caches.torch_hub_dir / "checkpoints"),
+        "allow_download",
+    ):
         assert expected in message
     assert len(error.value.missing) == 5
 
@@ -79,7 +90,9 @@ def test_checkpoint_with_wrong_keys_names_them(empty_caches, tiny_models):
     model = {key.removeprefix("_orig_mod."): value for key, value in checkpoint["model"].items()}
     model.pop("transformer.wpe.weight")
     save_bark_checkpoint(path, checkpoint["model_args"], model)
-    with pytest.raises(CacheFileError, match="fine_2.pt: keys do not match FineGPT: missing \\['transformer.wpe.weight'\\]"):
+    with pytest.raises(
+        CacheFileError, match="fine_2.pt: keys do not match FineGPT: missing \\['transformer.wpe.weight'\\]"
+    ):
         load_cached_models("bark", "cpu", locations=empty_caches)
 
 
@@ -124,17 +137,20 @@ def undescribed_model_sets(help_text: str) -> list[str]:
 def test_the_cli_and_the_plugin_describe_model_sets_from_one_source():
     """One catalogue (bark_ablation.models.catalogue) writes both --model-set helps, and it
     names exactly the sets every implementation offers."""
+    from plugin_projects import RecordingParser
+
     from bark_ablation import cli, pytest_plugin
     from bark_ablation.implementations.registry import IMPLEMENTATIONS
     from bark_ablation.models.catalogue import MODEL_SET_KINDS
-    from plugin_projects import RecordingParser
 
     for name, factory in IMPLEMENTATIONS.items():
         assert set(factory().model_set_names()) == set(MODEL_SET_KINDS), name
     parser = RecordingParser()
     pytest_plugin.pytest_addoption(parser)
-    helps = {"plugin --bark-model-set": parser.help["--bark-model-set"],
-             "run --model-set": _option_help(cli.build_parser(), "--model-set")}
+    helps = {
+        "plugin --bark-model-set": parser.help["--bark-model-set"],
+        "run --model-set": _option_help(cli.build_parser(), "--model-set"),
+    }
     for where, text in helps.items():
         assert undescribed_model_sets(text) == [], f"{where}: {text}"
     assert "auto (" in helps["run --model-set"] and "auto (" not in helps["plugin --bark-model-set"]

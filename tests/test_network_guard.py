@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from plugin_projects import enable_plugin
 
 from bark_ablation.core import network_guard
 from bark_ablation.core.errors import BarkAblationError
@@ -27,7 +28,6 @@ from bark_ablation.core.network_guard import (
     NetworkGuard,
     is_local_host,
 )
-from plugin_projects import enable_plugin
 
 REMOTE = ("192.0.2.1", 9)  # TEST-NET-1 (RFC 5737), discard port: routed nowhere, never contacted
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
@@ -55,6 +55,7 @@ def spy_socket_layer() -> Iterator[list]:
                 address = args[:2] if operation == "getaddrinfo" else args[0]
             calls.append((operation, address))
             raise ReachedSocketLayer(operation)
+
         return call
 
     with network_guard.suspended(), pytest.MonkeyPatch.context() as patch:
@@ -82,16 +83,47 @@ def test_the_suite_runs_under_the_guard(request):
     assert socket.getaddrinfo.__module__ == "bark_ablation.core.network_guard"
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "::ffff:127.0.0.1", "0.0.0.0",
-                                  "::", "localhost", "LOCALHOST.", "ip6-localhost", "hub.localhost", "",
-                                  None, b"127.0.0.1", "::1%lo"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "127.8.9.10",
+        "::1",
+        "[::1]",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+        "::",
+        "localhost",
+        "LOCALHOST.",
+        "ip6-localhost",
+        "hub.localhost",
+        "",
+        None,
+        b"127.0.0.1",
+        "::1%lo",
+    ],
+)
 def test_loopback_and_this_host_are_local(host):
     assert is_local_host(host)
 
 
-@pytest.mark.parametrize("host", ["192.0.2.1", "10.0.0.1", "8.8.8.8", "::ffff:192.0.2.1", "2001:db8::1",
-                                  "fe80::1%lo", "huggingface.co", "dl.fbaipublicfiles.com", "vm",
-                                  "localhost.example.com", "127.0.0.1.nip.io", b"huggingface.co"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "192.0.2.1",
+        "10.0.0.1",
+        "8.8.8.8",
+        "::ffff:192.0.2.1",
+        "2001:db8::1",
+        "fe80::1%lo",
+        "huggingface.co",
+        "dl.fbaipublicfiles.com",
+        "vm",
+        "localhost.example.com",
+        "127.0.0.1.nip.io",
+        b"huggingface.co",
+    ],
+)
 def test_everything_else_is_remote(host):
     assert not is_local_host(host)
 
@@ -117,8 +149,11 @@ def test_remote_connections_are_refused_before_the_socket_layer_sees_them():
     assert "test tests/example.py::test_x" in message and "--bark-allow-network" in message
     assert isinstance(refused.value, BarkAblationError) and not isinstance(refused.value, OSError)
     assert [(a.operation, a.host, a.port) for a in guard.attempts] == [
-        ("connect", "192.0.2.1", 9), ("connect_ex", "192.0.2.1", 9), ("sendto", "192.0.2.1", 9),
-        ("connect", "2001:db8::1", 9)]
+        ("connect", "192.0.2.1", 9),
+        ("connect_ex", "192.0.2.1", 9),
+        ("sendto", "192.0.2.1", 9),
+        ("connect", "2001:db8::1", 9),
+    ]
     assert {a.test for a in guard.attempts} == {"tests/example.py::test_x"}
 
 
@@ -135,16 +170,23 @@ def test_known_bad_twin_without_the_guard_the_same_attempts_reach_the_socket_lay
 
 def test_hub_host_name_lookups_are_refused():
     with spy_socket_layer() as calls, NetworkGuard() as guard:
-        for lookup in (lambda: socket.getaddrinfo("huggingface.co", 443),
-                       lambda: socket.gethostbyname("huggingface.co"),
-                       lambda: socket.gethostbyname_ex("cdn-lfs.hf.co"),
-                       lambda: socket.gethostbyaddr("192.0.2.1"),
-                       lambda: socket.create_connection(("dl.fbaipublicfiles.com", 443), timeout=5)):
+        for lookup in (
+            lambda: socket.getaddrinfo("huggingface.co", 443),
+            lambda: socket.gethostbyname("huggingface.co"),
+            lambda: socket.gethostbyname_ex("cdn-lfs.hf.co"),
+            lambda: socket.gethostbyaddr("192.0.2.1"),
+            lambda: socket.create_connection(("dl.fbaipublicfiles.com", 443), timeout=5),
+        ):
             with pytest.raises(NetworkBlockedError):
                 lookup()
         assert calls == []
-    assert [a.host for a in guard.attempts] == ["huggingface.co", "huggingface.co", "cdn-lfs.hf.co",
-                                                "192.0.2.1", "dl.fbaipublicfiles.com"]
+    assert [a.host for a in guard.attempts] == [
+        "huggingface.co",
+        "huggingface.co",
+        "cdn-lfs.hf.co",
+        "192.0.2.1",
+        "dl.fbaipublicfiles.com",
+    ]
 
 
 def test_record_mode_lets_the_call_through_and_records_it():
@@ -154,9 +196,11 @@ def test_record_mode_lets_the_call_through_and_records_it():
     assert calls == [("connect", REMOTE)]
     assert guard.summary_lines() == [
         "network guard (record mode): 0 test(s) tried to reach a non-loopback host (1 attempt(s), let through):",
-        "  (outside any test): connect 192.0.2.1:9"]
+        "  (outside any test): connect 192.0.2.1:9",
+    ]
     assert NetworkGuard("record").summary_lines() == [
-        "network guard (record mode): 0 test(s) tried to reach a non-loopback host (0 attempt(s), let through)"]
+        "network guard (record mode): 0 test(s) tried to reach a non-loopback host (0 attempt(s), let through)"
+    ]
     assert NetworkGuard("block").summary_lines() == []
 
 
@@ -340,15 +384,19 @@ def test_the_guard_holds_after_a_plugin_puts_socket_back(pytester):
     assert "RuntimeError" not in result.stdout.str() + result.stderr.str()
 
 
-@pytest.mark.parametrize("value, mode", [(None, "block"), ("", "block"), ("record", "record"),
-                                         ("refuse", "refuse"), (" Block ", "block"), ("off", "off")])
+@pytest.mark.parametrize(
+    "value, mode",
+    [(None, "block"), ("", "block"), ("record", "record"), ("refuse", "refuse"), (" Block ", "block"), ("off", "off")],
+)
 def test_mode_from_the_environment(value, mode):
     environ = {} if value is None else {MODE_ENV: value}
     assert network_guard.mode_from_environment(environ) == mode
 
 
 def test_unknown_mode_is_refused():
-    with pytest.raises(ValueError, match="BARK_ABLATION_NETWORK_GUARD='loose': must be one of block, record, refuse, off"):
+    with pytest.raises(
+        ValueError, match="BARK_ABLATION_NETWORK_GUARD='loose': must be one of block, record, refuse, off"
+    ):
         network_guard.mode_from_environment({MODE_ENV: "loose"})
     with pytest.raises(ValueError, match="must be one of block, record, refuse, got 'off'"):
         NetworkGuard("off")
@@ -367,13 +415,17 @@ def test_refuse_mode_answers_as_an_offline_machine_and_counts():
         finally:
             sock.close()
         assert socket.getaddrinfo("localhost", 80)  # loopback untouched
-    assert [(a.operation, a.host) for a in guard.attempts] == [("getaddrinfo", "huggingface.co"),
-                                                                 ("connect", "192.0.2.1")]
-    assert guard.summary_lines()[0].startswith("network guard (refuse mode): 0 test(s)") \
+    assert [(a.operation, a.host) for a in guard.attempts] == [
+        ("getaddrinfo", "huggingface.co"),
+        ("connect", "192.0.2.1"),
+    ]
+    assert (
+        guard.summary_lines()[0].startswith("network guard (refuse mode): 0 test(s)")
         and "2 attempt(s), answered as offline" in guard.summary_lines()[0]
+    )
 
 
-INNER_TESTS = '''
+INNER_TESTS = """
 import socket
 
 from bark_ablation.core.network_guard import PLUGIN_NAME
@@ -394,7 +446,7 @@ def test_swallows_it():
 def test_stays_home(request):
     registered = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
     print("GUARD", None if registered is None else registered.guard.mode)
-'''
+"""
 
 
 @pytest.fixture
@@ -411,14 +463,16 @@ def test_plugin_fails_the_tests_that_reach_out_and_names_them(inner):
     result = inner.runpytest_inprocess("-s")
     result.assert_outcomes(passed=2, failed=1)
     assert result.ret == 1
-    result.stdout.fnmatch_lines([
-        "*GUARD block*",
-        "*NetworkBlockedError: network access blocked: connect 192.0.2.1:9 (test test_inner.py::test_reaches_out)*",
-        "network guard: refused 2 attempt(s) to reach a non-loopback host, made by 2 test(s); "
-        "the session fails because of them:",
-        "  test_inner.py::test_reaches_out: connect 192.0.2.1:9",
-        "  test_inner.py::test_swallows_it: getaddrinfo huggingface.co:443",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*GUARD block*",
+            "*NetworkBlockedError: network access blocked: connect 192.0.2.1:9 (test test_inner.py::test_reaches_out)*",
+            "network guard: refused 2 attempt(s) to reach a non-loopback host, made by 2 test(s); "
+            "the session fails because of them:",
+            "  test_inner.py::test_reaches_out: connect 192.0.2.1:9",
+            "  test_inner.py::test_swallows_it: getaddrinfo huggingface.co:443",
+        ]
+    )
 
 
 def test_a_swallowed_refusal_still_fails_the_session(inner):
@@ -435,17 +489,21 @@ def test_a_swallowed_refusal_in_an_xdist_worker_still_fails_the_session(inner):
     result = inner.runpytest_inprocess("-n", "2", "-k", "swallows")
     result.assert_outcomes(passed=1)
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["network guard: refused 1 attempt(s)*",
-                                 "  test_inner.py::test_swallows_it: getaddrinfo huggingface.co:443"])
+    result.stdout.fnmatch_lines(
+        ["network guard: refused 1 attempt(s)*", "  test_inner.py::test_swallows_it: getaddrinfo huggingface.co:443"]
+    )
 
 
 def test_plugin_record_mode_reports_the_count(inner, monkeypatch):
     monkeypatch.setenv(MODE_ENV, "record")
     result = inner.runpytest_inprocess("-s", "-k", "stays_home")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([
-        "*GUARD record*",
-        "network guard (record mode): 0 test(s) tried to reach a non-loopback host (0 attempt(s), let through)"])
+    result.stdout.fnmatch_lines(
+        [
+            "*GUARD record*",
+            "network guard (record mode): 0 test(s) tried to reach a non-loopback host (0 attempt(s), let through)",
+        ]
+    )
 
 
 def test_plugin_can_be_turned_off(inner):

@@ -27,13 +27,27 @@ def test_defaults_are_barks_own():
     assert params.fine_temp == fine["temp"].default
 
 
-@pytest.mark.parametrize("field, value", [
-    ("semantic_temp", 0), ("coarse_temp", -1.0), ("fine_temp", math.inf), ("semantic_temp", True),
-    ("top_k", 0), ("top_k", 2.5), ("top_p", 0.0), ("top_p", 1.5), ("min_eos_p", 2),
-    ("max_duration_s", 0), ("allow_early_stop", 1), ("use_kv_caching", "yes"),
-    ("max_coarse_history", 59), ("max_coarse_history", 631), ("sliding_window_len", 0),
-    ("sliding_window_len", 200),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("semantic_temp", 0),
+        ("coarse_temp", -1.0),
+        ("fine_temp", math.inf),
+        ("semantic_temp", True),
+        ("top_k", 0),
+        ("top_k", 2.5),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("min_eos_p", 2),
+        ("max_duration_s", 0),
+        ("allow_early_stop", 1),
+        ("use_kv_caching", "yes"),
+        ("max_coarse_history", 59),
+        ("max_coarse_history", 631),
+        ("sliding_window_len", 0),
+        ("sliding_window_len", 200),
+    ],
+)
 def test_each_bad_field_is_named(field, value):
     with pytest.raises(ParamsError, match=f"generation input: {field}: "):
         GenerationParams(**{field: value})
@@ -65,7 +79,9 @@ def test_profile_parameters_hold_their_settings_and_others_are_refused():
 
     for profile in PROFILES.values():
         profile.check(profile.params(GenerationParams(max_duration_s=1.0)))
-    with pytest.raises(ParamsError, match=r"generation input: top_k: profile 'top-k' sets top_k=3; the parameters have 5"):
+    with pytest.raises(
+        ParamsError, match=r"generation input: top_k: profile 'top-k' sets top_k=3; the parameters have 5"
+    ):
         get_profile("top-k").check(GenerationParams(top_k=5))
     with pytest.raises(ParamsError, match=r"generation input: profile: unknown profile 'fast'"):
         get_profile("fast")

@@ -16,14 +16,17 @@ def short_params():
     return GenerationParams(max_duration_s=0.4)
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    (dict(text=""), ParamsError, "text"),
-    (dict(seeds=[-3]), ParamsError, "seed"),
-    (dict(seeds=[]), ParamsError, "seeds"),
-    (dict(seeds=[1, 1]), ParamsError, "must not repeat"),
-    (dict(conditionings=["xyz"]), ParamsError, "conditioning"),
-    (dict(prompt="nobody"), PromptError, "name"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(text=""), ParamsError, "text"),
+        (dict(seeds=[-3]), ParamsError, "seed"),
+        (dict(seeds=[]), ParamsError, "seeds"),
+        (dict(seeds=[1, 1]), ParamsError, "must not repeat"),
+        (dict(conditionings=["xyz"]), ParamsError, "conditioning"),
+        (dict(prompt="nobody"), PromptError, "name"),
+    ],
+)
 def test_bad_input_is_rejected_before_any_stage_runs(tiny_models, monkeypatch, kwargs, error, message):
     import bark.generation
 
@@ -34,21 +37,33 @@ def test_bad_input_is_rejected_before_any_stage_runs(tiny_models, monkeypatch, k
     arguments = dict(text="Hello.", prompt="en_speaker_0", seeds=[0], conditionings=["scf"])
     arguments.update(kwargs)
     with pytest.raises(error, match=message):
-        run_matrix(arguments.pop("text"), arguments.pop("prompt"), arguments.pop("seeds"),
-                   arguments.pop("conditionings"), model_set=tiny_models)
+        run_matrix(
+            arguments.pop("text"),
+            arguments.pop("prompt"),
+            arguments.pop("seeds"),
+            arguments.pop("conditionings"),
+            model_set=tiny_models,
+        )
 
 
 def test_every_generation_records_its_parameters(tiny_models, short_params):
     generation = generate("Hello.", "en_speaker_0", "s-f", 3, short_params, model_set=tiny_models)
     assert generation.params == short_params
-    assert (generation.cell, generation.seed, generation.prompt, generation.text) == ("s-f", 3, "en_speaker_0", "Hello.")
+    assert (generation.cell, generation.seed, generation.prompt, generation.text) == (
+        "s-f",
+        3,
+        "en_speaker_0",
+        "Hello.",
+    )
     assert set(generation.stage_seconds) == {"semantic", "coarse", "fine", "decode"}
     assert all(seconds > 0 for seconds in generation.stage_seconds.values())
     assert generation.summary()["cell"] == "s-f"
 
 
 def test_parameters_reach_bark(tiny_models, short_params):
-    longer = generate("Hello.", "en_speaker_0", "---", 3, short_params.replace(max_duration_s=0.8), model_set=tiny_models)
+    longer = generate(
+        "Hello.", "en_speaker_0", "---", 3, short_params.replace(max_duration_s=0.8), model_set=tiny_models
+    )
     shorter = generate("Hello.", "en_speaker_0", "---", 3, short_params, model_set=tiny_models)
     assert (shorter.semantic.shape[0], longer.semantic.shape[0]) == (20, 40)  # 49.9 tokens per second
 
@@ -58,8 +73,9 @@ def test_kv_caching_gives_the_same_tokens(tiny_models, short_params):
     and audio. Every cell, the reasons, and sampled agreement: tests/test_kv_cache.py."""
     greedy = short_params.replace(top_k=1)
     cached = generate(REGRESSION_TEXT, "en_speaker_0", "scf", 0, greedy, model_set=tiny_models)
-    uncached = generate(REGRESSION_TEXT, "en_speaker_0", "scf", 0, greedy.replace(use_kv_caching=False),
-                        model_set=tiny_models)
+    uncached = generate(
+        REGRESSION_TEXT, "en_speaker_0", "scf", 0, greedy.replace(use_kv_caching=False), model_set=tiny_models
+    )
     np.testing.assert_array_equal(cached.semantic, uncached.semantic)
     np.testing.assert_array_equal(cached.coarse, uncached.coarse)
     np.testing.assert_array_equal(cached.fine, uncached.fine)
@@ -99,6 +115,13 @@ def test_stage_output_does_not_depend_on_what_ran_before(tiny_models, short_para
 
 def test_progress_callback_sees_every_cell(tiny_models, short_params):
     seen = []
-    run_matrix("Hello.", "en_speaker_0", [0, 1], ["scf", "---"], short_params, model_set=tiny_models,
-               on_result=lambda g, i, n: seen.append((g.label, i, n)))
+    run_matrix(
+        "Hello.",
+        "en_speaker_0",
+        [0, 1],
+        ["scf", "---"],
+        short_params,
+        model_set=tiny_models,
+        on_result=lambda g, i, n: seen.append((g.label, i, n)),
+    )
     assert seen == [("seed0_scf", 1, 4), ("seed0_---", 2, 4), ("seed1_scf", 3, 4), ("seed1_---", 4, 4)]

@@ -102,7 +102,8 @@ def check_found(outcome, size, stage: str) -> None:
     assert surviving(main) == [stage], f"surviving main effects {surviving(main)}, expected only {stage!r}"
     effect = next(e for e in main if e.name == stage)
     assert effect.ci_low <= size.mean <= effect.ci_high, (
-        f"planted {size.mean:+.4f} outside {stage}'s interval [{effect.ci_low:+.4f}, {effect.ci_high:+.4f}]")
+        f"planted {size.mean:+.4f} outside {stage}'s interval [{effect.ci_low:+.4f}, {effect.ci_high:+.4f}]"
+    )
 
 
 @pytest.mark.parametrize("stage", ["fine", "coarse", "semantic"])
@@ -166,9 +167,13 @@ def test_the_plant_follows_whose_history_the_stage_received(design_run, referenc
         expected = {"f": references[run.prompt.name], "o": references[other], "-": voiceless()}[generation.cell[2]]
         level = np.sqrt(np.mean(generation.audio.astype(np.float64) ** 2))
         assert audio.shape == generation.audio.shape
-        assert np.allclose(audio, np.resize(expected, audio.size) / np.sqrt(np.mean(np.resize(expected, audio.size)
-                                                                            .astype(np.float64) ** 2)) * level,
-                           atol=1e-5), generation.cell
+        assert np.allclose(
+            audio,
+            np.resize(expected, audio.size)
+            / np.sqrt(np.mean(np.resize(expected, audio.size).astype(np.float64) ** 2))
+            * level,
+            atol=1e-5,
+        ), generation.cell
 
 
 def test_unplanted_cells_pass_unchanged_without_a_neutral(design_run, references):

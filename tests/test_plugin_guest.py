@@ -12,10 +12,16 @@ session) fails the comparison: the check can fail.
 from __future__ import annotations
 
 import pytest
+from plugin_projects import (
+    PLUGIN,
+    RecordingParser,
+    enable_plugin,
+    make_foreign_project,
+    run_foreign_project,
+    unprefixed_names,
+)
 
 from bark_ablation import pytest_plugin
-from plugin_projects import (PLUGIN, RecordingParser, enable_plugin, make_foreign_project, run_foreign_project,
-                             unprefixed_names)
 
 ALWAYS_ENABLED_DOUBLE = f'''\
 """Test double: the plugin as it was before the opt-in, acting in every session it loads into."""
@@ -25,8 +31,14 @@ _plugin.is_enabled = lambda config: True
 from {PLUGIN} import *  # noqa: F401,F403 (its hooks and fixtures, registered under this module's name)
 '''
 
-FOREIGN_TESTS = ("test_a_records_the_session_state", "test_plain", "test_its_own_slow_marker",
-                 "test_its_own_gpu_marker", "test_offline_tolerant", "test_marked_bark_slow")
+FOREIGN_TESTS = (
+    "test_a_records_the_session_state",
+    "test_plain",
+    "test_its_own_slow_marker",
+    "test_its_own_gpu_marker",
+    "test_offline_tolerant",
+    "test_marked_bark_slow",
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +89,9 @@ def test_the_old_always_on_behaviour_fails_the_check(foreign_project, disabled_s
     double_module = foreign_project / "always_enabled_double.py"
     double_module.write_text(ALWAYS_ENABLED_DOUBLE, encoding="utf-8")
     try:
-        double = run_foreign_project(foreign_project, *RUN_MODES["xdist-worker"], "-p", f"no:{PLUGIN}",
-                                     "-p", "always_enabled_double")
+        double = run_foreign_project(
+            foreign_project, *RUN_MODES["xdist-worker"], "-p", f"no:{PLUGIN}", "-p", "always_enabled_double"
+        )
     finally:
         double_module.unlink()
     differences = double.differences(reference)
@@ -97,8 +110,11 @@ def test_the_one_line_enables_the_suite(tmp_path):
     the guard's error not being an OSError), one torch thread, the Hub offline, the skips by
     bark_* markers; its own slow and gpu markers stay its own."""
     enabled = run_foreign_project(make_foreign_project(tmp_path, enabled=True))
-    assert enabled.outcomes == {**dict.fromkeys(FOREIGN_TESTS, "passed"), "test_offline_tolerant": "failed",
-                                "test_marked_bark_slow": "skipped"}, enabled.output
+    assert enabled.outcomes == {
+        **dict.fromkeys(FOREIGN_TESTS, "passed"),
+        "test_offline_tolerant": "failed",
+        "test_marked_bark_slow": "skipped",
+    }, enabled.output
     assert enabled.state["torch_threads"] == pytest_plugin.DEFAULT_TORCH_THREADS
     assert enabled.state["HF_HUB_OFFLINE"] == "1"
     assert enabled.state["socket_patched"] is True
@@ -118,9 +134,11 @@ def restore_torch_threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("option, value", [(option, SESSION_OPTION_VALUES.get(option, []))
-                                           for option in pytest_plugin.SESSION_OPTIONS]
-                         + [("--bark-torch-threads", ["0"])])
+@pytest.mark.parametrize(
+    "option, value",
+    [(option, SESSION_OPTION_VALUES.get(option, [])) for option in pytest_plugin.SESSION_OPTIONS]
+    + [("--bark-torch-threads", ["0"])],
+)
 def test_a_session_option_without_the_opt_in_says_how_to_opt_in(pytester, restore_torch_threads, option, value):
     pytester.makepyfile(test_one="def test_one():\n    pass\n")
     pytester.makeconftest(f'pytest_plugins = ("{PLUGIN}",)')

@@ -14,13 +14,16 @@ import re
 from pathlib import Path
 
 import pytest
-
-from bark_ablation.pytest_plugin import ENABLE_LINE
 from plugin_projects import run_pytest
 
+from bark_ablation.pytest_plugin import ENABLE_LINE
+
 NEIGHBOURS_FILE = Path(__file__).with_name("neighbour_plugins.txt")
-NEIGHBOURS = [line.split("#", 1)[0].strip() for line in NEIGHBOURS_FILE.read_text(encoding="utf-8").splitlines()
-              if line.split("#", 1)[0].strip()]
+NEIGHBOURS = [
+    line.split("#", 1)[0].strip()
+    for line in NEIGHBOURS_FILE.read_text(encoding="utf-8").splitlines()
+    if line.split("#", 1)[0].strip()
+]
 
 
 def missing_neighbours() -> list[str]:
@@ -37,8 +40,10 @@ def missing_neighbours() -> list[str]:
 def neighbours_installed():
     missing = missing_neighbours()
     if missing:
-        pytest.skip(f"needs the neighbour plugins {', '.join(missing)}: "
-                    f"pip install -r tests/neighbour_plugins.txt (CI's neighbours lane does)")
+        pytest.skip(
+            f"needs the neighbour plugins {', '.join(missing)}: "
+            f"pip install -r tests/neighbour_plugins.txt (CI's neighbours lane does)"
+        )
 
 
 def registered_plugins(directory: Path) -> str:
@@ -80,9 +85,12 @@ def test_a_session_runs_beside_them_enabled(neighbours_installed, tmp_path):
         "    assert_guarded()\n\n"
         "def test_model_set_option(pytestconfig):\n"
         "    assert_guarded()\n"
-        "    assert pytestconfig.getoption('--bark-model-set') == 'tiny'\n", encoding="utf-8")
-    result = run_pytest(tmp_path, "-q", "--timeout=120", "--splits=1", "--group=1",
-                        env={"BARK_ABLATION_NETWORK_GUARD": "refuse"})
+        "    assert pytestconfig.getoption('--bark-model-set') == 'tiny'\n",
+        encoding="utf-8",
+    )
+    result = run_pytest(
+        tmp_path, "-q", "--timeout=120", "--splits=1", "--group=1", env={"BARK_ABLATION_NETWORK_GUARD": "refuse"}
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 passed" in result.stdout
     assert "network guard (refuse mode): 2 test(s) tried to reach a non-loopback host (4 attempt(s)" in result.stdout
@@ -92,8 +100,9 @@ def test_a_clashing_option_is_caught(tmp_path):
     """Known-bad twin: a plugin that adds an option a neighbour already has (pytest-benchmark's
     --benchmark-disable, installed with the suite) stops ``pytest --help``: the check above can fail."""
     (tmp_path / "clashing_plugin.py").write_text(
-        "def pytest_addoption(parser):\n"
-        "    parser.addoption('--benchmark-disable', action='store_true')\n", encoding="utf-8")
+        "def pytest_addoption(parser):\n    parser.addoption('--benchmark-disable', action='store_true')\n",
+        encoding="utf-8",
+    )
     result = run_pytest(tmp_path, "-p", "clashing_plugin", "--help")
     assert result.returncode != 0
     assert "--benchmark-disable" in result.stderr or "benchmark_disable" in result.stderr, result.stderr

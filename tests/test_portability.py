@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from plugin_projects import enable_plugin
 
 import bark_ablation
 from bark_ablation.core.errors import ParamsError
 from bark_ablation.core.params import text_from_command_line, validate_text
-from plugin_projects import enable_plugin
 
 PACKAGE = Path(bark_ablation.__file__).parent
 TEXT_CALLS = {"read_text", "write_text", "open"}
@@ -36,8 +36,11 @@ def calls_without_encoding(source: str) -> list[int]:
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
         if name not in TEXT_CALLS or any(k.arg == "encoding" for k in node.keywords):
             continue
-        modes = [a.value for a in [*node.args, *(k.value for k in node.keywords if k.arg == "mode")]
-                 if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        modes = [
+            a.value
+            for a in [*node.args, *(k.value for k in node.keywords if k.arg == "mode")]
+            if isinstance(a, ast.Constant) and isinstance(a.value, str)
+        ]
         if name in ("open",) and any("b" in mode for mode in modes):
             continue
         lines.append(node.lineno)
@@ -45,19 +48,25 @@ def calls_without_encoding(source: str) -> list[int]:
 
 
 def test_every_text_file_the_package_touches_names_its_encoding():
-    offenders = {str(path.relative_to(PACKAGE)): found for path in sorted(PACKAGE.rglob("*.py"))
-                 if (found := calls_without_encoding(path.read_text(encoding="utf-8")))}
+    offenders = {
+        str(path.relative_to(PACKAGE)): found
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (found := calls_without_encoding(path.read_text(encoding="utf-8")))
+    }
     assert offenders == {}, f"text I/O without encoding= (locale-dependent): {offenders}"
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("Path('a').write_text('x')", [1]),
-    ("Path('a').read_text()", [1]),
-    ("open('a')", [1]),
-    ("p.open('w', newline='')", [1]),
-    ("open('a', 'rb')", []),
-    ("Path('a').write_text('x', encoding='utf-8')", []),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("Path('a').write_text('x')", [1]),
+        ("Path('a').read_text()", [1]),
+        ("open('a')", [1]),
+        ("p.open('w', newline='')", [1]),
+        ("open('a', 'rb')", []),
+        ("Path('a').write_text('x', encoding='utf-8')", []),
+    ],
+)
 def test_the_encoding_check_catches_a_default_encoding(source, expected):
     assert calls_without_encoding(source) == expected
 
@@ -67,15 +76,50 @@ def test_a_run_under_an_ascii_locale_keeps_non_ascii_text(tmp_path):
     ASCII: any text file written without an encoding would raise UnicodeEncodeError."""
     text = "Grüße, señor: ça va?"
     out = tmp_path / "run"
-    environment = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0",
-                   "OMP_NUM_THREADS": "1"}
-    probe = subprocess.run([sys.executable, "-c", "import locale; print(locale.getpreferredencoding(False))"],
-                           env=environment, capture_output=True, text=True, check=True)
+    environment = {
+        **os.environ,
+        "LC_ALL": "C",
+        "LANG": "C",
+        "PYTHONCOERCECLOCALE": "0",
+        "PYTHONUTF8": "0",
+        "OMP_NUM_THREADS": "1",
+    }
+    probe = subprocess.run(
+        [sys.executable, "-c", "import locale; print(locale.getpreferredencoding(False))"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert probe.stdout.strip() in {"ANSI_X3.4-1968", "ascii", "US-ASCII"}, "the ASCII locale did not take"
     completed = subprocess.run(
-        [sys.executable, "-m", "bark_ablation.cli", "run", "--prompt", "en_speaker_0", "--text", text,
-         "--seeds", "0", "--cells", "scf", "--max-duration", "0.2", "--no-study", "--quiet", "--model-set", "tiny", "--out", str(out)],
-        env=environment, capture_output=True, timeout=300, check=False)
+        [
+            sys.executable,
+            "-m",
+            "bark_ablation.cli",
+            "run",
+            "--prompt",
+            "en_speaker_0",
+            "--text",
+            text,
+            "--seeds",
+            "0",
+            "--cells",
+            "scf",
+            "--max-duration",
+            "0.2",
+            "--no-study",
+            "--quiet",
+            "--model-set",
+            "tiny",
+            "--out",
+            str(out),
+        ],
+        env=environment,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr.decode("utf-8", "replace")[-2000:]
     assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["text"] == text
     assert text in (out / "summary.md").read_text(encoding="utf-8")

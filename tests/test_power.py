@@ -80,7 +80,7 @@ def test_seeds_needed_reaches_the_power_through_the_unit_variance():
     assert seeds is not None
 
     def unit_sd(s):
-        return math.sqrt(between ** 2 + within ** 2 / (n_texts * s))
+        return math.sqrt(between**2 + within**2 / (n_texts * s))
 
     assert t_test_power(effect, unit_sd(seeds), n_units) >= 0.8
     assert seeds == 1 or t_test_power(effect, unit_sd(seeds - 1), n_units) < 0.8

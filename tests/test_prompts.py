@@ -68,13 +68,19 @@ def test_path_traversal_is_not_a_preset():
 def test_pickled_npz_is_refused_without_unpickling(tmp_path):
     path = tmp_path / "evil.npz"
     preset = load_prompt("en_speaker_6").as_bark_dict()
-    np.savez(path, semantic_prompt=np.array([object()], dtype=object), coarse_prompt=preset["coarse_prompt"],
-             fine_prompt=preset["fine_prompt"])
+    np.savez(
+        path,
+        semantic_prompt=np.array([object()], dtype=object),
+        coarse_prompt=preset["coarse_prompt"],
+        fine_prompt=preset["fine_prompt"],
+    )
     with pytest.raises(PromptError, match="not a plain .npz"):
         load_prompt(path)
 
 
-@pytest.mark.parametrize("content", [b"", b"not a zip file", b"PK\x03\x04truncated"], ids=["empty", "text", "truncated-zip"])
+@pytest.mark.parametrize(
+    "content", [b"", b"not a zip file", b"PK\x03\x04truncated"], ids=["empty", "text", "truncated-zip"]
+)
 def test_corrupt_npz_names_the_file(tmp_path, content):
     path = tmp_path / "broken.npz"
     path.write_bytes(content)
@@ -105,16 +111,48 @@ RULES = [
     ("missing-key", lambda a: a.pop("fine_prompt"), "fine_prompt: missing"),
     ("semantic-2d", lambda a: a.update(semantic_prompt=a["semantic_prompt"][None]), "semantic_prompt: must be 1-D"),
     ("coarse-1d", lambda a: a.update(coarse_prompt=a["coarse_prompt"][0]), "coarse_prompt: must be 2-D"),
-    ("float-dtype", lambda a: a.update(fine_prompt=a["fine_prompt"].astype(np.float32)), "fine_prompt: must have an integer dtype"),
-    ("bool-dtype", lambda a: a.update(semantic_prompt=a["semantic_prompt"] > 3), "semantic_prompt: must have an integer dtype"),
+    (
+        "float-dtype",
+        lambda a: a.update(fine_prompt=a["fine_prompt"].astype(np.float32)),
+        "fine_prompt: must have an integer dtype",
+    ),
+    (
+        "bool-dtype",
+        lambda a: a.update(semantic_prompt=a["semantic_prompt"] > 3),
+        "semantic_prompt: must have an integer dtype",
+    ),
     ("empty", lambda a: a.update(semantic_prompt=np.array([], dtype=np.int64)), "semantic_prompt: must not be empty"),
-    ("semantic-10000", lambda a: a["semantic_prompt"].__setitem__(0, 10_000), r"semantic_prompt: tokens must be in \[0, 10000\)"),
-    ("coarse-negative", lambda a: a["coarse_prompt"].__setitem__((1, 0), -1), r"coarse_prompt: tokens must be in \[0, 1024\)"),
+    (
+        "semantic-10000",
+        lambda a: a["semantic_prompt"].__setitem__(0, 10_000),
+        r"semantic_prompt: tokens must be in \[0, 10000\)",
+    ),
+    (
+        "coarse-negative",
+        lambda a: a["coarse_prompt"].__setitem__((1, 0), -1),
+        r"coarse_prompt: tokens must be in \[0, 1024\)",
+    ),
     ("fine-1024", lambda a: a["fine_prompt"].__setitem__((7, 0), 1024), r"fine_prompt: tokens must be in \[0, 1024\)"),
-    ("ratio", lambda a: a.update(semantic_prompt=np.arange(40)), "coarse_prompt: coarse frames / semantic tokens must round to 1.5"),
-    ("coarse-3-codebooks", lambda a: a.update(coarse_prompt=np.zeros((3, 30), dtype=np.int64)), "coarse_prompt: must have 2 codebooks"),
-    ("fine-7-codebooks", lambda a: a.update(fine_prompt=np.zeros((7, 30), dtype=np.int64)), "fine_prompt: must have 8 codebooks"),
-    ("coarse-fine-mismatch", lambda a: a.update(fine_prompt=a["fine_prompt"][:, :-1]), "fine_prompt: must have as many frames as coarse_prompt"),
+    (
+        "ratio",
+        lambda a: a.update(semantic_prompt=np.arange(40)),
+        "coarse_prompt: coarse frames / semantic tokens must round to 1.5",
+    ),
+    (
+        "coarse-3-codebooks",
+        lambda a: a.update(coarse_prompt=np.zeros((3, 30), dtype=np.int64)),
+        "coarse_prompt: must have 2 codebooks",
+    ),
+    (
+        "fine-7-codebooks",
+        lambda a: a.update(fine_prompt=np.zeros((7, 30), dtype=np.int64)),
+        "fine_prompt: must have 8 codebooks",
+    ),
+    (
+        "coarse-fine-mismatch",
+        lambda a: a.update(fine_prompt=a["fine_prompt"][:, :-1]),
+        "fine_prompt: must have as many frames as coarse_prompt",
+    ),
     ("ragged", lambda a: a.update(semantic_prompt=[[1, 2], [3]]), "semantic_prompt: not convertible"),
 ]
 
@@ -147,7 +185,11 @@ def test_bark_itself_only_asserts_on_the_random_semantic_prompt_of_the_seed_note
 
 # Property-based: malformed prompts built from random damage to a valid one.
 junk_values = st.one_of(
-    st.none(), st.integers(), st.floats(allow_nan=True), st.text(max_size=5), st.binary(max_size=5),
+    st.none(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=5),
+    st.binary(max_size=5),
     st.lists(st.integers(-5, 20_000), max_size=5),
     st.lists(st.lists(st.integers(0, 5), max_size=3), max_size=3),
 )
@@ -179,7 +221,9 @@ def malformed_prompts(draw):
         arrays[key] = array
     elif damage == "rows":
         rows = draw(st.integers(1, 10).filter(lambda n: n not in (2, 8)))
-        arrays[key] = np.zeros((rows, 3), dtype=np.int64) if key != "semantic_prompt" else np.zeros((rows, 3), dtype=np.int64)
+        arrays[key] = (
+            np.zeros((rows, 3), dtype=np.int64) if key != "semantic_prompt" else np.zeros((rows, 3), dtype=np.int64)
+        )
     else:  # frames: break the coarse/fine or coarse/semantic length rules
         grow = draw(st.integers(1, 50))
         arrays[key] = np.concatenate([array, array[..., :1].repeat(grow, axis=-1)], axis=-1) if array.ndim else array

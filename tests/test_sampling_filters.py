@@ -38,9 +38,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bark_ablation.implementations.registry import activated
 from bark_ablation.core.params import GenerationParams
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.implementations.registry import activated
 from bark_ablation.oracles.sampling_oracle import (
     Allowed,
     FilterReport,
@@ -54,6 +53,7 @@ from bark_ablation.oracles.sampling_oracle import (
     softmax,
     top_k_allowed,
 )
+from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
 SEEDS = tuple(range(24))
 CLIP_S = 0.4
@@ -76,24 +76,28 @@ def observed(model_set, voice_prompts):
     every step of both stages over the filter's seeds (:data:`SEEDS_OF`), generated once per
     module."""
     if model_set.implementation == "transformers":
-        pytest.skip("transformers samples inside its own generate() with its own logits processors: "
-                    "a hook on its model does not show the logits its sampler used")
+        pytest.skip(
+            "transformers samples inside its own generate() with its own logits processors: "
+            "a hook on its model does not show the logits its sampler used"
+        )
     prompt = voice_prompts["en_speaker_0"]
     cache = {}
 
     def get(name: str):
         if name not in cache:
-            params = GenerationParams(semantic_temp=TEMPERATURE, coarse_temp=TEMPERATURE,
-                                      max_duration_s=CLIP_S, **FILTERS[name])
+            params = GenerationParams(
+                semantic_temp=TEMPERATURE, coarse_temp=TEMPERATURE, max_duration_s=CLIP_S, **FILTERS[name]
+            )
             result = {"semantic": [], "coarse": []}
             with activated(model_set) as runner:
                 for seed in SEEDS_OF[name]:
                     semantic_history = prompt if seed % 2 else None
                     coarse_history = prompt if seed % 4 >= 2 else None
-                    run = f"seed {seed} (histories: semantic {semantic_history is not None}, " \
-                          f"coarse {coarse_history is not None})"
-                    tokens, steps = observe_semantic(runner, model_set, REGRESSION_TEXT, semantic_history,
-                                                     seed, params)
+                    run = (
+                        f"seed {seed} (histories: semantic {semantic_history is not None}, "
+                        f"coarse {coarse_history is not None})"
+                    )
+                    tokens, steps = observe_semantic(runner, model_set, REGRESSION_TEXT, semantic_history, seed, params)
                     result["semantic"].append((run, steps))
                     _, steps = observe_coarse(runner, model_set, tokens, coarse_history, seed, params)
                     result["coarse"].append((run, steps))
@@ -156,9 +160,11 @@ def test_every_sampled_token_is_allowed(observed, correct_report, name, stage):
 @pytest.mark.parametrize("name", FILTERS)
 def test_sampled_ranks_follow_the_oracles_probabilities(correct_report, name, stage):
     report = correct_report(name, stage)
-    summary = (f"{report.multi_steps} of {report.steps} steps allow >= 2 tokens; boundary token sampled "
-               f"{report.boundary_sampled} times (expected {report.boundary_expected:.1f}); observed "
-               f"{dict(sorted(report.observed.items()))}")
+    summary = (
+        f"{report.multi_steps} of {report.steps} steps allow >= 2 tokens; boundary token sampled "
+        f"{report.boundary_sampled} times (expected {report.boundary_expected:.1f}); observed "
+        f"{dict(sorted(report.observed.items()))}"
+    )
     assert report.multi_steps >= report.steps // 4, "too few steps where the filter leaves a choice: " + summary
     assert report.boundary_sampled >= 10, "the boundary token is too rarely sampled to test the cut-off: " + summary
     assert not report.unseen_ranks(), f"ranks never sampled: {report.unseen_ranks()}; " + summary
@@ -171,8 +177,11 @@ def test_top_k_keeping_one_too_few_fails(observed, stage):
     assert not report.ok
     assert {v.rank for v in report.violations} == {TOP_K}
     first = report.violations[0].describe()
-    assert f"step {report.violations[0].step}: sampled token {report.violations[0].token} (rank {TOP_K}, " \
-           f"probability " in first and "seed " in first
+    assert (
+        f"step {report.violations[0].step}: sampled token {report.violations[0].token} (rank {TOP_K}, probability "
+        in first
+        and "seed " in first
+    )
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -211,8 +220,11 @@ def test_steps_pair_calls_with_tokens():
     early stop as one extra call, coarse codebooks alternating with Bark's offsets."""
     semantic_calls = [np.arange(10_048, dtype=np.float32) + i for i in range(3)]
     steps = semantic_steps(semantic_calls, np.array([5, 9_999]), allow_early_stop=True)
-    assert [(s.token, s.stop, s.logits.size) for s in steps] == [(5, False, 10_001), (9_999, False, 10_001),
-                                                                 (10_000, True, 10_001)]
+    assert [(s.token, s.stop, s.logits.size) for s in steps] == [
+        (5, False, 10_001),
+        (9_999, False, 10_001),
+        (10_000, True, 10_001),
+    ]
     assert steps[2].logits[-1] == 10_000 + 2  # the end-of-sequence logit
     assert semantic_steps(semantic_calls[:2], np.array([5, 9_999]), allow_early_stop=False)[0].logits.size == 10_000
     with pytest.raises(ValueError, match="3 model calls for 2 tokens"):

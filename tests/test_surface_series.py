@@ -30,24 +30,48 @@ ERROR = "GenerationMixin.generate() got multiple values for keyword argument 'ge
 
 
 def surface_result(check: str, status: str, **extra) -> dict:
-    base = {"check": check, "status": status, "reason": "", "error_type": None, "error": None, "where": None,
-            "defaults": {"temperature": 0.7}, "produced": {"samples": 4080, "duration_s": 0.17}, "seconds": 0.1}
+    base = {
+        "check": check,
+        "status": status,
+        "reason": "",
+        "error_type": None,
+        "error": None,
+        "where": None,
+        "defaults": {"temperature": 0.7},
+        "produced": {"samples": 4080, "duration_s": 0.17},
+        "seconds": 0.1,
+    }
     return {**base, **extra}
 
 
 def stand_in(line, version, broken=frozenset(BROKEN), **options) -> dict:
     """A release's workload result: equal tokens everywhere; the surface check fails where broken."""
     if version in broken:
-        check = surface_result(CHECK, FAILS, error_type="TypeError", error=ERROR,
-                               where="transformers/pipelines/text_to_audio.py:214 in _forward",
-                               defaults={}, produced={})
+        check = surface_result(
+            CHECK,
+            FAILS,
+            error_type="TypeError",
+            error=ERROR,
+            where="transformers/pipelines/text_to_audio.py:214 in _forward",
+            defaults={},
+            produced={},
+        )
     else:
         check = surface_result(CHECK, WORKS)
     other = surface_result("enable-cpu-offload", NOT_APPLICABLE, reason="needs a CUDA device")
     tokens = {"scf/seed0": {"semantic": [1, 2], "coarse": [[1], [2]], "fine": [[1]] * 8}}
-    return {"distribution": line.distribution, "version": version, "status": "ok", "error": None,
-            "greedy": tokens, "sampled": tokens, "timings_s": {}, "probes": [], "surface": [check, other],
-            "wall_s": 1.0}
+    return {
+        "distribution": line.distribution,
+        "version": version,
+        "status": "ok",
+        "error": None,
+        "greedy": tokens,
+        "sampled": tokens,
+        "timings_s": {},
+        "probes": [],
+        "surface": [check, other],
+        "wall_s": 1.0,
+    }
 
 
 @pytest.fixture
@@ -80,11 +104,18 @@ def test_the_series_refines_around_a_break_and_names_its_first_failing_and_fixed
     assert series.refined == ["4.46.0", "4.46.1", "4.46.2", "4.47.0"]
     timeline = build_timeline(series)
     (found,) = timeline.surface_breaks()
-    assert (found.check, found.first_failing, found.last_failing, found.first_fixed, found.last_working) == \
-        (CHECK, "4.46.0", "4.46.3", "4.47.0", "4.45.2")
+    assert (found.check, found.first_failing, found.last_failing, found.first_fixed, found.last_working) == (
+        CHECK,
+        "4.46.0",
+        "4.46.3",
+        "4.47.0",
+        "4.45.2",
+    )
     summary = "\n".join(summary_lines(timeline))
-    assert (f"surface break in `{CHECK}`: first failing `4.46.0` (works in `4.45.2`), first fixed in `4.47.0`; "
-            f"users saw TypeError: {ERROR} (at transformers/pipelines/text_to_audio.py:214 in _forward)") in summary
+    assert (
+        f"surface break in `{CHECK}`: first failing `4.46.0` (works in `4.45.2`), first fixed in `4.47.0`; "
+        f"users saw TypeError: {ERROR} (at transformers/pipelines/text_to_audio.py:214 in _forward)"
+    ) in summary
     markdown = timeline_markdown(timeline)
     assert f"**changed**: {CHECK}: works -> fails: TypeError: {ERROR}" in markdown
     assert "| `4.46.0` (refined) |" in markdown and "## Surface checks" in markdown
@@ -99,8 +130,12 @@ def test_without_refinement_the_break_is_only_bracketed(no_layout):
 
 def test_a_break_still_present_in_the_newest_release_is_said_so(no_layout):
     broken = frozenset({"4.47.0", "4.47.1"})
-    series = run_series(TRANSFORMERS, latest_patches(EVERY),
-                        release_runner=lambda line, version, **o: stand_in(line, version, broken), refine_versions=EVERY)
+    series = run_series(
+        TRANSFORMERS,
+        latest_patches(EVERY),
+        release_runner=lambda line, version, **o: stand_in(line, version, broken),
+        refine_versions=EVERY,
+    )
     (found,) = build_timeline(series).surface_breaks()
     assert (found.first_failing, found.first_fixed) == ("4.47.0", None)
     assert "**still failing in the newest release of the series**" in "\n".join(summary_lines(build_timeline(series)))
@@ -110,16 +145,18 @@ def test_a_changed_default_and_output_are_named(no_layout):
     def runner(line, version, **options):
         result = stand_in(line, version, broken=frozenset())
         if Version(version) >= Version("4.47.0"):
-            result["surface"][0] = surface_result(CHECK, WORKS, defaults={"temperature": 1.0},
-                                                  produced={"samples": 4400, "duration_s": 0.18})
+            result["surface"][0] = surface_result(
+                CHECK, WORKS, defaults={"temperature": 1.0}, produced={"samples": 4400, "duration_s": 0.18}
+            )
         return result
 
     timeline = build_timeline(run_series(TRANSFORMERS, ["4.46.3", "4.47.1"], release_runner=runner))
     newest = timeline.rows[-1]
     assert newest.default_changes == [f"{CHECK}: temperature: 0.7 -> 1.0"]
     assert newest.output_changes == [f"{CHECK}: 0.17 s (?) -> 0.18 s (?)"]
-    assert "surface defaults changed in: `4.47.1` (pipeline-text-to-speech: temperature: 0.7 -> 1.0)" in \
-        "\n".join(summary_lines(timeline))
+    assert "surface defaults changed in: `4.47.1` (pipeline-text-to-speech: temperature: 0.7 -> 1.0)" in "\n".join(
+        summary_lines(timeline)
+    )
 
 
 def test_an_output_change_beside_equal_audio_names_the_field():
@@ -127,12 +164,16 @@ def test_an_output_change_beside_equal_audio_names_the_field():
     ``pytorch_model.bin`` with the same audio; the change must not read as ``x -> x``."""
     old = {"samples": 5760, "duration_s": 0.24, "pcm16_sha256": "a3dc05f5", "weights_files": ["pytorch_model.bin"]}
     new = {**old, "weights_files": ["model.safetensors"]}
-    assert produced_change("save-pretrained-round-trip", old, new) == \
-        'save-pretrained-round-trip: weights_files: ["pytorch_model.bin"] -> ["model.safetensors"]'
+    assert (
+        produced_change("save-pretrained-round-trip", old, new)
+        == 'save-pretrained-round-trip: weights_files: ["pytorch_model.bin"] -> ["model.safetensors"]'
+    )
     shorter = {**new, "samples": 5120, "duration_s": 0.2133, "pcm16_sha256": "5fe29a0f"}
     assert produced_change("c", new, shorter) == "c: 0.24 s (a3dc05f5) -> 0.2133 s (5fe29a0f)"
-    assert produced_change("import", {"attempts": 0, "hosts": []}, {"attempts": 4, "hosts": ["huggingface.co"]}) == \
-        'import: attempts: 0 -> 4; hosts: [] -> ["huggingface.co"]'
+    assert (
+        produced_change("import", {"attempts": 0, "hosts": []}, {"attempts": 4, "hosts": ["huggingface.co"]})
+        == 'import: attempts: 0 -> 4; hosts: [] -> ["huggingface.co"]'
+    )
 
 
 def test_defaults_compare_equal_across_processes():
@@ -146,8 +187,9 @@ def test_defaults_compare_equal_across_processes():
     assert jsonable(torch.save) == "torch.serialization.save"
     assert "0x" not in jsonable(Marker())
     assert changed_defaults({"save_function": jsonable(torch.save)}, {"save_function": jsonable(torch.save)}) == []
-    assert changed_defaults({"safe_serialization": False}, {"safe_serialization": True}) == \
-        ["safe_serialization: False -> True"]
+    assert changed_defaults({"safe_serialization": False}, {"safe_serialization": True}) == [
+        "safe_serialization: False -> True"
+    ]
 
 
 def judge_of(broken: set[str], unjudgeable: frozenset = frozenset()):
@@ -175,8 +217,10 @@ def test_bisect_surface_when_the_newest_still_fails_or_nothing_fails():
     judge, _ = judge_of({"4.47.0", "4.47.1"})
     result = bisect_surface(EVERY, judge, anchors=latest_patches(EVERY))
     assert (result.failing.first, result.fixed) == ("4.47.0", None)
-    assert result.describe(CHECK).endswith("no release after it was judged to work (it still fails, or cannot be "
-                                           "judged, up to the newest release searched)")
+    assert result.describe(CHECK).endswith(
+        "no release after it was judged to work (it still fails, or cannot be "
+        "judged, up to the newest release searched)"
+    )
     judge, _ = judge_of(set())
     nothing = bisect_surface(EVERY, judge, anchors=latest_patches(EVERY))
     assert not nothing.found and nothing.describe(CHECK).startswith(f"{CHECK}: fails in no release judged")
@@ -197,12 +241,23 @@ def test_cli_bisect_surface_refuses_an_unknown_check(capsys):
 def test_cli_bisect_surface_over_the_installed_release(capsys, tmp_path):
     """The installed release, for real: the model card's call works, so nothing is found (exit 1)."""
     installed = metadata.version("transformers")
-    code = cli.main(["bisect", "transformers", "--surface", "model-generate-voice-preset", "--versions", installed,
-                     "--cache", str(tmp_path)])
+    code = cli.main(
+        [
+            "bisect",
+            "transformers",
+            "--surface",
+            "model-generate-voice-preset",
+            "--versions",
+            installed,
+            "--cache",
+            str(tmp_path),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == cli.EXIT_NOT_FOUND, captured.err
-    assert captured.out.startswith(f"model-generate-voice-preset: fails in no release judged (1 judged: "
-                                   f"{installed} works)")
+    assert captured.out.startswith(
+        f"model-generate-voice-preset: fails in no release judged (1 judged: {installed} works)"
+    )
     assert f"transformers {installed}: does not show it (works: " in captured.err
 
 
@@ -213,8 +268,9 @@ def test_checks_broken_alike_share_one_summary_line(no_layout):
         result["surface"].append(twin)
         return result
 
-    lines = summary_lines(build_timeline(run_series(TRANSFORMERS, latest_patches(EVERY), release_runner=runner,
-                                                    refine_versions=EVERY)))
+    lines = summary_lines(
+        build_timeline(run_series(TRANSFORMERS, latest_patches(EVERY), release_runner=runner, refine_versions=EVERY))
+    )
     breaks = [line for line in lines if line.startswith("surface break")]
     assert len(breaks) == 1
     assert breaks[0].startswith(f"surface break in `{CHECK}`, `pipeline-text-to-audio`: first failing `4.46.0`")

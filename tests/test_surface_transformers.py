@@ -57,8 +57,16 @@ def run_one(name: str, layout: Path, tmp_path: Path):
 def test_the_layout_is_the_hubs(layout):
     """The files and keys users' from_pretrained reads in suno/bark-small."""
     names = {path.name for path in layout.iterdir()}
-    assert {"config.json", "generation_config.json", "pytorch_model.bin", "vocab.txt", "tokenizer_config.json",
-            "special_tokens_map.json", "speaker_embeddings_path.json", "speaker_embeddings"} <= names
+    assert {
+        "config.json",
+        "generation_config.json",
+        "pytorch_model.bin",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "speaker_embeddings_path.json",
+        "speaker_embeddings",
+    } <= names
     config = json.loads((layout / "config.json").read_text())
     assert config["architectures"] == ["BarkModel"] and config["model_type"] == "bark"
     assert config["transformers_version"] == "4.31.0.dev0"
@@ -102,8 +110,9 @@ def test_a_seeded_default_call_is_deterministic(installed, layout, tmp_path):
 
 
 def test_changed_defaults_name_the_parameter():
-    assert changed_defaults({"temperature": 0.7, "top_k": 50}, {"temperature": 1.0, "top_k": 50}) == \
-        ["temperature: 0.7 -> 1.0"]
+    assert changed_defaults({"temperature": 0.7, "top_k": 50}, {"temperature": 1.0, "top_k": 50}) == [
+        "temperature: 0.7 -> 1.0"
+    ]
     assert changed_defaults({"a": 1}, {"a": 1, "b": 2}) == ["b: '(absent)' -> 2"]
     assert changed_defaults({"a": 1}, {"a": 1}) == []
 
@@ -117,9 +126,11 @@ def test_audio_summary_refuses_what_is_not_audio():
 
 # --- known-bad twins: one entry point broken, as an upstream release breaks it -------------------
 
+
 def _raise(error: Exception):
     def broken(*args, **kwargs):
         raise error
+
     return broken
 
 
@@ -127,8 +138,11 @@ def break_pipeline(monkeypatch):
     from transformers.pipelines import text_to_audio
 
     # transformers 4.46.0.dev0's text-to-audio pipeline (huggingface/transformers#33779).
-    monkeypatch.setattr(text_to_audio.TextToAudioPipeline, "_forward", _raise(
-        TypeError("GenerationMixin.generate() got multiple values for keyword argument 'generation_config'")))
+    monkeypatch.setattr(
+        text_to_audio.TextToAudioPipeline,
+        "_forward",
+        _raise(TypeError("GenerationMixin.generate() got multiple values for keyword argument 'generation_config'")),
+    )
     return "TypeError"
 
 
@@ -171,8 +185,11 @@ def break_generation_config(monkeypatch):
 def break_save(monkeypatch):
     from transformers import BarkModel
 
-    monkeypatch.setattr(BarkModel, "save_pretrained", _raise(
-        AttributeError("'BarkGenerationConfig' object has no attribute 'early_stopping'")))
+    monkeypatch.setattr(
+        BarkModel,
+        "save_pretrained",
+        _raise(AttributeError("'BarkGenerationConfig' object has no attribute 'early_stopping'")),
+    )
     return "AttributeError"
 
 
@@ -226,7 +243,9 @@ def break_import(monkeypatch):
     from bark_ablation.releases import import_contacts
 
     def failed(module, **kwargs):
-        return import_contacts.ImportContacts(module, (), (), "ImportError: cannot import name is_offline_mode", 1.0, 2.0)
+        return import_contacts.ImportContacts(
+            module, (), (), "ImportError: cannot import name is_offline_mode", 1.0, 2.0
+        )
 
     monkeypatch.setattr(import_contacts, "count_import_contacts", failed)
     return "SurfaceFailure"
@@ -281,8 +300,10 @@ def test_the_installed_release_matches_its_golden_surface_record(installed):
     version = metadata.version("transformers")
     path = golden_path(REPO_ROOT / GOLDEN_DIR, "transformers", version)
     if not path.is_file():
-        pytest.skip(f"no surface golden record for transformers {version} at {path}; write one with "
-                    f"`python -m bark_ablation.releases.surface transformers --write-golden {GOLDEN_DIR}`")
+        pytest.skip(
+            f"no surface golden record for transformers {version} at {path}; write one with "
+            f"`python -m bark_ablation.releases.surface transformers --write-golden {GOLDEN_DIR}`"
+        )
     differences = golden_differences(json.loads(path.read_text()), golden_record(list(installed.values())))
     assert not differences, "\n".join(differences)
 
@@ -312,8 +333,14 @@ def test_the_surface_command_writes_a_golden_record(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "generation-config-sample-rate: works: sample_rate 24000" in out
     (written,) = tmp_path.glob("transformers-*.json")
-    assert json.loads(written.read_text()) == {"generation-config-sample-rate": {
-        "defaults": {}, "error_type": None, "produced": {"sample_rate": 24000}, "status": "works"}}
+    assert json.loads(written.read_text()) == {
+        "generation-config-sample-rate": {
+            "defaults": {},
+            "error_type": None,
+            "produced": {"sample_rate": 24000},
+            "status": "works",
+        }
+    }
 
 
 def test_where_names_the_top_level_package_of_a_checkout(tmp_path):
@@ -326,13 +353,13 @@ def test_where_names_the_top_level_package_of_a_checkout(tmp_path):
     (tmp_path / "bark" / "bark_ablation" / "__init__.py").write_text("")
     (checkout / "__init__.py").write_text("")
     parts = (checkout / "surface.py").parts
-    assert parts[_package_root(parts):] == ("bark_ablation", "releases", "surface.py")
+    assert parts[_package_root(parts) :] == ("bark_ablation", "releases", "surface.py")
     source = tmp_path / "transformers" / "src" / "transformers" / "models" / "bark"
     source.mkdir(parents=True)
     for package in (source.parent.parent, source.parent, source):
         (package / "__init__.py").write_text("")
     parts = (source / "modeling_bark.py").parts
-    assert parts[_package_root(parts):] == ("transformers", "models", "bark", "modeling_bark.py")
+    assert parts[_package_root(parts) :] == ("transformers", "models", "bark", "modeling_bark.py")
 
 
 def test_checks_give_the_callers_generators_back(layout, tmp_path):

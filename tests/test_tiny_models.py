@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from bark_ablation.models import tiny_model_set
 from bark_ablation.core.implementation import ModelSet
 from bark_ablation.implementations.registry import activated, get_implementation
+from bark_ablation.models import tiny_model_set
 
 
 def test_built_from_barks_own_classes(tiny_models):
@@ -58,7 +58,9 @@ def _decode_two_token_sequences(models):
 
 def test_untrained_zero_codebooks_decode_everything_to_the_same_audio():
     """Why the tiny codec gets random codebooks: with EnCodec's zeros, an audio check cannot fail."""
-    first, one_token_changed, unrelated = _decode_two_token_sequences(tiny_model_set.build_tiny_models(codebooks="zeros"))
+    first, one_token_changed, unrelated = _decode_two_token_sequences(
+        tiny_model_set.build_tiny_models(codebooks="zeros")
+    )
     assert np.array_equal(first, one_token_changed) and np.array_equal(first, unrelated)
 
 
@@ -103,8 +105,8 @@ def test_tiny_eos_differs_from_tiny_only_in_the_end_of_sequence_row(tiny_models)
 
 
 def test_tiny_eos_is_registered_for_both_implementations():
-    from bark_ablation.implementations.registry import default_implementation, get_model_set
     from bark_ablation.core.profiles import EARLY_STOP_TINY_VARIANT
+    from bark_ablation.implementations.registry import default_implementation, get_model_set
 
     for implementation in (default_implementation(), "transformers"):
         names = get_implementation(implementation).model_set_names()

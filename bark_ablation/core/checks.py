@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from bark_ablation.core.prompts import (CODEBOOK_SIZE, COARSE_RATE_HZ, N_COARSE_CODEBOOKS,
-                                   N_FINE_CODEBOOKS, SEMANTIC_RATE_HZ, SEMANTIC_VOCAB_SIZE)
+from bark_ablation.core.prompts import (
+    COARSE_RATE_HZ,
+    CODEBOOK_SIZE,
+    N_COARSE_CODEBOOKS,
+    N_FINE_CODEBOOKS,
+    SEMANTIC_RATE_HZ,
+    SEMANTIC_VOCAB_SIZE,
+)
 
 SAMPLES_PER_FRAME = 320
 """24 kHz audio samples per 75 Hz coarse/fine frame."""
@@ -56,9 +62,12 @@ def check_token_ranges(generation) -> None:
     _in_range("coarse", generation.coarse, CODEBOOK_SIZE)
     _in_range("fine", generation.fine, CODEBOOK_SIZE)
     # Bark returns coarse codes as int64 and fine codes as int32: compare values only.
-    assert_tokens_equal(generation.coarse, generation.fine[:N_COARSE_CODEBOOKS],
-                        "fine rows 0-1 vs the coarse codes", compare_dtype=False)
-
+    assert_tokens_equal(
+        generation.coarse,
+        generation.fine[:N_COARSE_CODEBOOKS],
+        "fine rows 0-1 vs the coarse codes",
+        compare_dtype=False,
+    )
 
 
 def check_no_padding(fine: np.ndarray, *, padding: int = CODEBOOK_SIZE) -> None:
@@ -75,6 +84,7 @@ def check_no_padding(fine: np.ndarray, *, padding: int = CODEBOOK_SIZE) -> None:
             f"{padding}; first at frame {int(frames[0])} ({frames[0] / COARSE_RATE_HZ:.3f} s), "
             f"codebook {codebook}"
         )
+
 
 def check_durations(generation, *, tolerance_s: float = FRAME_S) -> None:
     """Semantic tokens / 49.9 Hz, coarse frames / 75 Hz and samples / 24 kHz agree within
@@ -94,8 +104,7 @@ def check_durations(generation, *, tolerance_s: float = FRAME_S) -> None:
         )
 
 
-def assert_tokens_equal(expected: np.ndarray, obtained: np.ndarray, what: str, *,
-                        compare_dtype: bool = True) -> None:
+def assert_tokens_equal(expected: np.ndarray, obtained: np.ndarray, what: str, *, compare_dtype: bool = True) -> None:
     """Exact equality of two token arrays (shape, values and, unless ``compare_dtype`` is
     false, dtype); the message locates the first difference and counts all of them."""
     expected, obtained = np.asarray(expected), np.asarray(obtained)
@@ -116,9 +125,7 @@ def assert_tokens_equal(expected: np.ndarray, obtained: np.ndarray, what: str, *
 def assert_audio_identical(expected: np.ndarray, obtained: np.ndarray, what: str) -> None:
     """Bit-identical audio: same dtype, shape and bytes."""
     if expected.dtype != obtained.dtype or expected.shape != obtained.shape:
-        raise CheckFailure(
-            f"{what}: {obtained.dtype}{obtained.shape} != expected {expected.dtype}{expected.shape}"
-        )
+        raise CheckFailure(f"{what}: {obtained.dtype}{obtained.shape} != expected {expected.dtype}{expected.shape}")
     if expected.tobytes() != obtained.tobytes():
         differ = expected != obtained
         raise CheckFailure(

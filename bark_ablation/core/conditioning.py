@@ -100,8 +100,7 @@ class Conditioning:
             if isinstance(value, bool):
                 object.__setattr__(self, stage.value, HistorySource.PROMPT if value else HistorySource.NONE)
             elif not isinstance(value, HistorySource):
-                raise ParamsError("conditioning", f"{stage.value}: must be a HistorySource or a bool, "
-                                                  f"got {value!r}")
+                raise ParamsError("conditioning", f"{stage.value}: must be a HistorySource or a bool, got {value!r}")
 
     @classmethod
     def of(cls, *stages: Stage) -> Conditioning:
@@ -125,8 +124,9 @@ class Conditioning:
     def _from_chars(cls, cell_id: str) -> Conditioning:
         if not isinstance(cell_id, str) or len(cell_id) != len(STAGES):
             raise ParamsError(
-                "conditioning", f"id must be 3 characters (semantic, coarse, fine) or a control name "
-                                f"({', '.join(CONTROLS)}), got {cell_id!r}"
+                "conditioning",
+                f"id must be 3 characters (semantic, coarse, fine) or a control name "
+                f"({', '.join(CONTROLS)}), got {cell_id!r}",
             )
         sources = []
         for char, stage in zip(cell_id, STAGES, strict=True):
@@ -174,10 +174,15 @@ class Conditioning:
         """Readable description, e.g. ``semantic + coarse (coarse also reads semantic_prompt)``."""
         if not self.stages:
             return "no history (unconditioned)"
-        names = {HistorySource.RANDOM: "random", HistorySource.SHUFFLED: "shuffled",
-                 HistorySource.OTHER_SPEAKER: "other speaker's"}
-        text = " + ".join(f"{names[self.source(stage)]} {stage.value}" if self.source(stage) in names
-                          else stage.value for stage in self.stages)
+        names = {
+            HistorySource.RANDOM: "random",
+            HistorySource.SHUFFLED: "shuffled",
+            HistorySource.OTHER_SPEAKER: "other speaker's",
+        }
+        text = " + ".join(
+            f"{names[self.source(stage)]} {stage.value}" if self.source(stage) in names else stage.value
+            for stage in self.stages
+        )
         if self.source(Stage.COARSE) is HistorySource.PROMPT and self.source(Stage.SEMANTIC) is HistorySource.NONE:
             text += " (the coarse stage still reads the prompt's semantic_prompt)"
         return text

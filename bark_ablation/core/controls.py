@@ -27,21 +27,28 @@ CONTROL_SEED = 7_001
 def random_prompt(prompt: VoicePrompt, rng: np.random.Generator, name: str) -> VoicePrompt:
     """Uniform random tokens with ``prompt``'s lengths (a valid prompt Bark accepts)."""
     coarse = rng.integers(0, CODEBOOK_SIZE, size=prompt.coarse.shape)
-    fine = np.vstack([coarse, rng.integers(0, CODEBOOK_SIZE, size=(prompt.fine.shape[0] - coarse.shape[0],
-                                                                   prompt.fine.shape[1]))])
-    return prompt.with_arrays(name, semantic=rng.integers(0, SEMANTIC_VOCAB_SIZE, size=prompt.semantic.shape),
-                              coarse=coarse, fine=fine)
+    fine = np.vstack(
+        [coarse, rng.integers(0, CODEBOOK_SIZE, size=(prompt.fine.shape[0] - coarse.shape[0], prompt.fine.shape[1]))]
+    )
+    return prompt.with_arrays(
+        name, semantic=rng.integers(0, SEMANTIC_VOCAB_SIZE, size=prompt.semantic.shape), coarse=coarse, fine=fine
+    )
 
 
 def shuffled_prompt(prompt: VoicePrompt, rng: np.random.Generator, name: str) -> VoicePrompt:
     """``prompt``'s tokens with semantic tokens and coarse/fine frames permuted in time."""
     frames = rng.permutation(prompt.n_frames)
-    return prompt.with_arrays(name, semantic=prompt.semantic[rng.permutation(prompt.n_semantic)],
-                              coarse=prompt.coarse[:, frames], fine=prompt.fine[:, frames])
+    return prompt.with_arrays(
+        name,
+        semantic=prompt.semantic[rng.permutation(prompt.n_semantic)],
+        coarse=prompt.coarse[:, frames],
+        fine=prompt.fine[:, frames],
+    )
 
 
-def stage_history(source: HistorySource, stage: Stage, prompt: VoicePrompt, seed: int,
-                  other_prompt: VoicePrompt | None = None) -> VoicePrompt | None:
+def stage_history(
+    source: HistorySource, stage: Stage, prompt: VoicePrompt, seed: int, other_prompt: VoicePrompt | None = None
+) -> VoicePrompt | None:
     """The history ``stage`` receives under ``source`` (``None``: no history)."""
     if source is HistorySource.NONE:
         return None
@@ -49,8 +56,10 @@ def stage_history(source: HistorySource, stage: Stage, prompt: VoicePrompt, seed
         return prompt
     if source is HistorySource.OTHER_SPEAKER:
         if other_prompt is None:
-            raise ParamsError("other_prompt", f"the {stage.value} stage's history is another speaker's "
-                                              f"('o'): name that speaker's prompt")
+            raise ParamsError(
+                "other_prompt",
+                f"the {stage.value} stage's history is another speaker's ('o'): name that speaker's prompt",
+            )
         return other_prompt
     rng = np.random.default_rng([CONTROL_SEED, seed, STAGES.index(stage)])
     name = f"{prompt.name}~{source.name.lower()}-{stage.value}-seed{seed}"

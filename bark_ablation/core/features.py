@@ -48,8 +48,16 @@ F0_MIN_HZ = 65.0
 F0_MAX_HZ = 1000.0
 """Highest f0 pYIN searches, Hz."""
 
-SCALAR_FEATURES = ("duration_s", "rms_db", "centroid_hz", "bandwidth_hz", "rolloff_hz", "flatness",
-                   "voiced_fraction", "f0_median_hz")
+SCALAR_FEATURES = (
+    "duration_s",
+    "rms_db",
+    "centroid_hz",
+    "bandwidth_hz",
+    "rolloff_hz",
+    "flatness",
+    "voiced_fraction",
+    "f0_median_hz",
+)
 VECTOR_FEATURES = ("mfcc_mean", "mfcc_std")
 
 
@@ -69,20 +77,19 @@ def spectral_features(audio: np.ndarray, sample_rate: int) -> dict[str, float | 
         raise ValueError(f"audio: must be one channel, shape (n_samples,); got shape {y.shape}")
     power = np.abs(librosa.stft(y, **_stft_kwargs())) ** 2
     rms = librosa.feature.rms(S=np.sqrt(power), frame_length=N_FFT)[0]
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(_mel_power(power, sample_rate), ref=1.0, amin=AMIN,
-                                                       top_db=None), n_mfcc=N_MFCC)
-    f0, voiced, _ = librosa.pyin(y, fmin=F0_MIN_HZ, fmax=F0_MAX_HZ, sr=sample_rate,
-                                 frame_length=2048, hop_length=HOP_LENGTH)
+    mfcc = librosa.feature.mfcc(
+        S=librosa.power_to_db(_mel_power(power, sample_rate), ref=1.0, amin=AMIN, top_db=None), n_mfcc=N_MFCC
+    )
+    f0, voiced, _ = librosa.pyin(
+        y, fmin=F0_MIN_HZ, fmax=F0_MAX_HZ, sr=sample_rate, frame_length=2048, hop_length=HOP_LENGTH
+    )
     magnitude = np.sqrt(power)
     return {
         "duration_s": y.shape[0] / sample_rate,
         "rms_db": float(np.mean(20 * np.log10(np.maximum(rms, np.sqrt(AMIN))))),
-        "centroid_hz": float(np.mean(librosa.feature.spectral_centroid(S=magnitude, sr=sample_rate,
-                                                                       n_fft=N_FFT))),
-        "bandwidth_hz": float(np.mean(librosa.feature.spectral_bandwidth(S=magnitude, sr=sample_rate,
-                                                                         n_fft=N_FFT))),
-        "rolloff_hz": float(np.mean(librosa.feature.spectral_rolloff(S=magnitude, sr=sample_rate,
-                                                                     n_fft=N_FFT))),
+        "centroid_hz": float(np.mean(librosa.feature.spectral_centroid(S=magnitude, sr=sample_rate, n_fft=N_FFT))),
+        "bandwidth_hz": float(np.mean(librosa.feature.spectral_bandwidth(S=magnitude, sr=sample_rate, n_fft=N_FFT))),
+        "rolloff_hz": float(np.mean(librosa.feature.spectral_rolloff(S=magnitude, sr=sample_rate, n_fft=N_FFT))),
         "flatness": float(np.mean(librosa.feature.spectral_flatness(S=magnitude, amin=AMIN))),
         "mfcc_mean": [float(v) for v in mfcc.mean(axis=1)],
         "mfcc_std": [float(v) for v in mfcc.std(axis=1)],

@@ -36,8 +36,7 @@ class StageRequest:
     torch_seed: int
 
 
-BATCH_METHODS = {"semantic": "semantic_batch", "coarse": "coarse_batch", "fine": "fine_batch",
-                 "decode": "decode_batch"}
+BATCH_METHODS = {"semantic": "semantic_batch", "coarse": "coarse_batch", "fine": "fine_batch", "decode": "decode_batch"}
 """Stage -> the optional runner method that runs a list of :class:`StageRequest` at once and returns
 one array per request, in order: ``runner.semantic_batch(requests, params)`` (``decode_batch``
 takes no params). A runner that has them is handed every pending row of a run per stage
@@ -61,12 +60,10 @@ class StageRunner(Protocol):
     def semantic(self, text: str, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
         """Text -> semantic tokens, shape (T_s,), values in [0, 10_000), 49.9 per second."""
 
-    def coarse(self, semantic: np.ndarray, history: VoicePrompt | None,
-               params: GenerationParams) -> np.ndarray:
+    def coarse(self, semantic: np.ndarray, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
         """Semantic tokens -> coarse codes, shape (2, T_c), values in [0, 1024), 75 per second."""
 
-    def fine(self, coarse: np.ndarray, history: VoicePrompt | None,
-             params: GenerationParams) -> np.ndarray:
+    def fine(self, coarse: np.ndarray, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
         """Coarse codes -> fine codes, shape (8, T_c); rows 0-1 are the coarse codes."""
 
     def decode(self, fine: np.ndarray) -> np.ndarray:

@@ -85,7 +85,7 @@ class NetworkBlockedError(BarkAblationError):
     "offline" and retry or fall back to a cache.
     """
 
-    def __init__(self, attempt: "Attempt"):
+    def __init__(self, attempt: Attempt):
         self.attempt = attempt
         where = f" (test {attempt.test})" if attempt.test else ""
         super().__init__(
@@ -136,7 +136,7 @@ def is_local_host(host: object) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
-_installed: list["NetworkGuard"] = []
+_installed: list[NetworkGuard] = []
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,11 @@ class _Patch:
     @property
     def qualified_name(self) -> str:
         """``socket.getaddrinfo``, ``socket.socket.connect``."""
-        owner = self.owner.__name__ if isinstance(self.owner, types.ModuleType) else \
-            f"{self.owner.__module__}.{self.owner.__qualname__}"
+        owner = (
+            self.owner.__name__
+            if isinstance(self.owner, types.ModuleType)
+            else f"{self.owner.__module__}.{self.owner.__qualname__}"
+        )
         return f"{owner}.{self.name}"
 
 
@@ -182,7 +185,7 @@ class NetworkGuard:
     def installed(self) -> bool:
         return self in _installed
 
-    def install(self) -> "NetworkGuard":
+    def install(self) -> NetworkGuard:
         if self.installed:
             raise RuntimeError("this network guard is already installed")
         for owner, name, make in _PATCHES:
@@ -223,11 +226,16 @@ class NetworkGuard:
             return
         if _installed[-1] is not self:
             raise RuntimeError("network guards must be uninstalled in reverse order of installation")
-        replaced = [patch.qualified_name for patch in self._saved
-                    if getattr(patch.owner, patch.name) not in (patch.wrapper, patch.before)]
+        replaced = [
+            patch.qualified_name
+            for patch in self._saved
+            if getattr(patch.owner, patch.name) not in (patch.wrapper, patch.before)
+        ]
         if replaced:
-            raise RuntimeError(f"network guard: {', '.join(replaced)} replaced by someone else while the "
-                               f"guard was installed; not restoring over it")
+            raise RuntimeError(
+                f"network guard: {', '.join(replaced)} replaced by someone else while the "
+                f"guard was installed; not restoring over it"
+            )
         for patch in reversed(self._saved):
             if patch.own is _ABSENT:
                 if patch.name in patch.owner.__dict__:
@@ -237,7 +245,7 @@ class NetworkGuard:
         self._saved.clear()
         _installed.pop()
 
-    def __enter__(self) -> "NetworkGuard":
+    def __enter__(self) -> NetworkGuard:
         return self.install()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -271,12 +279,16 @@ class NetworkGuard:
             return []
         tests = sum(1 for test in grouped if test is not None)
         if self.mode == "block":
-            lines = [f"network guard: refused {len(self.attempts)} attempt(s) to reach a non-loopback "
-                     f"host, made by {tests} test(s); the session fails because of them:"]
+            lines = [
+                f"network guard: refused {len(self.attempts)} attempt(s) to reach a non-loopback "
+                f"host, made by {tests} test(s); the session fails because of them:"
+            ]
         else:
             answer = "let through" if self.mode == "record" else "answered as offline"
-            lines = [f"network guard ({self.mode} mode): {tests} test(s) tried to reach a non-loopback host "
-                     f"({len(self.attempts)} attempt(s), {answer})" + (":" if grouped else "")]
+            lines = [
+                f"network guard ({self.mode} mode): {tests} test(s) tried to reach a non-loopback host "
+                f"({len(self.attempts)} attempt(s), {answer})" + (":" if grouped else "")
+            ]
         for test, attempts in grouped.items():
             targets = list(dict.fromkeys(f"{a.operation} {a.target}" for a in attempts))
             shown = ", ".join(targets[:5]) + (f", ... ({len(targets) - 5} more)" if len(targets) > 5 else "")
@@ -382,6 +394,7 @@ class _PytestSessionGuard:
 
 
 # -- the patches -------------------------------------------------------------------------------
+
 
 def _offline_error(attempt: Attempt) -> OSError:
     """What a machine without a network answers: a failed look-up (the patched ``socket`` module

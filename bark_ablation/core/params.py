@@ -68,13 +68,9 @@ class GenerationParams:
             if not isinstance(getattr(self, name), bool):
                 raise ParamsError(name, f"must be True or False, got {getattr(self, name)!r}")
         if not _is_int(self.max_coarse_history) or not 60 <= self.max_coarse_history <= 630:
-            raise ParamsError(
-                "max_coarse_history", f"must be an integer in [60, 630], got {self.max_coarse_history!r}"
-            )
+            raise ParamsError("max_coarse_history", f"must be an integer in [60, 630], got {self.max_coarse_history!r}")
         if not _is_int(self.sliding_window_len) or self.sliding_window_len < 1:
-            raise ParamsError(
-                "sliding_window_len", f"must be a positive integer, got {self.sliding_window_len!r}"
-            )
+            raise ParamsError("sliding_window_len", f"must be a positive integer, got {self.sliding_window_len!r}")
         if self.max_coarse_history + self.sliding_window_len > 768:
             raise ParamsError(
                 "sliding_window_len",
@@ -88,7 +84,7 @@ class GenerationParams:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "GenerationParams":
+    def from_dict(cls, values: dict[str, Any]) -> GenerationParams:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -96,7 +92,7 @@ class GenerationParams:
             raise ParamsError(unknown[0], f"unknown generation parameter (known: {', '.join(sorted(known))})")
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "GenerationParams":
+    def replace(self, **changes: Any) -> GenerationParams:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
@@ -117,8 +113,11 @@ def validate_text(text: object) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise ParamsError("text", f"must be valid Unicode; character {error.start} is a lone surrogate "
-                                  f"{text[error.start]!r} (undecodable input bytes?)") from None
+        raise ParamsError(
+            "text",
+            f"must be valid Unicode; character {error.start} is a lone surrogate "
+            f"{text[error.start]!r} (undecodable input bytes?)",
+        ) from None
     return text
 
 

@@ -28,8 +28,9 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def save_spectrogram_comparison(golden_db: np.ndarray, obtained_db: np.ndarray, sample_rate: int,
-                                path: Path, *, title: str = "") -> Path:
+def save_spectrogram_comparison(
+    golden_db: np.ndarray, obtained_db: np.ndarray, sample_rate: int, path: Path, *, title: str = ""
+) -> Path:
     """Three stacked log-mel spectrograms, golden / obtained / obtained - golden, as a PNG.
 
     Args:
@@ -48,11 +49,23 @@ def save_spectrogram_comparison(golden_db: np.ndarray, obtained_db: np.ndarray, 
     spread = max(float(np.abs(difference).max()), 1e-6)
     figure, axes = pyplot.subplots(3, 1, figsize=(10, 8), sharex=True, constrained_layout=True)
     try:
-        panels = ((golden_db, "golden", "magma", low, high), (obtained_db, "obtained", "magma", low, high),
-                  (difference, f"obtained - golden (max |diff| {spread:.3g} dB)", "coolwarm", -spread, spread))
+        panels = (
+            (golden_db, "golden", "magma", low, high),
+            (obtained_db, "obtained", "magma", low, high),
+            (difference, f"obtained - golden (max |diff| {spread:.3g} dB)", "coolwarm", -spread, spread),
+        )
         for axis, (data, label, colormap, vmin, vmax) in zip(axes, panels, strict=True):
-            image = librosa.display.specshow(data, sr=sample_rate, hop_length=HOP_LENGTH, x_axis="time",
-                                             y_axis="mel", cmap=colormap, vmin=vmin, vmax=vmax, ax=axis)
+            image = librosa.display.specshow(
+                data,
+                sr=sample_rate,
+                hop_length=HOP_LENGTH,
+                x_axis="time",
+                y_axis="mel",
+                cmap=colormap,
+                vmin=vmin,
+                vmax=vmax,
+                ax=axis,
+            )
             axis.set_title(label)
             figure.colorbar(image, ax=axis, format="%+.2g dB")
         if title:
@@ -92,16 +105,28 @@ def mel_spectrogram_png(audio: np.ndarray, sample_rate: int, *, title: str) -> b
     pyplot = _pyplot()
     figure, axis = pyplot.subplots(figsize=(5, 2.2), constrained_layout=True)
     try:
-        librosa.display.specshow(log_mel_db(audio, sample_rate), sr=sample_rate, hop_length=HOP_LENGTH,
-                                 x_axis="time", y_axis="mel", cmap="magma", ax=axis)
+        librosa.display.specshow(
+            log_mel_db(audio, sample_rate),
+            sr=sample_rate,
+            hop_length=HOP_LENGTH,
+            x_axis="time",
+            y_axis="mel",
+            cmap="magma",
+            ax=axis,
+        )
         axis.set_title(title, fontsize=9)
         return _png(figure)
     finally:
         pyplot.close(figure)
 
 
-def forest_plot(per_speaker: dict[str, list[dict[str, Any]]], pooled: list[dict[str, Any]], *,
-                terms: tuple[str, ...] = ("semantic", "coarse", "fine"), title: str = "") -> bytes:
+def forest_plot(
+    per_speaker: dict[str, list[dict[str, Any]]],
+    pooled: list[dict[str, Any]],
+    *,
+    terms: tuple[str, ...] = ("semantic", "coarse", "fine"),
+    title: str = "",
+) -> bytes:
     """PNG: one panel per main effect; a row per speaker (its effect on SECS with the 95 % CI over
     its texts x seeds) and a pooled row (across speakers), with a line at 0.
 
@@ -111,8 +136,9 @@ def forest_plot(per_speaker: dict[str, list[dict[str, Any]]], pooled: list[dict[
     pyplot = _pyplot()
     speakers = list(per_speaker)
     rows = [*speakers, "pooled"]
-    figure, axes = pyplot.subplots(1, len(terms), figsize=(3.6 * len(terms) + 1.5, 0.32 * len(rows) + 1.6),
-                                   sharey=True, constrained_layout=True)
+    figure, axes = pyplot.subplots(
+        1, len(terms), figsize=(3.6 * len(terms) + 1.5, 0.32 * len(rows) + 1.6), sharey=True, constrained_layout=True
+    )
     try:
         for axis, term in zip(np.atleast_1d(axes), terms, strict=True):
             estimates = [next(e for e in per_speaker[s] if e["name"] == term) for s in speakers]

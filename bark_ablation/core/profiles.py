@@ -75,8 +75,11 @@ class Profile:
         profile's setting (parameters labelled with a profile they do not follow)."""
         for name, value in self.changes.items():
             if getattr(params, name) != value:
-                raise ParamsError(name, f"profile {self.name!r} sets {name}={value!r}; the parameters "
-                                        f"have {getattr(params, name)!r} (leave it out, or choose another profile)")
+                raise ParamsError(
+                    name,
+                    f"profile {self.name!r} sets {name}={value!r}; the parameters "
+                    f"have {getattr(params, name)!r} (leave it out, or choose another profile)",
+                )
 
     def model_set_for(self, model_set_name: str) -> str:
         """The model set this profile runs on when the session's is ``model_set_name``."""
@@ -87,19 +90,34 @@ class Profile:
         return {"name": self.name, "exercises": self.exercises, "changes": dict(self.changes)}
 
 
-PROFILES: dict[str, Profile] = {profile.name: profile for profile in (
-    Profile(DEFAULT_PROFILE, "Bark's default sampling: temperature 0.7 (fine 0.5), no top-k, no top-p, KV cache"),
-    Profile("top-k", "top-k filtering in the semantic and coarse stages (k = 3)", {"top_k": 3}),
-    Profile("top-p", "top-p (nucleus) filtering in the semantic and coarse stages (p = 0.7)", {"top_p": 0.7}),
-    Profile("low-temperature", "sharper sampling: temperatures 0.3 / 0.3 / 0.2",
-            {"semantic_temp": 0.3, "coarse_temp": 0.3, "fine_temp": 0.2}),
-    Profile("no-kv-cache", "generation without the KV cache (the whole context every step)",
-            {"use_kv_caching": False}),
-    Profile("early-stop", "the semantic stage's end-of-sequence stop under min_eos_p 0.2 (3 s cap)",
-            {"max_duration_s": 3.0}, tiny_variant=EARLY_STOP_TINY_VARIANT),
-    Profile("long", "long clips: 768 semantic tokens (Bark's limit, 15.4 s), many coarse windows, "
-                    "two or more fine windows", {"max_duration_s": 20.0}, cells=("scf", "---")),
-)}
+PROFILES: dict[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile(DEFAULT_PROFILE, "Bark's default sampling: temperature 0.7 (fine 0.5), no top-k, no top-p, KV cache"),
+        Profile("top-k", "top-k filtering in the semantic and coarse stages (k = 3)", {"top_k": 3}),
+        Profile("top-p", "top-p (nucleus) filtering in the semantic and coarse stages (p = 0.7)", {"top_p": 0.7}),
+        Profile(
+            "low-temperature",
+            "sharper sampling: temperatures 0.3 / 0.3 / 0.2",
+            {"semantic_temp": 0.3, "coarse_temp": 0.3, "fine_temp": 0.2},
+        ),
+        Profile(
+            "no-kv-cache", "generation without the KV cache (the whole context every step)", {"use_kv_caching": False}
+        ),
+        Profile(
+            "early-stop",
+            "the semantic stage's end-of-sequence stop under min_eos_p 0.2 (3 s cap)",
+            {"max_duration_s": 3.0},
+            tiny_variant=EARLY_STOP_TINY_VARIANT,
+        ),
+        Profile(
+            "long",
+            "long clips: 768 semantic tokens (Bark's limit, 15.4 s), many coarse windows, two or more fine windows",
+            {"max_duration_s": 20.0},
+            cells=("scf", "---"),
+        ),
+    )
+}
 
 
 def get_profile(name: str) -> Profile:

@@ -58,7 +58,7 @@ class VoicePrompt:
     source: str = ""
 
     @classmethod
-    def from_arrays(cls, name: str, arrays: Mapping[str, object], source: str = "") -> "VoicePrompt":
+    def from_arrays(cls, name: str, arrays: Mapping[str, object], source: str = "") -> VoicePrompt:
         """Validate ``arrays`` (keys :data:`PROMPT_KEYS`) and build a prompt named ``name``."""
         semantic, coarse, fine = validate_prompt_arrays(name, arrays)
         return cls(name=name, semantic=semantic, coarse=coarse, fine=fine, source=source or name)
@@ -95,7 +95,7 @@ class VoicePrompt:
         """History duration in seconds, from the coarse frames."""
         return self.n_frames / COARSE_RATE_HZ
 
-    def with_arrays(self, name: str, **arrays: np.ndarray) -> "VoicePrompt":
+    def with_arrays(self, name: str, **arrays: np.ndarray) -> VoicePrompt:
         """A validated copy with some arrays replaced (keys ``semantic``, ``coarse``, ``fine``)."""
         merged = {
             "semantic_prompt": arrays.get("semantic", self.semantic),
@@ -105,10 +105,7 @@ class VoicePrompt:
         return VoicePrompt.from_arrays(name, merged, source=f"{self.source} (modified)")
 
     def __repr__(self) -> str:
-        return (
-            f"VoicePrompt({self.name!r}, semantic={self.n_semantic} tokens, "
-            f"coarse/fine={self.n_frames} frames)"
-        )
+        return f"VoicePrompt({self.name!r}, semantic={self.n_semantic} tokens, coarse/fine={self.n_frames} frames)"
 
 
 def bark_prompt_dir() -> Path:
@@ -124,8 +121,9 @@ def shipped_prompt_names() -> list[str]:
     return sorted(path.relative_to(root).with_suffix("").as_posix() for path in root.rglob("*.npz"))
 
 
-def load_prompt(prompt: "str | os.PathLike[str] | Mapping[str, object] | VoicePrompt", *,
-                name: str | None = None) -> VoicePrompt:
+def load_prompt(
+    prompt: str | os.PathLike[str] | Mapping[str, object] | VoicePrompt, *, name: str | None = None
+) -> VoicePrompt:
     """Load and validate a voice prompt.
 
     ``prompt`` is a :class:`VoicePrompt` (returned as is), a preset name (``"en_speaker_0"``,
@@ -145,7 +143,8 @@ def load_prompt(prompt: "str | os.PathLike[str] | Mapping[str, object] | VoicePr
             return _load_npz(path, name or path.stem, source=str(path))
         return _load_preset(text, name)
     raise PromptError(
-        str(name or type(prompt).__name__), "prompt",
+        str(name or type(prompt).__name__),
+        "prompt",
         f"must be a preset name, an .npz path or a mapping, got {type(prompt).__name__}",
     )
 
@@ -158,9 +157,9 @@ def _load_preset(preset: str, name: str | None) -> VoicePrompt:
         close = difflib.get_close_matches(normalized, shipped_prompt_names(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise PromptError(
-            preset, "name",
-            f"not a preset shipped with Bark (see `bark-ablation prompts`) nor an existing "
-            f".npz file{hint}",
+            preset,
+            "name",
+            f"not a preset shipped with Bark (see `bark-ablation prompts`) nor an existing .npz file{hint}",
         )
     return _load_npz(path, name or normalized, source=f"bark preset {normalized}")
 
@@ -193,19 +192,19 @@ def validate_prompt_arrays(name: str, arrays: Mapping[str, object]) -> tuple[np.
     if not isinstance(arrays, Mapping):
         raise PromptError(name, "prompt", f"must be a mapping of arrays, got {type(arrays).__name__}")
     semantic = _integer_array(name, arrays, "semantic_prompt", ndim=1, upper=SEMANTIC_VOCAB_SIZE)
-    coarse = _integer_array(name, arrays, "coarse_prompt", ndim=2, upper=CODEBOOK_SIZE,
-                            rows=N_COARSE_CODEBOOKS)
-    fine = _integer_array(name, arrays, "fine_prompt", ndim=2, upper=CODEBOOK_SIZE,
-                          rows=N_FINE_CODEBOOKS)
+    coarse = _integer_array(name, arrays, "coarse_prompt", ndim=2, upper=CODEBOOK_SIZE, rows=N_COARSE_CODEBOOKS)
+    fine = _integer_array(name, arrays, "fine_prompt", ndim=2, upper=CODEBOOK_SIZE, rows=N_FINE_CODEBOOKS)
     if coarse.shape[1] != fine.shape[1]:
         raise PromptError(
-            name, "fine_prompt",
+            name,
+            "fine_prompt",
             f"must have as many frames as coarse_prompt ({coarse.shape[1]}), got {fine.shape[1]}",
         )
     ratio = coarse.shape[1] / semantic.shape[0]
     if round(ratio, 1) != round(COARSE_PER_SEMANTIC, 1):
         raise PromptError(
-            name, "coarse_prompt",
+            name,
+            "coarse_prompt",
             f"coarse frames / semantic tokens must round to {round(COARSE_PER_SEMANTIC, 1)} "
             f"(75 Hz / 49.9 Hz; Bark's coarse stage asserts it), got {coarse.shape[1]} / "
             f"{semantic.shape[0]} = {ratio:.3f}",
@@ -213,8 +212,9 @@ def validate_prompt_arrays(name: str, arrays: Mapping[str, object]) -> tuple[np.
     return semantic, coarse, fine
 
 
-def _integer_array(name: str, arrays: Mapping[str, object], key: str, *, ndim: int, upper: int,
-                   rows: int | None = None) -> np.ndarray:
+def _integer_array(
+    name: str, arrays: Mapping[str, object], key: str, *, ndim: int, upper: int, rows: int | None = None
+) -> np.ndarray:
     if key not in arrays:
         present = ", ".join(sorted(map(str, arrays))) or "none"
         raise PromptError(name, key, f"missing (keys present: {present})")
@@ -233,9 +233,7 @@ def _integer_array(name: str, arrays: Mapping[str, object], key: str, *, ndim: i
         raise PromptError(name, key, f"must not be empty, got shape {array.shape}")
     low, high = array.min(), array.max()
     if low < 0 or high >= upper:
-        raise PromptError(
-            name, key, f"tokens must be in [0, {upper}), got values in [{low}, {high}]"
-        )
+        raise PromptError(name, key, f"tokens must be in [0, {upper}), got values in [{low}, {high}]")
     result = array.astype(np.int64, copy=True)
     result.setflags(write=False)
     return result

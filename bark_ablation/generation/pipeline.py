@@ -33,11 +33,11 @@ from bark_ablation.core.controls import stage_history
 from bark_ablation.core.device import synchronize
 from bark_ablation.core.errors import ParamsError
 from bark_ablation.core.implementation import ModelSet, StageRequest, StageRunner, batch_method
-from bark_ablation.implementations.registry import activated, get_model_set
 from bark_ablation.core.params import GenerationParams, validate_seed, validate_text
 from bark_ablation.core.profiles import DEFAULT_PROFILE, Profile, get_profile
 from bark_ablation.core.prompts import VoicePrompt, load_prompt
 from bark_ablation.core.seeding import seeded_stage, stage_seed
+from bark_ablation.implementations.registry import activated, get_model_set
 
 SAMPLE_RATE = 24_000
 """Bark's output sample rate, Hz."""
@@ -142,21 +142,36 @@ class MatrixRun:
 ProgressCallback = Callable[[Generation, int, int], None]
 
 
-def generate(text: str, prompt: VoicePrompt | str, conditioning: Conditioning | str, seed: int,
-             params: GenerationParams | None = None, *, model_set: ModelSet | str = "tiny",
-             other_prompt: VoicePrompt | str | None = None,
-             profile: Profile | str | None = None) -> Generation:
+def generate(
+    text: str,
+    prompt: VoicePrompt | str,
+    conditioning: Conditioning | str,
+    seed: int,
+    params: GenerationParams | None = None,
+    *,
+    model_set: ModelSet | str = "tiny",
+    other_prompt: VoicePrompt | str | None = None,
+    profile: Profile | str | None = None,
+) -> Generation:
     """Generate one cell: a single (text, prompt, conditioning, seed), every stage run fresh."""
-    return run_matrix(text, prompt, [seed], [conditioning], params, model_set=model_set,
-                      other_prompt=other_prompt, profile=profile).generations[0]
+    return run_matrix(
+        text, prompt, [seed], [conditioning], params, model_set=model_set, other_prompt=other_prompt, profile=profile
+    ).generations[0]
 
 
-def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
-               conditionings: Iterable[Conditioning | str] = ALL_CONDITIONINGS,
-               params: GenerationParams | None = None, *, model_set: ModelSet | str = "tiny",
-               on_result: ProgressCallback | None = None,
-               other_prompt: VoicePrompt | str | None = None,
-               profile: Profile | str | None = None, batch_size: int | None = None) -> MatrixRun:
+def run_matrix(
+    text: str,
+    prompt: VoicePrompt | str,
+    seeds: Iterable[int],
+    conditionings: Iterable[Conditioning | str] = ALL_CONDITIONINGS,
+    params: GenerationParams | None = None,
+    *,
+    model_set: ModelSet | str = "tiny",
+    on_result: ProgressCallback | None = None,
+    other_prompt: VoicePrompt | str | None = None,
+    profile: Profile | str | None = None,
+    batch_size: int | None = None,
+) -> MatrixRun:
     """Generate every (conditioning, seed) pair, sharing stage results between cells.
 
     ``prompt`` is a :class:`VoicePrompt` or anything :func:`~bark_ablation.core.prompts.load_prompt`
@@ -186,19 +201,21 @@ def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
         raise ParamsError("seeds/conditionings", "must not repeat a seed or a cell")
     needs_other = [c.id for c in cells if HistorySource.OTHER_SPEAKER in c.upstream(Stage.FINE)]
     if needs_other and other is None:
-        raise ParamsError("other_prompt", f"cells {', '.join(needs_other)} give a stage another speaker's "
-                                          f"history ('o'): name that speaker's prompt")
+        raise ParamsError(
+            "other_prompt",
+            f"cells {', '.join(needs_other)} give a stage another speaker's history ('o'): name that speaker's prompt",
+        )
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ParamsError("batch_size", f"must be a positive integer, got {batch_size!r}")
     if other is not None and other.fingerprint == voice.fingerprint:
-        raise ParamsError("other_prompt", f"must be another speaker's prompt; {other.name!r} has the same "
-                                          f"tokens as {voice.name!r}")
+        raise ParamsError(
+            "other_prompt", f"must be another speaker's prompt; {other.name!r} has the same tokens as {voice.name!r}"
+        )
     profile = get_profile(profile or DEFAULT_PROFILE) if not isinstance(profile, Profile) else profile
     params = profile.params() if params is None else params
     profile.check(params)
     models = get_model_set(model_set) if isinstance(model_set, str) else model_set
-    run = MatrixRun(text, voice, seed_list, cells, params, models, profile=profile,
-                    other_prompt=other)
+    run = MatrixRun(text, voice, seed_list, cells, params, models, profile=profile, other_prompt=other)
     total = len(seed_list) * len(cells)
     with activated(models) as runner:
         if batch_method(runner, "semantic") is not None:
@@ -209,9 +226,12 @@ def run_matrix(text: str, prompt: VoicePrompt | str, seeds: Iterable[int],
                     on_result(generation, len(run.generations), total)
             return run
         if batch_size not in (None, 1):
-            raise ParamsError("batch_size", f"implementation {models.implementation!r} generates one row at a "
-                                            f"time; batch sizes above 1 need batched stages (implementation "
-                                            f"'batched'), got {batch_size}")
+            raise ParamsError(
+                "batch_size",
+                f"implementation {models.implementation!r} generates one row at a "
+                f"time; batch sizes above 1 need batched stages (implementation "
+                f"'batched'), got {batch_size}",
+            )
         for seed in seed_list:
             stages = _SharedStages(runner, text, voice, seed, params, run.stage_runs, other, profile.name)
             for conditioning in cells:
@@ -235,9 +255,17 @@ class _SharedStages:
     conditions that feed a stage some other prompt share correctly too.
     """
 
-    def __init__(self, runner: StageRunner, text: str, prompt: VoicePrompt, seed: int,
-                 params: GenerationParams, counter: Counter, other_prompt: VoicePrompt | None = None,
-                 profile: str = DEFAULT_PROFILE):
+    def __init__(
+        self,
+        runner: StageRunner,
+        text: str,
+        prompt: VoicePrompt,
+        seed: int,
+        params: GenerationParams,
+        counter: Counter,
+        other_prompt: VoicePrompt | None = None,
+        profile: str = DEFAULT_PROFILE,
+    ):
         self._other_prompt = other_prompt
         self._profile = profile
         self._runner = runner
@@ -250,8 +278,7 @@ class _SharedStages:
 
     def generate(self, conditioning: Conditioning) -> Generation:
         def history(stage: Stage) -> VoicePrompt | None:
-            return stage_history(conditioning.source(stage), stage, self._prompt, self._seed,
-                                 self._other_prompt)
+            return stage_history(conditioning.source(stage), stage, self._prompt, self._seed, self._other_prompt)
 
         runner, params = self._runner, self._params
         seconds: dict[str, float] = {}
@@ -259,25 +286,34 @@ class _SharedStages:
 
         h_sem, h_coarse, h_fine = history(Stage.SEMANTIC), history(Stage.COARSE), history(Stage.FINE)
         key: Hashable = ("semantic", _fingerprint(h_sem))
-        semantic = self._run("semantic", key, seconds, reused,
-                             lambda: runner.semantic(self._text, h_sem, params))
+        semantic = self._run("semantic", key, seconds, reused, lambda: runner.semantic(self._text, h_sem, params))
         key = (key, "coarse", _fingerprint(h_coarse))
-        coarse = self._run("coarse", key, seconds, reused,
-                           lambda: runner.coarse(semantic, h_coarse, params))
+        coarse = self._run("coarse", key, seconds, reused, lambda: runner.coarse(semantic, h_coarse, params))
         key = (key, "fine", _fingerprint(h_fine))
         fine = self._run("fine", key, seconds, reused, lambda: runner.fine(coarse, h_fine, params))
         key = (key, "decode")
         audio = self._run("decode", key, seconds, reused, lambda: runner.decode(fine))
         return Generation(
-            text=self._text, prompt=self._prompt.name, conditioning=conditioning, seed=self._seed,
-            params=params, semantic=semantic, coarse=coarse, fine=fine, audio=audio,
-            stage_seconds=seconds, reused=frozenset(reused), profile=self._profile,
-            other_prompt=None if self._other_prompt is None or HistorySource.OTHER_SPEAKER not in
-            conditioning.upstream(Stage.FINE) else self._other_prompt.name,
+            text=self._text,
+            prompt=self._prompt.name,
+            conditioning=conditioning,
+            seed=self._seed,
+            params=params,
+            semantic=semantic,
+            coarse=coarse,
+            fine=fine,
+            audio=audio,
+            stage_seconds=seconds,
+            reused=frozenset(reused),
+            profile=self._profile,
+            other_prompt=None
+            if self._other_prompt is None or HistorySource.OTHER_SPEAKER not in conditioning.upstream(Stage.FINE)
+            else self._other_prompt.name,
         )
 
-    def _run(self, stage: str, key: Hashable, seconds: dict[str, float], reused: set[str],
-             compute: Callable[[], np.ndarray]) -> np.ndarray:
+    def _run(
+        self, stage: str, key: Hashable, seconds: dict[str, float], reused: set[str], compute: Callable[[], np.ndarray]
+    ) -> np.ndarray:
         if key in self._results:
             result, elapsed = self._results[key]
             reused.add(stage)
@@ -310,18 +346,25 @@ class _BatchedStages:
 
     def generate(self) -> list[Generation]:
         run = self._run
-        rows: dict[str, dict[Hashable, tuple[int, VoicePrompt | None, Hashable]]] = {
-            stage: {} for stage in STAGE_NAMES}
+        rows: dict[str, dict[Hashable, tuple[int, VoicePrompt | None, Hashable]]] = {stage: {} for stage in STAGE_NAMES}
         plans = []
         for seed in run.seeds:
             for conditioning in run.conditionings:
                 keys, reused = {}, set()
                 upstream: Hashable = None
                 for stage in STAGE_NAMES:
-                    history = None if stage == "decode" else stage_history(
-                        conditioning.source(Stage(stage)), Stage(stage), run.prompt, seed, run.other_prompt)
-                    key = (seed, "semantic", _fingerprint(history)) if stage == "semantic" else (
-                        upstream, stage, _fingerprint(history))
+                    history = (
+                        None
+                        if stage == "decode"
+                        else stage_history(
+                            conditioning.source(Stage(stage)), Stage(stage), run.prompt, seed, run.other_prompt
+                        )
+                    )
+                    key = (
+                        (seed, "semantic", _fingerprint(history))
+                        if stage == "semantic"
+                        else (upstream, stage, _fingerprint(history))
+                    )
                     if key in rows[stage]:
                         reused.add(stage)
                     else:
@@ -334,23 +377,37 @@ class _BatchedStages:
         generations = []
         for seed, conditioning, keys, reused in plans:
             outputs = {stage: results[keys[stage]] for stage in STAGE_NAMES}
-            generations.append(Generation(
-                text=run.text, prompt=run.prompt.name, conditioning=conditioning, seed=seed, params=run.params,
-                semantic=outputs["semantic"][0], coarse=outputs["coarse"][0], fine=outputs["fine"][0],
-                audio=outputs["decode"][0], stage_seconds={stage: outputs[stage][1] for stage in STAGE_NAMES},
-                reused=reused, profile=self._profile,
-                other_prompt=None if run.other_prompt is None or HistorySource.OTHER_SPEAKER not in
-                conditioning.upstream(Stage.FINE) else run.other_prompt.name,
-            ))
+            generations.append(
+                Generation(
+                    text=run.text,
+                    prompt=run.prompt.name,
+                    conditioning=conditioning,
+                    seed=seed,
+                    params=run.params,
+                    semantic=outputs["semantic"][0],
+                    coarse=outputs["coarse"][0],
+                    fine=outputs["fine"][0],
+                    audio=outputs["decode"][0],
+                    stage_seconds={stage: outputs[stage][1] for stage in STAGE_NAMES},
+                    reused=reused,
+                    profile=self._profile,
+                    other_prompt=None
+                    if run.other_prompt is None or HistorySource.OTHER_SPEAKER not in conditioning.upstream(Stage.FINE)
+                    else run.other_prompt.name,
+                )
+            )
         return generations
 
     def _run_stage(self, stage: str, pending: list, results: dict) -> None:
         run, method = self._run, batch_method(self._runner, stage)
         for start in range(0, len(pending), run.batch_size):
-            chunk = pending[start:start + run.batch_size]
-            requests = [StageRequest(run.text if stage == "semantic" else results[upstream][0], history,
-                                     stage_seed(seed, stage))
-                        for _, (seed, history, upstream) in chunk]
+            chunk = pending[start : start + run.batch_size]
+            requests = [
+                StageRequest(
+                    run.text if stage == "semantic" else results[upstream][0], history, stage_seed(seed, stage)
+                )
+                for _, (seed, history, upstream) in chunk
+            ]
             synchronize(self._runner.device)
             started = time.perf_counter()
             outputs = method(requests) if stage == "decode" else method(requests, run.params)

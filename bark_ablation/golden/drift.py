@@ -83,12 +83,12 @@ TOLERANCES: dict[str, Tolerance] = {
     # thread instead of 2, or with the decoder input scaled by 1 + 1e-5 N(0,1). Real changes:
     # one fine code changed in any codebook at the first, middle or last frame; +-0.5 dB gain;
     # the last 1 % of the samples dropped.
-    "log_mel_mean_abs_db": Tolerance(0.05, "dB", noise=3.4e-5, smallest_real=0.5),        # gain
-    "log_mel_max_frame_db": Tolerance(0.02, "dB", noise=6.0e-5, smallest_real=0.32),      # one token
-    "duration_s": Tolerance(0.001, "s", noise=0.0, smallest_real=0.01),                   # 1 % shorter
-    "rms_db": Tolerance(0.05, "dB", noise=2.6e-6, smallest_real=0.5),                     # gain
-    "mfcc_mean": Tolerance(0.005, "", noise=3.1e-5, smallest_real=0.0145),                # one token
-    "mfcc_std": Tolerance(0.005, "", noise=2.6e-5, smallest_real=0.0102),                 # one token
+    "log_mel_mean_abs_db": Tolerance(0.05, "dB", noise=3.4e-5, smallest_real=0.5),  # gain
+    "log_mel_max_frame_db": Tolerance(0.02, "dB", noise=6.0e-5, smallest_real=0.32),  # one token
+    "duration_s": Tolerance(0.001, "s", noise=0.0, smallest_real=0.01),  # 1 % shorter
+    "rms_db": Tolerance(0.05, "dB", noise=2.6e-6, smallest_real=0.5),  # gain
+    "mfcc_mean": Tolerance(0.005, "", noise=3.1e-5, smallest_real=0.0145),  # one token
+    "mfcc_std": Tolerance(0.005, "", noise=2.6e-5, smallest_real=0.0102),  # one token
     # Not targeted by a calibrated change: about 100x the noise floor, on a 1-2-5 step.
     "centroid_hz": Tolerance(0.1, "Hz", noise=6.6e-4),
     "bandwidth_hz": Tolerance(0.05, "Hz", noise=2.4e-4),
@@ -145,11 +145,14 @@ class DriftReport:
         audio_failures = [row.check for row in audio_rows if row.passed is False]
         parts = []
         if token_failures:
-            parts.append(f"tokens differ from the {token_failures[0].split()[0]} stage on "
-                         f"({', '.join(token_failures)})")
+            parts.append(
+                f"tokens differ from the {token_failures[0].split()[0]} stage on ({', '.join(token_failures)})"
+            )
         if audio_failures:
-            parts.append(f"audio drifted: {len(audio_failures)} of {len(audio_rows)} checks out of "
-                         f"tolerance ({', '.join(audio_failures)})")
+            parts.append(
+                f"audio drifted: {len(audio_failures)} of {len(audio_rows)} checks out of "
+                f"tolerance ({', '.join(audio_failures)})"
+            )
         else:
             parts.append("audio features within tolerance")
         return f"{self.case}: " + "; ".join(parts)
@@ -157,11 +160,11 @@ class DriftReport:
     def table(self) -> str:
         """Fixed-width table: check, golden, obtained, difference, tolerance, verdict."""
         header = ("check", "golden", "obtained", "difference", "tolerance", "result")
-        lines = [header] + [(r.check, r.golden, r.obtained, r.difference, r.tolerance, r.verdict)
-                            for r in self.rows]
+        lines = [header] + [(r.check, r.golden, r.obtained, r.difference, r.tolerance, r.verdict) for r in self.rows]
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        rendered = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-                    for line in lines]
+        rendered = [
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines
+        ]
         rendered.insert(1, "  ".join("-" * width for width in widths))
         return "\n".join(rendered)
 
@@ -177,8 +180,7 @@ class GoldenMismatch(CheckFailure):
         self.artifacts = artifacts
         message = f"{report}\ngolden data: {report.golden_dir}"
         if artifacts is not None:
-            message += (f"\nlisten and look: {artifacts} (obtained.wav, golden.wav, "
-                        f"spectrograms.png, drift.txt)")
+            message += f"\nlisten and look: {artifacts} (obtained.wav, golden.wav, spectrograms.png, drift.txt)"
         super().__init__(message)
 
 
@@ -189,14 +191,29 @@ def compare_tokens(golden: GoldenCase, generation: Generation, device_class: str
     for stage in ("semantic", "coarse", "fine"):
         expected, obtained = getattr(golden, stage), getattr(generation, stage)
         if not same_class:
-            rows.append(DriftRow(f"{stage} tokens", describe(expected), describe(obtained),
-                                 f"not compared: device class {device_class} vs golden "
-                                 f"{golden.key.device_class}", "exact", None))
+            rows.append(
+                DriftRow(
+                    f"{stage} tokens",
+                    describe(expected),
+                    describe(obtained),
+                    f"not compared: device class {device_class} vs golden {golden.key.device_class}",
+                    "exact",
+                    None,
+                )
+            )
             continue
-        rows.append(DriftRow(f"{stage} tokens", describe(expected), describe(obtained),
-                             _token_difference(expected, obtained), "exact",
-                             expected.shape == obtained.shape and expected.dtype == obtained.dtype
-                             and bool(np.array_equal(expected, obtained))))
+        rows.append(
+            DriftRow(
+                f"{stage} tokens",
+                describe(expected),
+                describe(obtained),
+                _token_difference(expected, obtained),
+                "exact",
+                expected.shape == obtained.shape
+                and expected.dtype == obtained.dtype
+                and bool(np.array_equal(expected, obtained)),
+            )
+        )
     return rows
 
 
@@ -220,38 +237,56 @@ def _token_difference(expected: np.ndarray, obtained: np.ndarray) -> str:
     return ", ".join(part for part in (values, dtype) if part) or "none"
 
 
-def compare_audio(golden: GoldenCase, audio: np.ndarray, sample_rate: int,
-                  tolerances: dict[str, Tolerance] = TOLERANCES,
-                  obtained_features: dict[str, Any] | None = None) -> list[DriftRow]:
+def compare_audio(
+    golden: GoldenCase,
+    audio: np.ndarray,
+    sample_rate: int,
+    tolerances: dict[str, Tolerance] = TOLERANCES,
+    obtained_features: dict[str, Any] | None = None,
+) -> list[DriftRow]:
     """Feature rows: log-mel distances (from the golden WAV) and every recorded feature.
 
     The golden WAV holds 16-bit PCM; ``audio`` is rounded the same way (:meth:`GoldenCase.as_stored`)
     before the log-mel comparison, so storage adds no difference of its own: an unchanged
     generation compares at exactly 0 dB."""
     obtained = obtained_features or spectral_features(audio, sample_rate)
-    distance = log_mel_distance(log_mel_db(golden.audio, golden.sample_rate),
-                                log_mel_db(golden.as_stored(audio), sample_rate))
+    distance = log_mel_distance(
+        log_mel_db(golden.audio, golden.sample_rate), log_mel_db(golden.as_stored(audio), sample_rate)
+    )
     worst_s = distance.worst_frame * HOP_LENGTH / sample_rate
     rows = [
-        _row("log_mel_mean_abs_db", 0.0, distance.mean_abs_db, tolerances,
-             shown=("0", f"{distance.mean_abs_db:.3g}")),
-        _row("log_mel_max_frame_db", 0.0, distance.max_frame_db, tolerances,
-             shown=("0", f"{distance.max_frame_db:.3g} at {worst_s:.3f} s")),
+        _row("log_mel_mean_abs_db", 0.0, distance.mean_abs_db, tolerances, shown=("0", f"{distance.mean_abs_db:.3g}")),
+        _row(
+            "log_mel_max_frame_db",
+            0.0,
+            distance.max_frame_db,
+            tolerances,
+            shown=("0", f"{distance.max_frame_db:.3g} at {worst_s:.3f} s"),
+        ),
     ]
     frames = 1 + audio.shape[-1] // HOP_LENGTH  # centred STFT and pYIN frames of the obtained audio
     for name in SCALAR_FEATURES:
-        rows.append(_row(name, _number(golden.features.get(name)), _number(obtained[name]), tolerances,
-                         frames=frames))
+        rows.append(_row(name, _number(golden.features.get(name)), _number(obtained[name]), tolerances, frames=frames))
     for name in VECTOR_FEATURES:
         expected = np.asarray(golden.features.get(name), dtype=np.float64)
         actual = np.asarray(obtained[name], dtype=np.float64)
         if expected.shape != actual.shape:
-            rows.append(DriftRow(name, f"{expected.size} values", f"{actual.size} values",
-                                 "length differs", tolerances[name].describe(), False, float("inf")))
+            rows.append(
+                DriftRow(
+                    name,
+                    f"{expected.size} values",
+                    f"{actual.size} values",
+                    "length differs",
+                    tolerances[name].describe(),
+                    False,
+                    float("inf"),
+                )
+            )
             continue
         worst = int(np.argmax(np.abs(expected - actual)))
-        rows.append(_row(f"{name}[{worst}]", float(expected[worst]), float(actual[worst]), tolerances,
-                         tolerance_name=name))
+        rows.append(
+            _row(f"{name}[{worst}]", float(expected[worst]), float(actual[worst]), tolerances, tolerance_name=name)
+        )
     return rows
 
 
@@ -259,29 +294,37 @@ def _number(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _row(name: str, golden: float, obtained: float, tolerances: dict[str, Tolerance], *,
-         tolerance_name: str | None = None, shown: tuple[str, str] | None = None,
-         frames: int | None = None) -> DriftRow:
+def _row(
+    name: str,
+    golden: float,
+    obtained: float,
+    tolerances: dict[str, Tolerance],
+    *,
+    tolerance_name: str | None = None,
+    shown: tuple[str, str] | None = None,
+    frames: int | None = None,
+) -> DriftRow:
     tolerance = tolerances[tolerance_name or name]
     if math.isnan(golden) and math.isnan(obtained):  # e.g. f0 where neither is voiced
         return DriftRow(name, "none", "none", "0", tolerance.describe(), True, 0.0)
     difference = abs(obtained - golden)  # NaN against a number: NaN, which fails below
     passed = bool(difference <= tolerance.allowed(golden, frames))
     golden_text, obtained_text = shown or (f"{golden:.6g}", f"{obtained:.6g}")
-    return DriftRow(name, golden_text, obtained_text, f"{difference:.3g}", tolerance.describe(), passed,
-                    difference)
+    return DriftRow(name, golden_text, obtained_text, f"{difference:.3g}", tolerance.describe(), passed, difference)
 
 
-def compare(golden: GoldenCase, generation: Generation, device_class: str,
-            tolerances: dict[str, Tolerance] = TOLERANCES) -> DriftReport:
+def compare(
+    golden: GoldenCase, generation: Generation, device_class: str, tolerances: dict[str, Tolerance] = TOLERANCES
+) -> DriftReport:
     """Every check of the module docstring, tokens first."""
     rows = compare_tokens(golden, generation, device_class)
     rows += compare_audio(golden, generation.audio, generation.sample_rate, tolerances)
     return DriftReport(str(golden.key), tuple(rows), golden.directory)
 
 
-def write_artifacts(report: DriftReport, golden: GoldenCase, audio: np.ndarray, sample_rate: int,
-                    directory: Path) -> Path:
+def write_artifacts(
+    report: DriftReport, golden: GoldenCase, audio: np.ndarray, sample_rate: int, directory: Path
+) -> Path:
     """Write obtained.wav, golden.wav, spectrograms.png and drift.txt into ``directory``
     (created, replaced if it exists); returns ``directory``."""
     from bark_ablation.core.plots import save_spectrogram_comparison
@@ -292,15 +335,25 @@ def write_artifacts(report: DriftReport, golden: GoldenCase, audio: np.ndarray, 
     directory.mkdir(parents=True)
     write_wav(directory / "obtained.wav", audio, sample_rate)
     shutil.copyfile(golden.audio_path, directory / "golden.wav")
-    save_spectrogram_comparison(log_mel_db(golden.audio, golden.sample_rate), log_mel_db(audio, sample_rate),
-                                sample_rate, directory / "spectrograms.png", title=report.case)
+    save_spectrogram_comparison(
+        log_mel_db(golden.audio, golden.sample_rate),
+        log_mel_db(audio, sample_rate),
+        sample_rate,
+        directory / "spectrograms.png",
+        title=report.case,
+    )
     (directory / "drift.txt").write_text(f"{report}\n", encoding="utf-8")
     return directory
 
 
-def assert_no_drift(golden: GoldenCase, generation: Generation, device_class: str, *,
-                    artifacts_root: Path | None = None,
-                    tolerances: dict[str, Tolerance] = TOLERANCES) -> DriftReport:
+def assert_no_drift(
+    golden: GoldenCase,
+    generation: Generation,
+    device_class: str,
+    *,
+    artifacts_root: Path | None = None,
+    tolerances: dict[str, Tolerance] = TOLERANCES,
+) -> DriftReport:
     """Compare; on drift write artifacts under ``artifacts_root/<case>`` and raise
     :class:`GoldenMismatch`. Returns the (passing) report otherwise."""
     report = compare(golden, generation, device_class, tolerances)
@@ -308,6 +361,7 @@ def assert_no_drift(golden: GoldenCase, generation: Generation, device_class: st
         return report
     artifacts = None
     if artifacts_root is not None:
-        artifacts = write_artifacts(report, golden, generation.audio, generation.sample_rate,
-                                    artifacts_root / golden.key.case_path())
+        artifacts = write_artifacts(
+            report, golden, generation.audio, generation.sample_rate, artifacts_root / golden.key.case_path()
+        )
     raise GoldenMismatch(report, artifacts)

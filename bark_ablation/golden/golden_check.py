@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bark_ablation.core.checks import CheckFailure
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.core.prompts import VoicePrompt
+from bark_ablation.generation.pipeline import Generation
 from bark_ablation.golden.drift import TOLERANCES, DriftReport, Tolerance, assert_no_drift
 from bark_ablation.golden.store import GoldenKey, GoldenRequest, GoldenStore
-from bark_ablation.core.implementation import ModelSet
-from bark_ablation.generation.pipeline import Generation
-from bark_ablation.core.prompts import VoicePrompt
 
 FORCE_REGEN_FLAG = "--bark-golden-force-regen"
 REGEN_ALL_FLAG = "--bark-golden-regen-all"
@@ -40,12 +40,13 @@ class GoldenRegenerated(CheckFailure):
 
     def __init__(self, directory: Path):
         self.directory = directory
-        super().__init__(f"golden data written to {directory} ({FORCE_REGEN_FLAG}); review it "
-                         f"(git status / git diff golden/) and rerun without {FORCE_REGEN_FLAG}")
+        super().__init__(
+            f"golden data written to {directory} ({FORCE_REGEN_FLAG}); review it "
+            f"(git status / git diff golden/) and rerun without {FORCE_REGEN_FLAG}"
+        )
 
 
-def pytest_command(target: str, model_set: str, device: str, flag: str,
-                   golden_dir: Path | None = None) -> str:
+def pytest_command(target: str, model_set: str, device: str, flag: str, golden_dir: Path | None = None) -> str:
     """The shell command that runs ``target`` (a node id or test file) with ``flag``."""
     parts = ["python", "-m", "pytest", target, "--bark-model-set", model_set, "--bark-device", device]
     if golden_dir is not None:
@@ -67,8 +68,15 @@ class GoldenCheck:
     artifacts_root: Path | None = None
     tolerances: dict[str, Tolerance] = field(default_factory=lambda: dict(TOLERANCES))
 
-    def check(self, generation: Generation, prompt: VoicePrompt, model_set: ModelSet, *,
-              command: str | None = None, class_command: str | None = None) -> DriftReport | Path:
+    def check(
+        self,
+        generation: Generation,
+        prompt: VoicePrompt,
+        model_set: ModelSet,
+        *,
+        command: str | None = None,
+        class_command: str | None = None,
+    ) -> DriftReport | Path:
         """Compare ``generation`` with its golden case, or (re)write that case per :attr:`mode`.
 
         Returns the passing report, or the written directory in ``regen-all`` mode.
@@ -85,7 +93,9 @@ class GoldenCheck:
             if self.mode is GoldenMode.FORCE_REGEN:
                 raise GoldenRegenerated(directory)
             return directory
-        golden = self.store.load(key, GoldenRequest.for_generation(generation, prompt),
-                                 command=command, class_command=class_command)
-        return assert_no_drift(golden, generation, model_set.device_class,
-                               artifacts_root=self.artifacts_root, tolerances=self.tolerances)
+        golden = self.store.load(
+            key, GoldenRequest.for_generation(generation, prompt), command=command, class_command=class_command
+        )
+        return assert_no_drift(
+            golden, generation, model_set.device_class, artifacts_root=self.artifacts_root, tolerances=self.tolerances
+        )

@@ -16,10 +16,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bark_ablation.golden.drift import compare_audio, compare_tokens
 from bark_ablation.core.errors import OutputError
-from bark_ablation.golden.store import MANIFEST_FILE, load_case_dir
 from bark_ablation.core.profiles import DEFAULT_PROFILE
+from bark_ablation.golden.drift import compare_audio, compare_tokens
+from bark_ablation.golden.store import MANIFEST_FILE, load_case_dir
 
 
 def _load_benchmarks(path: Path) -> dict[str, dict]:
@@ -76,12 +76,18 @@ def behaviour_diff(first: Path, second: Path) -> list[CaseDiff]:
         # The golden comparison's own token check, with the second case standing in for a
         # generation (same attributes); "coarse tokens" + "dtype int64 -> int32" reads
         # "coarse dtype int64 -> int32".
-        found = [f"{row.check.removesuffix(' tokens')} {row.difference}"
-                 for row in compare_tokens(a, b, a.key.device_class) if row.passed is False]
+        found = [
+            f"{row.check.removesuffix(' tokens')} {row.difference}"
+            for row in compare_tokens(a, b, a.key.device_class)
+            if row.passed is False
+        ]
         if a.audio.shape != b.audio.shape:
             found.append(f"duration {a.audio.size / a.sample_rate:.3f} s -> {b.audio.size / b.sample_rate:.3f} s")
-        drifted = [row.check for row in compare_audio(a, b.audio, b.sample_rate, obtained_features=b.features)
-                   if row.passed is False]
+        drifted = [
+            row.check
+            for row in compare_audio(a, b.audio, b.sample_rate, obtained_features=b.features)
+            if row.passed is False
+        ]
         if drifted:
             found.append("audio drift: " + ", ".join(drifted))
         diffs.append(CaseDiff(str(case), tuple(found), a.key.profile))

@@ -22,9 +22,8 @@ import numpy as np
 import torch
 
 from bark_ablation.core.implementation import ModelSet
-
-from bark_ablation.implementations.registry import activated
 from bark_ablation.core.prompts import CODEBOOK_SIZE
+from bark_ablation.implementations.registry import activated
 
 
 def decode_with_threads(model_set: ModelSet, fine: np.ndarray, threads: int) -> np.ndarray:
@@ -38,8 +37,7 @@ def decode_with_threads(model_set: ModelSet, fine: np.ndarray, threads: int) -> 
         torch.set_num_threads(previous)
 
 
-def decode_with_input_noise(model_set: ModelSet, fine: np.ndarray, relative: float,
-                            seed: int = 0) -> np.ndarray:
+def decode_with_input_noise(model_set: ModelSet, fine: np.ndarray, relative: float, seed: int = 0) -> np.ndarray:
     """Decode ``fine`` (8, T_c) with the decoder input scaled by ``1 + relative * N(0, 1)``.
 
     This re-implements Bark's ``codec_decode`` (quantizer.decode, then decoder) by hand because

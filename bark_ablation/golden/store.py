@@ -64,10 +64,10 @@ from bark_ablation.core.errors import (
 )
 from bark_ablation.core.features import spectral_features
 from bark_ablation.core.implementation import ModelSet
-from bark_ablation.implementations.registry import get_implementation
-from bark_ablation.generation.pipeline import Generation
 from bark_ablation.core.profiles import DEFAULT_PROFILE, get_profile
 from bark_ablation.core.prompts import VoicePrompt
+from bark_ablation.generation.pipeline import Generation
+from bark_ablation.implementations.registry import get_implementation
 
 GOLDEN_FORMAT = 2
 """Version of the layout above; a case written in another format is stale."""
@@ -95,25 +95,42 @@ class GoldenKey:
     profile: str = DEFAULT_PROFILE
 
     def __post_init__(self) -> None:
-        for field in ("implementation", "implementation_version", "model_set", "device_class", "profile", "prompt",
-                      "cell"):
+        for field in (
+            "implementation",
+            "implementation_version",
+            "model_set",
+            "device_class",
+            "profile",
+            "prompt",
+            "cell",
+        ):
             value = getattr(self, field)
             parts = Path(value).parts
             if not value or Path(value).is_absolute() or ".." in parts or (field != "prompt" and len(parts) != 1):
-                raise ValidationError("golden key", field, f"must be a relative name inside the store "
-                                      f"(a preset name such as 'v2/en_speaker_0'), got {value!r}")
+                raise ValidationError(
+                    "golden key",
+                    field,
+                    f"must be a relative name inside the store "
+                    f"(a preset name such as 'v2/en_speaker_0'), got {value!r}",
+                )
 
     @classmethod
     def for_generation(cls, generation: Generation, model_set: ModelSet) -> GoldenKey:
         implementation = get_implementation(model_set.implementation)
-        return cls(model_set.implementation, implementation.version(), model_set.name,
-                   model_set.device_class, generation.prompt, generation.seed, generation.cell,
-                   generation.profile)
+        return cls(
+            model_set.implementation,
+            implementation.version(),
+            model_set.name,
+            model_set.device_class,
+            generation.prompt,
+            generation.seed,
+            generation.cell,
+            generation.profile,
+        )
 
     def class_path(self) -> Path:
         """Relative directory of this key's device class."""
-        return Path(f"{self.implementation}-{self.implementation_version}", self.model_set,
-                    self.device_class)
+        return Path(f"{self.implementation}-{self.implementation_version}", self.model_set, self.device_class)
 
     def case_path(self) -> Path:
         """Relative directory of this case."""
@@ -142,8 +159,11 @@ class GoldenRequest:
         """``field: golden X, now Y`` for every field where ``other`` (a manifest's) differs."""
         mine = _flatten(self.to_dict())
         theirs = _flatten(other)
-        return [f"{name}: golden {theirs.get(name)!r}, now {mine.get(name)!r}"
-                for name in sorted(set(mine) | set(theirs)) if mine.get(name) != theirs.get(name)]
+        return [
+            f"{name}: golden {theirs.get(name)!r}, now {mine.get(name)!r}"
+            for name in sorted(set(mine) | set(theirs))
+            if mine.get(name) != theirs.get(name)
+        ]
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -214,8 +234,7 @@ class GoldenStore:
         """Whether any golden data exists for ``key``'s implementation, model set and device class."""
         return self.class_dir(key).is_dir()
 
-    def write(self, key: GoldenKey, generation: Generation, prompt: VoicePrompt,
-              model_set: ModelSet) -> Path:
+    def write(self, key: GoldenKey, generation: Generation, prompt: VoicePrompt, model_set: ModelSet) -> Path:
         """Record ``generation`` as the golden data of ``key``; returns the case directory.
 
         Every file is encoded in memory first, so an encoding error writes nothing.
@@ -230,13 +249,21 @@ class GoldenStore:
             "case": {**dataclasses.asdict(key), "conditioning": generation.conditioning.description},
             "profile": get_profile(generation.profile).to_dict(),
             "request": GoldenRequest.for_generation(generation, prompt).to_dict(),
-            "audio": {"format": AUDIO_FORMAT, "gain": gain, "sample_rate_hz": generation.sample_rate,
-                      "samples": int(generation.audio.shape[-1]),
-                      "duration_s": generation.duration_s},
-            "made_with": {"packages": package_versions(), "device": device_description(model_set.device, model_set.cuda_dtype),
-                          "model_set_provenance": model_set.provenance},
-            "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-                      for name, data in payload.items()},
+            "audio": {
+                "format": AUDIO_FORMAT,
+                "gain": gain,
+                "sample_rate_hz": generation.sample_rate,
+                "samples": int(generation.audio.shape[-1]),
+                "duration_s": generation.duration_s,
+            },
+            "made_with": {
+                "packages": package_versions(),
+                "device": device_description(model_set.device, model_set.cuda_dtype),
+                "model_set_provenance": model_set.provenance,
+            },
+            "files": {
+                name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in payload.items()
+            },
         }
         directory = self.case_dir(key)
         directory.mkdir(parents=True, exist_ok=True)
@@ -245,8 +272,14 @@ class GoldenStore:
         _atomic_write(directory / MANIFEST_FILE, _json_bytes(manifest))
         return directory
 
-    def load(self, key: GoldenKey, request: GoldenRequest | None = None, *,
-             command: str | None = None, class_command: str | None = None) -> GoldenCase:
+    def load(
+        self,
+        key: GoldenKey,
+        request: GoldenRequest | None = None,
+        *,
+        command: str | None = None,
+        class_command: str | None = None,
+    ) -> GoldenCase:
         """Read and verify the golden case of ``key``.
 
         Args:
@@ -265,15 +298,17 @@ class GoldenStore:
                 self.class_dir(key),
                 f"no golden data for device class {key.device_class!r} of model set "
                 f"{key.model_set!r} ({key.implementation} {key.implementation_version})",
-                class_command)
+                class_command,
+            )
         directory = self.case_dir(key)
         if not directory.is_dir():
             raise GoldenMissingError(directory, "no golden data for this case", command)
         return load_case_dir(directory, request, command=command, key=key)
 
 
-def load_case_dir(directory: Path, request: GoldenRequest | None = None, *, command: str | None = None,
-                  key: GoldenKey | None = None) -> GoldenCase:
+def load_case_dir(
+    directory: Path, request: GoldenRequest | None = None, *, command: str | None = None, key: GoldenKey | None = None
+) -> GoldenCase:
     """Read and verify the golden case in ``directory`` (its key from its manifest unless given);
     the checks and errors of :meth:`GoldenStore.load`."""
     directory = Path(directory)
@@ -282,13 +317,13 @@ def load_case_dir(directory: Path, request: GoldenRequest | None = None, *, comm
         raise GoldenCorruptError(manifest_path, "missing (an interrupted write?)", command)
     manifest = _read_json(manifest_path, command)
     if manifest.get("format") != GOLDEN_FORMAT:
-        raise GoldenStaleError(manifest_path, f"format {manifest.get('format')!r}, this version "
-                               f"reads format {GOLDEN_FORMAT}", command)
+        raise GoldenStaleError(
+            manifest_path, f"format {manifest.get('format')!r}, this version reads format {GOLDEN_FORMAT}", command
+        )
     if request is not None:
         differences = request.differences(manifest.get("request", {}))
         if differences:
-            raise GoldenStaleError(manifest_path, "made for a different request: "
-                                   + "; ".join(differences), command)
+            raise GoldenStaleError(manifest_path, "made for a different request: " + "; ".join(differences), command)
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise GoldenCorruptError(manifest_path, "has no 'files' table", command)
@@ -302,9 +337,17 @@ def load_case_dir(directory: Path, request: GoldenRequest | None = None, *, comm
             key = GoldenKey(**{field.name: case[field.name] for field in dataclasses.fields(GoldenKey)})
         except (KeyError, TypeError, ValueError) as error:
             raise GoldenCorruptError(manifest_path, f"its 'case' table is incomplete ({error})", command) from None
-    return GoldenCase(key, tokens["semantic"], tokens["coarse"], tokens["fine"], audio,
-                      sample_rate, _read_json(directory / FEATURES_FILE, command), manifest,
-                      directory)
+    return GoldenCase(
+        key,
+        tokens["semantic"],
+        tokens["coarse"],
+        tokens["fine"],
+        audio,
+        sample_rate,
+        _read_json(directory / FEATURES_FILE, command),
+        manifest,
+        directory,
+    )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -390,9 +433,12 @@ def _verify(path: Path, expected: Any, command: str | None) -> None:
     digest = hashlib.sha256(data).hexdigest()
     if digest != expected["sha256"]:
         raise GoldenCorruptError(
-            path, f"does not match {MANIFEST_FILE} ({len(data)} bytes, sha256 {digest[:12]}...; "
+            path,
+            f"does not match {MANIFEST_FILE} ({len(data)} bytes, sha256 {digest[:12]}...; "
             f"recorded {expected.get('bytes')} bytes, sha256 {expected['sha256'][:12]}...): "
-            f"truncated or changed after it was written", command)
+            f"truncated or changed after it was written",
+            command,
+        )
 
 
 def _read_json(path: Path, command: str | None) -> dict[str, Any]:
@@ -412,12 +458,12 @@ def _read_wav(path: Path, manifest: dict[str, Any], command: str | None) -> tupl
     except (OSError, ValueError, EOFError, struct.error) as error:
         raise GoldenCorruptError(path, f"unreadable WAV ({error})", command) from None
     if stored.dtype != np.int16 or stored.ndim != 1:
-        raise GoldenCorruptError(path, f"must be mono 16-bit PCM, is {stored.dtype} with shape {stored.shape}",
-                                 command)
+        raise GoldenCorruptError(path, f"must be mono 16-bit PCM, is {stored.dtype} with shape {stored.shape}", command)
     gain = manifest.get("audio", {}).get("gain")
     if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not (math.isfinite(gain) and gain > 0):
-        raise GoldenCorruptError(path.parent / MANIFEST_FILE, f"audio.gain must be a finite number > 0, "
-                                                              f"is {gain!r}", command)
+        raise GoldenCorruptError(
+            path.parent / MANIFEST_FILE, f"audio.gain must be a finite number > 0, is {gain!r}", command
+        )
     audio = _pcm_to_float(stored, gain)
     audio.setflags(write=False)
     return sample_rate, audio

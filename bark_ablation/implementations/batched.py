@@ -52,8 +52,7 @@ class BatchedRunner:
     def semantic(self, text: str, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
         return self._one_row(lambda row: self._semantic([row], params), text, history)
 
-    def coarse(self, semantic: np.ndarray, history: VoicePrompt | None,
-               params: GenerationParams) -> np.ndarray:
+    def coarse(self, semantic: np.ndarray, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
         return self._one_row(lambda row: self._coarse([row], params), semantic, history)
 
     def fine(self, coarse: np.ndarray, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
@@ -63,16 +62,19 @@ class BatchedRunner:
         return stages.decode_batch(self._models, [_checked_codes("fine codes", fine, 8, 8)])[0]
 
     # --- many rows, one generator per row ---
-    def semantic_batch(self, requests: Sequence[StageRequest], params: GenerationParams,
-                       observer: LogitObserver | None = None) -> list[np.ndarray]:
+    def semantic_batch(
+        self, requests: Sequence[StageRequest], params: GenerationParams, observer: LogitObserver | None = None
+    ) -> list[np.ndarray]:
         return self._semantic(self._rows(requests), params, observer)
 
-    def coarse_batch(self, requests: Sequence[StageRequest], params: GenerationParams,
-                     observer: LogitObserver | None = None) -> list[np.ndarray]:
+    def coarse_batch(
+        self, requests: Sequence[StageRequest], params: GenerationParams, observer: LogitObserver | None = None
+    ) -> list[np.ndarray]:
         return self._coarse(self._rows(requests), params, observer)
 
-    def fine_batch(self, requests: Sequence[StageRequest], params: GenerationParams,
-                   observer: LogitObserver | None = None) -> list[np.ndarray]:
+    def fine_batch(
+        self, requests: Sequence[StageRequest], params: GenerationParams, observer: LogitObserver | None = None
+    ) -> list[np.ndarray]:
         return self._fine(self._rows(requests), params, observer)
 
     def decode_batch(self, requests: Sequence[StageRequest]) -> list[np.ndarray]:
@@ -84,24 +86,40 @@ class BatchedRunner:
             if not isinstance(row.input, str) or not row.input.strip():
                 raise ParamsError("text", "must be a non-empty string")
         return stages.semantic_batch(
-            self._models, rows, temp=params.semantic_temp, top_k=params.top_k, top_p=params.top_p,
-            min_eos_p=params.min_eos_p, max_gen_duration_s=params.max_duration_s,
-            allow_early_stop=params.allow_early_stop, use_kv_caching=params.use_kv_caching, observer=observer)
+            self._models,
+            rows,
+            temp=params.semantic_temp,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_eos_p=params.min_eos_p,
+            max_gen_duration_s=params.max_duration_s,
+            allow_early_stop=params.allow_early_stop,
+            use_kv_caching=params.use_kv_caching,
+            observer=observer,
+        )
 
     def _coarse(self, rows: list[Row], params: GenerationParams, observer=None) -> list[np.ndarray]:
         rows = [Row(_checked_tokens("semantic tokens", row.input), row.history, row.generator) for row in rows]
         return stages.coarse_batch(
-            self._models, rows, temp=params.coarse_temp, top_k=params.top_k, top_p=params.top_p,
-            max_coarse_history=params.max_coarse_history, sliding_window_len=params.sliding_window_len,
-            use_kv_caching=params.use_kv_caching, observer=observer)
+            self._models,
+            rows,
+            temp=params.coarse_temp,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            max_coarse_history=params.max_coarse_history,
+            sliding_window_len=params.sliding_window_len,
+            use_kv_caching=params.use_kv_caching,
+            observer=observer,
+        )
 
     def _fine(self, rows: list[Row], params: GenerationParams, observer=None) -> list[np.ndarray]:
         rows = [Row(_checked_codes("coarse codes", row.input, 1, 7), row.history, row.generator) for row in rows]
         return stages.fine_batch(self._models, rows, temp=params.fine_temp, observer=observer)
 
     def _rows(self, requests: Sequence[StageRequest]) -> list[Row]:
-        return [Row(request.input, _history(request.history), self._generator(request.torch_seed))
-                for request in requests]
+        return [
+            Row(request.input, _history(request.history), self._generator(request.torch_seed)) for request in requests
+        ]
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)
@@ -140,10 +158,17 @@ def _checked_tokens(field: str, tokens: object) -> np.ndarray:
 def _checked_codes(field: str, codes: object, min_rows: int, max_rows: int) -> np.ndarray:
     """Codes (codebooks, frames) in [0, 1024) with ``min_rows``..``max_rows`` codebooks."""
     array = np.asarray(codes)
-    if (array.ndim != 2 or not min_rows <= array.shape[0] <= max_rows or array.shape[1] == 0
-            or not np.issubdtype(array.dtype, np.integer)):
-        raise ParamsError(field, f"must be an integer array of {min_rows}-{max_rows} codebooks x at least one "
-                                 f"frame, got shape {array.shape} {array.dtype}")
+    if (
+        array.ndim != 2
+        or not min_rows <= array.shape[0] <= max_rows
+        or array.shape[1] == 0
+        or not np.issubdtype(array.dtype, np.integer)
+    ):
+        raise ParamsError(
+            field,
+            f"must be an integer array of {min_rows}-{max_rows} codebooks x at least one "
+            f"frame, got shape {array.shape} {array.dtype}",
+        )
     if array.min() < 0 or array.max() >= 1024:
         raise ParamsError(field, f"must lie in [0, 1024), got [{array.min()}, {array.max()}]")
     return array
@@ -161,8 +186,9 @@ def row_bytes(models: dict) -> int:
         largest = max(largest, 2 * config.n_layer * config.block_size * config.n_embd * bytes_per_value)
     fine = models["fine"].config
     window = fine.block_size
-    largest = max(largest, window * (12 * fine.n_embd + fine.n_head * window + 2 * fine.output_vocab_size)
-                  * bytes_per_value)
+    largest = max(
+        largest, window * (12 * fine.n_embd + fine.n_head * window + 2 * fine.output_vocab_size) * bytes_per_value
+    )
     return 2 * largest
 
 
@@ -186,8 +212,10 @@ def default_batch_size(model_set: ModelSet) -> tuple[int, str]:
     free = free_memory_bytes(model_set.device)
     fits = int(free * MEMORY_SHARE // per_row)
     size = max(1, min(MAX_BATCH_SIZE, fits))
-    return size, (f"{size} rows: half of the {free / 2**30:.1f} GiB free on {model_set.device} holds {fits} rows "
-                  f"of {per_row / 2**20:.0f} MiB (cap {MAX_BATCH_SIZE})")
+    return size, (
+        f"{size} rows: half of the {free / 2**30:.1f} GiB free on {model_set.device} holds {fits} rows "
+        f"of {per_row / 2**20:.0f} MiB (cap {MAX_BATCH_SIZE})"
+    )
 
 
 class BatchedBark:

@@ -84,8 +84,9 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _sample(relevant_logits: torch.Tensor, temp: float, top_k: int | None, top_p: float | None,
-            generator: torch.Generator) -> torch.Tensor:
+def _sample(
+    relevant_logits: torch.Tensor, temp: float, top_k: int | None, top_p: float | None, generator: torch.Generator
+) -> torch.Tensor:
     """One token from a row's 1-D logits, as generation.py lines 466-490 (and 657-681) draw it.
 
     Written out rather than shared with Bark: Bark has no sampling function, the filters sit inline
@@ -123,8 +124,12 @@ def _sample_positions(probs: torch.Tensor, start: int, generator: torch.Generato
     """
     if positions_draw_like_single_calls(probs.device.type, probs.dtype):
         return torch.multinomial(probs[start:], num_samples=1, generator=generator)[:, 0]
-    return torch.hstack([torch.multinomial(probs[position], num_samples=1, generator=generator)
-                         for position in range(start, probs.shape[0])])
+    return torch.hstack(
+        [
+            torch.multinomial(probs[position], num_samples=1, generator=generator)
+            for position in range(start, probs.shape[0])
+        ]
+    )
 
 
 _PROBED: dict[tuple[str, torch.dtype], bool] = {}
@@ -160,9 +165,19 @@ def _keep_rows(kv_cache, keep: list[int]):
     return tuple((keys.index_select(0, index), values.index_select(0, index)) for keys, values in kv_cache)
 
 
-def semantic_batch(models: dict, rows: Sequence[Row], *, temp: float, top_k: int | None, top_p: float | None,
-                   min_eos_p: float | None, max_gen_duration_s: float | None, allow_early_stop: bool,
-                   use_kv_caching: bool, observer: LogitObserver | None = None) -> list[np.ndarray]:
+def semantic_batch(
+    models: dict,
+    rows: Sequence[Row],
+    *,
+    temp: float,
+    top_k: int | None,
+    top_p: float | None,
+    min_eos_p: float | None,
+    max_gen_duration_s: float | None,
+    allow_early_stop: bool,
+    use_kv_caching: bool,
+    observer: LogitObserver | None = None,
+) -> list[np.ndarray]:
     """Text -> semantic tokens for every row: a list of int64 arrays (T_s,), values in [0, 10_000)."""
     bark = _bark()
     model = models["text"]["model"]
@@ -173,16 +188,22 @@ def semantic_batch(models: dict, rows: Sequence[Row], *, temp: float, top_k: int
         text = bark._normalize_whitespace(row.input)
         encoded_text = np.array(bark._tokenize(tokenizer, text)) + bark.TEXT_ENCODING_OFFSET
         encoded_text = encoded_text[:256]
-        encoded_text = np.pad(encoded_text, (0, 256 - len(encoded_text)),
-                              constant_values=bark.TEXT_PAD_TOKEN, mode="constant")
+        encoded_text = np.pad(
+            encoded_text, (0, 256 - len(encoded_text)), constant_values=bark.TEXT_PAD_TOKEN, mode="constant"
+        )
         if row.history is not None:
             semantic_history = row.history["semantic_prompt"].astype(np.int64)[-256:]
-            semantic_history = np.pad(semantic_history, (0, 256 - len(semantic_history)),
-                                      constant_values=bark.SEMANTIC_PAD_TOKEN, mode="constant")
+            semantic_history = np.pad(
+                semantic_history,
+                (0, 256 - len(semantic_history)),
+                constant_values=bark.SEMANTIC_PAD_TOKEN,
+                mode="constant",
+            )
         else:
             semantic_history = np.array([bark.SEMANTIC_PAD_TOKEN] * 256)
-        inputs.append(np.hstack([encoded_text, semantic_history, np.array([bark.SEMANTIC_INFER_TOKEN])])
-                      .astype(np.int64))
+        inputs.append(
+            np.hstack([encoded_text, semantic_history, np.array([bark.SEMANTIC_INFER_TOKEN])]).astype(np.int64)
+        )
     outputs: list[np.ndarray | None] = [None] * len(rows)
     prefix = 256 + 256 + 1
     with bark._inference_mode():
@@ -195,14 +216,15 @@ def semantic_batch(models: dict, rows: Sequence[Row], *, temp: float, top_k: int
             logits, kv_cache = model(x_input, merge_context=True, use_cache=use_kv_caching, past_kv=kv_cache)
             keep, items = [], []
             for i, row_index in enumerate(active):
-                relevant_logits = logits[i, 0, :bark.SEMANTIC_VOCAB_SIZE]
+                relevant_logits = logits[i, 0, : bark.SEMANTIC_VOCAB_SIZE]
                 if allow_early_stop:
                     relevant_logits = torch.hstack((relevant_logits, logits[i, 0, [bark.SEMANTIC_PAD_TOKEN]]))
                 if observer is not None:
                     observer(row_index, n, relevant_logits)
                 item_next, probs = _sample(relevant_logits, temp, top_k, top_p, rows[row_index].generator)
-                if allow_early_stop and (item_next == bark.SEMANTIC_VOCAB_SIZE
-                                         or (min_eos_p is not None and probs[-1] >= min_eos_p)):
+                if allow_early_stop and (
+                    item_next == bark.SEMANTIC_VOCAB_SIZE or (min_eos_p is not None and probs[-1] >= min_eos_p)
+                ):
                     outputs[row_index] = x[i, prefix:].detach().cpu().numpy()
                     continue
                 keep.append(i)
@@ -236,9 +258,18 @@ class _CoarseRow:
     generator: torch.Generator
 
 
-def coarse_batch(models: dict, rows: Sequence[Row], *, temp: float, top_k: int | None, top_p: float | None,
-                 max_coarse_history: int, sliding_window_len: int, use_kv_caching: bool,
-                 observer: LogitObserver | None = None) -> list[np.ndarray]:
+def coarse_batch(
+    models: dict,
+    rows: Sequence[Row],
+    *,
+    temp: float,
+    top_k: int | None,
+    top_p: float | None,
+    max_coarse_history: int,
+    sliding_window_len: int,
+    use_kv_caching: bool,
+    observer: LogitObserver | None = None,
+) -> list[np.ndarray]:
     """Semantic tokens -> coarse codes for every row: a list of int64 arrays (2, T_c) in [0, 1024).
 
     Rows whose coarse histories have equal length run together; each group runs on its own.
@@ -254,13 +285,24 @@ def coarse_batch(models: dict, rows: Sequence[Row], *, temp: float, top_k: int |
         groups.setdefault(state.n_history, []).append(index)
     with bark._inference_mode():
         for members in groups.values():
-            _coarse_group(bark, model, states, members, ratio, max_semantic_history, temp=temp, top_k=top_k,
-                          top_p=top_p, max_coarse_history=max_coarse_history,
-                          sliding_window_len=sliding_window_len, use_kv_caching=use_kv_caching,
-                          observer=observer)
+            _coarse_group(
+                bark,
+                model,
+                states,
+                members,
+                ratio,
+                max_semantic_history,
+                temp=temp,
+                top_k=top_k,
+                top_p=top_p,
+                max_coarse_history=max_coarse_history,
+                sliding_window_len=sliding_window_len,
+                use_kv_caching=use_kv_caching,
+                observer=observer,
+            )
     outputs = []
     for state in states:  # generation.py 690-697
-        generated = state.coarse.detach().cpu().numpy().squeeze()[state.n_history:]
+        generated = state.coarse.detach().cpu().numpy().squeeze()[state.n_history :]
         codes = generated.reshape(-1, bark.N_COARSE_CODEBOOKS).T - bark.SEMANTIC_VOCAB_SIZE
         for n in range(1, bark.N_COARSE_CODEBOOKS):
             codes[n, :] -= n * bark.CODEBOOK_SIZE
@@ -273,11 +315,13 @@ def _coarse_state(bark, row: Row, ratio: float, max_semantic_history: int, devic
     if row.history is not None:  # generation.py 569-592
         x_semantic_history = row.history["semantic_prompt"]
         x_coarse_history = bark._flatten_codebooks(row.history["coarse_prompt"]) + bark.SEMANTIC_VOCAB_SIZE
-        n_semantic_hist_provided = np.min([
-            max_semantic_history,
-            len(x_semantic_history) - len(x_semantic_history) % 2,
-            int(np.floor(len(x_coarse_history) / ratio)),
-        ])
+        n_semantic_hist_provided = np.min(
+            [
+                max_semantic_history,
+                len(x_semantic_history) - len(x_semantic_history) % 2,
+                int(np.floor(len(x_coarse_history) / ratio)),
+            ]
+        )
         n_coarse_hist_provided = int(round(n_semantic_hist_provided * ratio))
         x_semantic_history = x_semantic_history[-n_semantic_hist_provided:].astype(np.int32)
         x_coarse_history = x_coarse_history[-n_coarse_hist_provided:].astype(np.int32)
@@ -287,15 +331,32 @@ def _coarse_state(bark, row: Row, ratio: float, max_semantic_history: int, devic
         x_coarse_history = np.array([], dtype=np.int32)
     n_steps = int(round(np.floor(len(x_semantic) * ratio / bark.N_COARSE_CODEBOOKS) * bark.N_COARSE_CODEBOOKS))
     x_semantic = np.hstack([x_semantic_history, x_semantic]).astype(np.int32)
-    return _CoarseRow(semantic=torch.from_numpy(x_semantic)[None].to(device),
-                      coarse=torch.from_numpy(x_coarse_history.astype(np.int32))[None].to(device),
-                      base_semantic_idx=len(x_semantic_history), n_history=len(x_coarse_history),
-                      n_steps=n_steps, generator=row.generator)
+    return _CoarseRow(
+        semantic=torch.from_numpy(x_semantic)[None].to(device),
+        coarse=torch.from_numpy(x_coarse_history.astype(np.int32))[None].to(device),
+        base_semantic_idx=len(x_semantic_history),
+        n_history=len(x_coarse_history),
+        n_steps=n_steps,
+        generator=row.generator,
+    )
 
 
-def _coarse_group(bark, model, states: list[_CoarseRow], members: list[int], ratio: float,
-                  max_semantic_history: int, *, temp, top_k, top_p, max_coarse_history: int,
-                  sliding_window_len: int, use_kv_caching: bool, observer: LogitObserver | None) -> None:
+def _coarse_group(
+    bark,
+    model,
+    states: list[_CoarseRow],
+    members: list[int],
+    ratio: float,
+    max_semantic_history: int,
+    *,
+    temp,
+    top_k,
+    top_p,
+    max_coarse_history: int,
+    sliding_window_len: int,
+    use_kv_caching: bool,
+    observer: LogitObserver | None,
+) -> None:
     """generation.py 611-688 for rows whose coarse ids always have equal length (same history length)."""
     device = states[members[0]].semantic.device
     active = [index for index in members if states[index].n_steps > 0]
@@ -305,11 +366,18 @@ def _coarse_group(bark, model, states: list[_CoarseRow], members: list[int], rat
         for index in active:  # generation.py 617-634, per row
             state = states[index]
             semantic_idx = state.base_semantic_idx + int(round(n_step / ratio))
-            x_in = state.semantic[:, np.max([0, semantic_idx - max_semantic_history]):]
+            x_in = state.semantic[:, np.max([0, semantic_idx - max_semantic_history]) :]
             x_in = x_in[:, :256]
             x_in = F.pad(x_in, (0, 256 - x_in.shape[-1]), "constant", bark.COARSE_SEMANTIC_PAD_TOKEN)
-            windows.append(torch.hstack([x_in, torch.tensor([bark.COARSE_INFER_TOKEN])[None].to(device),
-                                         state.coarse[:, -max_coarse_history:]]))
+            windows.append(
+                torch.hstack(
+                    [
+                        x_in,
+                        torch.tensor([bark.COARSE_INFER_TOKEN])[None].to(device),
+                        state.coarse[:, -max_coarse_history:],
+                    ]
+                )
+            )
         x_in = torch.cat(windows, dim=0)
         kv_cache = None
         for _ in range(sliding_window_len):
@@ -338,8 +406,9 @@ def _coarse_group(bark, model, states: list[_CoarseRow], members: list[int], rat
         active = [index for index in active if n_step < states[index].n_steps]
 
 
-def fine_batch(models: dict, rows: Sequence[Row], *, temp: float | None,
-               observer: LogitObserver | None = None) -> list[np.ndarray]:
+def fine_batch(
+    models: dict, rows: Sequence[Row], *, temp: float | None, observer: LogitObserver | None = None
+) -> list[np.ndarray]:
     """Coarse codes -> fine codes for every row: a list of int32 arrays (8, T_c); rows 0-1 are the input."""
     bark = _bark()
     model = models["fine"]
@@ -349,8 +418,9 @@ def fine_batch(models: dict, rows: Sequence[Row], *, temp: float | None,
     for row in rows:  # generation.py 730-765, per row
         x_coarse_gen = row.input
         n_coarse = x_coarse_gen.shape[0]
-        in_arr = np.vstack([x_coarse_gen, np.zeros((n_fine - n_coarse, x_coarse_gen.shape[1])) + bark.CODEBOOK_SIZE]
-                           ).astype(np.int32)
+        in_arr = np.vstack(
+            [x_coarse_gen, np.zeros((n_fine - n_coarse, x_coarse_gen.shape[1])) + bark.CODEBOOK_SIZE]
+        ).astype(np.int32)
         if row.history is not None:
             x_fine_history = row.history["fine_prompt"].astype(np.int32)
             in_arr = np.hstack([x_fine_history[:, -512:].astype(np.int32), in_arr])
@@ -376,21 +446,21 @@ def fine_batch(models: dict, rows: Sequence[Row], *, temp: float | None,
                     start_idx = np.min([n * 512, length - 1024])
                     start_fill_idx = np.min([prepared[i][1] + n * 512, length - 512])
                     spans.append((start_idx, start_fill_idx, start_fill_idx - start_idx))
-                in_buffer = torch.stack([arrays[i][start:start + 1024, :] for i, (start, _, _) in zip(active, spans)])
+                in_buffer = torch.stack([arrays[i][start : start + 1024, :] for i, (start, _, _) in zip(active, spans)])
                 for nn in range(n_coarse, n_fine):
                     logits = model(nn, in_buffer)
                     for b, (i, (_, _, rel)) in enumerate(zip(active, spans)):
                         if observer is not None:
-                            observer(i, n * n_fine + nn, logits[b, :, :bark.CODEBOOK_SIZE])
+                            observer(i, n * n_fine + nn, logits[b, :, : bark.CODEBOOK_SIZE])
                         if temp is None:
-                            codebook_preds = torch.argmax(logits[b, rel:, :bark.CODEBOOK_SIZE], -1)
+                            codebook_preds = torch.argmax(logits[b, rel:, : bark.CODEBOOK_SIZE], -1)
                         else:
-                            probs = F.softmax(logits[b, :, :bark.CODEBOOK_SIZE] / temp, dim=-1)
+                            probs = F.softmax(logits[b, :, : bark.CODEBOOK_SIZE] / temp, dim=-1)
                             codebook_preds = _sample_positions(probs, rel, rows[i].generator)
                         in_buffer[b, rel:, nn] = codebook_preds
                     del logits
-                for b, (i, (start, fill, rel)) in enumerate(zip(active, spans)):  # generation.py 802-806
-                    arrays[i][fill:fill + (1024 - rel), n_coarse:] = in_buffer[b, rel:, n_coarse:]
+                for b, (i, (_start, fill, rel)) in enumerate(zip(active, spans)):  # generation.py 802-806
+                    arrays[i][fill : fill + (1024 - rel), n_coarse:] = in_buffer[b, rel:, n_coarse:]
         outputs = []
         for i, (_, n_history, n_remove_from_end, _, _) in enumerate(prepared):  # generation.py 807-813
             gen_fine_arr = arrays[i].detach().cpu().numpy().squeeze().T[:, n_history:]

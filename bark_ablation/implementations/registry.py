@@ -32,8 +32,10 @@ def _transformers() -> BarkImplementation:
     try:
         from bark_ablation.implementations.transformers_bark import TransformersBark
     except ImportError as error:
-        raise ModelSetError(f"implementation 'transformers': cannot import it ({error}); "
-                            f"install transformers (see constraints/tested.txt)") from None
+        raise ModelSetError(
+            f"implementation 'transformers': cannot import it ({error}); "
+            f"install transformers (see constraints/tested.txt)"
+        ) from None
     return TransformersBark()
 
 
@@ -65,8 +67,11 @@ def check_batch_size(batch_size: int | None, implementation: str | None) -> None
         raise ParamsError("--batch-size", f"must be a positive integer, got {batch_size!r}")
     name = implementation or default_implementation()
     if batch_size > 1 and name not in BATCHED_IMPLEMENTATIONS:
-        raise ParamsError("--batch-size", f"implementation {name!r} generates one row at a time; batch sizes above 1 "
-                                          f"need --implementation {' or '.join(sorted(BATCHED_IMPLEMENTATIONS))}")
+        raise ParamsError(
+            "--batch-size",
+            f"implementation {name!r} generates one row at a time; batch sizes above 1 "
+            f"need --implementation {' or '.join(sorted(BATCHED_IMPLEMENTATIONS))}",
+        )
 
 
 def check_implementation_name(name: str) -> str:
@@ -91,13 +96,13 @@ def get_implementation(name: str | None = None) -> BarkImplementation:
     try:
         factory = IMPLEMENTATIONS[name]
     except KeyError:
-        raise ModelSetError(
-            f"implementation {name!r}: unknown (known: {', '.join(sorted(IMPLEMENTATIONS))})"
-        ) from None
+        raise ModelSetError(f"implementation {name!r}: unknown (known: {', '.join(sorted(IMPLEMENTATIONS))})") from None
     implementation = factory()
     if implementation.name != name:
-        raise ModelSetError(f"implementation {name!r}: not installed; the `bark` module here comes from "
-                            f"{implementation.name} {implementation.version()}")
+        raise ModelSetError(
+            f"implementation {name!r}: not installed; the `bark` module here comes from "
+            f"{implementation.name} {implementation.version()}"
+        )
     return implementation
 
 
@@ -118,9 +123,11 @@ def choose_model_set(name: str, implementation: str | None = None) -> tuple[str,
     missing = find_missing(AUTO_REAL_SET)
     if not missing:
         return AUTO_REAL_SET, f"auto: real weights of {AUTO_REAL_SET!r} are cached on this machine"
-    return DEFAULT_MODEL_SET, (f"auto: real weights of {AUTO_REAL_SET!r} are not cached ({len(missing)} file(s) "
-                               f"missing, e.g. {missing[0]}), so the built-in tiny set ran: its audio is "
-                               f"noise-like and the study tests plumbing only")
+    return DEFAULT_MODEL_SET, (
+        f"auto: real weights of {AUTO_REAL_SET!r} are not cached ({len(missing)} file(s) "
+        f"missing, e.g. {missing[0]}), so the built-in tiny set ran: its audio is "
+        f"noise-like and the study tests plumbing only"
+    )
 
 
 @contextlib.contextmanager
@@ -130,16 +137,19 @@ def activated(model_set: ModelSet) -> Iterator[StageRunner]:
         yield runner
 
 
-def get_model_set(name: str = DEFAULT_MODEL_SET, device: str | None = "cpu", *,
-                  implementation: str | None = None,
-                  allow_download: bool = False) -> ModelSet:
+def get_model_set(
+    name: str = DEFAULT_MODEL_SET,
+    device: str | None = "cpu",
+    *,
+    implementation: str | None = None,
+    allow_download: bool = False,
+) -> ModelSet:
     """The model set ``name`` on ``device`` (``cpu``, ``cuda``, ``cuda:N`` or ``auto``).
 
     Raises :class:`~bark_ablation.core.errors.MissingWeightsError` listing every missing file when a
     real set is not cached and ``allow_download`` is false.
     """
-    return _cached_model_set(implementation or default_implementation(), name, resolve_device(device),
-                             allow_download)
+    return _cached_model_set(implementation or default_implementation(), name, resolve_device(device), allow_download)
 
 
 @lru_cache(maxsize=8)

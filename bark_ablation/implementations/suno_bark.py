@@ -22,13 +22,12 @@ from importlib import metadata
 
 import numpy as np
 
-from bark_ablation.models.cached_weights import CHECKPOINTS
-
-from bark_ablation.models.real_weights import load_cached_models
 from bark_ablation.core.errors import ModelSetError
 from bark_ablation.core.implementation import ModelSet
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.prompts import VoicePrompt
+from bark_ablation.models.cached_weights import CHECKPOINTS
+from bark_ablation.models.real_weights import load_cached_models
 
 TINY = "tiny"
 TINY_EOS = "tiny-eos"
@@ -83,8 +82,7 @@ class SunoBarkRunner:
             use_kv_caching=params.use_kv_caching,
         )
 
-    def coarse(self, semantic: np.ndarray, history: VoicePrompt | None,
-               params: GenerationParams) -> np.ndarray:
+    def coarse(self, semantic: np.ndarray, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
         return self._bark.generate_coarse(
             semantic,
             history_prompt=_bark_history(history),
@@ -97,8 +95,7 @@ class SunoBarkRunner:
             use_kv_caching=params.use_kv_caching,
         )
 
-    def fine(self, coarse: np.ndarray, history: VoicePrompt | None,
-             params: GenerationParams) -> np.ndarray:
+    def fine(self, coarse: np.ndarray, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
         return self._bark.generate_fine(
             coarse, history_prompt=_bark_history(history), temp=params.fine_temp, silent=True
         )
@@ -132,8 +129,11 @@ class SunoBark:
         if name in (TINY, TINY_EOS):
             from bark_ablation.models import tiny_model_set
 
-            models = (tiny_model_set.build_tiny_models(device) if name == TINY
-                      else tiny_model_set.build_tiny_eos_models(device))
+            models = (
+                tiny_model_set.build_tiny_models(device)
+                if name == TINY
+                else tiny_model_set.build_tiny_eos_models(device)
+            )
             provenance = {
                 "weights": "numpy Generator",
                 "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
@@ -153,15 +153,16 @@ class SunoBark:
             from bark_ablation.models import random_model_sets, tiny_model_set
 
             models = random_model_sets.build_random_models(name, device)
-            provenance = {"weights": "numpy Generator (random; for speed and memory only)",
-                          "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
-                          "architecture": dataclasses.asdict(random_model_sets.RANDOM_ARCHITECTURES[name])}
+            provenance = {
+                "weights": "numpy Generator (random; for speed and memory only)",
+                "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
+                "architecture": dataclasses.asdict(random_model_sets.RANDOM_ARCHITECTURES[name]),
+            }
         else:
             raise ModelSetError(
                 f"model set {name!r}: unknown for {self.name} (known: {', '.join(self.model_set_names())})"
             )
-        return ModelSet(name=name, implementation=self.name, device=device, models=models,
-                        provenance=provenance)
+        return ModelSet(name=name, implementation=self.name, device=device, models=models, provenance=provenance)
 
     @contextlib.contextmanager
     def activate(self, model_set: ModelSet) -> Iterator[SunoBarkRunner]:
@@ -188,7 +189,6 @@ def _bark_generation():
 
     if bark.generation.OFFLOAD_CPU:
         raise ModelSetError(
-            "SUNO_OFFLOAD_CPU is set: Bark would move models between devices behind the "
-            "harness's back; unset it"
+            "SUNO_OFFLOAD_CPU is set: Bark would move models between devices behind the harness's back; unset it"
         )
     return bark.generation

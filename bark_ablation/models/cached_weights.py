@@ -82,10 +82,13 @@ class CacheLocations:
     torch_hub_dir: Path
 
     @classmethod
-    def from_environment(cls) -> "CacheLocations":
+    def from_environment(cls) -> CacheLocations:
         xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        return cls(bark_dir=Path(xdg) / "suno" / "bark_v0", hf_hub_dir=_hf_hub_cache(xdg),
-                   torch_hub_dir=Path(torch.hub.get_dir()))
+        return cls(
+            bark_dir=Path(xdg) / "suno" / "bark_v0",
+            hf_hub_dir=_hf_hub_cache(xdg),
+            torch_hub_dir=Path(torch.hub.get_dir()),
+        )
 
     def hub_repo_dir(self, repo: str) -> Path:
         """Where the Hugging Face cache keeps ``repo`` (``models--owner--name``)."""
@@ -101,8 +104,7 @@ def _hf_hub_cache(xdg_cache_home: str) -> Path:
     ``HUGGINGFACE_HUB_CACHE``, ``HF_HOME``/hub, ``$XDG_CACHE_HOME``/huggingface/hub), read now:
     ``huggingface_hub.constants`` freezes it when first imported."""
     home = os.environ.get("HF_HOME") or os.path.join(xdg_cache_home, "huggingface")
-    hub = (os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-           or os.path.join(home, "hub"))
+    hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
     return Path(os.path.expandvars(os.path.expanduser(hub)))
 
 
@@ -113,15 +115,25 @@ def missing_files(name: str, locations: CacheLocations | None = None) -> list[Mi
     for stage, file_name in CHECKPOINTS[name].items():
         path = locations.bark_dir / file_name
         if not path.is_file():
-            missing.append(MissingFile(f"Bark {stage} checkpoint {file_name}", path,
-                                       "Bark's cache: $XDG_CACHE_HOME/suno/bark_v0"))
+            missing.append(
+                MissingFile(f"Bark {stage} checkpoint {file_name}", path, "Bark's cache: $XDG_CACHE_HOME/suno/bark_v0")
+            )
     if _tokenizer_vocab(locations) is None:
-        missing.append(MissingFile(f"tokenizer {TOKENIZER_REPO} (vocab.txt)",
-                                   locations.hub_repo_dir(TOKENIZER_REPO),
-                                   "Hugging Face cache: $HF_HOME/hub"))
+        missing.append(
+            MissingFile(
+                f"tokenizer {TOKENIZER_REPO} (vocab.txt)",
+                locations.hub_repo_dir(TOKENIZER_REPO),
+                "Hugging Face cache: $HF_HOME/hub",
+            )
+        )
     if not locations.encodec_path.is_file():
-        missing.append(MissingFile(f"EnCodec 24 kHz weights {ENCODEC_CHECKPOINT}", locations.encodec_path,
-                                   "torch hub cache: $TORCH_HOME/hub/checkpoints"))
+        missing.append(
+            MissingFile(
+                f"EnCodec 24 kHz weights {ENCODEC_CHECKPOINT}",
+                locations.encodec_path,
+                "torch hub cache: $TORCH_HOME/hub/checkpoints",
+            )
+        )
     return missing
 
 
@@ -157,14 +169,17 @@ def load_cached_files(name: str, device: str, locations: CacheLocations) -> tupl
     fine = load_bark_checkpoint(paths["fine"], FineGPT, FineGPTConfig, device, stage="fine", model_set=name)
     codec = load_cached_encodec(locations.encodec_path, device, model_set=name)
     tokenizer = load_cached_tokenizer(vocab_path, model_set=name, repo_dir=repo_dir)
-    provenance = {"files": {stage: str(path) for stage, path in paths.items()},
-                  "encodec": str(locations.encodec_path), "tokenizer": TOKENIZER_REPO}
-    return {"text": {"model": text, "tokenizer": tokenizer}, "coarse": coarse, "fine": fine,
-            "codec": codec}, provenance
+    provenance = {
+        "files": {stage: str(path) for stage, path in paths.items()},
+        "encodec": str(locations.encodec_path),
+        "tokenizer": TOKENIZER_REPO,
+    }
+    return {"text": {"model": text, "tokenizer": tokenizer}, "coarse": coarse, "fine": fine, "codec": codec}, provenance
 
 
-def load_bark_checkpoint(path: Path, model_class: type, config_class: type, device: str, *,
-                         stage: str | None = None, model_set: str = "bark") -> torch.nn.Module:
+def load_bark_checkpoint(
+    path: Path, model_class: type, config_class: type, device: str, *, stage: str | None = None, model_set: str = "bark"
+) -> torch.nn.Module:
     """Load one checkpoint in Bark's format (``model_args``, ``model``, ``best_val_loss``).
 
     Mirrors ``bark.generation._load_model`` (legacy ``vocab_size``, the ``_orig_mod.`` prefix
@@ -176,8 +191,11 @@ def load_bark_checkpoint(path: Path, model_class: type, config_class: type, devi
     path = Path(path)
     fail = _failure(path, f"Bark {stage} checkpoint" if stage else "Bark checkpoint", model_set)
     checkpoint = _read_weights_file(path, device, fail)
-    if not (isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model_args"), Mapping)
-            and isinstance(checkpoint.get("model"), Mapping)):
+    if not (
+        isinstance(checkpoint, Mapping)
+        and isinstance(checkpoint.get("model_args"), Mapping)
+        and isinstance(checkpoint.get("model"), Mapping)
+    ):
         raise fail(f"not a Bark checkpoint (no model_args and model): {_describe_contents(checkpoint)}")
     model_args = dict(checkpoint["model_args"])
     if "input_vocab_size" not in model_args and "vocab_size" in model_args:
@@ -195,8 +213,9 @@ def load_bark_checkpoint(path: Path, model_class: type, config_class: type, devi
         with torch.device("meta"):
             model = model_class(config)
     except Exception as error:  # noqa: BLE001 - Bark checks its config with bare asserts
-        raise fail(f"model_args do not describe a {model_class.__name__} that can be built "
-                   f"({_error_name(error)})") from None
+        raise fail(
+            f"model_args do not describe a {model_class.__name__} that can be built ({_error_name(error)})"
+        ) from None
     expected = model.state_dict()
     state_dict = {key.removeprefix("_orig_mod."): value for key, value in checkpoint["model"].items()}
     del checkpoint
@@ -266,28 +285,32 @@ def check_tokenizer_vocab(path: Path, fail: Callable[[str], CacheFileError] | No
         raise fail("empty (0 bytes): the download or copy was cut short")
     kind = _sniff(data)
     if kind == "zip":
-        raise fail("not a text vocabulary: a zip archive (a PyTorch checkpoint?); vocab.txt is read "
-                   "as text, never unpickled")
+        raise fail(
+            "not a text vocabulary: a zip archive (a PyTorch checkpoint?); vocab.txt is read as text, never unpickled"
+        )
     if kind == "pickle":
         names = _pickle_globals(data)
         naming = f" naming {', '.join(names)}" if names else ""
-        raise fail(f"not a text vocabulary: a pickle stream{naming}; vocab.txt is read as text, "
-                   "never unpickled")
+        raise fail(f"not a text vocabulary: a pickle stream{naming}; vocab.txt is read as text, never unpickled")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         if error.end >= len(data) and error.reason == "unexpected end of data":
             raise fail(f"truncated: ends inside a UTF-8 character ({len(data):,} bytes)") from None
-        raise fail(f"not a text vocabulary: not UTF-8 (byte 0x{data[error.start]:02x} at offset "
-                   f"{error.start:,} of {len(data):,})") from None
+        raise fail(
+            f"not a text vocabulary: not UTF-8 (byte 0x{data[error.start]:02x} at offset "
+            f"{error.start:,} of {len(data):,})"
+        ) from None
     if "\x00" in text:
         raise fail(f"not a text vocabulary: holds NUL bytes (first at offset {text.index(chr(0)):,})")
     # Split lines exactly as transformers' load_vocab does (text mode, universal newlines).
     entries = [line.rstrip("\n") for line in io.StringIO(text, newline=None).readlines()]
     if len(entries) != TOKENIZER_VOCAB_SIZE:
-        raise fail(f"holds {len(entries):,} entries where {TOKENIZER_REPO} has {TOKENIZER_VOCAB_SIZE:,} "
-                   f"(Bark's text pad token {TEXT_ENCODING_OFFSET + TOKENIZER_VOCAB_SIZE:,} comes right "
-                   "after the vocabulary): a truncated file or another tokenizer's vocabulary")
+        raise fail(
+            f"holds {len(entries):,} entries where {TOKENIZER_REPO} has {TOKENIZER_VOCAB_SIZE:,} "
+            f"(Bark's text pad token {TEXT_ENCODING_OFFSET + TOKENIZER_VOCAB_SIZE:,} comes right "
+            "after the vocabulary): a truncated file or another tokenizer's vocabulary"
+        )
     present = set(entries)
     lacking = [token for token in TOKENIZER_SPECIAL_TOKENS if token not in present]
     if lacking:
@@ -302,16 +325,22 @@ def _numpy_checkpoint_globals() -> list:
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core.multiarray import scalar
     dtype_classes = [type(np.dtype(code)) for code in ("f8", "f4", "i8", "i4")]
-    allowed: list = [np.dtype, scalar, *dtype_classes,
-                     (scalar, "numpy.core.multiarray.scalar"),
-                     (scalar, "numpy._core.multiarray.scalar")]
+    allowed: list = [
+        np.dtype,
+        scalar,
+        *dtype_classes,
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+    ]
     return allowed
 
 
 def _failure(path: Path, what: str, model_set: str, target: str = "it") -> Callable[[str], CacheFileError]:
     """``fail(problem)`` -> the one-line :class:`CacheFileError` for ``path``."""
-    fix = (f"delete {target} and fetch it again (`bark-ablation run --model-set {model_set} "
-           "--allow-download ...` fetches what is missing)")
+    fix = (
+        f"delete {target} and fetch it again (`bark-ablation run --model-set {model_set} "
+        "--allow-download ...` fetches what is missing)"
+    )
 
     def fail(problem: str) -> CacheFileError:
         return CacheFileError(path, what, problem, fix)
@@ -321,8 +350,12 @@ def _failure(path: Path, what: str, model_set: str, target: str = "it") -> Calla
 
 def _tokenizer_failure(vocab_path: Path, model_set: str, repo_dir: Path | None) -> Callable[[str], CacheFileError]:
     # huggingface_hub keeps the bytes in a blob the snapshot's file links to: delete the folder.
-    return _failure(vocab_path, f"tokenizer {TOKENIZER_REPO} vocabulary", model_set,
-                    target=f"the folder {repo_dir}" if repo_dir is not None else "it")
+    return _failure(
+        vocab_path,
+        f"tokenizer {TOKENIZER_REPO} vocabulary",
+        model_set,
+        target=f"the folder {repo_dir}" if repo_dir is not None else "it",
+    )
 
 
 def _read_bytes(path: Path, fail: Callable[[str], CacheFileError], size: int | None = None) -> bytes:
@@ -350,12 +383,13 @@ def _read_weights_file(path: Path, device: str, fail: Callable[[str], CacheFileE
         raise fail("empty (0 bytes): the download or copy was cut short")
     kind = _sniff(head)
     if kind == "other":
-        raise fail("not a PyTorch checkpoint: neither a zip archive nor a pickle stream (it starts "
-                   f"with bytes {head[:8].hex(' ')})")
+        raise fail(
+            "not a PyTorch checkpoint: neither a zip archive nor a pickle stream (it starts "
+            f"with bytes {head[:8].hex(' ')})"
+        )
     size = path.stat().st_size
     if kind == "zip" and not zipfile.is_zipfile(path):
-        raise fail(f"truncated: a zip archive without its end ({size:,} bytes; the download or "
-                   "copy was cut short)")
+        raise fail(f"truncated: a zip archive without its end ({size:,} bytes; the download or copy was cut short)")
     allowed = _numpy_checkpoint_globals()
     try:
         with torch.serialization.safe_globals(allowed):
@@ -365,18 +399,22 @@ def _read_weights_file(path: Path, device: str, fail: Callable[[str], CacheFileE
     except pickle.UnpicklingError as error:
         foreign = _refused_globals(path, allowed, error)
         if foreign:
-            raise fail(f"carries a pickled global outside the allow-list of weights files: "
-                       f"{', '.join(foreign)} (refused while reading; nothing in the file ran)") from None
-        raise fail(f"damaged or not a weights file: the weights-only unpickler refuses it"
-                   f"{_unpickler_reason(error)}") from None
+            raise fail(
+                f"carries a pickled global outside the allow-list of weights files: "
+                f"{', '.join(foreign)} (refused while reading; nothing in the file ran)"
+            ) from None
+        raise fail(
+            f"damaged or not a weights file: the weights-only unpickler refuses it{_unpickler_reason(error)}"
+        ) from None
     except EOFError:
         raise fail(f"truncated: the pickle stream ends early ({size:,} bytes)") from None
     except Exception as error:  # noqa: BLE001 - any failure of reading is the file's
         reason = _first_line(error)
         if "central directory" in reason or "truncated" in reason.lower():
             raise fail(f"truncated or damaged ({size:,} bytes): {_sentence(reason)}") from None
-        raise fail(f"damaged: cannot be read as a PyTorch checkpoint ({type(error).__name__}: "
-                   f"{_sentence(reason)})") from None
+        raise fail(
+            f"damaged: cannot be read as a PyTorch checkpoint ({type(error).__name__}: {_sentence(reason)})"
+        ) from None
 
 
 def _refused_globals(path: Path, allowed: list, error: Exception) -> list[str]:
@@ -419,9 +457,13 @@ def _pickle_globals(data: bytes) -> list[str]:
     return sorted(set(names))
 
 
-def _check_state_dict(provided: Mapping, expected: Mapping[str, torch.Tensor], model_name: str,
-                      fail: Callable[[str], CacheFileError],
-                      ignore: Callable[[str], bool] = lambda key: False) -> None:
+def _check_state_dict(
+    provided: Mapping,
+    expected: Mapping[str, torch.Tensor],
+    model_name: str,
+    fail: Callable[[str], CacheFileError],
+    ignore: Callable[[str], bool] = lambda key: False,
+) -> None:
     """Same tensor names and shapes as the model's, or :class:`CacheFileError` naming the first few."""
     not_tensors = [key for key, value in provided.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
@@ -429,10 +471,15 @@ def _check_state_dict(provided: Mapping, expected: Mapping[str, torch.Tensor], m
     wanted = {key for key in expected if not ignore(key)}
     given = {key for key in provided if not ignore(key)}
     if wanted != given:
-        raise fail(f"keys do not match {model_name}: missing {sorted(wanted - given)[:5]}, "
-                   f"unexpected {sorted(given - wanted)[:5]}")
-    wrong = [f"{key} {tuple(provided[key].shape)} in the file, {tuple(expected[key].shape)} in the model"
-             for key in sorted(wanted) if tuple(provided[key].shape) != tuple(expected[key].shape)]
+        raise fail(
+            f"keys do not match {model_name}: missing {sorted(wanted - given)[:5]}, "
+            f"unexpected {sorted(given - wanted)[:5]}"
+        )
+    wrong = [
+        f"{key} {tuple(provided[key].shape)} in the file, {tuple(expected[key].shape)} in the model"
+        for key in sorted(wanted)
+        if tuple(provided[key].shape) != tuple(expected[key].shape)
+    ]
     if wrong:
         more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
         raise fail(f"shapes do not match {model_name}: {'; '.join(wrong[:3])}{more}")
@@ -443,8 +490,11 @@ def _check_stage_model_args(model_args: dict, stage: str, fail: Callable[[str], 
     wrong = [key for key, value in needed.items() if model_args.get(key) != value]
     if not wrong:
         return
-    matches = [other for other, rules in STAGE_MODEL_ARGS.items()
-               if other != stage and all(model_args.get(key) == value for key, value in rules.items())]
+    matches = [
+        other
+        for other, rules in STAGE_MODEL_ARGS.items()
+        if other != stage and all(model_args.get(key) == value for key, value in rules.items())
+    ]
     looks = f" (those of Bark's {matches[0]} model: another stage's checkpoint)" if matches else ""
     has = ", ".join(f"{key} {model_args[key]}" if key in model_args else f"no {key}" for key in wrong)
     needs = ", ".join(f"{key} {needed[key]}" for key in wrong)
@@ -454,8 +504,11 @@ def _check_stage_model_args(model_args: dict, stage: str, fail: Callable[[str], 
 def _describe_contents(obj: Any) -> str:
     if isinstance(obj, Mapping) and isinstance(obj.get("model_args"), Mapping):
         args = obj["model_args"]
-        sizes = ", ".join(f"{key} {args[key]}" for key in ("n_layer", "n_embd", "input_vocab_size",
-                                                            "output_vocab_size") if key in args)
+        sizes = ", ".join(
+            f"{key} {args[key]}"
+            for key in ("n_layer", "n_embd", "input_vocab_size", "output_vocab_size")
+            if key in args
+        )
         return f"a Bark GPT checkpoint ({sizes})"
     if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return f"a state dict of {len(obj)} tensors ({_first_few(list(obj))})"

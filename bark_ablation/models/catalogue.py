@@ -32,6 +32,7 @@ def model_set_help(default: str, *, auto: bool = False) -> str:
     :data:`MODEL_SET_KINDS` with what it is (and ``auto`` first where ``auto`` is accepted)."""
     choices = [(name, kind) for name, kind in MODEL_SET_KINDS.items()]
     if auto:
-        choices.insert(0, (AUTO_MODEL_SET, f"{AUTO_REAL_SET} where its real weights are cached, else "
-                                           f"{DEFAULT_MODEL_SET}"))
+        choices.insert(
+            0, (AUTO_MODEL_SET, f"{AUTO_REAL_SET} where its real weights are cached, else {DEFAULT_MODEL_SET}")
+        )
     return "; ".join(f"{name} ({kind}{', the default' if name == default else ''})" for name, kind in choices)

@@ -48,8 +48,7 @@ def parameter_count(architecture: TinyArchitecture, vocab_in: int, vocab_out: in
     architecture against the published sizes without building anything.
     """
     d = architecture.n_embd
-    return (vocab_in * d + architecture.block_size * d + architecture.n_layer * (12 * d * d + 2 * d)
-            + d + d * vocab_out)
+    return vocab_in * d + architecture.block_size * d + architecture.n_layer * (12 * d * d + 2 * d) + d + d * vocab_out
 
 
 def block_parameter_count(architecture: TinyArchitecture) -> int:

@@ -19,8 +19,9 @@ from bark_ablation.models.cached_weights import (
 from bark_ablation.models.weight_downloads import download_missing
 
 
-def load_cached_models(name: str, device: str, *, locations: CacheLocations | None = None,
-                       allow_download: bool = False) -> tuple[dict, dict[str, Any]]:
+def load_cached_models(
+    name: str, device: str, *, locations: CacheLocations | None = None, allow_download: bool = False
+) -> tuple[dict, dict[str, Any]]:
     """Load model set ``name`` (``bark`` or ``bark-small``) in ``bark.generation.models`` layout.
 
     Returns ``(models, provenance)``. Raises :class:`~bark_ablation.core.errors.MissingWeightsError`

@@ -76,8 +76,9 @@ def tiny_tokenizer_dir() -> str:
     return str(resources.files("bark_ablation") / "assets" / "tiny_tokenizer")
 
 
-def build_tiny_models(device: str | torch.device = "cpu", *, codebooks: str = "random",
-                      architecture: TinyArchitecture = TINY_ARCHITECTURE) -> dict:
+def build_tiny_models(
+    device: str | torch.device = "cpu", *, codebooks: str = "random", architecture: TinyArchitecture = TINY_ARCHITECTURE
+) -> dict:
     """Build the tiny models in the layout of ``bark.generation.models``.
 
     Returns ``{"text": {"model", "tokenizer"}, "coarse", "fine", "codec"}`` on ``device``, in
@@ -90,15 +91,25 @@ def build_tiny_models(device: str | torch.device = "cpu", *, codebooks: str = "r
     from transformers import BertTokenizer
 
     arch = architecture
-    common = dict(n_layer=arch.n_layer, n_head=arch.n_head, n_embd=arch.n_embd,
-                  block_size=arch.block_size, dropout=0.0, bias=False)
-    text = GPT(GPTConfig(input_vocab_size=arch.text_input_vocab,
-                         output_vocab_size=arch.text_output_vocab, **common))
-    coarse = GPT(GPTConfig(input_vocab_size=arch.coarse_vocab,
-                           output_vocab_size=arch.coarse_vocab, **common))
-    fine = FineGPT(FineGPTConfig(input_vocab_size=arch.fine_vocab,
-                                 output_vocab_size=arch.fine_vocab,
-                                 n_codes_total=8, n_codes_given=1, **common))
+    common = dict(
+        n_layer=arch.n_layer,
+        n_head=arch.n_head,
+        n_embd=arch.n_embd,
+        block_size=arch.block_size,
+        dropout=0.0,
+        bias=False,
+    )
+    text = GPT(GPTConfig(input_vocab_size=arch.text_input_vocab, output_vocab_size=arch.text_output_vocab, **common))
+    coarse = GPT(GPTConfig(input_vocab_size=arch.coarse_vocab, output_vocab_size=arch.coarse_vocab, **common))
+    fine = FineGPT(
+        FineGPTConfig(
+            input_vocab_size=arch.fine_vocab,
+            output_vocab_size=arch.fine_vocab,
+            n_codes_total=8,
+            n_codes_given=1,
+            **common,
+        )
+    )
     for label, model in (("text", text), ("coarse", coarse), ("fine", fine)):
         _fill_gpt(label, model)
 
@@ -109,16 +120,16 @@ def build_tiny_models(device: str | torch.device = "cpu", *, codebooks: str = "r
     _fill_codec(codec, codebooks=codebooks)
 
     tokenizer = BertTokenizer.from_pretrained(tiny_tokenizer_dir(), local_files_only=True)
-    models = {"text": {"model": text, "tokenizer": tokenizer}, "coarse": coarse, "fine": fine,
-              "codec": codec}
+    models = {"text": {"model": text, "tokenizer": tokenizer}, "coarse": coarse, "fine": fine, "codec": codec}
     for model in (text, coarse, fine, codec):
         model.eval()
         model.to(device)
     return models
 
 
-def build_tiny_eos_models(device: str | torch.device = "cpu", *,
-                          architecture: TinyArchitecture = TINY_ARCHITECTURE) -> dict:
+def build_tiny_eos_models(
+    device: str | torch.device = "cpu", *, architecture: TinyArchitecture = TINY_ARCHITECTURE
+) -> dict:
     """The ``tiny-eos`` set: the ``tiny`` set with its own end-of-sequence row in the text head.
 
     Bark stops the semantic stage at the first step where end-of-sequence is sampled or its
@@ -159,9 +170,12 @@ def build_tiny_eos_models(device: str | torch.device = "cpu", *,
 
 def tiny_eos_differences() -> dict:
     """What the ``tiny-eos`` set changes in ``tiny``, for provenance records."""
-    return {"tensor": "text lm_head.weight", "row": EOS_TOKEN,
-            "values": "unit direction from numpy Generator (text, lm_head.weight[eos]) x norm",
-            "eos_head_norm": EOS_HEAD_NORM}
+    return {
+        "tensor": "text lm_head.weight",
+        "row": EOS_TOKEN,
+        "values": "unit direction from numpy Generator (text, lm_head.weight[eos]) x norm",
+        "eos_head_norm": EOS_HEAD_NORM,
+    }
 
 
 def _write_into(tensor: torch.Tensor, values: np.ndarray) -> None:
@@ -205,7 +219,7 @@ def _fill_gpt(label: str, model: torch.nn.Module) -> None:
             values = rng.normal(0.0, 1.0 / np.sqrt(fan_in), size=param.shape)
             n_embd = param.shape[0] // 3
             values[: 2 * n_embd] *= ATTENTION_QK_GAIN
-            values[2 * n_embd:] *= ATTENTION_VALUE_GAIN
+            values[2 * n_embd :] *= ATTENTION_VALUE_GAIN
         elif name.endswith("attn.c_proj.weight"):
             values = rng.normal(0.0, ATTENTION_VALUE_GAIN / np.sqrt(fan_in), size=param.shape)
         else:
@@ -221,8 +235,9 @@ def _fill_codec(codec: torch.nn.Module, *, codebooks: str) -> None:
     """
     params = dict(codec.named_parameters())
     buffers = dict(codec.named_buffers())
-    last_conv = max((n for n in params if n.startswith("decoder.") and n.endswith("weight_v")),
-                    key=lambda n: int(n.split(".")[2]))
+    last_conv = max(
+        (n for n in params if n.startswith("decoder.") and n.endswith("weight_v")), key=lambda n: int(n.split(".")[2])
+    )
     for name, param in params.items():
         rng = _generator("codec", name)
         if name.endswith("weight_g"):
@@ -237,8 +252,7 @@ def _fill_codec(codec: torch.nn.Module, *, codebooks: str) -> None:
         _write(param, values)
         if name.endswith("weight_v"):
             norm_axes = tuple(range(1, values.ndim))
-            _write(params[name[: -len("_v")] + "_g"],
-                   np.sqrt((values**2).sum(axis=norm_axes, keepdims=True)))
+            _write(params[name[: -len("_v")] + "_g"], np.sqrt((values**2).sum(axis=norm_axes, keepdims=True)))
     for name, buffer in buffers.items():
         if not name.endswith("_codebook.embed"):
             continue

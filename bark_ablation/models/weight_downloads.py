@@ -47,6 +47,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from bark_ablation.core.errors import BarkAblationError, CacheFileError, ModelSetError
+from bark_ablation.core.hub_access import hub_online
 from bark_ablation.models.cached_weights import (
     BARK_REPO,
     CHECKPOINTS,
@@ -58,8 +60,6 @@ from bark_ablation.models.cached_weights import (
     load_cached_encodec,
     load_cached_tokenizer,
 )
-from bark_ablation.core.errors import BarkAblationError, CacheFileError, ModelSetError
-from bark_ablation.core.hub_access import hub_online
 
 ENCODEC_URL_ENV = "BARK_ABLATION_ENCODEC_URL"
 """Environment variable overriding where EnCodec's weights are fetched from (read at call time)."""
@@ -84,8 +84,10 @@ class DownloadError(ModelSetError):
         self.url = url
         self.problem = problem
         self.destination = Path(destination)
-        message = (f"download of {what} from {url} failed: {problem}; nothing was left at "
-                   f"{self.destination} (run again to retry)")
+        message = (
+            f"download of {what} from {url} failed: {problem}; nothing was left at "
+            f"{self.destination} (run again to retry)"
+        )
         super().__init__(" ".join(message.split()))
 
 
@@ -139,8 +141,9 @@ def _only_the_files() -> Iterator[None]:
         constants.HF_HUB_DISABLE_TELEMETRY = saved
 
 
-def download_bark_checkpoint(stage: str, file_name: str, locations: CacheLocations, endpoint: str, *,
-                             model_set: str = "bark") -> Path:
+def download_bark_checkpoint(
+    stage: str, file_name: str, locations: CacheLocations, endpoint: str, *, model_set: str = "bark"
+) -> Path:
     """Fetch one of Bark's checkpoints from ``suno/bark`` into ``locations.bark_dir``."""
     from bark.model import GPT, GPTConfig
     from bark.model_fine import FineGPT, FineGPTConfig
@@ -153,8 +156,7 @@ def download_bark_checkpoint(stage: str, file_name: str, locations: CacheLocatio
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=locations.bark_dir))
     try:
         with _named_failures(f"Bark {stage} checkpoint {file_name}", url, destination):
-            pointer = hf_hub_download(repo_id=BARK_REPO, filename=file_name, cache_dir=staging,
-                                      endpoint=endpoint)
+            pointer = hf_hub_download(repo_id=BARK_REPO, filename=file_name, cache_dir=staging, endpoint=endpoint)
             blob = Path(os.path.realpath(pointer))
             _check_etag(blob, etag=blob.name)
             load_bark_checkpoint(blob, *classes, "cpu", stage=stage, model_set=model_set)
@@ -175,8 +177,11 @@ def download_tokenizer(locations: CacheLocations, endpoint: str, *, model_set: s
         url = hf_hub_url(TOKENIZER_REPO, file_name, endpoint=endpoint)
         try:
             with _named_failures(f"tokenizer {TOKENIZER_REPO} file {file_name}", url, repo_dir):
-                pointer = Path(hf_hub_download(repo_id=TOKENIZER_REPO, filename=file_name,
-                                               cache_dir=locations.hf_hub_dir, endpoint=endpoint))
+                pointer = Path(
+                    hf_hub_download(
+                        repo_id=TOKENIZER_REPO, filename=file_name, cache_dir=locations.hf_hub_dir, endpoint=endpoint
+                    )
+                )
                 blob = Path(os.path.realpath(pointer))
                 _check_etag(blob, etag=blob.name)
                 if file_name == "vocab.txt":
@@ -206,8 +211,10 @@ def download_encodec(locations: CacheLocations, url: str, *, model_set: str = "b
                 digest = _fetch(url, out)
             prefix = _url_hash_prefix(url)
             if prefix and not digest.startswith(prefix):
-                raise _Refused(f"its SHA-256 {digest[:16]}... does not start with {prefix}, the hash "
-                               f"prefix in the URL's file name: the bytes were damaged or are another file")
+                raise _Refused(
+                    f"its SHA-256 {digest[:16]}... does not start with {prefix}, the hash "
+                    f"prefix in the URL's file name: the bytes were damaged or are another file"
+                )
             load_cached_encodec(partial, "cpu", model_set=model_set)
             os.replace(partial, destination)
     finally:
@@ -248,8 +255,10 @@ def _check_etag(path: Path, etag: str) -> None:
     else:
         return
     if digest != etag:
-        raise _Refused(f"its {kind} is {digest[:16]}... where the Hub published {etag[:16]}... (its "
-                       f"ETag): the bytes were damaged in transit")
+        raise _Refused(
+            f"its {kind} is {digest[:16]}... where the Hub published {etag[:16]}... (its "
+            f"ETag): the bytes were damaged in transit"
+        )
 
 
 def _file_digest(path: Path, digest) -> str:

@@ -30,8 +30,14 @@ from bark_ablation.core.params import GenerationParams
 STAGES = ("semantic", "coarse", "fine")
 
 
-def run_recorded(runner, stage: str, requests: Sequence[StageRequest], params: GenerationParams,
-                 batch_size: int, reference: dict | None = None) -> tuple[list[np.ndarray], dict]:
+def run_recorded(
+    runner,
+    stage: str,
+    requests: Sequence[StageRequest],
+    params: GenerationParams,
+    batch_size: int,
+    reference: dict | None = None,
+) -> tuple[list[np.ndarray], dict]:
     """Run ``requests`` through the batched ``stage`` of ``runner``, ``batch_size`` rows at a time,
     watching each row's logits at each sampling step; returns ``(outputs, trace)``.
 
@@ -44,6 +50,7 @@ def run_recorded(runner, stage: str, requests: Sequence[StageRequest], params: G
     outputs: list[np.ndarray] = []
     method = getattr(runner, f"{stage}_batch")
     for start in range(0, len(requests), batch_size):
+
         def observe(row: int, step: int, logits: torch.Tensor, offset: int = start) -> None:
             row += offset
             logits = logits.detach().float().cpu()
@@ -59,7 +66,7 @@ def run_recorded(runner, stage: str, requests: Sequence[StageRequest], params: G
                 difference = float((theirs - logits)[finite].abs().max()) if finite.any() else float("inf")
             steps.append((step, equal, difference))
 
-        outputs += method(list(requests[start:start + batch_size]), params, observer=observe)
+        outputs += method(list(requests[start : start + batch_size]), params, observer=observe)
     return outputs, trace
 
 
@@ -89,20 +96,25 @@ class RowComparison:
     violations: list[tuple[int, int]] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.stage}: {self.rows} rows, {self.steps} steps; logits differ in {self.differing_steps} "
-                f"steps of {self.rows_with_differing_logits} rows (max |diff| {self.max_abs_difference:.3g}); "
-                f"tokens differ in {self.rows_with_differing_tokens} rows")
+        return (
+            f"{self.stage}: {self.rows} rows, {self.steps} steps; logits differ in {self.differing_steps} "
+            f"steps of {self.rows_with_differing_logits} rows (max |diff| {self.max_abs_difference:.3g}); "
+            f"tokens differ in {self.rows_with_differing_tokens} rows"
+        )
 
     def check(self) -> None:
         """CheckFailure naming each row whose tokens changed while its logits had not."""
         if self.violations:
             listed = ", ".join(f"row {row} at token {position}" for row, position in self.violations[:5])
-            raise CheckFailure(f"{self.stage}: batched tokens differ from batch 1 where every earlier logit was "
-                               f"bit-equal ({listed}): rows do not draw from their own generators; {self.summary()}")
+            raise CheckFailure(
+                f"{self.stage}: batched tokens differ from batch 1 where every earlier logit was "
+                f"bit-equal ({listed}): rows do not draw from their own generators; {self.summary()}"
+            )
 
 
-def compare_rows(stage: str, batched: tuple[list[np.ndarray], dict], single_outputs: Sequence[np.ndarray]
-                 ) -> RowComparison:
+def compare_rows(
+    stage: str, batched: tuple[list[np.ndarray], dict], single_outputs: Sequence[np.ndarray]
+) -> RowComparison:
     """Compare batched rows with the same rows at batch size 1: ``batched`` is the ``(outputs, trace)``
     of :func:`run_recorded` run with the batch-1 run's trace as ``reference``."""
     result = RowComparison(stage)
@@ -165,12 +177,13 @@ def distribution_test(first: Sequence[int], second: Sequence[int], min_expected:
     values, counts = np.unique(np.concatenate([first, second]), return_counts=True)
     share = min(first.size, second.size) / (first.size + second.size)
     kept = values[counts * share >= min_expected]
-    table = [[int(np.sum(sample == value)) for value in kept] + [int(np.sum(~np.isin(sample, kept)))]
-             for sample in (first, second)]
+    table = [
+        [int(np.sum(sample == value)) for value in kept] + [int(np.sum(~np.isin(sample, kept)))]
+        for sample in (first, second)
+    ]
     table = np.array(table)
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
         return DistributionTest(0.0, 1.0, 0, int(table.shape[1]), (first.size, second.size))
     statistic, p_value, dof, _ = stats.chi2_contingency(table, correction=False)
-    return DistributionTest(float(statistic), float(p_value), int(dof), int(table.shape[1]),
-                            (first.size, second.size))
+    return DistributionTest(float(statistic), float(p_value), int(dof), int(table.shape[1]), (first.size, second.size))

@@ -137,7 +137,7 @@ class EarlyStopReport:
             return None
         return float(self.p_eos[step] - self.min_eos_p)
 
-    def check(self) -> "EarlyStopReport":
+    def check(self) -> EarlyStopReport:
         """Raise :class:`EarlyStopMismatch` naming the first bad step; return ``self`` if none."""
         if self.problems:
             step, p_eos, message = self.problems[0]
@@ -182,8 +182,9 @@ def semantic_input_ids(tokenizer, text: str, history: VoicePrompt | np.ndarray |
     return np.concatenate([text_part, history_part, [SEMANTIC_INFER_TOKEN]])
 
 
-def filtered_probabilities(logits: np.ndarray, temperature: float, top_k: int | None = None,
-                           top_p: float | None = None) -> np.ndarray:
+def filtered_probabilities(
+    logits: np.ndarray, temperature: float, top_k: int | None = None, top_p: float | None = None
+) -> np.ndarray:
     """Sampling distribution of Bark's semantic stage from one step's ``logits`` (shape (V,)).
 
     Top-p first, on the raw logits: in descending order, a token is kept when the probability
@@ -202,31 +203,40 @@ def filtered_probabilities(logits: np.ndarray, temperature: float, top_k: int | 
     return softmax(logits / temperature)
 
 
-def _warped_probabilities(logits: np.ndarray, temperature: float, top_k: int | None,
-                          top_p: float | None) -> np.ndarray:
+def _warped_probabilities(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None) -> np.ndarray:
     """transformers' order: temperature, then top-k, then top-p on the tempered distribution
     (its top-p keeps the crossing token too; ties at the boundary may differ). Used only for the
     probability of a sampled EOS, so an approximation at the filter's boundary is harmless."""
     return filtered_probabilities(np.asarray(logits, dtype=np.float64) / temperature, 1.0, top_k, top_p)
 
 
-def step_logits(model_set, text: str, history: VoicePrompt | np.ndarray | None,
-                tokens: np.ndarray, n_steps: int) -> np.ndarray:
+def step_logits(
+    model_set, text: str, history: VoicePrompt | np.ndarray | None, tokens: np.ndarray, n_steps: int
+) -> np.ndarray:
     """Semantic logits (10_000 semantic + EOS, shape (n_steps, 10_001), float64) of steps
     ``0..n_steps-1``, from one forward pass over the input and ``tokens[:n_steps - 1]``."""
     import torch
 
     models = model_set.models
-    ids = np.concatenate([semantic_input_ids(models["text"]["tokenizer"], text, history),
-                          np.asarray(tokens[: n_steps - 1], dtype=np.int64)])
+    ids = np.concatenate(
+        [
+            semantic_input_ids(models["text"]["tokenizer"], text, history),
+            np.asarray(tokens[: n_steps - 1], dtype=np.int64),
+        ]
+    )
     if model_set.implementation == "transformers":
         model = models["bark"].semantic
         device = model.position_embeds_layer.weight.device
         x = torch.from_numpy(ids)[None].to(device)
         with torch.inference_mode():
             embed = model.input_embeds_layer
-            merged = torch.cat([embed(x[:, :CONTEXT_TOKENS]) + embed(x[:, CONTEXT_TOKENS:2 * CONTEXT_TOKENS]),
-                                embed(x[:, 2 * CONTEXT_TOKENS:])], dim=1)
+            merged = torch.cat(
+                [
+                    embed(x[:, :CONTEXT_TOKENS]) + embed(x[:, CONTEXT_TOKENS : 2 * CONTEXT_TOKENS]),
+                    embed(x[:, 2 * CONTEXT_TOKENS :]),
+                ],
+                dim=1,
+            )
             logits = model(inputs_embeds=merged, use_cache=False).logits[0]
     else:
         model = models["text"]["model"]
@@ -246,9 +256,16 @@ def step_logits(model_set, text: str, history: VoicePrompt | np.ndarray | None,
     return np.concatenate([steps[:, :SEMANTIC_VOCAB_SIZE], steps[:, [SEMANTIC_PAD_TOKEN]]], axis=1)
 
 
-def early_stop_oracle(model_set, text: str, history: VoicePrompt | np.ndarray | None,
-                      params: GenerationParams, tokens: np.ndarray, *, margin: float = DEFAULT_MARGIN,
-                      min_sampled_p: float = DEFAULT_MIN_SAMPLED_P) -> EarlyStopReport:
+def early_stop_oracle(
+    model_set,
+    text: str,
+    history: VoicePrompt | np.ndarray | None,
+    params: GenerationParams,
+    tokens: np.ndarray,
+    *,
+    margin: float = DEFAULT_MARGIN,
+    min_sampled_p: float = DEFAULT_MIN_SAMPLED_P,
+) -> EarlyStopReport:
     """Check that ``tokens`` (the semantic stage's output for ``text`` with semantic history
     ``history`` under ``params`` on ``model_set``) ended where the early-stop rule says.
 
@@ -265,40 +282,67 @@ def early_stop_oracle(model_set, text: str, history: VoicePrompt | np.ndarray | 
     threshold = params.min_eos_p
     problems: list[tuple[int, float | None, str]] = []
     if n_tokens > limit:
-        problems.append((limit, None, f"step {limit}: the run has {n_tokens} tokens, but the cap of "
-                                      f"{params.max_duration_s} s stops Bark after {limit}"))
+        problems.append(
+            (
+                limit,
+                None,
+                f"step {limit}: the run has {n_tokens} tokens, but the cap of "
+                f"{params.max_duration_s} s stops Bark after {limit}",
+            )
+        )
     if not params.allow_early_stop:
         if n_tokens < limit:
-            problems.append((n_tokens, None, f"step {n_tokens}: the run stopped early with early stop off "
-                                             f"(cap: {limit} tokens)"))
+            problems.append(
+                (n_tokens, None, f"step {n_tokens}: the run stopped early with early stop off (cap: {limit} tokens)")
+            )
         empty = np.zeros(0)
-        return EarlyStopReport(rule, threshold, n_tokens, limit, empty, empty, None,
-                               "cap" if n_tokens == limit else "none", (), tuple(problems), margin)
+        return EarlyStopReport(
+            rule,
+            threshold,
+            n_tokens,
+            limit,
+            empty,
+            empty,
+            None,
+            "cap" if n_tokens == limit else "none",
+            (),
+            tuple(problems),
+            margin,
+        )
 
     n_steps = min(n_tokens, limit - 1) + 1  # decisions at steps 0..n_tokens (0..limit-1 at the cap)
     logits = step_logits(model_set, text, history, tokens, n_steps)
     if rule == "transformers":
         p_rule = softmax(logits, axis=-1)[:, -1]
-        p_sampled = np.array([_warped_probabilities(row, params.semantic_temp, params.top_k, params.top_p)[-1]
-                              for row in logits])
+        p_sampled = np.array(
+            [_warped_probabilities(row, params.semantic_temp, params.top_k, params.top_p)[-1] for row in logits]
+        )
     else:
-        p_rule = np.array([filtered_probabilities(row, params.semantic_temp, params.top_k, params.top_p)[-1]
-                           for row in logits])
+        p_rule = np.array(
+            [filtered_probabilities(row, params.semantic_temp, params.top_k, params.top_p)[-1] for row in logits]
+        )
         p_sampled = p_rule
 
     def meets(p: float) -> bool:
         return threshold is not None and (p > threshold if rule == "transformers" else p >= threshold)
 
-    ambiguous = tuple(int(s) for s in np.flatnonzero(np.abs(p_rule - threshold) < margin)) \
-        if threshold is not None else ()
+    ambiguous = (
+        tuple(int(s) for s in np.flatnonzero(np.abs(p_rule - threshold) < margin)) if threshold is not None else ()
+    )
     first = next((s for s, p in enumerate(p_rule) if meets(p)), None)
     comparison = ">" if rule == "transformers" else ">="
     for step in range(min(n_tokens, n_steps)):
         p = float(p_rule[step])
         if threshold is not None and p - threshold >= margin:
-            problems.append((step, p, f"step {step}: p_eos = {p:.6f} {comparison} min_eos_p = {threshold} "
-                                      f"(by {p - threshold:.2e}), so {rule} stops here, but the run went on "
-                                      f"to {n_tokens} tokens"))
+            problems.append(
+                (
+                    step,
+                    p,
+                    f"step {step}: p_eos = {p:.6f} {comparison} min_eos_p = {threshold} "
+                    f"(by {p - threshold:.2e}), so {rule} stops here, but the run went on "
+                    f"to {n_tokens} tokens",
+                )
+            )
     if n_tokens < limit:
         p = float(p_rule[n_tokens])
         drawn = float(p_sampled[n_tokens])
@@ -310,31 +354,45 @@ def early_stop_oracle(model_set, text: str, history: VoicePrompt | np.ndarray | 
             stop = "sampled-eos"
             if drawn < min_sampled_p:
                 below = "" if threshold is None else f" < min_eos_p = {threshold} (by {threshold - p:.2e})"
-                problems.append((n_tokens, p, f"step {n_tokens}: the run stopped with p_eos = {p:.3g}{below}, "
-                                              f"and EOS had only {drawn:.3g} probability of being sampled "
-                                              f"(< {min_sampled_p})"))
+                problems.append(
+                    (
+                        n_tokens,
+                        p,
+                        f"step {n_tokens}: the run stopped with p_eos = {p:.3g}{below}, "
+                        f"and EOS had only {drawn:.3g} probability of being sampled "
+                        f"(< {min_sampled_p})",
+                    )
+                )
     else:
         stop = "cap" if n_tokens == limit else "none"
-    return EarlyStopReport(rule, threshold, n_tokens, limit, p_rule, p_sampled, first, stop, ambiguous,
-                           tuple(problems), margin)
+    return EarlyStopReport(
+        rule, threshold, n_tokens, limit, p_rule, p_sampled, first, stop, ambiguous, tuple(problems), margin
+    )
 
 
-def check_early_stop(model_set, text: str, history: VoicePrompt | np.ndarray | None,
-                     params: GenerationParams, tokens: np.ndarray, **options) -> EarlyStopReport:
+def check_early_stop(
+    model_set,
+    text: str,
+    history: VoicePrompt | np.ndarray | None,
+    params: GenerationParams,
+    tokens: np.ndarray,
+    **options,
+) -> EarlyStopReport:
     """:func:`early_stop_oracle`, raising :class:`EarlyStopMismatch` (an ``AssertionError``)
     that names the step, its ``p_eos`` and the threshold when the run disagrees with the rule."""
     return early_stop_oracle(model_set, text, history, params, tokens, **options).check()
 
 
-def check_generation(model_set, generation, prompt: VoicePrompt, other_prompt: VoicePrompt | None = None,
-                     **options) -> EarlyStopReport:
+def check_generation(
+    model_set, generation, prompt: VoicePrompt, other_prompt: VoicePrompt | None = None, **options
+) -> EarlyStopReport:
     """:func:`check_early_stop` for a :class:`~bark_ablation.generation.pipeline.Generation`: the semantic
     history is the one its conditioning gave the semantic stage (``prompt`` the run's voice
     prompt, ``other_prompt`` for other-speaker controls)."""
     from bark_ablation.core.conditioning import Stage
     from bark_ablation.core.controls import stage_history
 
-    history = stage_history(generation.conditioning.source(Stage.SEMANTIC), Stage.SEMANTIC, prompt,
-                            generation.seed, other_prompt)
-    return check_early_stop(model_set, generation.text, history, generation.params, generation.semantic,
-                            **options)
+    history = stage_history(
+        generation.conditioning.source(Stage.SEMANTIC), Stage.SEMANTIC, prompt, generation.seed, other_prompt
+    )
+    return check_early_stop(model_set, generation.text, history, generation.params, generation.semantic, **options)

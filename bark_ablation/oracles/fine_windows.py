@@ -116,10 +116,13 @@ class FineWindowLayout:
         parts = []
         for window in self.windows:
             lo, hi = self.output_fill(window)
-            parts.append(f"window {window.index}: reads input {window.start}-{window.stop - 1}, "
-                         f"writes output {lo}-{hi - 1}")
-        return (f"T = {self.coarse_frames} frames, H = {self.history_frames} history frames, "
-                f"{len(self.windows)} windows ({'; '.join(parts)})")
+            parts.append(
+                f"window {window.index}: reads input {window.start}-{window.stop - 1}, writes output {lo}-{hi - 1}"
+            )
+        return (
+            f"T = {self.coarse_frames} frames, H = {self.history_frames} history frames, "
+            f"{len(self.windows)} windows ({'; '.join(parts)})"
+        )
 
 
 def fine_history_frames(prompt_fine_frames: int | None, *, max_history: int = MAX_HISTORY_FRAMES) -> int:
@@ -128,8 +131,9 @@ def fine_history_frames(prompt_fine_frames: int | None, *, max_history: int = MA
     return 0 if prompt_fine_frames is None else min(max_history, int(prompt_fine_frames))
 
 
-def fine_window_layout(coarse_frames: int, history_frames: int, *, window_frames: int = WINDOW_FRAMES,
-                       stride_frames: int = STRIDE_FRAMES) -> FineWindowLayout:
+def fine_window_layout(
+    coarse_frames: int, history_frames: int, *, window_frames: int = WINDOW_FRAMES, stride_frames: int = STRIDE_FRAMES
+) -> FineWindowLayout:
     """The layout of Bark's fine stage for ``coarse_frames`` (T > 0) and ``history_frames``
     (H >= 0, already capped at 512), from the rule in the module docstring. ``window_frames`` and
     ``stride_frames`` exist so that a test can build a wrong layout (stride 511 or 513) and show
@@ -154,15 +158,15 @@ def check_rows_match_coarse(coarse: np.ndarray, fine: np.ndarray, layout: FineWi
     """
     coarse, fine = np.asarray(coarse), np.asarray(fine)
     if fine.ndim != 2 or fine.shape[1] != coarse.shape[1] or fine.shape[0] < N_GIVEN_CODEBOOKS:
-        raise CheckFailure(f"fine codes: shape {fine.shape}, expected ({N_CODEBOOKS}, {coarse.shape[1]}) "
-                           f"to match the coarse codes")
+        raise CheckFailure(
+            f"fine codes: shape {fine.shape}, expected ({N_CODEBOOKS}, {coarse.shape[1]}) to match the coarse codes"
+        )
     for index, lo, hi in layout.spans():
         differ = np.asarray(fine[:N_GIVEN_CODEBOOKS, lo:hi] != coarse[:, lo:hi]).any(axis=0)
         if differ.any():
             frame = lo + int(np.argmax(differ))
             codebook = int(np.argmax(fine[:N_GIVEN_CODEBOOKS, frame] != coarse[:, frame]))
-            where = (f"after the window boundary at output frame {lo}" if lo > 0
-                     else "before the first window boundary")
+            where = f"after the window boundary at output frame {lo}" if lo > 0 else "before the first window boundary"
             raise CheckFailure(
                 f"fine rows 0-1 differ from the coarse codes {where} (window {index} has the last word "
                 f"on output frames {lo}-{hi - 1}): first differing frame {frame} (codebook {codebook}: "
@@ -193,17 +197,21 @@ def check_window_writes(layout: FineWindowLayout, observed: Sequence[ObservedWin
     window, the codebook and the first frame that disagrees (input and output frames)."""
     h = layout.history_frames
     if len(observed) != len(layout.windows):
-        raise CheckFailure(f"fine stage ran {len(observed)} windows, the layout has {len(layout.windows)}: "
-                           f"{layout.describe()}")
+        raise CheckFailure(
+            f"fine stage ran {len(observed)} windows, the layout has {len(layout.windows)}: {layout.describe()}"
+        )
     expected_codebooks = tuple(range(N_GIVEN_CODEBOOKS, N_CODEBOOKS))
     for window, seen in zip(layout.windows, observed):
         if seen.start != window.start:
-            raise CheckFailure(f"window {window.index} read from input frame {seen.start} (output frame "
-                               f"{seen.start - h}); the layout says {window.start} (output frame "
-                               f"{window.start - h}): {layout.describe()}")
+            raise CheckFailure(
+                f"window {window.index} read from input frame {seen.start} (output frame "
+                f"{seen.start - h}); the layout says {window.start} (output frame "
+                f"{window.start - h}): {layout.describe()}"
+            )
         if tuple(seen.codebooks) != expected_codebooks:
-            raise CheckFailure(f"window {window.index} predicted codebooks {tuple(seen.codebooks)}, "
-                               f"expected {expected_codebooks}")
+            raise CheckFailure(
+                f"window {window.index} predicted codebooks {tuple(seen.codebooks)}, expected {expected_codebooks}"
+            )
         expected = np.arange(window.fill_start, window.stop)
         for codebook in expected_codebooks:
             got = np.unique(np.asarray(seen.written.get(codebook, ()), dtype=np.int64))

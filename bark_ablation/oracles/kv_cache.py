@@ -18,11 +18,11 @@ import numpy as np
 
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS, Conditioning, Stage
 from bark_ablation.core.controls import stage_history
-from bark_ablation.implementations.registry import activated
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.prompts import VoicePrompt
-from bark_ablation.oracles.sampling_oracle import Step, observe_coarse, observe_semantic
 from bark_ablation.core.seeding import seeded_stage
+from bark_ablation.implementations.registry import activated
+from bark_ablation.oracles.sampling_oracle import Step, observe_coarse, observe_semantic
 
 CACHED_STAGES = ("semantic", "coarse")
 
@@ -42,9 +42,16 @@ CellRuns = Mapping[str, Mapping[str, StageRun]]
 """``{cell id: {"semantic": StageRun, "coarse": StageRun}}``."""
 
 
-def stage_tokens_by_cell(model_set, text: str, prompt: VoicePrompt, seed: int, params: GenerationParams,
-                         cells: Iterable[Conditioning] = ALL_CONDITIONINGS, *,
-                         record: bool | None = None) -> dict[str, dict[str, StageRun]]:
+def stage_tokens_by_cell(
+    model_set,
+    text: str,
+    prompt: VoicePrompt,
+    seed: int,
+    params: GenerationParams,
+    cells: Iterable[Conditioning] = ALL_CONDITIONINGS,
+    *,
+    record: bool | None = None,
+) -> dict[str, dict[str, StageRun]]:
     """The semantic and coarse stage runs of every cell in ``cells`` for one seed.
 
     A stage's run is shared between cells that give it the same input and history (the 8 cells
@@ -65,14 +72,16 @@ def stage_tokens_by_cell(model_set, text: str, prompt: VoicePrompt, seed: int, p
                 shared[key_sem] = _run("semantic", runner, model_set, text, h_sem, seed, params, record)
             key_coarse = (key_sem, "coarse", None if h_coarse is None else h_coarse.fingerprint)
             if key_coarse not in shared:
-                shared[key_coarse] = _run("coarse", runner, model_set, shared[key_sem].tokens, h_coarse, seed,
-                                          params, record)
+                shared[key_coarse] = _run(
+                    "coarse", runner, model_set, shared[key_sem].tokens, h_coarse, seed, params, record
+                )
             results[cell.id] = {"semantic": shared[key_sem], "coarse": shared[key_coarse]}
     return results
 
 
-def _run(stage: str, runner, model_set, stage_input, history, seed: int, params: GenerationParams,
-         record: bool) -> StageRun:
+def _run(
+    stage: str, runner, model_set, stage_input, history, seed: int, params: GenerationParams, record: bool
+) -> StageRun:
     if record:
         observe = observe_semantic if stage == "semantic" else observe_coarse
         return StageRun(*observe(runner, model_set, stage_input, history, seed, params))
@@ -94,8 +103,10 @@ class TokenDifference:
     """How many positions differ in all (0 for a length difference)."""
 
     def describe(self) -> str:
-        return (f"cell {self.cell}, {self.stage} stage, {self.position}: {self.first} vs {self.second} "
-                f"({self.differing} position(s) differ)")
+        return (
+            f"cell {self.cell}, {self.stage} stage, {self.position}: {self.first} vs {self.second} "
+            f"({self.differing} position(s) differ)"
+        )
 
 
 def token_differences(first: CellRuns, second: CellRuns, *, stages=CACHED_STAGES) -> list[TokenDifference]:

@@ -48,7 +48,7 @@ CODEBOOK_SIZE = 1024
 [10_000 + 1024 c, 10_000 + 1024 (c + 1))."""
 N_COARSE_CODEBOOKS = 2
 STAGE_MODEL_KEYS = {"semantic": "text", "coarse": "coarse"}
-FLOAT32_EPS = 2.0 ** -24
+FLOAT32_EPS = 2.0**-24
 """Unit roundoff of float32: the error bound per addition of a float32 sum of probabilities."""
 
 
@@ -76,8 +76,10 @@ def stage_model(model_set, stage: str):
     if stage not in STAGE_MODEL_KEYS:
         raise ValueError(f"stage must be one of {', '.join(STAGE_MODEL_KEYS)}, got {stage!r}")
     if model_set.implementation == "transformers":
-        raise ValueError("recorded_logits: transformers' Bark samples inside its own generate() with its "
-                         "own logits processors; a hook on its model does not show what its sampler used")
+        raise ValueError(
+            "recorded_logits: transformers' Bark samples inside its own generate() with its "
+            "own logits processors; a hook on its model does not show what its sampler used"
+        )
     entry = model_set.models[STAGE_MODEL_KEYS[stage]]
     return entry["model"] if stage == "semantic" else entry
 
@@ -136,8 +138,10 @@ def semantic_steps(calls: Sequence[np.ndarray], tokens: np.ndarray, *, allow_ear
     tokens = np.asarray(tokens).reshape(-1)
     extra = len(calls) - len(tokens)
     if extra not in (0, 1) or (extra == 1 and not allow_early_stop):
-        raise ValueError(f"semantic stage: {len(calls)} model calls for {len(tokens)} tokens "
-                         f"(expected {len(tokens)}{' or one more' if allow_early_stop else ''})")
+        raise ValueError(
+            f"semantic stage: {len(calls)} model calls for {len(tokens)} tokens "
+            f"(expected {len(tokens)}{' or one more' if allow_early_stop else ''})"
+        )
     steps = []
     for index, call in enumerate(calls):
         relevant = call[:SEMANTIC_VOCAB_SIZE]
@@ -167,7 +171,7 @@ def coarse_steps(calls: Sequence[np.ndarray], codes: np.ndarray) -> list[Step]:
     for index, call in enumerate(calls):
         codebook = index % N_COARSE_CODEBOOKS
         start = SEMANTIC_VOCAB_SIZE + codebook * CODEBOOK_SIZE
-        relevant = call[start:start + CODEBOOK_SIZE].astype(np.float64)
+        relevant = call[start : start + CODEBOOK_SIZE].astype(np.float64)
         steps.append(Step("coarse", index, relevant, int(codes[codebook, index // N_COARSE_CODEBOOKS])))
     return steps
 
@@ -273,9 +277,11 @@ class Violation:
     """How many tokens the oracle allowed at that step."""
 
     def describe(self) -> str:
-        return (f"{self.stage} {self.run} step {self.step}: sampled token {self.token} (rank {self.rank}, "
-                f"probability {self.probability:.4g} at temperature 1) is outside the {self.allowed} "
-                f"allowed token(s)")
+        return (
+            f"{self.stage} {self.run} step {self.step}: sampled token {self.token} (rank {self.rank}, "
+            f"probability {self.probability:.4g} at temperature 1) is outside the {self.allowed} "
+            f"allowed token(s)"
+        )
 
 
 @dataclass
@@ -316,8 +322,10 @@ class FilterReport:
         return not self.violations
 
     def describe(self, limit: int = 10) -> str:
-        head = (f"{self.stage}: {self.steps} steps, {len(self.violations)} sampled token(s) outside the "
-                f"allowed set, {self.ambiguous_steps} ambiguous steps")
+        head = (
+            f"{self.stage}: {self.steps} steps, {len(self.violations)} sampled token(s) outside the "
+            f"allowed set, {self.ambiguous_steps} ambiguous steps"
+        )
         lines = [head] + ["  " + v.describe() for v in self.violations[:limit]]
         if len(self.violations) > limit:
             lines.append(f"  ... and {len(self.violations) - limit} more")
@@ -327,8 +335,9 @@ class FilterReport:
         """Ranks expected to be sampled at least ``min_expected`` times that were never sampled
         (a count with Poisson-like spread and mean >= 3 is 0 with probability <= 5 %; the
         suite's seeds fix which way that falls, so a pass stays a pass)."""
-        return sorted(rank for rank, expected in self.expected.items()
-                      if expected >= min_expected and not self.observed[rank])
+        return sorted(
+            rank for rank, expected in self.expected.items() if expected >= min_expected and not self.observed[rank]
+        )
 
     def rank_misfits(self, z: float = 4.0) -> list[str]:
         """Ranks whose observed count lies more than ``z`` standard deviations (plus 1, for
@@ -338,13 +347,22 @@ class FilterReport:
         for rank in sorted(set(self.expected) | set(self.observed)):
             expected, observed = self.expected.get(rank, 0.0), self.observed[rank]
             if abs(observed - expected) > z * math.sqrt(self.variance.get(rank, 0.0)) + 1.0:
-                misfits.append(f"rank {rank}: sampled {observed} times, expected {expected:.1f} "
-                               f"(sd {math.sqrt(self.variance.get(rank, 0.0)):.1f})")
+                misfits.append(
+                    f"rank {rank}: sampled {observed} times, expected {expected:.1f} "
+                    f"(sd {math.sqrt(self.variance.get(rank, 0.0)):.1f})"
+                )
         return misfits
 
 
-def check_filter(steps: Sequence[Step], oracle: Oracle, temperature: float, *, run: str = "",
-                 report: FilterReport | None = None, min_probability: float = 0.05) -> FilterReport:
+def check_filter(
+    steps: Sequence[Step],
+    oracle: Oracle,
+    temperature: float,
+    *,
+    run: str = "",
+    report: FilterReport | None = None,
+    min_probability: float = 0.05,
+) -> FilterReport:
     """Check every step's sampled token against ``oracle``'s allowed set; add to ``report``.
 
     ``temperature`` is the stage's sampling temperature (> 0), used for the probabilities after
@@ -358,9 +376,17 @@ def check_filter(steps: Sequence[Step], oracle: Oracle, temperature: float, *, r
         if not verdict.kept[token] and not verdict.ambiguous[token]:
             order = descending_order(step.logits)
             rank = int(np.nonzero(order == token)[0][0]) + 1
-            report.violations.append(Violation(step.stage, run, step.index, token, rank,
-                                               float(softmax(step.logits)[token]),
-                                               int(np.count_nonzero(verdict.kept))))
+            report.violations.append(
+                Violation(
+                    step.stage,
+                    run,
+                    step.index,
+                    token,
+                    rank,
+                    float(softmax(step.logits)[token]),
+                    int(np.count_nonzero(verdict.kept)),
+                )
+            )
             continue
         if verdict.ambiguous.any():
             report.ambiguous_steps += 1
@@ -397,7 +423,9 @@ def observe_semantic(runner, model_set, text: str, history, seed: int, params) -
     return tokens, semantic_steps(recorder.calls, tokens, allow_early_stop=params.allow_early_stop)
 
 
-def observe_coarse(runner, model_set, semantic: np.ndarray, history, seed: int, params) -> tuple[np.ndarray, list[Step]]:
+def observe_coarse(
+    runner, model_set, semantic: np.ndarray, history, seed: int, params
+) -> tuple[np.ndarray, list[Step]]:
     """Run Bark's coarse stage as the pipeline does (seeded from ``(seed, "coarse")``); return its
     (2, T) codes and its steps."""
     from bark_ablation.core.seeding import seeded_stage

@@ -49,19 +49,26 @@ class BisectResult:
 
     def describe(self, question: str) -> str:
         steps = f"{len(self.judged)} release(s) tested: " + ", ".join(
-            f"{v} {'yes' if j else 'no' if j is False else 'skipped'}" for v, j, _ in self.judged)
+            f"{v} {'yes' if j else 'no' if j is False else 'skipped'}" for v, j, _ in self.judged
+        )
         if not self.found:
-            return (f"{question}: in no release searched; the newest, {self.last_without}, does not show it "
-                    f"({self.judged[0][2]})")
+            return (
+                f"{question}: in no release searched; the newest, {self.last_without}, does not show it "
+                f"({self.judged[0][2]})"
+            )
         if self.last_without is None and self.unjudged_between:
-            return (f"{question}: first shown in {self.first} or earlier: no release before it could be judged "
-                    f"({', '.join(self.unjudged_between)}) ({steps})")
+            return (
+                f"{question}: first shown in {self.first} or earlier: no release before it could be judged "
+                f"({', '.join(self.unjudged_between)}) ({steps})"
+            )
         if self.last_without is None:
             return f"{question}: already in the oldest release searched, {self.first} ({steps})"
         if self.unjudged_between:
-            return (f"{question}: first shown in one of {', '.join(self.unjudged_between)}"
-                    f"{' or ' + self.first if self.first else ''} (none of the former could be judged); "
-                    f"not in {self.last_without} ({steps})")
+            return (
+                f"{question}: first shown in one of {', '.join(self.unjudged_between)}"
+                f"{' or ' + self.first if self.first else ''} (none of the former could be judged); "
+                f"not in {self.last_without} ({steps})"
+            )
         return f"{question}: first shown in {self.first}; not in {self.last_without}, the release before it ({steps})"
 
 
@@ -87,8 +94,10 @@ def bisect_releases(versions: Sequence[str], judge: Callable[[str], tuple[Judgem
 
     newest = len(versions) - 1
     if ask(newest) is None:
-        raise ReleaseError(f"bisect: the newest release searched, {versions[newest]}, cannot be judged "
-                           f"({judged[-1][2]}); name an older one with --until")
+        raise ReleaseError(
+            f"bisect: the newest release searched, {versions[newest]}, cannot be judged "
+            f"({judged[-1][2]}); name an older one with --until"
+        )
     if memo[newest] is False:
         return BisectResult(None, versions[newest], [], judged)
     if newest == 0 or ask(0) is True:
@@ -184,18 +193,23 @@ class SurfaceBisect:
 
     def describe(self, check: str) -> str:
         if not self.found:
-            return (f"{check}: fails in no release judged ({len(self.judged)} judged: "
-                    + ", ".join(f"{v} {'fails' if j else 'works' if j is False else 'skipped'}"
-                                for v, j, _ in self.judged) + ")")
+            return (
+                f"{check}: fails in no release judged ({len(self.judged)} judged: "
+                + ", ".join(f"{v} {'fails' if j else 'works' if j is False else 'skipped'}" for v, j, _ in self.judged)
+                + ")"
+            )
         text = self.failing.describe(f"{check} fails")
         if self.fixed is None:
-            return text + "; no release after it was judged to work (it still fails, or cannot be judged, up to the " \
-                          "newest release searched)"
+            return (
+                text + "; no release after it was judged to work (it still fails, or cannot be judged, up to the "
+                "newest release searched)"
+            )
         return text + "; " + self.fixed.describe(f"{check} works again")
 
 
-def bisect_surface(versions: Sequence[str], judge: Callable[[str], tuple[Judgement, str]],
-                   anchors: Sequence[str] | None = None) -> SurfaceBisect:
+def bisect_surface(
+    versions: Sequence[str], judge: Callable[[str], tuple[Judgement, str]], anchors: Sequence[str] | None = None
+) -> SurfaceBisect:
     """The first release of ``versions`` (oldest first) where a surface check fails, and the first
     after it where it works again.
 
@@ -224,8 +238,9 @@ def bisect_surface(versions: Sequence[str], judge: Callable[[str], tuple[Judgeme
     if not versions:
         raise ReleaseError("bisect: no releases to search")
     newest = len(versions) - 1
-    marks = sorted({versions.index(a) for a in (anchors if anchors is not None else versions) if a in versions}
-                   | {newest})
+    marks = sorted(
+        {versions.index(a) for a in (anchors if anchors is not None else versions) if a in versions} | {newest}
+    )
     failing_at, working_above = None, None
     for index in reversed(marks):
         judgement = ask(versions[index])[0]
@@ -236,9 +251,9 @@ def bisect_surface(versions: Sequence[str], judge: Callable[[str], tuple[Judgeme
             working_above = index
     if failing_at is None:
         return SurfaceBisect(None, None, judged)
-    working_below = next((index for index in reversed(marks) if index < failing_at
-                          and ask(versions[index])[0] is False), 0)
-    failing = bisect_releases(versions[working_below: failing_at + 1], ask)
-    fixed = None if working_above is None else \
-        bisect_releases(versions[failing_at: working_above + 1], works_again)
+    working_below = next(
+        (index for index in reversed(marks) if index < failing_at and ask(versions[index])[0] is False), 0
+    )
+    failing = bisect_releases(versions[working_below : failing_at + 1], ask)
+    fixed = None if working_above is None else bisect_releases(versions[failing_at : working_above + 1], works_again)
     return SurfaceBisect(failing, fixed, judged)

@@ -40,8 +40,13 @@ import numpy as np
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "tiny_hub"
 LAYOUT_PRESETS = ("en_speaker_0", "en_speaker_1")
 WEIGHTS_FILE = "pytorch_model.bin"
-SPECIAL_TOKENS = {"cls_token": "[CLS]", "mask_token": "[MASK]", "pad_token": "[PAD]", "sep_token": "[SEP]",
-                  "unk_token": "[UNK]"}
+SPECIAL_TOKENS = {
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+    "pad_token": "[PAD]",
+    "sep_token": "[SEP]",
+    "unk_token": "[UNK]",
+}
 
 
 def write_hub_layout(directory: Path, presets: Sequence[str] = LAYOUT_PRESETS) -> Path:
@@ -86,8 +91,12 @@ def hub_state_dict() -> dict:
     from bark_ablation.models.transformers_model_sets import CODEC_RENAMES, GPT_RENAMES, rename_state_dict
 
     suno = build_tiny_eos_models("cpu")
-    parts = (("semantic.", suno["text"]["model"], GPT_RENAMES), ("coarse_acoustics.", suno["coarse"], GPT_RENAMES),
-             ("fine_acoustics.", suno["fine"], GPT_RENAMES), ("codec_model.", suno["codec"], CODEC_RENAMES))
+    parts = (
+        ("semantic.", suno["text"]["model"], GPT_RENAMES),
+        ("coarse_acoustics.", suno["coarse"], GPT_RENAMES),
+        ("fine_acoustics.", suno["fine"], GPT_RENAMES),
+        ("codec_model.", suno["codec"], CODEC_RENAMES),
+    )
     state = {}
     for prefix, module, rules in parts:
         for key, tensor in rename_state_dict(module.state_dict(), rules).items():

@@ -110,8 +110,9 @@ class PendingImportContacts:
         self._started = time.perf_counter()
         command = [sys.executable, "-c", _CHILD, str(_PACKAGE_ROOT), module, str(self._out)]
         # cwd: an empty directory, so nothing in the caller's working directory shadows a module.
-        self._process = subprocess.Popen(command, env=environment, cwd=self._scratch.name, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True)
+        self._process = subprocess.Popen(
+            command, env=environment, cwd=self._scratch.name, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self._outcome: ImportContacts | ReleaseError | None = None
         self._waiter = threading.Thread(target=self._wait, name=f"import-contacts {module}", daemon=True)
         self._waiter.start()
@@ -129,13 +130,21 @@ class PendingImportContacts:
         try:
             if self._process.returncode != 0 or not self._out.is_file():
                 last = (stderr.strip().splitlines() or ["no output"])[-1][:300]
-                self._outcome = ReleaseError(f"import of {self.module}: the measuring process exited "
-                                             f"{self._process.returncode} without a result: {last}")
+                self._outcome = ReleaseError(
+                    f"import of {self.module}: the measuring process exited "
+                    f"{self._process.returncode} without a result: {last}"
+                )
                 return
             record = json.loads(self._out.read_text(encoding="utf-8"))
             attempts = tuple((operation, target) for operation, target in record["attempts"])
-            self._outcome = ImportContacts(self.module, attempts, tuple(record["hosts"]), record["error"],
-                                           float(record["import_s"]), ended - self._started)
+            self._outcome = ImportContacts(
+                self.module,
+                attempts,
+                tuple(record["hosts"]),
+                record["error"],
+                float(record["import_s"]),
+                ended - self._started,
+            )
         finally:
             self._scratch.cleanup()
 
@@ -160,7 +169,12 @@ def _child(module: str, out: str) -> int:
         error = f"{type(raised).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
     import_s = time.perf_counter() - started
     # The guard stays installed: the process ends here, and writing the result needs no network.
-    record = {"module": module, "attempts": [(a.operation, a.target) for a in guard.attempts],
-              "hosts": list(dict.fromkeys(a.host for a in guard.attempts)), "error": error, "import_s": import_s}
+    record = {
+        "module": module,
+        "attempts": [(a.operation, a.target) for a in guard.attempts],
+        "hosts": list(dict.fromkeys(a.host for a in guard.attempts)),
+        "error": error,
+        "import_s": import_s,
+    }
     Path(out).write_text(json.dumps(record) + "\n", encoding="utf-8")
     return 0

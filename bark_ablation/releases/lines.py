@@ -54,8 +54,9 @@ def release_line(distribution: str) -> ReleaseLine:
     try:
         return RELEASE_LINES[distribution]
     except KeyError:
-        raise ParamsError("distribution", f"must be one of {', '.join(sorted(RELEASE_LINES))}, "
-                                          f"got {distribution!r}") from None
+        raise ParamsError(
+            "distribution", f"must be one of {', '.join(sorted(RELEASE_LINES))}, got {distribution!r}"
+        ) from None
 
 
 def parse_version(field: str, text: str) -> Version:
@@ -80,14 +81,15 @@ def index_versions(line: ReleaseLine) -> list[str]:
     Asks ``pip index versions`` (the index pip is configured with; network). ReleaseError with
     pip's message when the index cannot be read.
     """
-    command = [sys.executable, "-m", "pip", "index", "versions", line.distribution,
-               "--disable-pip-version-check"]
+    command = [sys.executable, "-m", "pip", "index", "versions", line.distribution, "--disable-pip-version-check"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     match = re.search(r"^Available versions: (.+)$", done.stdout, re.MULTILINE)
     if done.returncode != 0 or match is None:
         errors = [row for row in done.stderr.splitlines() if row.startswith("ERROR")] or done.stderr.splitlines()[-1:]
-        raise ReleaseError(f"{line.distribution}: cannot list its releases with `pip index versions` "
-                           f"({'; '.join(errors) or 'no versions printed'})")
+        raise ReleaseError(
+            f"{line.distribution}: cannot list its releases with `pip index versions` "
+            f"({'; '.join(errors) or 'no versions printed'})"
+        )
     return final_releases(match.group(1).split(", "), since=line.first_with_bark)
 
 

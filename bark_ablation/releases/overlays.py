@@ -67,7 +67,8 @@ def cache_root() -> Path:
 def environment_key() -> str:
     """What overlays are resolved against: ``py3.11-torch2.11.0-numpy2.4.6``."""
     return f"py{'.'.join(platform.python_version_tuple()[:2])}-" + "-".join(
-        f"{name}{_installed(name) or 'none'}" for name in PINNED)
+        f"{name}{_installed(name) or 'none'}" for name in PINNED
+    )
 
 
 def overlay_dir(line: ReleaseLine, version: str, root: Path | None = None) -> Path:
@@ -101,8 +102,7 @@ def ensure_overlay(line: ReleaseLine, version: str, root: Path | None = None) ->
         _pip_install(line, version, staging)
         holds, shared = _drop_shared(staging)
         overlay = Overlay(path, line.distribution, version, holds, shared)
-        record = {**asdict(overlay), "path": None, "environment": environment_key(),
-                  "python": sys.version.split()[0]}
+        record = {**asdict(overlay), "path": None, "environment": environment_key(), "python": sys.version.split()[0]}
         (staging / MANIFEST).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         if path.exists():  # another process finished the same overlay first
             shutil.rmtree(staging)
@@ -119,8 +119,19 @@ def _pip_install(line: ReleaseLine, version: str, target: Path) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="overlay-pins-", delete=False) as constraints:
         constraints.write("\n".join(pins) + "\n")
     # Not --quiet: pip prints the resolver's "The conflict is caused by" lines only without it.
-    command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-compile",
-               "--target", str(target), "--constraint", constraints.name, f"{line.distribution}=={version}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--target",
+        str(target),
+        "--constraint",
+        constraints.name,
+        f"{line.distribution}=={version}",
+    ]
     if not line.with_dependencies:
         command.insert(4, "--no-deps")
     try:
@@ -128,8 +139,10 @@ def _pip_install(line: ReleaseLine, version: str, target: Path) -> None:
     finally:
         os.unlink(constraints.name)
     if done.returncode != 0:
-        raise ReleaseError(f"{line.distribution} {version}: pip cannot install it beside "
-                           f"{', '.join(pins)}: {pip_error(done.stdout + done.stderr)}")
+        raise ReleaseError(
+            f"{line.distribution} {version}: pip cannot install it beside "
+            f"{', '.join(pins)}: {pip_error(done.stdout + done.stderr)}"
+        )
 
 
 def pip_error(stderr: str) -> str:
@@ -139,7 +152,7 @@ def pip_error(stderr: str) -> str:
     errors = [row for row in lines if row.startswith("ERROR")]
     causes = []
     if "The conflict is caused by:" in lines:
-        for row in lines[lines.index("The conflict is caused by:") + 1:]:
+        for row in lines[lines.index("The conflict is caused by:") + 1 :]:
             if not (row.startswith("The user requested") or " depends on " in row):
                 break
             causes.append(row)
@@ -159,8 +172,11 @@ def _drop_shared(target: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
             held.append(label)
             continue
         shared.append(label)
-        tops = {Path(entry.split(",")[0]).parts[0]
-                for entry in (info / "RECORD").read_text(encoding="utf-8").splitlines() if entry}
+        tops = {
+            Path(entry.split(",")[0]).parts[0]
+            for entry in (info / "RECORD").read_text(encoding="utf-8").splitlines()
+            if entry
+        }
         for top in tops - {"bin", ".."}:
             victim = target / top
             if victim.is_dir():
@@ -188,8 +204,11 @@ def release_notes_url(overlay_path: Path | None, distribution: str) -> str | Non
         if overlay_path is None:
             dist = metadata.distribution(distribution)
         else:
-            found = [d for d in metadata.distributions(path=[str(overlay_path)])
-                     if (d.metadata["Name"] or "").lower() == distribution.lower()]
+            found = [
+                d
+                for d in metadata.distributions(path=[str(overlay_path)])
+                if (d.metadata["Name"] or "").lower() == distribution.lower()
+            ]
             if not found:
                 return None
             dist = found[0]

@@ -77,7 +77,7 @@ class Probe:
     summary: str
     report: str
     """Its upstream report (repository path)."""
-    run: Callable[[StageRunner, "ProbeInputs"], ProbeResult]
+    run: Callable[[StageRunner, ProbeInputs], ProbeResult]
 
 
 BARK_MODULES = {
@@ -96,8 +96,10 @@ def bark_module_of(runner: StageRunner) -> str:
     try:
         return BARK_MODULES[owner]
     except KeyError:
-        raise ValueError(f"runner {owner}.{type(runner).__qualname__}: unknown Bark module (known runners: "
-                         f"{', '.join(sorted(BARK_MODULES))}); pass bark_module") from None
+        raise ValueError(
+            f"runner {owner}.{type(runner).__qualname__}: unknown Bark module (known runners: "
+            f"{', '.join(sorted(BARK_MODULES))}); pass bark_module"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class ProbeInputs:
     import); None: the import probe measures it."""
 
     @classmethod
-    def greedy(cls, runner: StageRunner, bark_module: str | None = None) -> "ProbeInputs":
+    def greedy(cls, runner: StageRunner, bark_module: str | None = None) -> ProbeInputs:
         """``bark_module`` defaults to :func:`bark_module_of` the runner."""
         bark_module = bark_module or bark_module_of(runner)
         with seeded_stage(0, "semantic", runner.device):
@@ -139,13 +141,19 @@ def coarse_special_tokens(runner: StageRunner, inputs: ProbeInputs) -> ProbeResu
             first = (seed, int(special[0]), int(second[special[0]]))
     if found:
         seed, frame, code = first
-        return ProbeResult("coarse-special-tokens", PRESENT,
-                           f"{found} of {total} sampled codebook-1 codes at or above {CODEBOOK_SIZE} over seeds "
-                           f"{', '.join(map(str, COARSE_SEEDS))} (first: seed {seed}, frame {frame}, code {code}, "
-                           f"id {SEMANTIC_VOCAB_SIZE + CODEBOOK_SIZE + code})")
-    return ProbeResult("coarse-special-tokens", ABSENT,
-                       f"0 of {total} sampled codebook-1 codes outside [0, {CODEBOOK_SIZE}) over seeds "
-                       f"{', '.join(map(str, COARSE_SEEDS))}")
+        return ProbeResult(
+            "coarse-special-tokens",
+            PRESENT,
+            f"{found} of {total} sampled codebook-1 codes at or above {CODEBOOK_SIZE} over seeds "
+            f"{', '.join(map(str, COARSE_SEEDS))} (first: seed {seed}, frame {frame}, code {code}, "
+            f"id {SEMANTIC_VOCAB_SIZE + CODEBOOK_SIZE + code})",
+        )
+    return ProbeResult(
+        "coarse-special-tokens",
+        ABSENT,
+        f"0 of {total} sampled codebook-1 codes outside [0, {CODEBOOK_SIZE}) over seeds "
+        f"{', '.join(map(str, COARSE_SEEDS))}",
+    )
 
 
 def fine_temperature_one_greedy(runner: StageRunner, inputs: ProbeInputs) -> ProbeResult:
@@ -159,12 +167,18 @@ def fine_temperature_one_greedy(runner: StageRunner, inputs: ProbeInputs) -> Pro
     sampled_rows = argmax[2:].size
     differ = [int((rows[2:] != argmax[2:]).sum()) for rows in at_one]
     if all(d == 0 for d in differ):
-        return ProbeResult("fine-temperature-one-greedy", PRESENT,
-                           f"fine_temp=1.0 under seeds 0 and 1 gave the argmax codes in all {sampled_rows} "
-                           f"generated positions (codebooks 2-7)")
-    return ProbeResult("fine-temperature-one-greedy", ABSENT,
-                       f"fine_temp=1.0 sampled: {differ[0]} and {differ[1]} of {sampled_rows} generated codes "
-                       f"(seeds 0, 1) differ from the argmax")
+        return ProbeResult(
+            "fine-temperature-one-greedy",
+            PRESENT,
+            f"fine_temp=1.0 under seeds 0 and 1 gave the argmax codes in all {sampled_rows} "
+            f"generated positions (codebooks 2-7)",
+        )
+    return ProbeResult(
+        "fine-temperature-one-greedy",
+        ABSENT,
+        f"fine_temp=1.0 sampled: {differ[0]} and {differ[1]} of {sampled_rows} generated codes "
+        f"(seeds 0, 1) differ from the argmax",
+    )
 
 
 def min_eos_p_before_warpers(runner: StageRunner, inputs: ProbeInputs) -> ProbeResult:
@@ -177,17 +191,25 @@ def min_eos_p_before_warpers(runner: StageRunner, inputs: ProbeInputs) -> ProbeR
             except (TypeError, ValueError) as error:
                 if "min_eos_p" not in str(error):
                     raise
-                return ProbeResult("min-eos-p-before-warpers", NOT_APPLICABLE,
-                                   f"the release has no min_eos_p ({type(error).__name__}: "
-                                   f"{str(error).splitlines()[0][:160]})")
+                return ProbeResult(
+                    "min-eos-p-before-warpers",
+                    NOT_APPLICABLE,
+                    f"the release has no min_eos_p ({type(error).__name__}: {str(error).splitlines()[0][:160]})",
+                )
     without, with_tiny = lengths
     if with_tiny != without:
-        return ProbeResult("min-eos-p-before-warpers", PRESENT,
-                           f"top_k=1: min_eos_p={TINY_EOS_P:g} stopped after {with_tiny} semantic tokens, "
-                           f"{without} without it; an end-of-sequence id outside the top 1 has probability 0 "
-                           f"after filtering")
-    return ProbeResult("min-eos-p-before-warpers", ABSENT,
-                       f"top_k=1: {without} semantic tokens with min_eos_p={TINY_EOS_P:g} and without")
+        return ProbeResult(
+            "min-eos-p-before-warpers",
+            PRESENT,
+            f"top_k=1: min_eos_p={TINY_EOS_P:g} stopped after {with_tiny} semantic tokens, "
+            f"{without} without it; an end-of-sequence id outside the top 1 has probability 0 "
+            f"after filtering",
+        )
+    return ProbeResult(
+        "min-eos-p-before-warpers",
+        ABSENT,
+        f"top_k=1: {without} semantic tokens with min_eos_p={TINY_EOS_P:g} and without",
+    )
 
 
 def import_contacts_the_hub(runner: StageRunner | None, inputs: ProbeInputs) -> ProbeResult:
@@ -200,35 +222,66 @@ def import_contacts_the_hub(runner: StageRunner | None, inputs: ProbeInputs) -> 
     if contacts.attempts:
         count = len(contacts.attempts)
         failed = f"; the import then failed: {contacts.error}" if contacts.error else ""
-        return ProbeResult("import-contacts-the-hub", PRESENT,
-                           f"{count} attempt{'s' if count != 1 else ''}: {contacts.targets()} while importing "
-                           f"{contacts.module} in a fresh process with HF_HUB_OFFLINE unset, to "
-                           f"{len(contacts.hosts)} host{'s' if len(contacts.hosts) != 1 else ''} "
-                           f"({', '.join(contacts.hosts)}), each refused before leaving the machine{failed} "
-                           f"({seconds})")
+        return ProbeResult(
+            "import-contacts-the-hub",
+            PRESENT,
+            f"{count} attempt{'s' if count != 1 else ''}: {contacts.targets()} while importing "
+            f"{contacts.module} in a fresh process with HF_HUB_OFFLINE unset, to "
+            f"{len(contacts.hosts)} host{'s' if len(contacts.hosts) != 1 else ''} "
+            f"({', '.join(contacts.hosts)}), each refused before leaving the machine{failed} "
+            f"({seconds})",
+        )
     if contacts.error:
-        raise ReleaseError(f"import-contacts-the-hub: {contacts.module} does not import in a fresh process: "
-                           f"{contacts.error}")
-    return ProbeResult("import-contacts-the-hub", ABSENT,
-                       f"0 attempts: importing {contacts.module} in a fresh process with HF_HUB_OFFLINE unset "
-                       f"reached for no other host ({seconds})")
+        raise ReleaseError(
+            f"import-contacts-the-hub: {contacts.module} does not import in a fresh process: {contacts.error}"
+        )
+    return ProbeResult(
+        "import-contacts-the-hub",
+        ABSENT,
+        f"0 attempts: importing {contacts.module} in a fresh process with HF_HUB_OFFLINE unset "
+        f"reached for no other host ({seconds})",
+    )
 
 
-PROBES = {probe.id: probe for probe in (
-    Probe("coarse-special-tokens", "coarse stage emits ids above the second codebook (codes 1024-1071)",
-          "docs/upstream/coarse-special-tokens.md", coarse_special_tokens),
-    Probe("fine-temperature-one-greedy", "fine stage takes the argmax at temperature 1.0",
-          "docs/upstream/fine-temperature-one-greedy.md", fine_temperature_one_greedy),
-    Probe("min-eos-p-before-warpers", "min_eos_p judged before temperature, top-k and top-p",
-          "docs/upstream/min-eos-p-before-warpers.md", min_eos_p_before_warpers),
-    Probe("import-contacts-the-hub", "importing the Bark module tries to reach the Hub (HF_HUB_OFFLINE unset)",
-          "docs/upstream/import-contacts-the-hub.md", import_contacts_the_hub),
-)}
+PROBES = {
+    probe.id: probe
+    for probe in (
+        Probe(
+            "coarse-special-tokens",
+            "coarse stage emits ids above the second codebook (codes 1024-1071)",
+            "docs/upstream/coarse-special-tokens.md",
+            coarse_special_tokens,
+        ),
+        Probe(
+            "fine-temperature-one-greedy",
+            "fine stage takes the argmax at temperature 1.0",
+            "docs/upstream/fine-temperature-one-greedy.md",
+            fine_temperature_one_greedy,
+        ),
+        Probe(
+            "min-eos-p-before-warpers",
+            "min_eos_p judged before temperature, top-k and top-p",
+            "docs/upstream/min-eos-p-before-warpers.md",
+            min_eos_p_before_warpers,
+        ),
+        Probe(
+            "import-contacts-the-hub",
+            "importing the Bark module tries to reach the Hub (HF_HUB_OFFLINE unset)",
+            "docs/upstream/import-contacts-the-hub.md",
+            import_contacts_the_hub,
+        ),
+    )
+}
 """Probe id -> probe, in the order the timeline shows them."""
 
 
-def run_probes(runner: StageRunner, ids: tuple[str, ...] | None = None, *,
-               bark_module: str | None = None, import_contacts: object | None = None) -> list[ProbeResult]:
+def run_probes(
+    runner: StageRunner,
+    ids: tuple[str, ...] | None = None,
+    *,
+    bark_module: str | None = None,
+    import_contacts: object | None = None,
+) -> list[ProbeResult]:
     """Every probe (or those in ``ids``) on ``runner``, in :data:`PROBES` order, from one
     :class:`ProbeInputs` (``bark_module``: see :meth:`ProbeInputs.greedy`; ``import_contacts``: see
     :attr:`ProbeInputs.import_contacts`)."""

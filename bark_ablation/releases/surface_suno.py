@@ -53,7 +53,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bark_ablation.releases.surface import SurfaceCheck, SurfaceContext, SurfaceFailure, audio_summary, signature_defaults
+from bark_ablation.releases.surface import (
+    SurfaceCheck,
+    SurfaceContext,
+    SurfaceFailure,
+    audio_summary,
+    signature_defaults,
+)
 
 SAMPLE_RATE = 24_000
 """Hz of Bark's audio (EnCodec 24 kHz)."""
@@ -82,6 +88,7 @@ def prepare_layout(root: Path) -> Path:
 
 
 # In-process checks ---------------------------------------------------------------------------
+
 
 def _model_set(device: str):
     from bark_ablation.implementations.registry import get_model_set
@@ -122,8 +129,11 @@ def _seeded(context: SurfaceContext, call, *args, **kwargs):
 
 
 def _prefixed(**functions) -> dict[str, Any]:
-    return {f"{name}.{parameter}": value for name, function in functions.items()
-            for parameter, value in signature_defaults(function).items()}
+    return {
+        f"{name}.{parameter}": value
+        for name, function in functions.items()
+        for parameter, value in signature_defaults(function).items()
+    }
 
 
 def check_generate_audio(context: SurfaceContext) -> tuple[dict, dict]:
@@ -140,8 +150,9 @@ def check_text_to_semantic_to_waveform(context: SurfaceContext) -> tuple[dict, d
         semantic = _seeded(context, bark.text_to_semantic, context.text, history_prompt=context.preset)
         tokens = np.asarray(semantic)
         if tokens.ndim != 1 or tokens.size == 0 or not np.issubdtype(tokens.dtype, np.integer):
-            raise SurfaceFailure(f"text_to_semantic: expected a non-empty 1-D integer array, got "
-                                 f"{tokens.dtype} of shape {tokens.shape}")
+            raise SurfaceFailure(
+                f"text_to_semantic: expected a non-empty 1-D integer array, got {tokens.dtype} of shape {tokens.shape}"
+            )
         # Seeded once, before the first call, as a user seeds a script (generate_audio makes the
         # same two calls).
         with contextlib.redirect_stderr(io.StringIO()):
@@ -160,11 +171,12 @@ def check_save_as_prompt(context: SurfaceContext) -> tuple[dict, dict]:
     voice = scratch / "voice.npz"
     with _tiny_bark(context) as bark:
         defaults = _prefixed(generate_audio=bark.generate_audio, save_as_prompt=bark.save_as_prompt)
-        returned = _seeded(context, bark.generate_audio, context.text, history_prompt=context.preset,
-                           output_full=True)
+        returned = _seeded(context, bark.generate_audio, context.text, history_prompt=context.preset, output_full=True)
         if not (isinstance(returned, tuple) and len(returned) == 2 and isinstance(returned[0], dict)):
-            raise SurfaceFailure(f"generate_audio(output_full=True): expected (full_generation dict, audio), "
-                                 f"got {type(returned).__name__}")
+            raise SurfaceFailure(
+                f"generate_audio(output_full=True): expected (full_generation dict, audio), "
+                f"got {type(returned).__name__}"
+            )
         full, first_audio = returned
         missing = [key for key in FULL_GENERATION_KEYS if key not in full]
         if missing:
@@ -172,15 +184,21 @@ def check_save_as_prompt(context: SurfaceContext) -> tuple[dict, dict]:
         first = audio_summary(first_audio, SAMPLE_RATE)
         bark.save_as_prompt(str(voice), full)
         with np.load(voice) as saved:
-            differing = [key for key in FULL_GENERATION_KEYS
-                         if key not in saved or not np.array_equal(saved[key], np.asarray(full[key]))]
+            differing = [
+                key
+                for key in FULL_GENERATION_KEYS
+                if key not in saved or not np.array_equal(saved[key], np.asarray(full[key]))
+            ]
         if differing:
             raise SurfaceFailure(f"save_as_prompt: {voice.name} does not hold the generation's {', '.join(differing)}")
         audio = _seeded(context, bark.generate_audio, context.text, history_prompt=str(voice))
-        produced = {**audio_summary(audio, SAMPLE_RATE), "output_full_audio": first,
-                    "full_generation": {key: list(np.shape(full[key])) for key in FULL_GENERATION_KEYS},
-                    "no_npz_suffix": _outcome(bark.save_as_prompt, str(scratch / "voice"), full),
-                    "path_object": _outcome(bark.save_as_prompt, scratch / "voice-path.npz", full)}
+        produced = {
+            **audio_summary(audio, SAMPLE_RATE),
+            "output_full_audio": first,
+            "full_generation": {key: list(np.shape(full[key])) for key in FULL_GENERATION_KEYS},
+            "no_npz_suffix": _outcome(bark.save_as_prompt, str(scratch / "voice"), full),
+            "path_object": _outcome(bark.save_as_prompt, scratch / "voice-path.npz", full),
+        }
         return defaults, produced
 
 
@@ -201,16 +219,23 @@ def check_history_prompt_forms(context: SurfaceContext) -> tuple[dict, dict]:
         path = Path(bark.generation.__file__).parent / "assets" / "prompts" / f"{context.other_preset}.npz"
         with np.load(path) as npz:
             as_dict = {key: npz[key] for key in npz.files}
-        from_path = audio_summary(_seeded(context, bark.generate_audio, context.text, history_prompt=str(path)),
-                                  SAMPLE_RATE)
-        from_dict = audio_summary(_seeded(context, bark.generate_audio, context.text, history_prompt=as_dict),
-                                  SAMPLE_RATE)
+        from_path = audio_summary(
+            _seeded(context, bark.generate_audio, context.text, history_prompt=str(path)), SAMPLE_RATE
+        )
+        from_dict = audio_summary(
+            _seeded(context, bark.generate_audio, context.text, history_prompt=as_dict), SAMPLE_RATE
+        )
         if from_dict != from_path:
-            raise SurfaceFailure(f"{context.other_preset} as a dict gave other audio than as its .npz path "
-                                 f"({from_dict['samples']} samples {from_dict['pcm16_sha256']} against "
-                                 f"{from_path['samples']} samples {from_path['pcm16_sha256']})")
-        produced = {**from_path, "prompt_file": f"bark/assets/prompts/{path.name}",
-                    "prompt_shapes": {key: list(value.shape) for key, value in sorted(as_dict.items())}}
+            raise SurfaceFailure(
+                f"{context.other_preset} as a dict gave other audio than as its .npz path "
+                f"({from_dict['samples']} samples {from_dict['pcm16_sha256']} against "
+                f"{from_path['samples']} samples {from_path['pcm16_sha256']})"
+            )
+        produced = {
+            **from_path,
+            "prompt_file": f"bark/assets/prompts/{path.name}",
+            "prompt_shapes": {key: list(value.shape) for key, value in sorted(as_dict.items())},
+        }
         return signature_defaults(bark.generate_audio), produced
 
 
@@ -226,7 +251,7 @@ def check_sample_rate(context: SurfaceContext) -> tuple[dict, dict]:
 
 # The preload check: Bark's own loader, in a fresh process -------------------------------------
 
-_CHILD = r'''
+_CHILD = r"""
 import inspect, json, os, sys, traceback
 out, root, text, preset, seed = sys.argv[1], os.path.abspath(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 opened = []
@@ -280,7 +305,7 @@ record["opened"] = [os.path.relpath(path, root) for path in opened if os.path.is
 with open(out, "w", encoding="utf-8") as file:
     json.dump(record, file)
 sys.exit(status)
-'''
+"""
 """The child's program: standard library and ``bark`` only, so what it sees is what a user's
 fresh interpreter sees."""
 
@@ -322,12 +347,26 @@ def check_preload_models(context: SurfaceContext) -> tuple[dict, dict]:
 
     with tempfile.TemporaryDirectory(prefix="bark-preload-") as scratch:
         out = Path(scratch) / "record.json"
-        command = [sys.executable, "-c", _CHILD, str(out), str(context.layout), context.text, context.preset,
-                   str(context.seed)]
+        command = [
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(out),
+            str(context.layout),
+            context.text,
+            context.preset,
+            str(context.seed),
+        ]
         try:
             # cwd: an empty directory, so nothing in the caller's working directory shadows a module.
-            done = subprocess.run(command, env=preload_environment(context.layout, context.device), cwd=scratch,
-                                  capture_output=True, text=True, timeout=PRELOAD_TIMEOUT_S)
+            done = subprocess.run(
+                command,
+                env=preload_environment(context.layout, context.device),
+                cwd=scratch,
+                capture_output=True,
+                text=True,
+                timeout=PRELOAD_TIMEOUT_S,
+            )
         except subprocess.TimeoutExpired:
             raise TimeoutError(f"preload_models + generate_audio: no result within {PRELOAD_TIMEOUT_S} s") from None
         if not out.is_file():
@@ -337,8 +376,12 @@ def check_preload_models(context: SurfaceContext) -> tuple[dict, dict]:
         if "error" in record:
             _raise_as_child(record)
         audio = np.load(Path(scratch) / "audio.npy")
-    produced = {**audio_summary(audio, SAMPLE_RATE), "opened": record["opened"],
-                "models_devices": record["models_devices"], "models_after": record["models_after"]}
+    produced = {
+        **audio_summary(audio, SAMPLE_RATE),
+        "opened": record["opened"],
+        "models_devices": record["models_devices"],
+        "models_after": record["models_after"],
+    }
     return record["defaults"], produced
 
 
@@ -362,17 +405,29 @@ def _raise_as_child(record: dict) -> None:
 
 
 CHECKS: tuple[SurfaceCheck, ...] = (
-    SurfaceCheck("bark-generate-audio", "generate_audio(text, history_prompt=preset) with its defaults",
-                 check_generate_audio),
-    SurfaceCheck("bark-text-to-semantic-to-waveform",
-                 "text_to_semantic, then semantic_to_waveform on its tokens, with the preset", check_text_to_semantic_to_waveform),
-    SurfaceCheck("bark-save-as-prompt",
-                 "generate_audio(output_full=True), save_as_prompt(.npz), generate_audio with that file",
-                 check_save_as_prompt),
-    SurfaceCheck("bark-history-prompt-forms", "a preset as its .npz path and as a dict gives the same audio",
-                 check_history_prompt_forms),
+    SurfaceCheck(
+        "bark-generate-audio", "generate_audio(text, history_prompt=preset) with its defaults", check_generate_audio
+    ),
+    SurfaceCheck(
+        "bark-text-to-semantic-to-waveform",
+        "text_to_semantic, then semantic_to_waveform on its tokens, with the preset",
+        check_text_to_semantic_to_waveform,
+    ),
+    SurfaceCheck(
+        "bark-save-as-prompt",
+        "generate_audio(output_full=True), save_as_prompt(.npz), generate_audio with that file",
+        check_save_as_prompt,
+    ),
+    SurfaceCheck(
+        "bark-history-prompt-forms",
+        "a preset as its .npz path and as a dict gives the same audio",
+        check_history_prompt_forms,
+    ),
     SurfaceCheck("bark-sample-rate", "bark.SAMPLE_RATE is the codec's 24 kHz", check_sample_rate),
-    SurfaceCheck("bark-preload-models",
-                 "preload_models() and generate_audio in a fresh process from Bark's cache layout, offline, "
-                 "SUNO_USE_SMALL_MODELS=1, SUNO_OFFLOAD_CPU=1", check_preload_models),
+    SurfaceCheck(
+        "bark-preload-models",
+        "preload_models() and generate_audio in a fresh process from Bark's cache layout, offline, "
+        "SUNO_USE_SMALL_MODELS=1, SUNO_OFFLOAD_CPU=1",
+        check_preload_models,
+    ),
 )

@@ -61,8 +61,17 @@ from bark_ablation.releases.surface import (
 
 SAMPLE_RATE_HZ = 24_000
 BARK_MODULE = "transformers.models.bark.modeling_bark"
-GENERATION_FIELDS = ("do_sample", "temperature", "top_k", "top_p", "max_new_tokens", "min_eos_p",
-                     "renormalize_logits", "max_coarse_history", "sliding_window_len")
+GENERATION_FIELDS = (
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "max_new_tokens",
+    "min_eos_p",
+    "renormalize_logits",
+    "max_coarse_history",
+    "sliding_window_len",
+)
 """Fields of each sub-config recorded as defaults (absent fields are left out)."""
 BATCH_TEXTS = ("It is raining.", "When I was a young boy, my father took me into the city.")
 """Two texts of different token lengths (padding); with :data:`~bark_ablation.releases.surface.SURFACE_SEED`
@@ -155,8 +164,9 @@ def _pipeline_check(task: str, forward_params: dict[str, Any] | None = None, pre
         pipe = context.cache[key]
         params = dict(forward_params or {})
         if preset:
-            params["history_prompt"] = _to_device(_processor(context)(context.text, voice_preset=context.preset),
-                                                  context.device)["history_prompt"]
+            params["history_prompt"] = _to_device(
+                _processor(context)(context.text, voice_preset=context.preset), context.device
+            )["history_prompt"]
         _seed(context)
         output = pipe(context.text, **({"forward_params": params} if params else {}))
         if not isinstance(output, dict) or "audio" not in output:
@@ -164,8 +174,11 @@ def _pipeline_check(task: str, forward_params: dict[str, Any] | None = None, pre
         rate = output.get("sampling_rate")
         if rate != SAMPLE_RATE_HZ:
             raise SurfaceFailure(f"sampling_rate is {rate!r}, expected {SAMPLE_RATE_HZ}")
-        defaults = {**generation_defaults(pipe.model), "forward_params": sorted(params),
-                    **{f"pipeline.{k}": v for k, v in signature_defaults(type(pipe).__call__).items()}}
+        defaults = {
+            **generation_defaults(pipe.model),
+            "forward_params": sorted(params),
+            **{f"pipeline.{k}": v for k, v in signature_defaults(type(pipe).__call__).items()},
+        }
         return defaults, audio_summary(output["audio"], rate)
 
     return run
@@ -188,8 +201,10 @@ def _processor_check(by_path: bool):
         else:
             processor = AutoProcessor.from_pretrained(str(context.layout))
             preset = f"v2/{context.preset}"
-            expected = {key: np.load(context.layout / "speaker_embeddings" / "v2" / f"{context.preset}_{key}.npy")
-                        for key in ("semantic_prompt", "coarse_prompt", "fine_prompt")}
+            expected = {
+                key: np.load(context.layout / "speaker_embeddings" / "v2" / f"{context.preset}_{key}.npy")
+                for key in ("semantic_prompt", "coarse_prompt", "fine_prompt")
+            }
         inputs = processor(context.text, voice_preset=preset)
         history = inputs.get("history_prompt")
         if history is None:
@@ -197,12 +212,17 @@ def _processor_check(by_path: bool):
         for key, array in expected.items():
             got = np.asarray(history[key].cpu().numpy() if hasattr(history[key], "cpu") else history[key])
             if got.shape != array.shape or not np.array_equal(got, array):
-                raise SurfaceFailure(f"history_prompt[{key!r}] has shape {got.shape}, differs from the preset's "
-                                     f"{array.shape} array")
-        defaults = {"processor_class": type(processor).__name__,
-                    **{f"call.{k}": v for k, v in signature_defaults(type(processor).__call__).items()}}
-        produced = {"input_ids": list(inputs["input_ids"].shape),
-                    "history_prompt": {k: list(np.shape(v)) for k, v in dict(history).items()}}
+                raise SurfaceFailure(
+                    f"history_prompt[{key!r}] has shape {got.shape}, differs from the preset's {array.shape} array"
+                )
+        defaults = {
+            "processor_class": type(processor).__name__,
+            **{f"call.{k}": v for k, v in signature_defaults(type(processor).__call__).items()},
+        }
+        produced = {
+            "input_ids": list(inputs["input_ids"].shape),
+            "history_prompt": {k: list(np.shape(v)) for k, v in dict(history).items()},
+        }
         return defaults, produced
 
     return run
@@ -214,8 +234,10 @@ def _model_generate(preset: bool):
         processor = _processor(context)
         inputs = _to_device(processor(context.text, voice_preset=context.preset if preset else None), context.device)
         audio = _generate_audio(model, inputs, context)
-        defaults = {**generation_defaults(model),
-                    **{f"generate.{k}": v for k, v in signature_defaults(type(model).generate).items()}}
+        defaults = {
+            **generation_defaults(model),
+            **{f"generate.{k}": v for k, v in signature_defaults(type(model).generate).items()},
+        }
         return defaults, audio_summary(audio, SAMPLE_RATE_HZ)
 
     return run
@@ -229,8 +251,9 @@ def _sample_rate(context: SurfaceContext) -> tuple[dict[str, Any], dict[str, Any
 
 
 def _greedy(model, context: SurfaceContext, preset: bool = True) -> np.ndarray:
-    inputs = _to_device(_processor(context)(context.text, voice_preset=context.preset if preset else None),
-                        context.device)
+    inputs = _to_device(
+        _processor(context)(context.text, voice_preset=context.preset if preset else None), context.device
+    )
     return np.asarray(_generate_audio(model, inputs, context, do_sample=False).float().cpu().numpy())
 
 
@@ -243,9 +266,11 @@ def _reference_greedy(context: SurfaceContext) -> np.ndarray:
 def _require_equal(label: str, reference: np.ndarray, audio: np.ndarray) -> None:
     if reference.shape != audio.shape or not np.array_equal(reference, audio):
         summary_a, summary_b = audio_summary(reference, SAMPLE_RATE_HZ), audio_summary(audio, SAMPLE_RATE_HZ)
-        raise SurfaceFailure(f"{label}: greedy audio differs from the default load's ({summary_a['samples']} vs "
-                             f"{summary_b['samples']} samples, digests {summary_a['pcm16_sha256']} vs "
-                             f"{summary_b['pcm16_sha256']})")
+        raise SurfaceFailure(
+            f"{label}: greedy audio differs from the default load's ({summary_a['samples']} vs "
+            f"{summary_b['samples']} samples, digests {summary_a['pcm16_sha256']} vs "
+            f"{summary_b['pcm16_sha256']})"
+        )
 
 
 def _save_round_trip(context: SurfaceContext) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -261,8 +286,9 @@ def _save_round_trip(context: SurfaceContext) -> tuple[dict[str, Any], dict[str,
     audio = np.asarray(_generate_audio(reloaded, inputs, context, do_sample=False).float().cpu().numpy())
     _require_equal("after save_pretrained / from_pretrained", _reference_greedy(context), audio)
     weights = sorted(path.name for path in target.iterdir() if path.suffix in (".bin", ".safetensors"))
-    defaults = {f"save_pretrained.{name}": value for name, value in
-                signature_defaults(type(model).save_pretrained).items()}
+    defaults = {
+        f"save_pretrained.{name}": value for name, value in signature_defaults(type(model).save_pretrained).items()
+    }
     return defaults, {**audio_summary(audio, SAMPLE_RATE_HZ), "weights_files": weights}
 
 
@@ -274,7 +300,9 @@ def _bfloat16(context: SurfaceContext) -> tuple[dict[str, Any], dict[str, Any]]:
     dtype = next(model.parameters()).dtype
     if dtype != torch.bfloat16:
         raise SurfaceFailure(f"from_pretrained({key}=torch.bfloat16) gave parameters of {dtype}")
-    audio = _greedy(model, context, preset=False)  # without the preset: the shortest greedy run (bfloat16 is slow on CPUs)
+    audio = _greedy(
+        model, context, preset=False
+    )  # without the preset: the shortest greedy run (bfloat16 is slow on CPUs)
     return {}, audio_summary(audio, SAMPLE_RATE_HZ)
 
 
@@ -303,8 +331,9 @@ def _batched(context: SurfaceContext) -> tuple[dict[str, Any], dict[str, Any]]:
     audio, lengths = _generate_audio(model, inputs, context, return_output_lengths=True)
     lengths = [int(n) for n in lengths]
     if tuple(audio.shape[:1]) != (len(BATCH_TEXTS),) or len(lengths) != len(BATCH_TEXTS):
-        raise SurfaceFailure(f"expected {len(BATCH_TEXTS)} rows and lengths, got audio {tuple(audio.shape)} "
-                             f"and {len(lengths)} lengths")
+        raise SurfaceFailure(
+            f"expected {len(BATCH_TEXTS)} rows and lengths, got audio {tuple(audio.shape)} and {len(lengths)} lengths"
+        )
     if max(lengths) > audio.shape[-1] or min(lengths) <= 0:
         raise SurfaceFailure(f"output lengths {lengths} do not fit audio of {audio.shape[-1]} samples")
     rows = [audio_summary(audio[i, : lengths[i]], SAMPLE_RATE_HZ) for i in range(len(lengths))]
@@ -342,22 +371,41 @@ def _import_network_refused(context: SurfaceContext) -> tuple[dict[str, Any], di
 
 
 CHECKS = (
-    SurfaceCheck("pipeline-text-to-speech", "pipeline('text-to-speech') default call",
-                 _pipeline_check("text-to-speech")),
-    SurfaceCheck("pipeline-text-to-speech-forward-params", "pipeline('text-to-speech') with forward_params",
-                 _pipeline_check("text-to-speech", {"do_sample": True})),
-    SurfaceCheck("pipeline-text-to-speech-voice-preset", "pipeline('text-to-speech') with a voice preset",
-                 _pipeline_check("text-to-speech", {"do_sample": True}, preset=True)),
+    SurfaceCheck(
+        "pipeline-text-to-speech", "pipeline('text-to-speech') default call", _pipeline_check("text-to-speech")
+    ),
+    SurfaceCheck(
+        "pipeline-text-to-speech-forward-params",
+        "pipeline('text-to-speech') with forward_params",
+        _pipeline_check("text-to-speech", {"do_sample": True}),
+    ),
+    SurfaceCheck(
+        "pipeline-text-to-speech-voice-preset",
+        "pipeline('text-to-speech') with a voice preset",
+        _pipeline_check("text-to-speech", {"do_sample": True}, preset=True),
+    ),
     SurfaceCheck("pipeline-text-to-audio", "pipeline('text-to-audio') default call", _pipeline_check("text-to-audio")),
-    SurfaceCheck("pipeline-text-to-audio-forward-params", "pipeline('text-to-audio') with forward_params",
-                 _pipeline_check("text-to-audio", {"do_sample": True})),
+    SurfaceCheck(
+        "pipeline-text-to-audio-forward-params",
+        "pipeline('text-to-audio') with forward_params",
+        _pipeline_check("text-to-audio", {"do_sample": True}),
+    ),
     SurfaceCheck("processor-voice-preset-name", "AutoProcessor with a voice preset by name", _processor_check(False)),
-    SurfaceCheck("processor-voice-preset-npz", "BarkProcessor with a voice preset by .npz path", _processor_check(True)),
-    SurfaceCheck("model-generate-voice-preset", "BarkModel.from_pretrained then generate(**inputs) with a preset",
-                 _model_generate(True)),
-    SurfaceCheck("model-generate-no-preset", "BarkModel.from_pretrained then generate(**inputs)", _model_generate(False)),
+    SurfaceCheck(
+        "processor-voice-preset-npz", "BarkProcessor with a voice preset by .npz path", _processor_check(True)
+    ),
+    SurfaceCheck(
+        "model-generate-voice-preset",
+        "BarkModel.from_pretrained then generate(**inputs) with a preset",
+        _model_generate(True),
+    ),
+    SurfaceCheck(
+        "model-generate-no-preset", "BarkModel.from_pretrained then generate(**inputs)", _model_generate(False)
+    ),
     SurfaceCheck("generation-config-sample-rate", "model.generation_config.sample_rate", _sample_rate),
-    SurfaceCheck("save-pretrained-round-trip", "save_pretrained / from_pretrained, equal greedy audio", _save_round_trip),
+    SurfaceCheck(
+        "save-pretrained-round-trip", "save_pretrained / from_pretrained, equal greedy audio", _save_round_trip
+    ),
     SurfaceCheck("dtype-bfloat16", "from_pretrained in bfloat16, greedy generate on CPU", _bfloat16),
     SurfaceCheck("attn-implementation-eager", "attn_implementation='eager', equal greedy audio", _attention("eager")),
     SurfaceCheck("attn-implementation-sdpa", "attn_implementation='sdpa', equal greedy audio", _attention("sdpa")),

@@ -50,8 +50,11 @@ class TokenDifference:
     detail: str = ""
 
     def describe(self) -> str:
-        where = f"frame {self.position}, codebook {self.codebook}" if self.codebook is not None \
+        where = (
+            f"frame {self.position}, codebook {self.codebook}"
+            if self.codebook is not None
             else f"token {self.position}"
+        )
         return f"{self.stage} {where} ({self.case}){': ' + self.detail if self.detail else ''}"
 
 
@@ -155,10 +158,18 @@ class Timeline:
                     run.append(row)
                     continue
                 if run:
-                    breaks.append(SurfaceBreak(check, run[0].version, run[-1].version,
-                                               row.version if row is not None and status == WORKS else None,
-                                               last_working, _surface_error(run[0].surface[check]), last_seen,
-                                               None if row is None else (row.version, status)))
+                    breaks.append(
+                        SurfaceBreak(
+                            check,
+                            run[0].version,
+                            run[-1].version,
+                            row.version if row is not None and status == WORKS else None,
+                            last_working,
+                            _surface_error(run[0].surface[check]),
+                            last_seen,
+                            None if row is None else (row.version, status),
+                        )
+                    )
                     run = []
                 if status == WORKS:
                     last_working = row.version
@@ -186,8 +197,11 @@ def first_difference(before: dict[str, Any], after: dict[str, Any]) -> TokenDiff
                 common = min(old.size, new.size)
                 unequal = np.flatnonzero(old[:common] != new[:common])
                 position = int(unequal[0]) if unequal.size else common
-                detail = f"{old.size} -> {new.size} tokens" if old.size != new.size else \
-                    f"{int(old[position])} -> {int(new[position])}"
+                detail = (
+                    f"{old.size} -> {new.size} tokens"
+                    if old.size != new.size
+                    else f"{int(old[position])} -> {int(new[position])}"
+                )
                 return TokenDifference(case, stage, position, detail=detail)
             frames = min(old.shape[-1], new.shape[-1])
             books = min(old.shape[0], new.shape[0])
@@ -207,9 +221,16 @@ def speed_change(stage: str, now_s: list[float], before_s: list[float]) -> Speed
     ratio = float(np.median(now) / np.median(before))
     if now.size < 2 or before.size < 2:
         return SpeedChange(stage, ratio, ratio, ratio, float(np.median(now)))
-    interval = stats.bootstrap((now, before), lambda a, b: np.median(a) / np.median(b), vectorized=False,
-                               paired=False, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CONFIDENCE,
-                               method="percentile", rng=np.random.default_rng(0)).confidence_interval
+    interval = stats.bootstrap(
+        (now, before),
+        lambda a, b: np.median(a) / np.median(b),
+        vectorized=False,
+        paired=False,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    ).confidence_interval
     return SpeedChange(stage, ratio, float(interval.low), float(interval.high), float(np.median(now)))
 
 
@@ -221,30 +242,40 @@ def build_timeline(series: SeriesResult) -> Timeline:
     surface_before: dict[str, dict[str, Any]] = {}
     packages: dict[str, Any] = {}
     for result in series.results:
-        row = TimelineRow(result["version"], result.get("status", "?"), result.get("error"),
-                          previous["version"] if previous else None, release_notes=result.get("release_notes"),
-                          wall_s=float(result.get("wall_s", 0.0)), build_note=result.get("build_note"),
-                          surface={check["check"]: check for check in result.get("surface", [])},
-                          surface_error=result.get("surface_error"), refined=bool(result.get("refined")))
+        row = TimelineRow(
+            result["version"],
+            result.get("status", "?"),
+            result.get("error"),
+            previous["version"] if previous else None,
+            release_notes=result.get("release_notes"),
+            wall_s=float(result.get("wall_s", 0.0)),
+            build_note=result.get("build_note"),
+            surface={check["check"]: check for check in result.get("surface", [])},
+            surface_error=result.get("surface_error"),
+            refined=bool(result.get("refined")),
+        )
         if ran(result):
             compare_surface(row, surface_before)
             surface_before = {**surface_before, **row.surface}
         if ran(result) and not row.refined:
-            packages = packages or {k: v for k, v in result.get("packages", {}).items()
-                                    if k in ("python", "torch", "numpy")}
+            packages = packages or {
+                k: v for k, v in result.get("packages", {}).items() if k in ("python", "torch", "numpy")
+            }
             row.probes = {p["probe"]: p for p in result.get("probes", [])}
-            row.medians_s = {stage: float(np.median(times)) for stage, times in result.get("timings_s", {}).items()
-                             if times}
+            row.medians_s = {
+                stage: float(np.median(times)) for stage, times in result.get("timings_s", {}).items() if times
+            }
             if previous is not None:
                 row.greedy = first_difference(previous["greedy"], result["greedy"])
                 row.sampled = first_difference(previous["sampled"], result["sampled"])
-                row.speed = {stage: speed_change(stage, result["timings_s"][stage], previous["timings_s"][stage])
-                             for stage in TIMED_STAGES
-                             if result.get("timings_s", {}).get(stage) and previous["timings_s"].get(stage)}
+                row.speed = {
+                    stage: speed_change(stage, result["timings_s"][stage], previous["timings_s"][stage])
+                    for stage in TIMED_STAGES
+                    if result.get("timings_s", {}).get(stage) and previous["timings_s"].get(stage)
+                }
             previous = result
         rows.append(row)
-    return Timeline(series.distribution, series.model_set, series.device, series.repeats, rows, series.wall_s,
-                    packages)
+    return Timeline(series.distribution, series.model_set, series.device, series.repeats, rows, series.wall_s, packages)
 
 
 def _surface_error(result: dict[str, Any]) -> str:
@@ -272,8 +303,7 @@ def produced_change(check: str, old: dict[str, Any], new: dict[str, Any]) -> str
         parts.append(f"{_produced_text(audio_old)} -> {_produced_text(audio_new)}")
     for name in sorted(set(old) | set(new)):
         if name not in _AUDIO_FIELDS and old.get(name, "(absent)") != new.get(name, "(absent)"):
-            parts.append(f"{name}: {json.dumps(old.get(name, '(absent)'))} -> "
-                         f"{json.dumps(new.get(name, '(absent)'))}")
+            parts.append(f"{name}: {json.dumps(old.get(name, '(absent)'))} -> {json.dumps(new.get(name, '(absent)'))}")
     return f"{check}: " + "; ".join(parts)
 
 
@@ -283,19 +313,26 @@ def compare_surface(row: TimelineRow, before: dict[str, dict[str, Any]]) -> None
     if not row.surface or not before:
         return
     # A check that ran on one side only (a refined row runs a few) is not compared.
-    for check in [name for name in row.surface if name in before] if row.refined else \
-            dict.fromkeys([*before, *row.surface]):
+    for check in (
+        [name for name in row.surface if name in before] if row.refined else dict.fromkeys([*before, *row.surface])
+    ):
         old, new = before.get(check, {}), row.surface.get(check, {})
         old_status, new_status = old.get("status", "(absent)"), new.get("status", "(absent)")
         if old_status != new_status:
-            detail = f": {_surface_error(new)}" if new_status == FAILS else \
-                f": {new.get('reason')}" if new_status == NOT_APPLICABLE else ""
+            detail = (
+                f": {_surface_error(new)}"
+                if new_status == FAILS
+                else f": {new.get('reason')}"
+                if new_status == NOT_APPLICABLE
+                else ""
+            )
             row.status_changes.append(f"{check}: {old_status} -> {new_status}{detail}")
             continue
         if new_status != WORKS:
             continue
-        row.default_changes += [f"{check}: {change}" for change in
-                                changed_defaults(old.get("defaults", {}), new.get("defaults", {}))]
+        row.default_changes += [
+            f"{check}: {change}" for change in changed_defaults(old.get("defaults", {}), new.get("defaults", {}))
+        ]
         if old.get("produced") != new.get("produced"):
             row.output_changes.append(produced_change(check, old.get("produced", {}), new.get("produced", {})))
 
@@ -306,8 +343,10 @@ def surface_counts(row: TimelineRow) -> str:
         return f"**not run**: {row.surface_error}"
     if not row.surface:
         return "-"
-    counts = {status: sum(1 for r in row.surface.values() if r.get("status") == status)
-              for status in (WORKS, FAILS, NOT_APPLICABLE)}
+    counts = {
+        status: sum(1 for r in row.surface.values() if r.get("status") == status)
+        for status in (WORKS, FAILS, NOT_APPLICABLE)
+    }
     text = f"{counts[WORKS]} works, {counts[FAILS]} fails, {counts[NOT_APPLICABLE]} n/a"
     failing = [name for name, r in row.surface.items() if r.get("status") == FAILS]
     return text + (f" (**fails**: {', '.join(f'`{name}`' for name in failing)})" if failing else "")
@@ -347,9 +386,17 @@ def _status_cell(row: TimelineRow) -> str:
 
 
 def release_table(timeline: Timeline) -> Table:
-    header = ["release", "ran", "greedy tokens vs previous", "sampled tokens vs previous",
-              *[f"`{probe}`" for probe in PROBES], *[f"{stage} (ms, ratio [95 % CI])" for stage in TIMED_STAGES],
-              "surface checks", "surface defaults and outputs vs previous", "release notes"]
+    header = [
+        "release",
+        "ran",
+        "greedy tokens vs previous",
+        "sampled tokens vs previous",
+        *[f"`{probe}`" for probe in PROBES],
+        *[f"{stage} (ms, ratio [95 % CI])" for stage in TIMED_STAGES],
+        "surface checks",
+        "surface defaults and outputs vs previous",
+        "release notes",
+    ]
     rows = []
     for row in timeline.rows:
         speeds = []
@@ -360,9 +407,19 @@ def release_table(timeline: Timeline) -> Table:
                 text += f" {row.speed[stage].describe()}"
             speeds.append(text)
         version = f"`{row.version}`" + (" (refined)" if row.refined else "")
-        rows.append([version, _status_cell(row), _tokens_cell(row.greedy), _tokens_cell(row.sampled),
-                     *[_probe_cell(row, probe) for probe in PROBES], *speeds, _surface_cell(row), _changes_cell(row),
-                     row.release_notes or "-"])
+        rows.append(
+            [
+                version,
+                _status_cell(row),
+                _tokens_cell(row.greedy),
+                _tokens_cell(row.sampled),
+                *[_probe_cell(row, probe) for probe in PROBES],
+                *speeds,
+                _surface_cell(row),
+                _changes_cell(row),
+                row.release_notes or "-",
+            ]
+        )
     numeric = set(range(4 + len(PROBES), 4 + len(PROBES) + len(TIMED_STAGES)))
     return Table(header, rows, numeric)
 
@@ -373,27 +430,35 @@ def surface_table(timeline: Timeline) -> Table | None:
     if not checks:
         return None
     symbol = {WORKS: "works", FAILS: "**fails**", NOT_APPLICABLE: "n/a"}
-    rows = [[f"`{row.version}`" + (" (refined)" if row.refined else ""),
-             *[symbol.get(row.surface.get(check, {}).get("status"), "-") for check in checks]]
-            for row in timeline.rows if row.surface]
+    rows = [
+        [
+            f"`{row.version}`" + (" (refined)" if row.refined else ""),
+            *[symbol.get(row.surface.get(check, {}).get("status"), "-") for check in checks],
+        ]
+        for row in timeline.rows
+        if row.surface
+    ]
     return Table(["release", *[f"`{check}`" for check in checks]], rows, set())
 
 
-SURFACE_LEGEND = ("Each public entry point called as users call it, on the tiny set saved in the Hub's layout "
-                  "(`bark_ablation.releases.surface`). n/a: the release or machine lacks what the call needs "
-                  "(the reason is in series.json).")
+SURFACE_LEGEND = (
+    "Each public entry point called as users call it, on the tiny set saved in the Hub's layout "
+    "(`bark_ablation.releases.surface`). n/a: the release or machine lacks what the call needs "
+    "(the reason is in series.json)."
+)
 
 
 def summary_lines(timeline: Timeline) -> list[str]:
     ran_rows = [row for row in timeline.rows if row.status == "ok" and not row.refined]
     main_rows = [row for row in timeline.rows if not row.refined]
     count = f"{len(main_rows)} release{'s' if len(main_rows) != 1 else ''}"
-    lines = [f"{count} of `{timeline.distribution}` "
-             f"(`{timeline.rows[0].version}` to `{timeline.rows[-1].version}`), {len(ran_rows)} ran the workload; "
-             f"model set `{timeline.model_set}` on `{timeline.device}`, {timeline.repeats} timed repeats per release; "
-             f"series wall time {timeline.wall_s:.0f} s"
-             + ("; environment: " + ", ".join(f"{k} {v}" for k, v in timeline.packages.items()) if timeline.packages
-                else "")]
+    lines = [
+        f"{count} of `{timeline.distribution}` "
+        f"(`{timeline.rows[0].version}` to `{timeline.rows[-1].version}`), {len(ran_rows)} ran the workload; "
+        f"model set `{timeline.model_set}` on `{timeline.device}`, {timeline.repeats} timed repeats per release; "
+        f"series wall time {timeline.wall_s:.0f} s"
+        + ("; environment: " + ", ".join(f"{k} {v}" for k, v in timeline.packages.items()) if timeline.packages else "")
+    ]
     refined = [row.version for row in timeline.rows if row.refined]
     if refined:
         lines.append(f"refined around surface changes: {', '.join(f'`{v}`' for v in refined)} also ran")
@@ -404,45 +469,72 @@ def summary_lines(timeline: Timeline) -> list[str]:
             key = (found.first_failing, found.last_failing, found.first_fixed, found.before, found.after, found.error)
             grouped.setdefault(key, []).append(found.check)
         for (first_failing, _, first_fixed, before, after, error), checks in grouped.items():
-            fixed = f"first fixed in `{first_fixed}`" if first_fixed else \
-                "**still failing in the newest release of the series**" if after is None else \
-                f"then {after[1]} from `{after[0]}`"
-            since = "fails from the first release that ran" if before is None else \
-                f"{'works' if before[1] == WORKS else before[1]} in `{before[0]}`"
+            fixed = (
+                f"first fixed in `{first_fixed}`"
+                if first_fixed
+                else "**still failing in the newest release of the series**"
+                if after is None
+                else f"then {after[1]} from `{after[0]}`"
+            )
+            since = (
+                "fails from the first release that ran"
+                if before is None
+                else f"{'works' if before[1] == WORKS else before[1]} in `{before[0]}`"
+            )
             names = ", ".join(f"`{check}`" for check in checks)
-            lines.append(f"surface break in {names}: first failing `{first_failing}` ({since}), {fixed}; users saw "
-                         f"{error} (`bark-ablation bisect {timeline.distribution} --surface {checks[0]}` names the "
-                         f"releases among all of them)")
+            lines.append(
+                f"surface break in {names}: first failing `{first_failing}` ({since}), {fixed}; users saw "
+                f"{error} (`bark-ablation bisect {timeline.distribution} --surface {checks[0]}` names the "
+                f"releases among all of them)"
+            )
         if not breaks:
             lines.append("surface checks: no check fails in any release that ran")
-        defaults = [f"`{row.version}` ({'; '.join(row.default_changes)})" for row in timeline.rows if row.default_changes]
+        defaults = [
+            f"`{row.version}` ({'; '.join(row.default_changes)})" for row in timeline.rows if row.default_changes
+        ]
         lines.append("surface defaults changed in: " + ("; ".join(defaults) or "no release"))
-        outputs = [f"`{row.version}` ({len(row.output_changes)} check{'s' if len(row.output_changes) != 1 else ''})"
-                   for row in timeline.rows if row.output_changes]
+        outputs = [
+            f"`{row.version}` ({len(row.output_changes)} check{'s' if len(row.output_changes) != 1 else ''})"
+            for row in timeline.rows
+            if row.output_changes
+        ]
         lines.append("surface default-call outputs changed in: " + ("; ".join(outputs) or "no release"))
     for probe_id, probe in PROBES.items():
         first, before = timeline.first_present(probe_id)
         if first is None:
             lines.append(f"`{probe_id}` ({probe.summary}): in no release of the series")
         else:
-            since = (f"after `{before.version}`, where it is {before.probes.get(probe_id, {}).get('status', '-')}"
-                     if before else "the first release of the series")
-            lines.append(f"`{probe_id}` ({probe.summary}): first shown by `{first}` ({since}; "
-                         f"`bark-ablation bisect {timeline.distribution} --known-issue {probe_id}` names the first "
-                         f"release among all of them); report: `{probe.report}`")
+            since = (
+                f"after `{before.version}`, where it is {before.probes.get(probe_id, {}).get('status', '-')}"
+                if before
+                else "the first release of the series"
+            )
+            lines.append(
+                f"`{probe_id}` ({probe.summary}): first shown by `{first}` ({since}; "
+                f"`bark-ablation bisect {timeline.distribution} --known-issue {probe_id}` names the first "
+                f"release among all of them); report: `{probe.report}`"
+            )
     largest = timeline.largest_speed_change()
     if largest is not None:
         row, change = largest
-        lines.append(f"largest speed change between consecutive releases: {change.stage} stage, `{row.previous}` -> "
-                     f"`{row.version}`, median time {change.describe()} (95 % bootstrap interval over the repeats)")
+        lines.append(
+            f"largest speed change between consecutive releases: {change.stage} stage, `{row.previous}` -> "
+            f"`{row.version}`, median time {change.describe()} (95 % bootstrap interval over the repeats)"
+        )
     for label in ("greedy", "sampled"):
-        changes = [f"`{row.version}` ({getattr(row, label).describe()})" for row in timeline.rows
-                   if isinstance(getattr(row, label), TokenDifference)]
+        changes = [
+            f"`{row.version}` ({getattr(row, label).describe()})"
+            for row in timeline.rows
+            if isinstance(getattr(row, label), TokenDifference)
+        ]
         lines.append(f"{label} tokens changed in: " + ("; ".join(changes) or "no release"))
     noted = [row for row in timeline.rows if row.status == "ok" and row.build_note]
     if noted:
-        lines.append("ran around an upstream bug: " + ", ".join(f"`{row.version}`" for row in noted)
-                     + f" ({noted[0].build_note})")
+        lines.append(
+            "ran around an upstream bug: "
+            + ", ".join(f"`{row.version}`" for row in noted)
+            + f" ({noted[0].build_note})"
+        )
     failed = [row for row in timeline.rows if row.status != "ok"]
     if failed:
         lines.append("did not run: " + "; ".join(f"`{row.version}` ({row.status})" for row in failed))
@@ -452,10 +544,15 @@ def summary_lines(timeline: Timeline) -> list[str]:
 def timeline_markdown(timeline: Timeline) -> str:
     parts = [f"# {timeline.distribution}: Bark across releases", ""]
     parts += [f"- {line}" for line in summary_lines(timeline)] + [""]
-    parts += ["## Releases", "", "Each release is compared with the previous release that ran. Tokens: the first "
-              "case (`cell/seed`), stage and position that differ. Times: median stage wall time of the greedy "
-              "`scf` cell on this machine, and its ratio to the previous release's. Release notes: the address "
-              "the package's metadata names, else the GitHub release page of its home page's repository.", ""]
+    parts += [
+        "## Releases",
+        "",
+        "Each release is compared with the previous release that ran. Tokens: the first "
+        "case (`cell/seed`), stage and position that differ. Times: median stage wall time of the greedy "
+        "`scf` cell on this machine, and its ratio to the previous release's. Release notes: the address "
+        "the package's metadata names, else the GitHub release page of its home page's repository.",
+        "",
+    ]
     parts += release_table(timeline).markdown()
     table = surface_table(timeline)
     if table is not None:
@@ -469,12 +566,14 @@ def timeline_markdown(timeline: Timeline) -> str:
 
 def timeline_html(timeline: Timeline) -> str:
     e = html.escape
-    head = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>bark-ablation: {e(timeline.distribution)} across releases</title><style>"
-            "body{font-family:sans-serif;max-width:96rem;margin:2rem auto;padding:0 1rem;color:#222}"
-            "table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
-            "td.num{text-align:right;font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2rem}"
-            "</style></head><body>")
+    head = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>bark-ablation: {e(timeline.distribution)} across releases</title><style>"
+        "body{font-family:sans-serif;max-width:96rem;margin:2rem auto;padding:0 1rem;color:#222}"
+        "table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
+        "td.num{text-align:right;font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2rem}"
+        "</style></head><body>"
+    )
     parts = [head, f"<h1>{e(timeline.distribution)}: Bark across releases</h1><ul>"]
     parts += [f"<li>{inline_html(line)}</li>" for line in summary_lines(timeline)]
     parts += ["</ul><h2>Releases</h2>", release_table(timeline).html()]
@@ -484,8 +583,10 @@ def timeline_html(timeline: Timeline) -> str:
     parts += ["<h2>Probe evidence</h2><ul>"]
     for row in timeline.rows:
         for probe in row.probes.values():
-            parts.append(f"<li><code>{e(row.version)}</code> <code>{e(probe['probe'])}</code>: "
-                         f"{e(probe['status'])}: {e(probe['evidence'])}</li>")
+            parts.append(
+                f"<li><code>{e(row.version)}</code> <code>{e(probe['probe'])}</code>: "
+                f"{e(probe['status'])}: {e(probe['evidence'])}</li>"
+            )
     parts.append("</ul></body></html>\n")
     return "".join(parts)
 

@@ -125,13 +125,13 @@ class StudyResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "metric": "SECS: cosine similarity of Resemblyzer (GE2E) embeddings, generation vs the "
-                      "prompt's reference audio (its fine codes decoded by the same codec)",
+            "prompt's reference audio (its fine codes decoded by the same codec)",
             "confidence": CONFIDENCE,
             "unit": self.unit,
             "levels": self.levels,
             "n": {name: len(values) for name, values in self.levels.items()},
             "interval": "Student t over units; p: two-sided one-sample t-test of 0; "
-                        "p_adjusted: Holm within each family (differences; factorial terms; transfer)",
+            "p_adjusted: Holm within each family (differences; factorial terms; transfer)",
             "reference": self.reference,
             "scores": [asdict(s) for s in self.scores],
             "cells": [e.to_dict() for e in self.cells],
@@ -139,8 +139,9 @@ class StudyResult:
             "factorial_effects": [e.to_dict() for e in self.effects],
             "identity_transfer": [e.to_dict() for e in self.transfer],
             "identity_transfer_ceiling": None if self.transfer_ceiling is None else self.transfer_ceiling.to_dict(),
-            "per_speaker_effects": {speaker: [e.to_dict() for e in effects]
-                                    for speaker, effects in self.per_speaker.items()},
+            "per_speaker_effects": {
+                speaker: [e.to_dict() for e in effects] for speaker, effects in self.per_speaker.items()
+            },
             "power": self.power,
             "seconds_per_score": self.seconds_per_score,
         }
@@ -150,10 +151,14 @@ AudioTransform = Callable[[Generation, Mapping[str, np.ndarray]], np.ndarray]
 """(generation, speaker name -> reference audio) -> the audio to score in place of the generation's."""
 
 
-def score_runs(runs: Sequence[MatrixRun], *, device: str = "cpu", transform: AudioTransform | None = None,
-               references: Mapping[str, np.ndarray] | None = None,
-               embedding_cache: dict[bytes, np.ndarray] | None = None,
-               ) -> tuple[list[Score], dict[str, np.ndarray], float]:
+def score_runs(
+    runs: Sequence[MatrixRun],
+    *,
+    device: str = "cpu",
+    transform: AudioTransform | None = None,
+    references: Mapping[str, np.ndarray] | None = None,
+    embedding_cache: dict[bytes, np.ndarray] | None = None,
+) -> tuple[list[Score], dict[str, np.ndarray], float]:
     """SECS of every generation of ``runs`` against its own speaker's reference audio and, for
     runs with another speaker, against that speaker's too.
 
@@ -186,10 +191,12 @@ def score_runs(runs: Sequence[MatrixRun], *, device: str = "cpu", transform: Aud
     for run in runs:
         for voice in (run.prompt, run.other_prompt):
             if voice is not None and voice.name not in references:
-                references[voice.name] = (given[voice.name] if voice.name in given
-                                          else prompt_reference_audio(voice, run.model_set))
-                embeddings[voice.name] = embedding_of(references[voice.name], SAMPLE_RATE,
-                                                      f"reference of prompt {voice.name!r}")
+                references[voice.name] = (
+                    given[voice.name] if voice.name in given else prompt_reference_audio(voice, run.model_set)
+                )
+                embeddings[voice.name] = embedding_of(
+                    references[voice.name], SAMPLE_RATE, f"reference of prompt {voice.name!r}"
+                )
     text_index = {text: i for i, text in enumerate(dict.fromkeys(run.text for run in runs))}
     scores = []
     started = time.perf_counter()
@@ -199,14 +206,27 @@ def score_runs(runs: Sequence[MatrixRun], *, device: str = "cpu", transform: Aud
             audio = generation.audio if transform is None else transform(generation, references)
             embedding = embedding_of(audio, generation.sample_rate, generation.label)
             other = None if run.other_prompt is None else secs(embeddings[run.other_prompt.name], embedding)
-            scores.append(Score(run.prompt.name, text_index[run.text], generation.cell, generation.seed,
-                                secs(embeddings[run.prompt.name], embedding), other))
+            scores.append(
+                Score(
+                    run.prompt.name,
+                    text_index[run.text],
+                    generation.cell,
+                    generation.seed,
+                    secs(embeddings[run.prompt.name], embedding),
+                    other,
+                )
+            )
             count += 1
     return scores, references, (time.perf_counter() - started) / max(count, 1)
 
 
-def analyse(scores: Sequence[Score] | Mapping[tuple[str, int], float], seconds_per_score: float = math.nan,
-            reference: dict[str, Any] | None = None, *, texts: Sequence[str] | None = None) -> StudyResult:
+def analyse(
+    scores: Sequence[Score] | Mapping[tuple[str, int], float],
+    seconds_per_score: float = math.nan,
+    reference: dict[str, Any] | None = None,
+    *,
+    texts: Sequence[str] | None = None,
+) -> StudyResult:
     """Every estimate of the study from its scores (a mapping ``(cell, seed) -> SECS`` is read
     as one speaker saying one text)."""
     rows = _as_scores(scores)
@@ -220,18 +240,27 @@ def analyse(scores: Sequence[Score] | Mapping[tuple[str, int], float], seconds_p
     effects = factorial_effects(by_unit) if has_factorial else []
     per_speaker = {}
     if unit == "speaker" and has_factorial:
-        per_speaker = {speaker: factorial_effects(unit_values([s for s in rows if s.prompt == speaker], "replicate"))
-                       for speaker in speakers}
+        per_speaker = {
+            speaker: factorial_effects(unit_values([s for s in rows if s.prompt == speaker], "replicate"))
+            for speaker in speakers
+        }
     transfer, ceiling = identity_transfer(rows, unit)
     result = StudyResult(
-        scores=list(rows), unit=unit,
-        levels={"speakers": speakers,
-                "texts": list(texts) if texts is not None else [f"t{i}" for i in text_indices],
-                "seeds": seeds},
+        scores=list(rows),
+        unit=unit,
+        levels={
+            "speakers": speakers,
+            "texts": list(texts) if texts is not None else [f"t{i}" for i in text_indices],
+            "seeds": seeds,
+        },
         cells=cell_estimates(by_unit),
         differences=paired_differences(by_unit, FULL.id) if FULL.id in cells_present else [],
-        effects=effects, transfer=transfer, transfer_ceiling=ceiling, per_speaker=per_speaker,
-        seconds_per_score=seconds_per_score, reference=reference or {},
+        effects=effects,
+        transfer=transfer,
+        transfer_ceiling=ceiling,
+        per_speaker=per_speaker,
+        seconds_per_score=seconds_per_score,
+        reference=reference or {},
     )
     result.power = power_statement(result)
     return result
@@ -268,13 +297,18 @@ def _mean_by_unit(items: Sequence[tuple[str, Score, float]], unit: str) -> dict[
 def identity_transfer(rows: Sequence[Score], unit: str) -> tuple[list[Estimate], Estimate | None]:
     """:data:`TRANSFER_CELLS`' transfer indices (one Holm family) and the ``ooo`` ceiling, each a
     mean over units of ``m(cell) - m(scf)`` with ``m = secs_other - secs`` (module docstring)."""
-    full_margin = {(r.prompt, r.text_index, r.seed): r.secs_other - r.secs
-                   for r in rows if r.cell == FULL.id and r.secs_other is not None}
+    full_margin = {
+        (r.prompt, r.text_index, r.seed): r.secs_other - r.secs
+        for r in rows
+        if r.cell == FULL.id and r.secs_other is not None
+    }
 
     def estimate(name: str, cell: str) -> Estimate | None:
-        items = [(cell, r, (r.secs_other - r.secs) - full_margin[(r.prompt, r.text_index, r.seed)])
-                 for r in rows if r.cell == cell and r.secs_other is not None
-                 and (r.prompt, r.text_index, r.seed) in full_margin]
+        items = [
+            (cell, r, (r.secs_other - r.secs) - full_margin[(r.prompt, r.text_index, r.seed)])
+            for r in rows
+            if r.cell == cell and r.secs_other is not None and (r.prompt, r.text_index, r.seed) in full_margin
+        ]
         values = list(_mean_by_unit(items, unit).values())
         return t_estimate(name, values) if values else None
 
@@ -293,23 +327,35 @@ def power_statement(result: StudyResult) -> dict[str, dict[str, Any]]:
     n_texts, n_seeds = len(result.levels["texts"]), len(result.levels["seeds"])
     for name, estimate in main.items():
         entry: dict[str, Any] = {
-            "unit": result.unit, "n_units": estimate.n, "sd_across_units": _finite(estimate.sd),
-            "minimum_detectable_effect": _finite(power.minimum_detectable_effect(estimate.sd, estimate.n,
-                                                                                  alpha=ALPHA, power=POWER)),
+            "unit": result.unit,
+            "n_units": estimate.n,
+            "sd_across_units": _finite(estimate.sd),
+            "minimum_detectable_effect": _finite(
+                power.minimum_detectable_effect(estimate.sd, estimate.n, alpha=ALPHA, power=POWER)
+            ),
             "target_effect": DETECTABLE_SECS,
             "units_needed": power.units_needed(DETECTABLE_SECS, estimate.sd, alpha=ALPHA, power=POWER)
-            if math.isfinite(estimate.sd) else None,
+            if math.isfinite(estimate.sd)
+            else None,
         }
         if result.per_speaker:
-            within = [e.sd for effects in result.per_speaker.values() for e in effects
-                      if e.name == name and math.isfinite(e.sd)]
+            within = [
+                e.sd
+                for effects in result.per_speaker.values()
+                for e in effects
+                if e.name == name and math.isfinite(e.sd)
+            ]
             within_sd = float(np.sqrt(np.mean(np.square(within)))) if within else math.nan
-            between_var = max(0.0, estimate.sd ** 2 - within_sd ** 2 / (n_texts * n_seeds)) if within else math.nan
+            between_var = max(0.0, estimate.sd**2 - within_sd**2 / (n_texts * n_seeds)) if within else math.nan
             entry["within_speaker_sd"] = _finite(within_sd)
             entry["between_speaker_sd"] = _finite(math.sqrt(between_var) if math.isfinite(between_var) else math.nan)
-            entry["seeds_needed"] = (power.seeds_needed(DETECTABLE_SECS, math.sqrt(between_var), within_sd,
-                                                        estimate.n, n_texts, alpha=ALPHA, power=POWER)
-                                     if math.isfinite(between_var) and math.isfinite(within_sd) else None)
+            entry["seeds_needed"] = (
+                power.seeds_needed(
+                    DETECTABLE_SECS, math.sqrt(between_var), within_sd, estimate.n, n_texts, alpha=ALPHA, power=POWER
+                )
+                if math.isfinite(between_var) and math.isfinite(within_sd)
+                else None
+            )
         statement[name] = entry
     return statement
 
@@ -327,21 +373,36 @@ def _as_scores(scores: Sequence[Score] | Mapping[tuple[str, int], float]) -> lis
     return rows
 
 
-def run_study(run: MatrixRun | Sequence[MatrixRun], *, device: str = "cpu", texts: Sequence[str] | None = None,
-              transform: AudioTransform | None = None, references: Mapping[str, np.ndarray] | None = None,
-              embedding_cache: dict[bytes, np.ndarray] | None = None) -> StudyResult:
+def run_study(
+    run: MatrixRun | Sequence[MatrixRun],
+    *,
+    device: str = "cpu",
+    texts: Sequence[str] | None = None,
+    transform: AudioTransform | None = None,
+    references: Mapping[str, np.ndarray] | None = None,
+    embedding_cache: dict[bytes, np.ndarray] | None = None,
+) -> StudyResult:
     """:func:`score_runs` then :func:`analyse`: one matrix run, or the runs of a design."""
     runs = [run] if isinstance(run, MatrixRun) else list(run)
-    scores, references, per_score = score_runs(runs, device=device, transform=transform, references=references,
-                                               embedding_cache=embedding_cache)
+    scores, references, per_score = score_runs(
+        runs, device=device, transform=transform, references=references, embedding_cache=embedding_cache
+    )
     model_set = runs[0].model_set.name
-    result = analyse(scores, per_score, {
-        "prompts": list(dict.fromkeys(r.prompt.name for r in runs)),
-        "other_prompts": {r.prompt.name: r.other_prompt.name for r in runs if r.other_prompt is not None},
-        "audio": ("reference audio given by the caller" if references is not None
-                  else f"prompt fine codes decoded by model set {model_set!r}"),
-        "file": f"audio/{REFERENCE_WAV}" if len(runs) == 1 else "audio/reference_<prompt>.wav"},
-        texts=texts if texts is not None else list(dict.fromkeys(r.text for r in runs)))
+    result = analyse(
+        scores,
+        per_score,
+        {
+            "prompts": list(dict.fromkeys(r.prompt.name for r in runs)),
+            "other_prompts": {r.prompt.name: r.other_prompt.name for r in runs if r.other_prompt is not None},
+            "audio": (
+                "reference audio given by the caller"
+                if references is not None
+                else f"prompt fine codes decoded by model set {model_set!r}"
+            ),
+            "file": f"audio/{REFERENCE_WAV}" if len(runs) == 1 else "audio/reference_<prompt>.wav",
+        },
+        texts=texts if texts is not None else list(dict.fromkeys(r.text for r in runs)),
+    )
     result.reference_audio = references
     return result
 
@@ -367,21 +428,48 @@ def write_study(directory: Path, result: StudyResult) -> None:
         for speaker, audio in result.reference_audio.items():
             write_wav(directory / "audio" / reference_file(speaker, result.levels["speakers"]), audio, SAMPLE_RATE)
     (directory / "study.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
-    _write_csv(directory / "secs.csv", ["prompt", "text", "cell", "seed", "secs", "secs_other"],
-               [[s.prompt, s.text_index, s.cell, s.seed, f"{s.secs:.6f}",
-                 "" if s.secs_other is None else f"{s.secs_other:.6f}"] for s in result.scores])
-    tables = {"cells": result.cells, "differences": result.differences, "effects": result.effects,
-              "transfer": result.transfer + ([result.transfer_ceiling] if result.transfer_ceiling else [])}
+    _write_csv(
+        directory / "secs.csv",
+        ["prompt", "text", "cell", "seed", "secs", "secs_other"],
+        [
+            [
+                s.prompt,
+                s.text_index,
+                s.cell,
+                s.seed,
+                f"{s.secs:.6f}",
+                "" if s.secs_other is None else f"{s.secs_other:.6f}",
+            ]
+            for s in result.scores
+        ],
+    )
+    tables = {
+        "cells": result.cells,
+        "differences": result.differences,
+        "effects": result.effects,
+        "transfer": result.transfer + ([result.transfer_ceiling] if result.transfer_ceiling else []),
+    }
     for name, estimates in tables.items():
         _write_csv(directory / f"{name}.csv", ESTIMATE_COLUMNS, [_estimate_row(e) for e in estimates])
     if result.per_speaker:
-        _write_csv(directory / "speakers.csv", ["speaker", *ESTIMATE_COLUMNS],
-                   [[speaker, *_estimate_row(e)] for speaker, effects in result.per_speaker.items() for e in effects])
+        _write_csv(
+            directory / "speakers.csv",
+            ["speaker", *ESTIMATE_COLUMNS],
+            [[speaker, *_estimate_row(e)] for speaker, effects in result.per_speaker.items() for e in effects],
+        )
 
 
 def _estimate_row(e: Estimate) -> list[Any]:
-    return [e.name, f"{e.mean:.6f}", f"{e.ci_low:.6f}", f"{e.ci_high:.6f}", e.n, f"{e.standardized:.4f}",
-            f"{e.p_value:.6g}", f"{e.p_adjusted:.6g}"]
+    return [
+        e.name,
+        f"{e.mean:.6f}",
+        f"{e.ci_low:.6f}",
+        f"{e.ci_high:.6f}",
+        e.n,
+        f"{e.standardized:.4f}",
+        f"{e.p_value:.6g}",
+        f"{e.p_adjusted:.6g}",
+    ]
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
@@ -389,4 +477,3 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
         writer = csv.writer(stream)
         writer.writerow(header)
         writer.writerows(rows)
-

@@ -71,24 +71,43 @@ def _beta_scenario(name: str, description: str, a: float, b: float) -> Scenario:
     return Scenario(name, description, a / (a + b), lambda rng, n_studies, n: rng.beta(a, b, size=(n_studies, n)))
 
 
-SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in (
-    Scenario("normal-null", "normal values, mean 0, sd 1", 0.0,
-             lambda rng, n_studies, n: rng.standard_normal((n_studies, n))),
-    Scenario("normal-effect", "normal values, mean 0.3, sd 1", 0.3,
-             lambda rng, n_studies, n: 0.3 + rng.standard_normal((n_studies, n))),
-    _beta_scenario("secs-cell", "a per-unit mean SECS of one cell: Beta(45,5), mean 0.9, sd 0.042", 45, 5),
-    _contrast_scenario("secs-contrast-null",
-                       "the semantic main effect sum(y * x_s) / 4 of 8 cells drawn independently from "
-                       "Beta(9,1) (mean 0.9, skewed towards low SECS): true effect 0",
-                       *_beta_cells(9, 1, 9, 1)),
-    _contrast_scenario("secs-contrast-effect",
-                       "the semantic main effect of 8 cells, Beta(9,1) (mean 0.9) with semantic "
-                       "conditioning on and Beta(8,2) (mean 0.8) off: true effect 0.1",
-                       *_beta_cells(9, 1, 8, 2)),
-    _beta_scenario("secs-cell-strongly-skewed",
-                   "a per-unit mean SECS of one cell, strongly skewed: Beta(9,1), mean 0.9, sd 0.09 "
-                   "(the documented limit of the t-interval at n <= 5)", 9, 1),
-)}
+SCENARIOS: dict[str, Scenario] = {
+    scenario.name: scenario
+    for scenario in (
+        Scenario(
+            "normal-null",
+            "normal values, mean 0, sd 1",
+            0.0,
+            lambda rng, n_studies, n: rng.standard_normal((n_studies, n)),
+        ),
+        Scenario(
+            "normal-effect",
+            "normal values, mean 0.3, sd 1",
+            0.3,
+            lambda rng, n_studies, n: 0.3 + rng.standard_normal((n_studies, n)),
+        ),
+        _beta_scenario("secs-cell", "a per-unit mean SECS of one cell: Beta(45,5), mean 0.9, sd 0.042", 45, 5),
+        _contrast_scenario(
+            "secs-contrast-null",
+            "the semantic main effect sum(y * x_s) / 4 of 8 cells drawn independently from "
+            "Beta(9,1) (mean 0.9, skewed towards low SECS): true effect 0",
+            *_beta_cells(9, 1, 9, 1),
+        ),
+        _contrast_scenario(
+            "secs-contrast-effect",
+            "the semantic main effect of 8 cells, Beta(9,1) (mean 0.9) with semantic "
+            "conditioning on and Beta(8,2) (mean 0.8) off: true effect 0.1",
+            *_beta_cells(9, 1, 8, 2),
+        ),
+        _beta_scenario(
+            "secs-cell-strongly-skewed",
+            "a per-unit mean SECS of one cell, strongly skewed: Beta(9,1), mean 0.9, sd 0.09 "
+            "(the documented limit of the t-interval at n <= 5)",
+            9,
+            1,
+        ),
+    )
+}
 
 METHODS = ("t", "percentile-bootstrap")
 
@@ -100,22 +119,24 @@ def _t_intervals(values: np.ndarray, confidence: float) -> tuple[np.ndarray, np.
     return mean - half, mean + half
 
 
-def _percentile_bootstrap_intervals(values: np.ndarray, confidence: float, rng: np.random.Generator,
-                                    n_resamples: int = PERCENTILE_BOOTSTRAP_RESAMPLES) -> tuple[np.ndarray, np.ndarray]:
+def _percentile_bootstrap_intervals(
+    values: np.ndarray, confidence: float, rng: np.random.Generator, n_resamples: int = PERCENTILE_BOOTSTRAP_RESAMPLES
+) -> tuple[np.ndarray, np.ndarray]:
     n_studies, n = values.shape
     tail = (1 - confidence) / 2
     low, high = np.empty(n_studies), np.empty(n_studies)
     chunk = max(1, _BOOTSTRAP_CHUNK_VALUES // (n_resamples * n))
     for start in range(0, n_studies, chunk):
-        block = values[start:start + chunk]
+        block = values[start : start + chunk]
         index = rng.integers(0, n, size=(block.shape[0], n_resamples, n))
         means = np.take_along_axis(block[:, np.newaxis, :], index, axis=2).mean(axis=2)
-        low[start:start + chunk], high[start:start + chunk] = np.quantile(means, [tail, 1 - tail], axis=1)
+        low[start : start + chunk], high[start : start + chunk] = np.quantile(means, [tail, 1 - tail], axis=1)
     return low, high
 
 
-def interval_coverage(method: str, n: int, scenario: str, *, n_studies: int, seed: int,
-                      confidence: float = CONFIDENCE) -> float:
+def interval_coverage(
+    method: str, n: int, scenario: str, *, n_studies: int, seed: int, confidence: float = CONFIDENCE
+) -> float:
     """Fraction of ``n_studies`` simulated studies of ``n`` replicates each whose nominal
     ``confidence`` interval for the mean contains the scenario's true mean.
 
@@ -139,15 +160,24 @@ def interval_coverage(method: str, n: int, scenario: str, *, n_studies: int, see
     return float(np.mean((low <= chosen.true_mean) & (chosen.true_mean <= high)))
 
 
-def coverage_table(methods: Iterable[str], ns: Iterable[int], scenarios: Iterable[str], *,
-                   n_studies: int, seed: int) -> list[dict]:
+def coverage_table(
+    methods: Iterable[str], ns: Iterable[int], scenarios: Iterable[str], *, n_studies: int, seed: int
+) -> list[dict]:
     """One row per (method, n, scenario): ``{"method", "n", "scenario", "coverage", "se",
     "n_studies"}``, where ``se`` is the coverage's Monte Carlo standard error."""
     rows = []
     for method, n, scenario in itertools.product(list(methods), list(ns), list(scenarios)):
         coverage = interval_coverage(method, n, scenario, n_studies=n_studies, seed=seed)
-        rows.append({"method": method, "n": n, "scenario": scenario, "coverage": coverage,
-                     "se": float(np.sqrt(coverage * (1 - coverage) / n_studies)), "n_studies": n_studies})
+        rows.append(
+            {
+                "method": method,
+                "n": n,
+                "scenario": scenario,
+                "coverage": coverage,
+                "se": float(np.sqrt(coverage * (1 - coverage) / n_studies)),
+                "n_studies": n_studies,
+            }
+        )
     return rows
 
 
@@ -171,15 +201,16 @@ def _factorial_contrasts(n_tests: int) -> np.ndarray:
     """Sign columns of the first ``n_tests`` factorial terms of the smallest 2^k design with at
     least that many terms (k = 3 and all seven terms for ``n_tests`` = 7), shape (2^k, n_tests)."""
     k = 1
-    while 2 ** k - 1 < n_tests:
+    while 2**k - 1 < n_tests:
         k += 1
     design = _design(k)
     terms = [term for size in range(1, k + 1) for term in itertools.combinations(range(k), size)]
     return np.stack([design[:, list(term)].prod(axis=1) for term in terms[:n_tests]], axis=1)
 
 
-def familywise_error_rate(n_tests: int, n_units: int, *, adjust: str | None, n_studies: int, seed: int,
-                          alpha: float = 0.05) -> float:
+def familywise_error_rate(
+    n_tests: int, n_units: int, *, adjust: str | None, n_studies: int, seed: int, alpha: float = 0.05
+) -> float:
     """Fraction of simulated null studies with at least one (adjusted) p-value below ``alpha``.
 
     Each study has ``n_units`` units; each unit draws the cells of a 2^k design (k = 3 for the
@@ -202,5 +233,12 @@ def familywise_error_rate(n_tests: int, n_units: int, *, adjust: str | None, n_s
     return float(np.mean((adjusted < alpha).any(axis=1)))
 
 
-__all__ = ["METHODS", "SCENARIOS", "Scenario", "benjamini_hochberg_rows",
-           "coverage_table", "familywise_error_rate", "interval_coverage"]
+__all__ = [
+    "METHODS",
+    "SCENARIOS",
+    "Scenario",
+    "benjamini_hochberg_rows",
+    "coverage_table",
+    "familywise_error_rate",
+    "interval_coverage",
+]

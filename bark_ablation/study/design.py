@@ -56,8 +56,15 @@ class StudyDesign:
     """Per prompt, the speaker whose history ``o`` cells receive (None when no cell needs one)."""
 
     @classmethod
-    def build(cls, prompts: Sequence[VoicePrompt | str], texts: Sequence[str], seeds: Iterable[int],
-              cells: Iterable[Conditioning | str], *, other_prompt: VoicePrompt | str | None = None) -> StudyDesign:
+    def build(
+        cls,
+        prompts: Sequence[VoicePrompt | str],
+        texts: Sequence[str],
+        seeds: Iterable[int],
+        cells: Iterable[Conditioning | str],
+        *,
+        other_prompt: VoicePrompt | str | None = None,
+    ) -> StudyDesign:
         """Validate every input before anything runs; errors name the field and the rule."""
         voices = tuple(load_prompt(p) for p in prompts)
         if not voices:
@@ -75,21 +82,29 @@ class StudyDesign:
             other = load_prompt(other_prompt)
             clash = [v.name for v in voices if v.fingerprint == other.fingerprint]
             if clash:
-                raise ParamsError("other_prompt", f"{other.name!r} is also a study prompt ({clash[0]!r}); with "
-                                                  f"several prompts leave it out to pair each with the next")
+                raise ParamsError(
+                    "other_prompt",
+                    f"{other.name!r} is also a study prompt ({clash[0]!r}); with "
+                    f"several prompts leave it out to pair each with the next",
+                )
             others = (other,) * len(voices)
         elif needs_other and len(voices) >= 2:
             others = tuple(voices[(i + 1) % len(voices)] for i in range(len(voices)))
         elif needs_other:
-            raise ParamsError("other_prompt", "cells with an 'o' (other-speaker) history need another "
-                                              "speaker: name one, or give several prompts")
+            raise ParamsError(
+                "other_prompt",
+                "cells with an 'o' (other-speaker) history need another speaker: name one, or give several prompts",
+            )
         return cls(voices, text_list, seed_list, cell_list, others)
 
     @property
     def units(self) -> list[Unit]:
         """Every (prompt, text) pair, prompt-major."""
-        return [Unit(prompt, index, text, other) for prompt, other in zip(self.prompts, self.other_prompts, strict=True)
-                for index, text in enumerate(self.texts)]
+        return [
+            Unit(prompt, index, text, other)
+            for prompt, other in zip(self.prompts, self.other_prompts, strict=True)
+            for index, text in enumerate(self.texts)
+        ]
 
     @property
     def n_generations(self) -> int:
@@ -118,10 +133,15 @@ class DesignRun:
         return sum((run.stage_runs for run in self.runs), Counter())
 
 
-def run_design(design: StudyDesign, params: GenerationParams | None = None, *, model_set: ModelSet,
-               profile: Profile | str | None = None,
-               on_result: Callable[[Generation, int, int], None] | None = None,
-               batch_size: int | None = None) -> DesignRun:
+def run_design(
+    design: StudyDesign,
+    params: GenerationParams | None = None,
+    *,
+    model_set: ModelSet,
+    profile: Profile | str | None = None,
+    on_result: Callable[[Generation, int, int], None] | None = None,
+    batch_size: int | None = None,
+) -> DesignRun:
     """Generate every unit of ``design`` on ``model_set``; ``on_result(generation, index, total)``
     counts over the whole design. ``batch_size``: see :func:`~bark_ablation.generation.pipeline.run_matrix`
     (each unit's rows are batched together)."""
@@ -134,9 +154,20 @@ def run_design(design: StudyDesign, params: GenerationParams | None = None, *, m
 
     runs = []
     for unit in design.units:
-        runs.append(run_matrix(unit.text, unit.prompt, design.seeds, design.cells, params, model_set=model_set,
-                               on_result=progress, other_prompt=unit.other_prompt, profile=profile,
-                               batch_size=batch_size))
+        runs.append(
+            run_matrix(
+                unit.text,
+                unit.prompt,
+                design.seeds,
+                design.cells,
+                params,
+                model_set=model_set,
+                on_result=progress,
+                other_prompt=unit.other_prompt,
+                profile=profile,
+                batch_size=batch_size,
+            )
+        )
         done += len(runs[-1].generations)
     return DesignRun(design, runs)
 

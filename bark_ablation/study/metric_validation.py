@@ -19,8 +19,16 @@ import numpy as np
 from bark_ablation.study.similarity import embed, load_audio, secs
 from bark_ablation.study.statistics import auc
 
-PANEL_VOICES = ("en-us+m1", "en-gb-scotland+f2", "en+croak", "en-029+m3", "en-us+f4", "en+klatt3",
-                "en+grandma", "en+Andy")
+PANEL_VOICES = (
+    "en-us+m1",
+    "en-gb-scotland+f2",
+    "en+croak",
+    "en-029+m3",
+    "en-us+f4",
+    "en+klatt3",
+    "en+grandma",
+    "en+Andy",
+)
 """espeak-ng voices: accent + variant. Chosen to differ in accent, sex and timbre."""
 PANEL_SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",
@@ -59,8 +67,7 @@ def synthesize_panel(directory: Path, voices=PANEL_VOICES, sentences=PANEL_SENTE
     for voice in voices:
         for index, sentence in enumerate(sentences):
             path = Path(directory) / f"{voice.replace('+', '_')}_{index}.wav"
-            subprocess.run([executable, "-v", voice, "-w", str(path), sentence], check=True,
-                           capture_output=True)
+            subprocess.run([executable, "-v", voice, "-w", str(path), sentence], check=True, capture_output=True)
             paths[(voice, index)] = path
     return paths
 
@@ -70,8 +77,9 @@ def validate(embeddings: dict[tuple[str, int], np.ndarray]) -> MetricValidation:
     same, different = [], []
     for a, b in itertools.combinations(sorted(embeddings), 2):
         (same if a[0] == b[0] else different).append(secs(embeddings[a], embeddings[b]))
-    return MetricValidation(auc(same, different), float(np.mean(same)), float(np.mean(different)),
-                            len(same), len(different))
+    return MetricValidation(
+        auc(same, different), float(np.mean(same)), float(np.mean(different)), len(same), len(different)
+    )
 
 
 def validate_on_panel(directory: Path, voices=PANEL_VOICES, sentences=PANEL_SENTENCES) -> MetricValidation:

@@ -36,7 +36,7 @@ import numpy as np
 
 from bark_ablation.core.conditioning import Conditioning, HistorySource, Stage
 from bark_ablation.core.errors import ParamsError
-from bark_ablation.generation.pipeline import SAMPLE_RATE, Generation
+from bark_ablation.generation.pipeline import Generation
 from bark_ablation.study.analysis import Score
 
 
@@ -78,8 +78,7 @@ class IdentityPlant:
             except ValueError:
                 stage = None
         if not isinstance(stage, Stage):
-            raise ParamsError("plant stage", f"must be one of {', '.join(s.value for s in Stage)}, "
-                                             f"got {self.stage!r}")
+            raise ParamsError("plant stage", f"must be one of {', '.join(s.value for s in Stage)}, got {self.stage!r}")
         object.__setattr__(self, "stage", stage)
         weight = self.weight
         if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating, np.integer)):
@@ -132,8 +131,10 @@ def blend(audio: np.ndarray, reference: np.ndarray, weight: float) -> np.ndarray
     samples = np.asarray(audio, dtype=np.float64)
     source = np.asarray(reference, dtype=np.float64)
     if samples.ndim != 1 or source.ndim != 1 or source.size == 0:
-        raise ParamsError("plant audio", f"needs two one-channel signals and a non-empty reference, got shapes "
-                                         f"{samples.shape} and {source.shape}")
+        raise ParamsError(
+            "plant audio",
+            f"needs two one-channel signals and a non-empty reference, got shapes {samples.shape} and {source.shape}",
+        )
     fitted = np.resize(source, samples.size)  # crops, or repeats from the start when shorter
     level = _rms(samples)
     mixed = (1.0 - weight) * _unit_rms(samples) + weight * _unit_rms(fitted)
@@ -178,6 +179,7 @@ def planted_size(unplanted: Sequence[Score], planted: Sequence[Score], plant: Id
     Raises :class:`ParamsError` when the plant changed no generation, or the two score lists do
     not hold the same generations.
     """
+
     def key(score: Score) -> tuple:
         return score.prompt, score.text_index, score.cell, score.seed
 
@@ -195,14 +197,25 @@ def planted_size(unplanted: Sequence[Score], planted: Sequence[Score], plant: Id
             continue  # controls are not on/off cells
         name = prompt if unit == "speaker" else f"seed {seed}"
         changes.setdefault(name, {HistorySource.PROMPT: [], HistorySource.NONE: []})[source].append(
-            after[key_] - before[key_])
-    per_unit = {name: float(np.mean(by_source[HistorySource.PROMPT]) - np.mean(by_source[HistorySource.NONE]))
-                for name, by_source in changes.items() if all(by_source.values())}
+            after[key_] - before[key_]
+        )
+    per_unit = {
+        name: float(np.mean(by_source[HistorySource.PROMPT]) - np.mean(by_source[HistorySource.NONE]))
+        for name, by_source in changes.items()
+        if all(by_source.values())
+    }
     if not per_unit:
-        raise ParamsError("plant stage", f"{plant.stage.value!r}: no unit has cells with and without that stage's "
-                                         f"history, so the plant's size is undefined")
-    return PlantedSize(float(np.mean(list(per_unit.values()))), per_unit, unit,
-                       sum(len(v) for by_source in changes.values() for v in by_source.values()))
+        raise ParamsError(
+            "plant stage",
+            f"{plant.stage.value!r}: no unit has cells with and without that stage's "
+            f"history, so the plant's size is undefined",
+        )
+    return PlantedSize(
+        float(np.mean(list(per_unit.values()))),
+        per_unit,
+        unit,
+        sum(len(v) for by_source in changes.values() for v in by_source.values()),
+    )
 
 
 @dataclass(frozen=True)

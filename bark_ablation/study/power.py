@@ -57,8 +57,11 @@ def minimum_detectable_effect(sd: float, n: int, *, alpha: float = ALPHA, power:
     upper = sd
     while t_test_power(upper, sd, n, alpha) < power:
         upper *= 2
-    return float(optimize.brentq(lambda effect: t_test_power(effect, sd, n, alpha) - power, 0.0, upper,
-                                 xtol=1e-12 * sd, rtol=1e-12))
+    return float(
+        optimize.brentq(
+            lambda effect: t_test_power(effect, sd, n, alpha) - power, 0.0, upper, xtol=1e-12 * sd, rtol=1e-12
+        )
+    )
 
 
 def _smallest(reaches, low: int, high: int) -> int | None:
@@ -74,8 +77,9 @@ def _smallest(reaches, low: int, high: int) -> int | None:
     return low
 
 
-def units_needed(effect: float, sd: float, *, alpha: float = ALPHA, power: float = POWER,
-                 max_units: int = 100_000) -> int | None:
+def units_needed(
+    effect: float, sd: float, *, alpha: float = ALPHA, power: float = POWER, max_units: int = 100_000
+) -> int | None:
     """The smallest number of units n >= 2 whose t-test detects ``effect`` (SECS units) with
     per-unit standard deviation ``sd`` with probability ``power`` at level ``alpha``; None if
     not within ``max_units``."""
@@ -84,8 +88,17 @@ def units_needed(effect: float, sd: float, *, alpha: float = ALPHA, power: float
     return _smallest(lambda n: t_test_power(effect, sd, n, alpha) >= power, 2, max_units)
 
 
-def seeds_needed(effect: float, between_sd: float, within_sd: float, n_units: int, n_texts: int, *,
-                 alpha: float = ALPHA, power: float = POWER, max_seeds: int = 10_000) -> int | None:
+def seeds_needed(
+    effect: float,
+    between_sd: float,
+    within_sd: float,
+    n_units: int,
+    n_texts: int,
+    *,
+    alpha: float = ALPHA,
+    power: float = POWER,
+    max_seeds: int = 10_000,
+) -> int | None:
     """The smallest number of seeds per (unit, text) at which ``n_units`` units detect ``effect``.
 
     Each unit's effect estimate averages its ``n_texts`` x seeds within-unit values, so its
@@ -98,7 +111,7 @@ def seeds_needed(effect: float, between_sd: float, within_sd: float, n_units: in
         raise ValueError(f"need n_texts >= 1 and n_units >= 2, got {n_texts} and {n_units}")
 
     def unit_sd(seeds: int) -> float:
-        return math.sqrt(between_sd ** 2 + within_sd ** 2 / (n_texts * seeds))
+        return math.sqrt(between_sd**2 + within_sd**2 / (n_texts * seeds))
 
     if t_test_power(effect, between_sd, n_units, alpha) < power:  # the limit of infinitely many seeds
         return None

@@ -92,13 +92,23 @@ class Table:
 
     def markdown(self) -> list[str]:
         align = ["---:" if i in self.numeric else "---" for i in range(len(self.header))]
-        return ["| " + " | ".join(self.header) + " |", "|" + "|".join(align) + "|",
-                *["| " + " | ".join(row) + " |" for row in self.rows], ""]
+        return [
+            "| " + " | ".join(self.header) + " |",
+            "|" + "|".join(align) + "|",
+            *["| " + " | ".join(row) + " |" for row in self.rows],
+            "",
+        ]
 
     def html(self) -> str:
         head = "".join(f"<th>{inline_html(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(f"<td{' class=num' if i in self.numeric else ''}>{inline_html(c)}</td>"
-                                        for i, c in enumerate(row)) + "</tr>" for row in self.rows)
+        body = "".join(
+            "<tr>"
+            + "".join(
+                f"<td{' class=num' if i in self.numeric else ''}>{inline_html(c)}</td>" for i, c in enumerate(row)
+            )
+            + "</tr>"
+            for row in self.rows
+        )
         return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -132,8 +142,11 @@ def write_report(run_dir: Path, *, unit_reports: bool = True) -> tuple[Path, Pat
     title = (f"{len(speakers)} speakers" if multi else f"prompt {speakers[0]}") + f", model set {model_set}"
     images["secs"] = secs_bar_chart(study["cells"], title=title)
     if study.get("per_speaker_effects") and study["factorial_effects"]:
-        images["forest"] = forest_plot(study["per_speaker_effects"], study["factorial_effects"],
-                                       title="per-speaker main effects (95 % CI over texts x seeds) and pooled")
+        images["forest"] = forest_plot(
+            study["per_speaker_effects"],
+            study["factorial_effects"],
+            title="per-speaker main effects (95 % CI over texts x seeds) and pooled",
+        )
     spectrograms = {} if multi else _spectrograms(run_dir, summary)
     for name, png in {**images, **{f"mel_{label}": png for label, png in spectrograms.items()}}.items():
         (figures / f"{name}.png").write_bytes(png)
@@ -169,9 +182,12 @@ def _design_lines(summary: dict[str, Any], study: dict[str, Any], multi: bool) -
         f"texts (n = {len(texts)}): " + "; ".join(f"t{i} {t!r}" for i, t in enumerate(texts)),
         f"seeds (n = {len(levels['seeds'])}): {', '.join(map(str, levels['seeds']))}",
         f"cells (n = {len(summary['cells'])}): " + ", ".join(f"`{c}`" for c in summary["cells"]),
-        ("unit of replication: **the speaker** (per speaker, each cell's SECS is averaged over texts and seeds; "
-         f"intervals and tests are across the {len(levels['speakers'])} speakers)" if unit == "speaker" else
-         "unit of replication: **the seed** (one speaker: every statement below is about this speaker only)"),
+        (
+            "unit of replication: **the speaker** (per speaker, each cell's SECS is averaged over texts and seeds; "
+            f"intervals and tests are across the {len(levels['speakers'])} speakers)"
+            if unit == "speaker"
+            else "unit of replication: **the seed** (one speaker: every statement below is about this speaker only)"
+        ),
         f"model set: `{model_set['name']}`, device class `{summary['device']['device_class']}`"
         + (f" ({model_set['choice']['reason']})" if model_set.get("choice") else ""),
         f"Bark: {model_set['implementation']} {summary['versions'].get(model_set['implementation'])}, "
@@ -183,8 +199,14 @@ def _design_lines(summary: dict[str, Any], study: dict[str, Any], multi: bool) -
 
 
 def _estimate_row(e: dict[str, Any], digits: int = 4) -> list[str]:
-    return [f"{e['mean']:+.{digits}f}", _ci(e, digits), _p(e.get("p_value")), _p(e.get("p_adjusted")),
-            _survives(e), str(e["n"])]
+    return [
+        f"{e['mean']:+.{digits}f}",
+        _ci(e, digits),
+        _p(e.get("p_value")),
+        _p(e.get("p_adjusted")),
+        _survives(e),
+        str(e["n"]),
+    ]
 
 
 ESTIMATE_HEADER = ["estimate", "95 % CI", "p", "Holm p", "survives", "n"]
@@ -198,83 +220,158 @@ def _sections(summary: dict[str, Any], study: dict[str, Any], multi: bool) -> li
     unit = study["unit"]
     if main:
         carrying = [e["name"] for e in main if e.get("p_adjusted") is not None and e["p_adjusted"] < ALPHA]
-        answer = (f"Stages whose history changes SECS (Holm-adjusted p < {ALPHA}, across {unit}s): "
-                  + (", ".join(f"**{name}**" for name in carrying) if carrying else "**none**") + ".")
-        sections.append(("The answer: each stage's main effect on SECS",
-                         answer + " Main effect: mean SECS with the stage's history minus without, over the 8 "
-                                  "on/off cells.",
-                         Table(["stage", *ESTIMATE_HEADER], [[e["name"], *_estimate_row(e)] for e in main],
-                               numeric={1, 3, 4, 6})))
+        answer = (
+            f"Stages whose history changes SECS (Holm-adjusted p < {ALPHA}, across {unit}s): "
+            + (", ".join(f"**{name}**" for name in carrying) if carrying else "**none**")
+            + "."
+        )
+        sections.append(
+            (
+                "The answer: each stage's main effect on SECS",
+                answer + " Main effect: mean SECS with the stage's history minus without, over the 8 on/off cells.",
+                Table(
+                    ["stage", *ESTIMATE_HEADER], [[e["name"], *_estimate_row(e)] for e in main], numeric={1, 3, 4, 6}
+                ),
+            )
+        )
     else:
-        sections.append(("The answer", "Not every one of the 8 on/off cells ran, so there are no main effects; "
-                                       "see the paired differences below.", None))
+        sections.append(
+            (
+                "The answer",
+                "Not every one of the 8 on/off cells ran, so there are no main effects; "
+                "see the paired differences below.",
+                None,
+            )
+        )
     if study.get("per_speaker_effects") and effects:
-        sections.append(("Per speaker", "The forest plot shows each speaker's main effects (95 % CI over its texts x "
-                                        "seeds: about that speaker only) and the pooled effect across speakers.",
-                         None))
+        sections.append(
+            (
+                "Per speaker",
+                "The forest plot shows each speaker's main effects (95 % CI over its texts x "
+                "seeds: about that speaker only) and the pooled effect across speakers.",
+                None,
+            )
+        )
     transfer = study.get("identity_transfer") or []
     if transfer:
         rows = [[e["name"], *_estimate_row(e)] for e in transfer]
         ceiling = study.get("identity_transfer_ceiling")
         if ceiling:
-            rows.append([ceiling["name"] + " (ceiling, not in the family)", *_estimate_row(ceiling)[:2], "", "", "",
-                         str(ceiling["n"])])
-        sections.append(("Identity transfer",
-                         "ITI_X = m(scf with stage X given the other speaker's history) - m(scf), where m = SECS vs "
-                         "the other speaker - SECS vs the own speaker. Positive: that stage's history pulls the "
-                         "voice toward the speaker it came from.",
-                         Table(["stage (cell)", *ESTIMATE_HEADER], rows, numeric={1, 3, 4, 6})))
+            rows.append(
+                [
+                    ceiling["name"] + " (ceiling, not in the family)",
+                    *_estimate_row(ceiling)[:2],
+                    "",
+                    "",
+                    "",
+                    str(ceiling["n"]),
+                ]
+            )
+        sections.append(
+            (
+                "Identity transfer",
+                "ITI_X = m(scf with stage X given the other speaker's history) - m(scf), where m = SECS vs "
+                "the other speaker - SECS vs the own speaker. Positive: that stage's history pulls the "
+                "voice toward the speaker it came from.",
+                Table(["stage (cell)", *ESTIMATE_HEADER], rows, numeric={1, 3, 4, 6}),
+            )
+        )
     power = study.get("power") or {}
     if power:
         rows = []
         for stage, entry in power.items():
             seeds = entry.get("seeds_needed", "n/a")
-            rows.append([stage, _fmt(entry["sd_across_units"], 4), _fmt(entry["minimum_detectable_effect"], 4),
-                         str(entry["units_needed"] if entry["units_needed"] is not None else "n/a"),
-                         "n/a" if "seeds_needed" not in entry else
-                         ("more seeds cannot" if seeds is None else str(seeds))])
-        sections.append(("Power",
-                         f"From the observed spread across {unit}s: the smallest main effect this design detects "
-                         f"with 80 % power at alpha 0.05 (two-sided t-test), and how many {unit}s would detect "
-                         f"0.02 SECS" + (" (or how many seeds per speaker and text, with these speakers)"
-                                         if unit == "speaker" else "") + f". 2 is the fewest {unit}s a t-test "
-                         "can use; 'more seeds cannot': with these speakers, the spread between speakers alone keeps "
-                         "0.02 out of reach (add speakers).",
-                         Table(["stage", f"SD across {unit}s", "detectable (80 %)", f"{unit}s for 0.02",
-                                *(["seeds for 0.02"] if unit == "speaker" else [])],
-                               [row if unit == "speaker" else row[:4] for row in rows], numeric={1, 2, 3, 4})))
+            rows.append(
+                [
+                    stage,
+                    _fmt(entry["sd_across_units"], 4),
+                    _fmt(entry["minimum_detectable_effect"], 4),
+                    str(entry["units_needed"] if entry["units_needed"] is not None else "n/a"),
+                    "n/a" if "seeds_needed" not in entry else ("more seeds cannot" if seeds is None else str(seeds)),
+                ]
+            )
+        sections.append(
+            (
+                "Power",
+                f"From the observed spread across {unit}s: the smallest main effect this design detects "
+                f"with 80 % power at alpha 0.05 (two-sided t-test), and how many {unit}s would detect "
+                f"0.02 SECS"
+                + (" (or how many seeds per speaker and text, with these speakers)" if unit == "speaker" else "")
+                + f". 2 is the fewest {unit}s a t-test "
+                "can use; 'more seeds cannot': with these speakers, the spread between speakers alone keeps "
+                "0.02 out of reach (add speakers).",
+                Table(
+                    [
+                        "stage",
+                        f"SD across {unit}s",
+                        "detectable (80 %)",
+                        f"{unit}s for 0.02",
+                        *(["seeds for 0.02"] if unit == "speaker" else []),
+                    ],
+                    [row if unit == "speaker" else row[:4] for row in rows],
+                    numeric={1, 2, 3, 4},
+                ),
+            )
+        )
     others = [e for e in effects if e["name"] not in MAIN_EFFECTS]
     if others:
-        sections.append(("Interactions", "Half the change of one stage's effect when the other stage is switched on "
-                                         "(Holm family: all 7 factorial terms).",
-                         Table(["term", *ESTIMATE_HEADER], [[e["name"], *_estimate_row(e)] for e in others],
-                               numeric={1, 3, 4, 6})))
+        sections.append(
+            (
+                "Interactions",
+                "Half the change of one stage's effect when the other stage is switched on "
+                "(Holm family: all 7 factorial terms).",
+                Table(
+                    ["term", *ESTIMATE_HEADER], [[e["name"], *_estimate_row(e)] for e in others], numeric={1, 3, 4, 6}
+                ),
+            )
+        )
     descriptions = _descriptions(summary)
     differences = {e["name"].split(" - ")[0]: e for e in study["differences_vs_full"]}
     rows = []
     for e in study["cells"]:
         d = differences.get(e["name"])
-        rows.append([f"`{e['name']}`", descriptions.get(e["name"], ""), _fmt(e["mean"]), _ci(e),
-                     "reference" if d is None else f"{d['mean']:+.4f} {_ci(d, 4)}",
-                     "" if d is None else _p(d.get("p_adjusted")), "" if d is None else _survives(d), str(e["n"])])
-    sections.append(("Cells", f"Mean SECS per cell across {unit}s, and the paired difference from `scf` "
-                              "(one Holm family).",
-                     Table(["cell", "conditioning", "mean SECS", "95 % CI", "vs `scf` (95 % CI)", "Holm p", "survives",
-                            "n"], rows, numeric={2, 5, 7})))
+        rows.append(
+            [
+                f"`{e['name']}`",
+                descriptions.get(e["name"], ""),
+                _fmt(e["mean"]),
+                _ci(e),
+                "reference" if d is None else f"{d['mean']:+.4f} {_ci(d, 4)}",
+                "" if d is None else _p(d.get("p_adjusted")),
+                "" if d is None else _survives(d),
+                str(e["n"]),
+            ]
+        )
+    sections.append(
+        (
+            "Cells",
+            f"Mean SECS per cell across {unit}s, and the paired difference from `scf` (one Holm family).",
+            Table(
+                ["cell", "conditioning", "mean SECS", "95 % CI", "vs `scf` (95 % CI)", "Holm p", "survives", "n"],
+                rows,
+                numeric={2, 5, 7},
+            ),
+        )
+    )
     return sections
 
 
 def _caveat(summary: dict[str, Any]) -> str:
     if summary["model_set"]["name"] in ("tiny", "tiny-eos"):
-        return ("Model set `tiny` has random weights: its audio is noise-like and these scores test "
-                "the plumbing only; they say nothing about speaker identity.")
+        return (
+            "Model set `tiny` has random weights: its audio is noise-like and these scores test "
+            "the plumbing only; they say nothing about speaker identity."
+        )
     return ""
 
 
 def _title(study: dict[str, Any], multi: bool) -> str:
     speakers = study["levels"]["speakers"]
-    return (f"Speaker identity by stage: {len(speakers)} speakers" if multi
-            else f"Speaker identity by stage: prompt `{speakers[0]}`")
+    return (
+        f"Speaker identity by stage: {len(speakers)} speakers"
+        if multi
+        else f"Speaker identity by stage: prompt `{speakers[0]}`"
+    )
 
 
 def _markdown(summary, study, sections, images, spectrograms, multi) -> str:
@@ -316,18 +413,22 @@ def _data_uri(png: bytes) -> str:
 
 def _html(summary, study, sections, images, spectrograms, multi) -> str:
     e = html.escape
-    head = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>bark-ablation report: {e(_title(study, multi))}</title><style>"
-            "body{font-family:sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}"
-            "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
-            "td.num{text-align:right;font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2rem}"
-            ".caveat{background:#fff4e0;border-left:4px solid #dd8452;padding:.5rem 1rem}"
-            ".cells{display:grid;grid-template-columns:repeat(auto-fill,minmax(22rem,1fr));gap:1rem}"
-            ".cell{border:1px solid #ddd;padding:.5rem}.cell audio,.cell img,img{max-width:100%}</style></head><body>")
+    head = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>bark-ablation report: {e(_title(study, multi))}</title><style>"
+        "body{font-family:sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}"
+        "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
+        "td.num{text-align:right;font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2rem}"
+        ".caveat{background:#fff4e0;border-left:4px solid #dd8452;padding:.5rem 1rem}"
+        ".cells{display:grid;grid-template-columns:repeat(auto-fill,minmax(22rem,1fr));gap:1rem}"
+        ".cell{border:1px solid #ddd;padding:.5rem}.cell audio,.cell img,img{max-width:100%}</style></head><body>"
+    )
     parts = [head, f"<h1>{inline_html(_title(study, multi))}</h1>"]
     if _caveat(summary):
         parts.append(f"<p class='caveat'>{inline_html(_caveat(summary))}</p>")
-    parts.append("<ul>" + "".join(f"<li>{inline_html(line)}</li>" for line in _design_lines(summary, study, multi)) + "</ul>")
+    parts.append(
+        "<ul>" + "".join(f"<li>{inline_html(line)}</li>" for line in _design_lines(summary, study, multi)) + "</ul>"
+    )
     for heading, paragraph, table in sections:
         parts.append(f"<h2>{e(heading)}</h2><p>{inline_html(paragraph)}</p>")
         if heading == "Per speaker":
@@ -339,19 +440,32 @@ def _html(summary, study, sections, images, spectrograms, multi) -> str:
     parts.append("<h2>Listen</h2>")
     speakers = study["levels"]["speakers"]
     for speaker in _reference_speakers(study):
-        parts.append(f"<p>Reference <code>{e(speaker)}</code> (the prompt, decoded): <audio controls "
-                     f"preload='metadata' src='audio/{e(reference_file(speaker, speakers))}'></audio></p>")
+        parts.append(
+            f"<p>Reference <code>{e(speaker)}</code> (the prompt, decoded): <audio controls "
+            f"preload='metadata' src='audio/{e(reference_file(speaker, speakers))}'></audio></p>"
+        )
     if multi:
-        parts.append("<ul>" + "".join(f"<li>unit <code>{e(u['id'])}</code>: <a href='{e(u['directory'])}/report.html'>"
-                                      f"report and audio</a></li>" for u in summary["units"]) + "</ul>")
+        parts.append(
+            "<ul>"
+            + "".join(
+                f"<li>unit <code>{e(u['id'])}</code>: <a href='{e(u['directory'])}/report.html'>"
+                f"report and audio</a></li>"
+                for u in summary["units"]
+            )
+            + "</ul>"
+        )
     else:
         parts.append("<div class='cells'>")
         for cell in summary["cells"]:
             label = f"seed{summary['seeds'][0]}_{cell}"
-            players = "".join(f"<div>seed {s} <audio controls preload='metadata' src='audio/seed{s}_{e(cell)}.wav'>"
-                              f"</audio></div>" for s in summary["seeds"])
-            parts.append(f"<div class='cell'><h3><code>{e(cell)}</code></h3>"
-                         f"<img alt='mel spectrogram {e(cell)}' src='{_data_uri(spectrograms[label])}'>{players}</div>")
+            players = "".join(
+                f"<div>seed {s} <audio controls preload='metadata' src='audio/seed{s}_{e(cell)}.wav'></audio></div>"
+                for s in summary["seeds"]
+            )
+            parts.append(
+                f"<div class='cell'><h3><code>{e(cell)}</code></h3>"
+                f"<img alt='mel spectrogram {e(cell)}' src='{_data_uri(spectrograms[label])}'>{players}</div>"
+            )
         parts.append("</div>")
     parts.append(RENDER_CHECK_SCRIPT + "</body></html>\n")
     return "".join(parts)

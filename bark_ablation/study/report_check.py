@@ -20,9 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--allow-file-access-from-files", "--autoplay-policy=no-user-gesture-required")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-file-access-from-files",
+    "--autoplay-policy=no-user-gesture-required",
+)
 
 
 @dataclass(frozen=True)
@@ -49,8 +58,9 @@ def find_chromium() -> str | None:
     return None
 
 
-def check_page(page: Path, *, chromium: str | None = None, budget_ms: int = 15_000,
-               timeout_s: float = 90) -> RenderCheck:
+def check_page(
+    page: Path, *, chromium: str | None = None, budget_ms: int = 15_000, timeout_s: float = 90
+) -> RenderCheck:
     """Render ``page`` headless and return its :class:`RenderCheck`.
 
     Raises RuntimeError when Chromium is missing, fails, or the page never reported.
@@ -60,12 +70,24 @@ def check_page(page: Path, *, chromium: str | None = None, budget_ms: int = 15_0
         raise RuntimeError("Chromium not found (install Debian's `chromium` package)")
     with tempfile.TemporaryDirectory(prefix="bark-ablation-chromium-") as profile:
         completed = subprocess.run(
-            [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-             f"--virtual-time-budget={budget_ms}", "--dump-dom", Path(page).resolve().as_uri()],
-            capture_output=True, encoding="utf-8", errors="replace", timeout=timeout_s,
-            check=False)
+            [
+                executable,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--virtual-time-budget={budget_ms}",
+                "--dump-dom",
+                Path(page).resolve().as_uri(),
+            ],
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout_s,
+            check=False,
+        )
     match = re.search(r'data-render-check="([^"]*)"', completed.stdout)
     if match is None:
-        raise RuntimeError(f"{page}: the page did not report (chromium exit {completed.returncode}; "
-                           f"stderr: {completed.stderr.strip()[-500:]})")
+        raise RuntimeError(
+            f"{page}: the page did not report (chromium exit {completed.returncode}; "
+            f"stderr: {completed.stderr.strip()[-500:]})"
+        )
     return RenderCheck(**json.loads(html.unescape(match.group(1))))

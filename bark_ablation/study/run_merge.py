@@ -23,8 +23,16 @@ from typing import Any
 from bark_ablation.core.errors import BarkAblationError
 from bark_ablation.study.run_output import StagedDirectory, write_summary
 
-MUST_AGREE = ("text", "prompt.fingerprint", "cells", "params", "profile.name", "model_set.name",
-              "model_set.implementation", "device.device_class")
+MUST_AGREE = (
+    "text",
+    "prompt.fingerprint",
+    "cells",
+    "params",
+    "profile.name",
+    "model_set.name",
+    "model_set.implementation",
+    "device.device_class",
+)
 """Summary fields every shard of one study must share (dotted paths into ``summary.json``),
 besides the version of the implementation that made them."""
 
@@ -45,8 +53,10 @@ def merge_runs(run_dirs: list[Path], destination: Path, *, overwrite: bool = Fal
     summaries = [_read_json(d / "summary.json") for d in run_dirs]
     for run_dir, summary in zip(run_dirs, summaries, strict=True):
         if summary.get("kind") == "study":
-            raise MergeError(f"{run_dir}: kind: a multi-speaker study; merge its unit directories "
-                             f"({run_dir}/units/...) shard by shard, one speaker and text at a time")
+            raise MergeError(
+                f"{run_dir}: kind: a multi-speaker study; merge its unit directories "
+                f"({run_dir}/units/...) shard by shard, one speaker and text at a time"
+            )
     _check_same_study(run_dirs, summaries)
     seeds = _check_disjoint_seeds(run_dirs, summaries)
     with_study = [(d / "study.json").is_file() for d in run_dirs]
@@ -81,8 +91,10 @@ def _check_same_study(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> 
     for run_dir, summary in zip(run_dirs[1:], summaries[1:], strict=True):
         for name in (*MUST_AGREE, implementation_version):
             if _field(summary, name) != _field(first, name):
-                raise MergeError(f"{run_dir}: {name}: {_field(summary, name)!r}, but {first_dir} has "
-                                 f"{_field(first, name)!r}; shards of one study must agree on it")
+                raise MergeError(
+                    f"{run_dir}: {name}: {_field(summary, name)!r}, but {first_dir} has "
+                    f"{_field(first, name)!r}; shards of one study must agree on it"
+                )
 
 
 def _check_disjoint_seeds(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> list[int]:
@@ -90,8 +102,10 @@ def _check_disjoint_seeds(run_dirs: list[Path], summaries: list[dict[str, Any]])
     for run_dir, summary in zip(run_dirs, summaries, strict=True):
         for seed in summary["seeds"]:
             if seed in owner:
-                raise MergeError(f"{run_dir}: seeds: seed {seed} is also in {owner[seed]}; shards must "
-                                 f"split the seeds, not repeat them")
+                raise MergeError(
+                    f"{run_dir}: seeds: seed {seed} is also in {owner[seed]}; shards must "
+                    f"split the seeds, not repeat them"
+                )
             owner[seed] = run_dir
     return sorted(owner)
 
@@ -106,8 +120,10 @@ def _copy_tree(source: Path, target: Path) -> None:
         destination = target / path.name
         if destination.exists():
             if destination.read_bytes() != path.read_bytes():
-                raise MergeError(f"{path}: differs from the same file in an earlier run; shards of one "
-                                 f"study decode the same reference")
+                raise MergeError(
+                    f"{path}: differs from the same file in an earlier run; shards of one "
+                    f"study decode the same reference"
+                )
             continue
         shutil.copy2(path, destination)
 
@@ -137,12 +153,20 @@ def _merged_summary(run_dirs: list[Path], summaries: list[dict[str, Any]], seeds
     generations = [g for s in summaries for g in s["generations"]]
     merged["generations"] = sorted(generations, key=lambda g: (g["seed"], merged["cells"].index(g["cell"])))
     for total in ("stage_runs", "stage_runs_without_reuse", "stage_seconds_total"):
-        merged[total] = {stage: round(sum(s[total].get(stage, 0) for s in summaries), 4)
-                         for stage in summaries[0][total]}
+        merged[total] = {
+            stage: round(sum(s[total].get(stage, 0) for s in summaries), 4) for stage in summaries[0][total]
+        }
     merged["wall_seconds"] = round(sum(s["wall_seconds"] for s in summaries), 3)  # the shards' walls, added
-    merged["merged_from"] = [{"directory": str(d), "seeds": s["seeds"], "created_utc": s["created_utc"],
-                              "wall_seconds": s["wall_seconds"], "device": s["device"]}
-                             for d, s in zip(run_dirs, summaries, strict=True)]
+    merged["merged_from"] = [
+        {
+            "directory": str(d),
+            "seeds": s["seeds"],
+            "created_utc": s["created_utc"],
+            "wall_seconds": s["wall_seconds"],
+            "device": s["device"],
+        }
+        for d, s in zip(run_dirs, summaries, strict=True)
+    ]
     return merged
 
 
@@ -153,4 +177,3 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise MergeError(f"{path}: missing; is {path.parent} a directory written by `bark-ablation run`?") from None
     except (OSError, json.JSONDecodeError) as error:
         raise MergeError(f"{path}: unreadable ({error})") from None
-

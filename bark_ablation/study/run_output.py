@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bark_ablation.core.version import __version__
 from bark_ablation.core.environment import device_description, package_versions
 from bark_ablation.core.errors import OutputError
+from bark_ablation.core.version import __version__
 from bark_ablation.core.wav import write_wav
 from bark_ablation.generation.pipeline import Generation, MatrixRun, count_stage_runs
 
@@ -92,8 +92,12 @@ def write_generation(directory: Path, generation: Generation) -> None:
     (directory / "audio").mkdir(exist_ok=True)
     (directory / "tokens").mkdir(exist_ok=True)
     write_wav(directory / "audio" / f"{generation.label}.wav", generation.audio, generation.sample_rate)
-    np.savez(directory / "tokens" / f"{generation.label}.npz", semantic=generation.semantic,
-             coarse=generation.coarse, fine=generation.fine)
+    np.savez(
+        directory / "tokens" / f"{generation.label}.npz",
+        semantic=generation.semantic,
+        coarse=generation.coarse,
+        fine=generation.fine,
+    )
 
 
 def stage_work(run: MatrixRun) -> dict[str, dict[str, float]]:
@@ -106,10 +110,12 @@ def stage_work(run: MatrixRun) -> dict[str, dict[str, float]]:
         for stage, spent in generation.stage_seconds.items():
             if stage not in generation.reused:
                 seconds[stage] += spent
-    return {"batch_size": run.batch_size,
-            "stage_runs": dict(run.stage_runs),
-            "stage_runs_without_reuse": {stage: len(run.conditionings) * len(run.seeds) for stage in per_seed},
-            "stage_seconds_total": {stage: round(value, 4) for stage, value in seconds.items()}}
+    return {
+        "batch_size": run.batch_size,
+        "stage_runs": dict(run.stage_runs),
+        "stage_runs_without_reuse": {stage: len(run.conditionings) * len(run.seeds) for stage in per_seed},
+        "stage_seconds_total": {stage: round(value, 4) for stage, value in seconds.items()},
+    }
 
 
 def run_summary(run: MatrixRun, wall_s: float) -> dict[str, Any]:
@@ -119,21 +125,30 @@ def run_summary(run: MatrixRun, wall_s: float) -> dict[str, Any]:
         "bark_ablation_version": __version__,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "text": run.text,
-        "prompt": {"name": run.prompt.name, "source": run.prompt.source,
-                   "fingerprint": run.prompt.fingerprint, "semantic_tokens": run.prompt.n_semantic,
-                   "frames": run.prompt.n_frames},
+        "prompt": {
+            "name": run.prompt.name,
+            "source": run.prompt.source,
+            "fingerprint": run.prompt.fingerprint,
+            "semantic_tokens": run.prompt.n_semantic,
+            "frames": run.prompt.n_frames,
+        },
         "seeds": list(run.seeds),
         "cells": [c.id for c in run.conditionings],
         "params": run.params.to_dict(),
         "profile": run.profile.to_dict(),
-        "model_set": {"name": model_set.name, "implementation": model_set.implementation,
-                      "provenance": model_set.provenance},
+        "model_set": {
+            "name": model_set.name,
+            "implementation": model_set.implementation,
+            "provenance": model_set.provenance,
+        },
         "device": device_description(model_set.device, model_set.cuda_dtype),
         "versions": package_versions(),
         **stage_work(run),
         "wall_seconds": round(wall_s, 3),
-        "notes": ("coarse conditioning passes the prompt's semantic_prompt AND coarse_prompt to "
-                  "Bark's coarse stage; it always carries the prompt's semantic tokens too"),
+        "notes": (
+            "coarse conditioning passes the prompt's semantic_prompt AND coarse_prompt to "
+            "Bark's coarse stage; it always carries the prompt's semantic tokens too"
+        ),
         "generations": [g.summary() for g in run.generations],
     }
 
@@ -141,8 +156,10 @@ def run_summary(run: MatrixRun, wall_s: float) -> dict[str, Any]:
 def summary_table(generations: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per (cell, seed), from :meth:`Generation.summary` dicts (the
     ``generations`` of ``summary.json``)."""
-    header = ("| cell | seed | semantic tokens | coarse frames | duration s | semantic s | "
-              "coarse s | fine s | decode s | shared stages |")
+    header = (
+        "| cell | seed | semantic tokens | coarse frames | duration s | semantic s | "
+        "coarse s | fine s | decode s | shared stages |"
+    )
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for g in generations:
         lines.append(
@@ -170,22 +187,30 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "",
         f"- text: {summary['text']!r}",
         f"- seeds: {', '.join(map(str, summary['seeds']))}; cells: {', '.join(summary['cells'])}",
-        (f"- model set: `{model_set['name']}` ({model_set['implementation']} "
-         f"{summary['versions'].get(model_set['implementation'])}), device class "
-         f"`{summary['device']['device_class']}`"),
+        (
+            f"- model set: `{model_set['name']}` ({model_set['implementation']} "
+            f"{summary['versions'].get(model_set['implementation'])}), device class "
+            f"`{summary['device']['device_class']}`"
+        ),
         f"- generation profile: `{summary.get('profile', {}).get('name', 'default')}` "
         f"({summary.get('profile', {}).get('exercises', 'Bark defaults')})",
         "- stage runs: " + ", ".join(f"{k} {runs.get(k, 0)} (of {naive[k]})" for k in naive),
         f"- wall time: {summary['wall_seconds']:.2f} s",
     ]
     if summary.get("merged_from"):
-        lines.append("- merged from: " + "; ".join(
-            f"{part['directory']} (seeds {', '.join(map(str, part['seeds']))})" for part in summary["merged_from"]))
+        lines.append(
+            "- merged from: "
+            + "; ".join(
+                f"{part['directory']} (seeds {', '.join(map(str, part['seeds']))})" for part in summary["merged_from"]
+            )
+        )
     lines += [
         f"- note: {summary['notes']}",
         "",
-        ("Cell ids: one character per stage (semantic, coarse, fine); a letter when the stage "
-         "receives the prompt's history, `-` when it does not."),
+        (
+            "Cell ids: one character per stage (semantic, coarse, fine); a letter when the stage "
+            "receives the prompt's history, `-` when it does not."
+        ),
         "",
         summary_table(summary["generations"]),
         "",
@@ -201,20 +226,27 @@ def _study_summary_markdown(summary: dict[str, Any]) -> str:
         "- speakers: " + ", ".join(f"`{p['name']}`" for p in summary["prompts"]),
         *[f"- text t{i}: {text!r}" for i, text in enumerate(summary["texts"])],
         f"- seeds: {', '.join(map(str, summary['seeds']))}; cells: {', '.join(summary['cells'])}",
-        (f"- model set: `{model_set['name']}` ({model_set['implementation']} "
-         f"{summary['versions'].get(model_set['implementation'])}), device class "
-         f"`{summary['device']['device_class']}`"
-         + (f"; {model_set['choice']['reason']}" if model_set.get("choice") else "")),
+        (
+            f"- model set: `{model_set['name']}` ({model_set['implementation']} "
+            f"{summary['versions'].get(model_set['implementation'])}), device class "
+            f"`{summary['device']['device_class']}`"
+            + (f"; {model_set['choice']['reason']}" if model_set.get("choice") else "")
+        ),
         f"- generation profile: `{summary['profile']['name']}`",
         f"- {summary['generations']} generations; stage runs: "
-        + ", ".join(f"{k} {summary['stage_runs'].get(k, 0)} (of {v})" for k, v in summary["stage_runs_without_reuse"].items()),
+        + ", ".join(
+            f"{k} {summary['stage_runs'].get(k, 0)} (of {v})" for k, v in summary["stage_runs_without_reuse"].items()
+        ),
         f"- wall time: {summary['wall_seconds']:.2f} s",
         "",
         "| unit | speaker | text | other speaker | directory |",
         "|---|---|---:|---|---|",
     ]
-    lines += [f"| `{u['id']}` | `{u['prompt']}` | t{u['text_index']} | {u['other_prompt'] or '-'} | "
-              f"[{u['directory']}]({u['directory']}/summary.md) |" for u in summary["units"]]
+    lines += [
+        f"| `{u['id']}` | `{u['prompt']}` | t{u['text_index']} | {u['other_prompt'] or '-'} | "
+        f"[{u['directory']}]({u['directory']}/summary.md) |"
+        for u in summary["units"]
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -224,16 +256,23 @@ def write_summary(directory: Path, summary: dict[str, Any]) -> None:
     (directory / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
 
 
-def write_run(staged: StagedDirectory, run: MatrixRun, wall_s: float, study: StudyResult | None = None,
-              *, model_set_choice: dict[str, str] | None = None) -> Path:
+def write_run(
+    staged: StagedDirectory,
+    run: MatrixRun,
+    wall_s: float,
+    study: StudyResult | None = None,
+    *,
+    model_set_choice: dict[str, str] | None = None,
+) -> Path:
     """Write every file of ``run`` (and of its ``study``, when given) into ``staged`` and move it
     to its destination."""
     _write_unit(staged.path, run, wall_s, study, model_set_choice)
     return staged.commit()
 
 
-def _write_unit(directory: Path, run: MatrixRun, wall_s: float, study: StudyResult | None,
-                model_set_choice: dict[str, str] | None) -> None:
+def _write_unit(
+    directory: Path, run: MatrixRun, wall_s: float, study: StudyResult | None, model_set_choice: dict[str, str] | None
+) -> None:
     for generation in run.generations:
         write_generation(directory, generation)
     if study is not None:
@@ -246,8 +285,14 @@ def _write_unit(directory: Path, run: MatrixRun, wall_s: float, study: StudyResu
     write_summary(directory, summary)
 
 
-def write_design_run(staged: StagedDirectory, design_run: DesignRun, wall_s: float,
-                     study: StudyResult | None = None, *, model_set_choice: dict[str, str] | None = None) -> Path:
+def write_design_run(
+    staged: StagedDirectory,
+    design_run: DesignRun,
+    wall_s: float,
+    study: StudyResult | None = None,
+    *,
+    model_set_choice: dict[str, str] | None = None,
+) -> Path:
     """Write a design's run: the single-unit layout for one speaker and one text, else one unit
     directory per (speaker, text) under ``units/`` with the pooled study on top."""
     design = design_run.design
@@ -262,25 +307,37 @@ def write_design_run(staged: StagedDirectory, design_run: DesignRun, wall_s: flo
         unit_study = None
         if study is not None:
             scores = [s for s in study.scores if s.prompt == unit.prompt.name and s.text_index == unit.text_index]
-            reference = {**study.reference, "prompts": [unit.prompt.name],
-                         "other_prompts": {} if unit.other_prompt is None else {unit.prompt.name: unit.other_prompt.name}}
+            reference = {
+                **study.reference,
+                "prompts": [unit.prompt.name],
+                "other_prompts": {} if unit.other_prompt is None else {unit.prompt.name: unit.other_prompt.name},
+            }
             unit_study = analyse(scores, study.seconds_per_score, reference, texts=[unit.text])
-            unit_study.reference_audio = {name: audio for name, audio in study.reference_audio.items()
-                                          if unit.other_prompt is not None and name == unit.other_prompt.name
-                                          or name == unit.prompt.name}
+            unit_study.reference_audio = {
+                name: audio
+                for name, audio in study.reference_audio.items()
+                if unit.other_prompt is not None and name == unit.other_prompt.name or name == unit.prompt.name
+            }
         unit_wall_s = sum(stage_work(run)["stage_seconds_total"].values())  # the stages' own time
         _write_unit(directory, run, unit_wall_s, unit_study, model_set_choice)
-        units.append({"id": unit.id, "prompt": unit.prompt.name, "text_index": unit.text_index,
-                      "directory": f"units/{unit.id}",
-                      "other_prompt": None if unit.other_prompt is None else unit.other_prompt.name})
+        units.append(
+            {
+                "id": unit.id,
+                "prompt": unit.prompt.name,
+                "text_index": unit.text_index,
+                "directory": f"units/{unit.id}",
+                "other_prompt": None if unit.other_prompt is None else unit.other_prompt.name,
+            }
+        )
     if study is not None:
         write_study(staged.path, study)
     write_summary(staged.path, design_summary(design_run, wall_s, units, model_set_choice))
     return staged.commit()
 
 
-def design_summary(design_run: DesignRun, wall_s: float, units: list[dict[str, Any]],
-                   model_set_choice: dict[str, str] | None) -> dict[str, Any]:
+def design_summary(
+    design_run: DesignRun, wall_s: float, units: list[dict[str, Any]], model_set_choice: dict[str, str] | None
+) -> dict[str, Any]:
     """JSON-ready summary of a multi-unit study (``"kind": "study"``)."""
     design = design_run.design
     first = run_summary(design_run.runs[0], wall_s)
@@ -298,10 +355,17 @@ def design_summary(design_run: DesignRun, wall_s: float, units: list[dict[str, A
         "kind": "study",
         "bark_ablation_version": first["bark_ablation_version"],
         "created_utc": first["created_utc"],
-        "prompts": [{"name": p.name, "source": p.source, "fingerprint": p.fingerprint,
-                     "semantic_tokens": p.n_semantic, "frames": p.n_frames,
-                     "other_prompt": None if o is None else o.name}
-                    for p, o in zip(design.prompts, design.other_prompts, strict=True)],
+        "prompts": [
+            {
+                "name": p.name,
+                "source": p.source,
+                "fingerprint": p.fingerprint,
+                "semantic_tokens": p.n_semantic,
+                "frames": p.n_frames,
+                "other_prompt": None if o is None else o.name,
+            }
+            for p, o in zip(design.prompts, design.other_prompts, strict=True)
+        ],
         "texts": list(design.texts),
         "seeds": list(design.seeds),
         "cells": [c.id for c in design.cells],

@@ -20,8 +20,8 @@ import numpy as np
 
 from bark_ablation.core.errors import ValidationError
 from bark_ablation.core.implementation import ModelSet
-from bark_ablation.implementations.registry import activated
 from bark_ablation.core.prompts import VoicePrompt
+from bark_ablation.implementations.registry import activated
 
 MIN_SPEECH_S = 0.3
 """Shortest audio (seconds, after silence trimming) that gives a usable embedding."""
@@ -96,8 +96,7 @@ def secs(reference: np.ndarray, other: np.ndarray) -> float:
 def score_files(reference: Path | str, others: list[Path | str], *, device: str = "cpu") -> list[float]:
     """SECS of each file in ``others`` against ``reference``."""
     reference_embedding = embed(*load_audio(reference), source=str(reference), device=device)
-    return [secs(reference_embedding, embed(*load_audio(path), source=str(path), device=device))
-            for path in others]
+    return [secs(reference_embedding, embed(*load_audio(path), source=str(path), device=device)) for path in others]
 
 
 def prompt_reference_audio(prompt: VoicePrompt, model_set: ModelSet) -> np.ndarray:

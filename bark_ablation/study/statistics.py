@@ -61,7 +61,8 @@ BOOTSTRAP_SEED = 0
 """Seed of the percentile bootstrap's resampling, so its CIs are reproducible."""
 
 FACTORIAL_TERMS: tuple[tuple[str, ...], ...] = tuple(
-    term for size in (1, 2, 3) for term in itertools.combinations([s.value for s in STAGES], size))
+    term for size in (1, 2, 3) for term in itertools.combinations([s.value for s in STAGES], size)
+)
 """("semantic",), ("coarse",), ("fine",), ("semantic", "coarse"), ..., all three."""
 
 
@@ -93,8 +94,10 @@ class Estimate:
         return bool(self.p_adjusted < ALPHA)
 
     def to_dict(self) -> dict:
-        return {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
-                for key, value in asdict(self).items()}
+        return {
+            key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+            for key, value in asdict(self).items()
+        }
 
 
 def _values(name: str, values: Sequence[float]) -> np.ndarray:
@@ -108,8 +111,9 @@ def _standardized(mean: float, spread: float) -> float:
     return mean / spread if spread > 0 else (0.0 if mean == 0 else math.copysign(math.inf, mean))
 
 
-def t_estimate(name: str, values: Sequence[float], *, confidence: float = CONFIDENCE,
-               test_zero: bool = True) -> Estimate:
+def t_estimate(
+    name: str, values: Sequence[float], *, confidence: float = CONFIDENCE, test_zero: bool = True
+) -> Estimate:
     """Mean of ``values`` with a Student t-interval at ``confidence`` and, when ``test_zero``,
     the two-sided one-sample t-test of mean == 0.
 
@@ -130,12 +134,26 @@ def t_estimate(name: str, values: Sequence[float], *, confidence: float = CONFID
     standardized = _standardized(mean, spread)
     result = stats.ttest_1samp(data, 0.0)
     interval = result.confidence_interval(confidence)
-    return Estimate(name, mean, float(interval.low), float(interval.high), n, standardized,
-                    p_value=float(result.pvalue) if test_zero else math.nan, sd=spread)
+    return Estimate(
+        name,
+        mean,
+        float(interval.low),
+        float(interval.high),
+        n,
+        standardized,
+        p_value=float(result.pvalue) if test_zero else math.nan,
+        sd=spread,
+    )
 
 
-def percentile_bootstrap_estimate(name: str, values: Sequence[float], *, confidence: float = CONFIDENCE,
-                                  n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Estimate:
+def percentile_bootstrap_estimate(
+    name: str,
+    values: Sequence[float],
+    *,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> Estimate:
     """Mean of ``values`` with a percentile bootstrap CI at ``confidence`` (no p-value).
 
     The study no longer uses it: at the study's few replicates the percentile bootstrap's
@@ -153,10 +171,23 @@ def percentile_bootstrap_estimate(name: str, values: Sequence[float], *, confide
     standardized = _standardized(mean, spread)
     if spread == 0:
         return Estimate(name, mean, mean, mean, n, standardized, sd=spread)
-    result = stats.bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                             method="percentile", rng=np.random.default_rng(seed))
-    return Estimate(name, mean, float(result.confidence_interval.low),
-                    float(result.confidence_interval.high), n, standardized, sd=spread)
+    result = stats.bootstrap(
+        (data,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return Estimate(
+        name,
+        mean,
+        float(result.confidence_interval.low),
+        float(result.confidence_interval.high),
+        n,
+        standardized,
+        sd=spread,
+    )
 
 
 bootstrap_estimate = percentile_bootstrap_estimate
@@ -233,9 +264,10 @@ def cell_estimates(scores: Scores) -> list[Estimate]:
     """Per cell, in first-seen order: mean score over replicates with its t-interval (no test:
     a cell's mean SECS is not compared with 0)."""
     cells = list(dict.fromkeys(cell for cell, _ in scores))
-    return [t_estimate(cell, [scores[(cell, seed)] for seed in seeds_of(scores) if (cell, seed) in scores],
-                       test_zero=False)
-            for cell in cells]
+    return [
+        t_estimate(cell, [scores[(cell, seed)] for seed in seeds_of(scores) if (cell, seed) in scores], test_zero=False)
+        for cell in cells
+    ]
 
 
 def paired_differences(scores: Scores, reference: str = FULL.id) -> list[Estimate]:
@@ -244,8 +276,11 @@ def paired_differences(scores: Scores, reference: str = FULL.id) -> list[Estimat
     cells = [cell for cell in dict.fromkeys(cell for cell, _ in scores) if cell != reference]
     estimates = []
     for cell in cells:
-        differences = [scores[(cell, seed)] - scores[(reference, seed)] for seed in seeds_of(scores)
-                       if (cell, seed) in scores and (reference, seed) in scores]
+        differences = [
+            scores[(cell, seed)] - scores[(reference, seed)]
+            for seed in seeds_of(scores)
+            if (cell, seed) in scores and (reference, seed) in scores
+        ]
         if differences:
             estimates.append(t_estimate(f"{cell} - {reference}", differences))
     return adjust_family(estimates, "holm")
@@ -257,14 +292,14 @@ def factorial_effects(scores: Scores) -> list[Estimate]:
 
     Raises ValueError when no replicate has all eight on/off cells.
     """
-    complete = [seed for seed in seeds_of(scores)
-                if all((cell.id, seed) in scores for cell in ALL_CONDITIONINGS)]
+    complete = [seed for seed in seeds_of(scores) if all((cell.id, seed) in scores for cell in ALL_CONDITIONINGS)]
     if not complete:
         raise ValueError("factorial effects need all 8 on/off cells for at least one seed")
     effects = []
     for term in FACTORIAL_TERMS:
-        per_seed = [sum(scores[(cell.id, seed)] * _sign(cell, term) for cell in ALL_CONDITIONINGS) / 4
-                    for seed in complete]
+        per_seed = [
+            sum(scores[(cell.id, seed)] * _sign(cell, term) for cell in ALL_CONDITIONINGS) / 4 for seed in complete
+        ]
         effects.append(t_estimate(" x ".join(term), per_seed))
     return adjust_family(effects, "holm")
 

@@ -31,8 +31,12 @@ SAMPLE_RATE = 24_000
 """Hz, Bark's output rate."""
 
 VOWEL_FORMANTS_HZ: dict[str, tuple[float, float, float, float]] = {
-    "a": (730, 1090, 2440, 3400), "i": (270, 2290, 3010, 3700), "u": (300, 870, 2240, 3300),
-    "e": (530, 1840, 2480, 3500), "o": (570, 840, 2410, 3400), "ae": (660, 1720, 2410, 3500),
+    "a": (730, 1090, 2440, 3400),
+    "i": (270, 2290, 3010, 3700),
+    "u": (300, 870, 2240, 3300),
+    "e": (530, 1840, 2480, 3500),
+    "o": (570, 840, 2410, 3400),
+    "ae": (660, 1720, 2410, 3500),
 }
 """F1-F4 of six vowels for an adult male vocal tract (Peterson & Barney), Hz."""
 FORMANT_BANDWIDTHS_HZ = (80.0, 100.0, 140.0, 200.0)
@@ -69,18 +73,20 @@ class SyntheticVoice:
         audio = np.concatenate(pieces)
         return (0.5 * audio / max(float(np.abs(audio).max()), 1e-9)).astype(np.float32)
 
-    def _vowel(self, length: int, formants: np.ndarray, pitch_hz: float, rng: np.random.Generator,
-               sample_rate: int) -> np.ndarray:
+    def _vowel(
+        self, length: int, formants: np.ndarray, pitch_hz: float, rng: np.random.Generator, sample_rate: int
+    ) -> np.ndarray:
         time_s = np.arange(length) / sample_rate
         frequency = pitch_hz * (1 + 0.05 * np.sin(2 * np.pi * 5.0 * time_s))  # 5 Hz vibrato, +-5 %
         cycles = np.cumsum(frequency) / sample_rate
         pulses = np.diff(np.floor(cycles), prepend=0.0)  # one impulse per glottal cycle
-        source = (signal.lfilter([1.0 - self.source_tilt], [1.0, -self.source_tilt], pulses)
-                  + self.breath * rng.standard_normal(length))
+        source = signal.lfilter(
+            [1.0 - self.source_tilt], [1.0, -self.source_tilt], pulses
+        ) + self.breath * rng.standard_normal(length)
         for centre, bandwidth in zip(formants, FORMANT_BANDWIDTHS_HZ, strict=True):
             radius = np.exp(-np.pi * bandwidth / sample_rate)
             angle = 2 * np.pi * min(centre, 0.45 * sample_rate) / sample_rate
-            source = signal.lfilter([1 - radius], [1, -2 * radius * np.cos(angle), radius ** 2], source)
+            source = signal.lfilter([1 - radius], [1, -2 * radius * np.cos(angle), radius**2], source)
         return source * np.hanning(length) ** 0.3
 
 
@@ -90,9 +96,12 @@ def _stable_id(name: str) -> int:
 
 
 VOICES: tuple[SyntheticVoice, ...] = (
-    SyntheticVoice("bass", 85.0, 0.85, 0.99, 0.01), SyntheticVoice("baritone", 110.0, 0.95, 0.97, 0.03),
-    SyntheticVoice("tenor", 140.0, 1.05, 0.93, 0.02), SyntheticVoice("breathy", 170.0, 1.12, 0.95, 0.15),
-    SyntheticVoice("alto", 200.0, 1.2, 0.9, 0.04), SyntheticVoice("soprano", 250.0, 1.3, 0.85, 0.02),
+    SyntheticVoice("bass", 85.0, 0.85, 0.99, 0.01),
+    SyntheticVoice("baritone", 110.0, 0.95, 0.97, 0.03),
+    SyntheticVoice("tenor", 140.0, 1.05, 0.93, 0.02),
+    SyntheticVoice("breathy", 170.0, 1.12, 0.95, 0.15),
+    SyntheticVoice("alto", 200.0, 1.2, 0.9, 0.04),
+    SyntheticVoice("soprano", 250.0, 1.3, 0.85, 0.02),
     SyntheticVoice("child", 300.0, 1.45, 0.9, 0.05),
 )
 """Seven voices spread over pitch (85-300 Hz), vocal-tract scale (0.85-1.45), source tilt and breath."""

