@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bark_ablation.core import checks
-from bark_ablation.core.conditioning import CONTROLS, HistorySource, Stage
+from bark_ablation.core.conditioning import CONTROLS, STAGES, HistorySource, Stage
 from bark_ablation.core.controls import stage_history
 from bark_ablation.core.errors import ParamsError
 from bark_ablation.core.prompts import CODEBOOK_SIZE, SEMANTIC_VOCAB_SIZE
@@ -20,7 +20,7 @@ def prompt(voice_prompts):
     return voice_prompts["en_speaker_0"]
 
 
-@pytest.mark.parametrize("stage", list(Stage))
+@pytest.mark.parametrize("stage", STAGES)
 def test_random_history_has_the_prompts_lengths_and_valid_ranges(prompt, stage):
     history = stage_history(HistorySource.RANDOM, stage, prompt, seed=0)
     assert history.semantic.shape == prompt.semantic.shape and history.fine.shape == prompt.fine.shape
@@ -30,7 +30,7 @@ def test_random_history_has_the_prompts_lengths_and_valid_ranges(prompt, stage):
     assert np.mean(history.semantic == prompt.semantic) < 0.01
 
 
-@pytest.mark.parametrize("stage", list(Stage))
+@pytest.mark.parametrize("stage", STAGES)
 def test_shuffled_history_permutes_frames_and_keeps_codebooks_aligned(prompt, stage):
     history = stage_history(HistorySource.SHUFFLED, stage, prompt, seed=0)
     assert sorted(history.semantic) == sorted(prompt.semantic)

@@ -32,17 +32,24 @@ from __future__ import annotations
 
 import enum
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bark_ablation.core.errors import ParamsError
 
 
 class Stage(enum.Enum):
-    """Bark's token stages, in generation order. ``value`` is the stage's name."""
+    """Bark's stages, in generation order. ``value`` is the stage's name.
+
+    The three token stages (:data:`STAGES`) take a history and make up a conditioning cell; the
+    decoder (``DECODE``: fine codes -> audio) takes none and closes the pipeline
+    (:data:`PIPELINE_STAGES`).
+    """
 
     SEMANTIC = "semantic"
     COARSE = "coarse"
     FINE = "fine"
+    DECODE = "decode"
 
     @property
     def letter(self) -> str:
@@ -59,9 +66,15 @@ _PROMPT_KEYS_READ = {
     Stage.SEMANTIC: ("semantic_prompt",),
     Stage.COARSE: ("semantic_prompt", "coarse_prompt"),
     Stage.FINE: ("fine_prompt",),
+    Stage.DECODE: (),
 }
 
 STAGES: tuple[Stage, ...] = (Stage.SEMANTIC, Stage.COARSE, Stage.FINE)
+"""The token stages: each may be conditioned on a history; a cell says which are."""
+PIPELINE_STAGES: tuple[Stage, ...] = (*STAGES, Stage.DECODE)
+"""Every stage a generation runs, the decoder last."""
+PIPELINE_STAGE_NAMES: tuple[str, ...] = tuple(stage.value for stage in PIPELINE_STAGES)
+"""``("semantic", "coarse", "fine", "decode")``: the keys of per-stage records (timings, run counts)."""
 
 
 class HistorySource(enum.Enum):
@@ -230,3 +243,20 @@ TRANSFER_CELLS: dict[str, Conditioning] = {
     "fine": CONTROLS["other-speaker-fine"],
 }
 """Per stage: ``scf`` with that one stage's history taken from another speaker."""
+
+
+def validate_cells(cells: Iterable[Conditioning | str]) -> tuple[Conditioning, ...]:
+    """``cells`` (conditionings or their ids, :meth:`Conditioning.from_id`) as a tuple of
+    conditionings; raise ParamsError naming ``conditionings`` when it is empty or repeats a cell."""
+    values = tuple(cell if isinstance(cell, Conditioning) else Conditioning.from_id(cell) for cell in cells)
+    if not values:
+        raise ParamsError("conditionings", "must name at least one cell")
+    repeated = sorted({cell.id for cell in values if values.count(cell) > 1})
+    if repeated:
+        raise ParamsError("conditionings", f"must not repeat a cell, got {repeated[0]} more than once")
+    return values
+
+
+def needs_other_speaker(cells: Iterable[Conditioning]) -> list[str]:
+    """Ids of the cells that give some stage another speaker's history (``o``)."""
+    return [cell.id for cell in cells if HistorySource.OTHER_SPEAKER in cell.upstream(Stage.FINE)]

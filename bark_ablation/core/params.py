@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,26 @@ def validate_seed(seed: object) -> int:
     if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
         raise ParamsError("seed", f"must be an integer in [0, {MAX_SEED}], got {seed!r}")
     return int(seed)
+
+
+def validate_seeds(seeds: Iterable[object]) -> tuple[int, ...]:
+    """Return ``seeds`` as a tuple if it names at least one seed, none twice, each valid
+    (:func:`validate_seed`); raise ParamsError naming ``seeds`` otherwise."""
+    values = tuple(validate_seed(seed) for seed in seeds)
+    if not values:
+        raise ParamsError("seeds", "must name at least one seed")
+    repeated = sorted({seed for seed in values if values.count(seed) > 1})
+    if repeated:
+        raise ParamsError("seeds", f"must not repeat a seed, got {repeated[0]} more than once")
+    return values
+
+
+def validate_batch_size(batch_size: object, field: str = "batch_size") -> int | None:
+    """Return ``batch_size`` if it is ``None`` (the default: what memory allows) or a positive
+    integer (rows per stage call); raise ParamsError naming ``field`` otherwise."""
+    if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
+        raise ParamsError(field, f"must be a positive integer, got {batch_size!r}")
+    return batch_size
 
 
 def validate_text(text: object) -> str:

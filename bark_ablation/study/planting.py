@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bark_ablation.core.conditioning import Conditioning, HistorySource, Stage
+from bark_ablation.core.conditioning import STAGES, Conditioning, HistorySource, Stage
 from bark_ablation.core.errors import ParamsError
 from bark_ablation.generation.pipeline import Generation
 from bark_ablation.study.analysis import Score
@@ -77,8 +77,8 @@ class IdentityPlant:
                 stage = Stage(stage)
             except ValueError:
                 stage = None
-        if not isinstance(stage, Stage):
-            raise ParamsError("plant stage", f"must be one of {', '.join(s.value for s in Stage)}, got {self.stage!r}")
+        if stage not in STAGES:
+            raise ParamsError("plant stage", f"must be one of {', '.join(s.value for s in STAGES)}, got {self.stage!r}")
         object.__setattr__(self, "stage", stage)
         weight = self.weight
         if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating, np.integer)):
