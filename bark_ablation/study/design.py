@@ -2,8 +2,8 @@
 
 The speaker is the study's unit of replication: a finding about one speaker saying one sentence
 is an anecdote. A :class:`StudyDesign` crosses every prompt with every text, cell and seed;
-:func:`run_design` generates each (prompt, text) unit with
-:func:`~bark_ablation.generation.pipeline.run_matrix`, so stage results are still shared between
+:func:`run_design` generates each (prompt, text) unit as one matrix run
+(:func:`~bark_ablation.generation.pipeline.run_request`), so stage results are still shared between
 the cells of one seed.
 
 Cells with another speaker's history (``o``) need that speaker's prompt. With one prompt it is
@@ -20,13 +20,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bark_ablation.core.conditioning import Conditioning, HistorySource, Stage
+from bark_ablation.core.conditioning import Conditioning, needs_other_speaker, validate_cells
 from bark_ablation.core.errors import ParamsError
 from bark_ablation.core.implementation import ModelSet
-from bark_ablation.core.params import GenerationParams, validate_seed, validate_text
+from bark_ablation.core.params import GenerationParams, validate_batch_size, validate_seeds, validate_text
 from bark_ablation.core.profiles import Profile
 from bark_ablation.core.prompts import VoicePrompt, load_prompt
-from bark_ablation.generation.pipeline import Generation, MatrixRun, run_matrix
+from bark_ablation.generation.pipeline import Generation, MatrixRequest, MatrixRun, resolve_profile, run_request
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,9 @@ class StudyDesign:
         if not text_list:
             raise ParamsError("texts", "must give at least one text")
         _check_unique("texts", list(text_list), [repr(t) for t in text_list])
-        seed_list = tuple(validate_seed(s) for s in seeds)
-        cell_list = tuple(c if isinstance(c, Conditioning) else Conditioning.from_id(c) for c in cells)
-        needs_other = any(HistorySource.OTHER_SPEAKER in c.upstream(Stage.FINE) for c in cell_list)
+        seed_list = validate_seeds(seeds)
+        cell_list = validate_cells(cells)
+        needs_other = bool(needs_other_speaker(cell_list))
         others: tuple[VoicePrompt | None, ...] = (None,) * len(voices)
         if other_prompt is not None:
             other = load_prompt(other_prompt)
@@ -143,8 +143,12 @@ def run_design(
     batch_size: int | None = None,
 ) -> DesignRun:
     """Generate every unit of ``design`` on ``model_set``; ``on_result(generation, index, total)``
-    counts over the whole design. ``batch_size``: see :func:`~bark_ablation.generation.pipeline.run_matrix`
-    (each unit's rows are batched together)."""
+    counts over the whole design. The design is valid already (:meth:`StudyDesign.build`); the
+    profile, parameters and batch size are checked once here, before any unit runs.
+    ``batch_size``: see :func:`~bark_ablation.generation.pipeline.run_matrix` (each unit's rows
+    are batched together)."""
+    profile, params = resolve_profile(profile, params)
+    batch_size = validate_batch_size(batch_size)
     total = design.n_generations
     done = 0
 
@@ -154,20 +158,10 @@ def run_design(
 
     runs = []
     for unit in design.units:
-        runs.append(
-            run_matrix(
-                unit.text,
-                unit.prompt,
-                design.seeds,
-                design.cells,
-                params,
-                model_set=model_set,
-                on_result=progress,
-                other_prompt=unit.other_prompt,
-                profile=profile,
-                batch_size=batch_size,
-            )
+        request = MatrixRequest(
+            unit.text, unit.prompt, design.seeds, design.cells, params, profile, unit.other_prompt, batch_size
         )
+        runs.append(run_request(request, model_set, on_result=progress))
         done += len(runs[-1].generations)
     return DesignRun(design, runs)
 

@@ -1,0 +1,120 @@
+"""The stage plan of a matrix run: the distinct rows each stage computes, and which cells share them.
+
+Each stage is seeded from (seed, stage) alone (:mod:`bark_ablation.core.seeding`), so a stage's
+output is a function of its input, the history it receives and the seed. A row's key is
+therefore the seed, the key of the row it reads, the stage and the fingerprint of its history
+(``None`` when unconditioned): equal keys mean equal inputs, equal history and equal seed, and
+one run serves every cell with that key. Keys use prompt fingerprints, not conditioning flags,
+so cells that feed a stage another prompt (controls) share correctly too. For the 8 cells of one
+seed the plan holds 2 semantic, 4 coarse, 8 fine and 8 decode rows (22 runs instead of 32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from bark_ablation.core.conditioning import PIPELINE_STAGES, Conditioning, Stage
+from bark_ablation.core.controls import stage_history
+from bark_ablation.core.prompts import VoicePrompt
+
+RowKey = Hashable
+"""What one stage row depends on: ``(seed, "semantic", fingerprint)`` for the semantic stage,
+``(upstream row key, stage, fingerprint or None)`` after it."""
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """One distinct run of one stage.
+
+    Attributes:
+        stage: the stage that runs.
+        key: the row's :data:`RowKey`.
+        seed: the run's seed (the stage draws from ``stage_seed(seed, stage)``).
+        history: the voice prompt the stage is conditioned on, or ``None``.
+        upstream: the key of the row whose output this row reads (``None`` for the semantic
+            stage, which reads the text).
+    """
+
+    stage: Stage
+    key: RowKey
+    seed: int
+    history: VoicePrompt | None
+    upstream: RowKey | None
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """One (seed, cell) of the run: the row key of each planned stage, and the stages whose row an
+    earlier cell of the plan already computes (``reused``, stage names)."""
+
+    seed: int
+    conditioning: Conditioning
+    keys: Mapping[Stage, RowKey]
+    reused: frozenset[str]
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Every (seed, cell) in order (seeds outer, cells inner), and per stage its distinct rows in
+    the order the cells first need them."""
+
+    stages: tuple[Stage, ...]
+    cells: tuple[PlannedCell, ...]
+    rows: Mapping[Stage, Mapping[RowKey, PlannedRow]]
+
+    def runs_per_stage(self) -> dict[str, int]:
+        """Distinct rows per stage name: how many times each stage runs."""
+        return {stage.value: len(self.rows[stage]) for stage in self.stages}
+
+
+def plan_stages(
+    seeds: Sequence[int],
+    cells: Sequence[Conditioning],
+    prompt: VoicePrompt,
+    other_prompt: VoicePrompt | None = None,
+    *,
+    stages: Sequence[Stage] = PIPELINE_STAGES,
+) -> StagePlan:
+    """Plan ``stages`` (a prefix of the pipeline; default all four) for every seed x cell.
+
+    ``prompt`` is the voice whose history the cells give; ``other_prompt`` the speaker that cells
+    with an ``o`` history receive. Inputs are taken as valid (the callers' boundaries check them).
+    """
+    stages = tuple(stages)
+    if stages != PIPELINE_STAGES[: len(stages)]:
+        raise ValueError(f"stages must be a prefix of {[s.value for s in PIPELINE_STAGES]}, got {stages}")
+    rows: dict[Stage, dict[RowKey, PlannedRow]] = {stage: {} for stage in stages}
+    planned = []
+    for seed in seeds:
+        for conditioning in cells:
+            keys: dict[Stage, RowKey] = {}
+            reused = set()
+            upstream: RowKey | None = None
+            for stage in stages:
+                history = (
+                    None
+                    if stage is Stage.DECODE
+                    else stage_history(conditioning.source(stage), stage, prompt, seed, other_prompt)
+                )
+                fingerprint = None if history is None else history.fingerprint
+                key = (seed, stage.value, fingerprint) if upstream is None else (upstream, stage.value, fingerprint)
+                if key in rows[stage]:
+                    reused.add(stage.value)
+                else:
+                    rows[stage][key] = PlannedRow(stage, key, seed, history, upstream)
+                keys[stage] = upstream = key
+            planned.append(PlannedCell(seed, conditioning, keys, frozenset(reused)))
+    return StagePlan(stages, tuple(planned), rows)
+
+
+def count_stage_runs(cells: Iterable[Conditioning]) -> dict[str, int]:
+    """Stage runs a plan needs per seed for ``cells`` (for the 8 cells: semantic 2, coarse 4,
+    fine 8, decode 8), from the cells' ids alone (no prompt needed)."""
+    cells = list(cells)
+    return {
+        "semantic": len({c.upstream(Stage.SEMANTIC) for c in cells}),
+        "coarse": len({c.upstream(Stage.COARSE) for c in cells}),
+        "fine": len({c.upstream(Stage.FINE) for c in cells}),
+        "decode": len({c.upstream(Stage.FINE) for c in cells}),
+    }
