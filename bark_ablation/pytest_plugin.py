@@ -99,7 +99,8 @@ _RESTORE_HUB = pytest.StashKey()
 
 SLOW_PROFILES = ("long",)
 """Profiles whose regression cases are marked ``bark_slow`` (run with ``--bark-run-slow``; CI's slow lane
-does): the long profile generates two 15.4 s clips, about 20 s on 2 CPU cores, most of it decoding."""
+does): the long profile generates two 15.4 s clips, many times a default case's work, most of it
+decoding (measured: docs/measurements.md#long-profile-time)."""
 
 
 def profile_marks(profile_name: str) -> list[pytest.MarkDecorator]:
@@ -141,8 +142,8 @@ def _separate_numba_caches(config: pytest.Config) -> None:
     workers compiling the same kernel at once write the same cache index; on a fresh environment
     that race crashed a worker with a segmentation fault inside ``librosa.util.localmin``
     (measured in CI, 2 workers), so each worker gets a directory of its own. Compiling costs
-    about 25 s of CPU per process on a 2-core AMD EPYC and loading the compiled kernels about
-    4 s, so the directories live in the project's cache (``<cache>/numba/<worker>``,
+    several times what loading the compiled kernels does (measured:
+    docs/measurements.md#numba-cache-compile-time), so the directories live in the project's cache (``<cache>/numba/<worker>``,
     :func:`bark_ablation.core.cache_dir.cache_dir`; inside a ``NUMBA_CACHE_DIR`` the user set, when
     there is one), not in the checkout: cleaning or re-cloning the checkout keeps them. numba
     files its entries under the path of librosa's sources, so an environment at another path (a
@@ -198,7 +199,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"torch intra-op threads on the CPU (default {DEFAULT_TORCH_THREADS}; 0 keeps torch's "
         "own default, one per core). The tiny set's tensors gain nothing from more threads, "
         "and more threads than free cores (a busy runner, a container's CPU quota, xdist "
-        "workers) slowed the suite's stages 10x in measurement",
+        "workers) slow the suite's stages several-fold (measured: docs/measurements.md#torch-threads-slowdown)",
     )
     group.addoption(
         "--bark-allow-network",

@@ -1,15 +1,11 @@
 """Splitting a suite across CI jobs and GPUs.
 
 Across CI jobs: pytest-split (``--splits N --group K``), by the per-test durations recorded in
-:data:`DURATIONS_FILE`. Measured on this suite (1,410 tests, 4 groups, each group one process
-on one core of a 2-core AMD EPYC, CPU seconds): pytest-split's default ``duration_based_chunks``
-gave 131 / 119 / 207 / 139 s (slowest 1.39x the mean of 149 s, 594 s in all); its
-``least_duration`` 235 / 272 / 245 / 274 s (1.07x the mean of 257 s, 1,027 s); the CRC-32 split
-of node ids this module used to do 266 / 256 / 251 / 289 s (1.09x the mean of 266 s, 1,062 s).
-The last two balance better around their mean but scatter every file over every group, so each
-group builds the session fixtures (regression matrices, studies, numba's kernels) again: the
-hash's slowest group took 40 % longer than the chunks' slowest, and the whole split 79 % more
-CPU. The chunks keep files together, so the default algorithm is the one to use. A
+:data:`DURATIONS_FILE`, with pytest-split's default algorithm (``duration_based_chunks``). Why:
+it keeps each test file in one group, so each group builds the session fixtures (regression
+matrices, studies, numba's kernels) once; ``least_duration`` and a hash of node ids balance
+better around their mean but scatter every file over every group, and cost more CPU in all and
+in the slowest group (measured: docs/measurements.md#ci-split-algorithms). A
 test the durations file lacks is given the mean duration, so the file only needs refreshing
 when the suite's shape changes (:func:`missing_durations` says how much it lacks).
 
@@ -29,7 +25,8 @@ from pathlib import Path
 DURATIONS_FILE = ".test_durations"
 """pytest-split's durations file, at the repository root (its default path)."""
 REFRESH_DURATIONS_COMMAND = ".venv/bin/python -m pytest -n 2 --dist loadfile --store-durations --clean-durations"
-"""The README's command that records :data:`DURATIONS_FILE` again (the whole suite, about 6 minutes on 2 cores)."""
+"""The README's command that records :data:`DURATIONS_FILE` again: it runs the whole suite
+(measured: docs/measurements.md#suite-duration)."""
 
 
 def read_durations(path: Path) -> dict[str, float]:

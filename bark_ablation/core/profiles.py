@@ -7,10 +7,9 @@ turns one of those paths on, and the regression matrix and golden data cover eve
 
 A profile is a set of changes to a base :class:`~bark_ablation.core.params.GenerationParams` (the
 session's or the command line's), so ``--max-duration`` and the like still apply where a profile
-does not set them. Values were chosen by measuring on the tiny set that each one changes the
-tokens (a filter that never removes a sampled token would test nothing): top-k 8 changed no
-token of the tiny set's sharp distributions, top-k 3 changed 8-24 % of semantic tokens and more
-than 90 % of coarse codes; top-p 0.7 likewise.
+does not set them. Each filter value must change the tiny set's tokens, because a filter that
+never removes a sampled token would test nothing; the tiny set's distributions are sharp, so only
+a tight filter does (measured: docs/measurements.md#profile-filter-token-changes).
 
 Two profiles need more than parameters:
 
@@ -23,8 +22,8 @@ Two profiles need more than parameters:
   per second) whatever the cap, which gives 1,154 coarse frames: the coarse stage runs about 39
   sliding windows of 60 interleaved tokens and the fine stage at least two 1024-frame windows
   (three with fine history: ``en_speaker_0`` gives 405 frames of it). It runs two cells, ``scf``
-  (fine history, three windows) and ``---`` (none, two windows), since each costs seconds (on
-  2 CPU cores the tiny set decodes a 15 s clip in about 4 s).
+  (fine history, three windows) and ``---`` (none, two windows), since each costs seconds,
+  mostly decoding (measured: docs/measurements.md#long-profile-time).
 """
 
 from __future__ import annotations

@@ -49,10 +49,9 @@ class Tolerance:
     ``quantum`` is for features averaged over frames from a discrete per-frame value (an FFT bin,
     a voiced/unvoiced decision): a benign difference in the last bits of the audio can tip one
     frame that sits on a boundary over to the next step, which moves the mean by one step divided
-    by the number of frames, however small the difference was. Measured: decoding with torch's
-    default thread count moved one frame's roll-off by one bin in a 1 s top-p case (0.308 Hz of
-    mean). One such frame is allowed at any clip length (early stops make clips as short as 0.1 s);
-    two are not.
+    by the number of frames, however small the difference was; a thread-count change alone does
+    this (measured: docs/measurements.md#drift-one-frame-step). One such frame is allowed at any
+    clip length (early stops make very short clips); two are not.
     """
 
     absolute: float

@@ -22,10 +22,11 @@ stores each clip scaled to full scale by a gain recorded in the manifest (``audi
 on reading), so rounding is at most half a step of 1/32767 of the clip's peak, and nothing clips.
 The drift check rounds the obtained audio the same way before comparing log-mel spectrograms
 (:meth:`GoldenCase.as_stored`), so storage adds no difference of its own; features are computed
-from the float samples when the case is written. Measured on the tiny set: rounding alone moves
-the log-mel distances by at most 0.00027 dB (tolerance 0.02 dB). It halves the store against
-float32, so every profile's golden data, long clips included, fits the repository's 20 MiB
-budget. The file still opens in any audio player.
+from the float samples when the case is written. Rounding alone must stay below a tenth of each
+log-mel tolerance (``tests/test_golden_store.py``; measured:
+docs/measurements.md#golden-pcm-rounding). It halves the store against float32, so every
+profile's golden data, long clips included, fits the repository's 20 MiB budget (measured:
+docs/measurements.md#golden-store-size). The file still opens in any audio player.
 
 Why ``.npy`` and not ``.npz``: ``np.savez`` stamps the current time into the zip, so
 regenerating identical tokens would change the bytes, the hashes and the git diff.

@@ -118,9 +118,9 @@ def _sample_positions(probs: torch.Tensor, start: int, generator: torch.Generato
     generation.py 788-795 draws them: one ``torch.multinomial`` call per position.
 
     Where this torch build draws the same numbers for one call over all positions as for the
-    calls one by one (:func:`positions_draw_like_single_calls`), one call does it: on the CPU
-    that took 23 ms against 39 ms per 1024 positions, and the fine stage makes 6 such series per
-    window. Elsewhere (CUDA's generator, other builds) the positions are drawn one call at a time.
+    calls one by one (:func:`positions_draw_like_single_calls`), one call does it, because it is
+    the faster way and the fine stage makes 6 such series per window (measured:
+    docs/measurements.md#fine-draws-one-call). Elsewhere (CUDA's generator, other builds) the positions are drawn one call at a time.
     """
     if positions_draw_like_single_calls(probs.device.type, probs.dtype):
         return torch.multinomial(probs[start:], num_samples=1, generator=generator)[:, 0]
@@ -473,8 +473,8 @@ def fine_batch(
 def decode_batch(models: dict, codes: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Fine codes (8, T_c) -> float32 audio at 24 kHz, T_c * 320 samples each (generation.py 816-834).
 
-    One row per pass: the decoder is convolutional and compute-bound, and decoding 16 rows of
-    1 s together took 1.5 times as long as one at a time on 2 CPU cores; one row at a time also
+    One row per pass: the decoder is convolutional and compute-bound, so decoding rows together
+    gains nothing (measured: docs/measurements.md#batched-decode); one row at a time also
     keeps the audio bit-identical to ``codec_decode``'s. Autograd stays on, as there.
     """
     model = models["codec"]

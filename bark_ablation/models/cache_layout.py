@@ -15,9 +15,8 @@ and :func:`write_bark_cache` puts a model set in all three, in the format each r
   set's ASCII vocabulary padded with ``[unusedN]`` entries to the real one's 119,547 lines, so
   Bark's text pad token (10_048 + 119,547) means what it means with the real tokenizer.
 
-Sizes: the tiny set's files come to about 117 MB: EnCodec's weights are full size (93 MB), the
-text checkpoint 18 MB (its 129,600-row input embedding), coarse 3.3 MB, fine 1.3 MB, the padded
-vocabulary 1.7 MB. Writing them took 0.6 s on 2 CPU cores.
+Sizes: EnCodec's weights are full size and make most of the bytes; the text checkpoint comes next
+(its 129,600-row input embedding) (measured: docs/measurements.md#tiny-cache-layout-size).
 
 Hand-written because nothing else writes this format: Bark only reads checkpoints (its training
 code was never published), transformers saves Bark as ``BarkModel`` in its own layout, and the

@@ -25,7 +25,8 @@ definitions of the filters. It then says whether the run's length agrees with th
 A stop by a *sampled* EOS cannot be seen in the output (the sampled token is not kept); it is
 accepted when EOS had at least ``min_sampled_p`` probability of being drawn at the stop step,
 and reported as such. Probabilities recomputed in another pass differ from the generating pass
-by float rounding (about 1e-7 on CPU in float32; more under bf16 autocast on GPU), so a step
+by float rounding (far below ``margin`` on CPU in float32, more under bf16 autocast on GPU;
+measured: docs/measurements.md#early-stop-recompute-rounding), so a step
 whose probability lies within ``margin`` of the threshold is reported as ambiguous, never as a
 failure.
 

@@ -17,8 +17,8 @@ written here:
   causal blocks' mask buffers as 4.31.0 saved them (a release that treats a missing buffer as a
   weight to initialise would otherwise draw it at random). ``tiny-eos``
   rather than ``tiny``: under the Hub's sampling defaults its semantic stage stops early, so a
-  default call speaks for a fraction of a second instead of the 768-token cap (about 8 s of CPU
-  per call on ``tiny``).
+  default call stops after a short clip instead of running to the 768-token cap, which keeps
+  each call to seconds of CPU (measured: docs/measurements.md#surface-seed-clip-lengths).
 * ``vocab.txt``, ``tokenizer_config.json``, ``special_tokens_map.json``: the tiny tokenizer.
 * ``speaker_embeddings_path.json`` and ``speaker_embeddings/v2/<preset>_<prompt>.npy``: the
   processor's voice-preset dictionary, under the names ``<preset>`` and ``v2/<preset>``, with

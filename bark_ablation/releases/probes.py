@@ -55,9 +55,9 @@ transformers' Bark do not know it)."""
 COARSE_SEEDS = (0, 1, 2, 3)
 TINY_EOS_P = 1e-30
 """A ``min_eos_p`` far below the first end-of-sequence probability of the tiny set's greedy run
-(measured between 1e-15 and 1e-10; its EOS row is an ordinary head row) and of random full-size
-sets (about 1e-4), and above float32's smallest normal number (1.2e-38), so no CPU's handling of
-subnormals decides it."""
+(its EOS row is an ordinary head row) and of random full-size sets (measured:
+docs/measurements.md#greedy-eos-probabilities), and above float32's smallest normal number
+(1.2e-38), so no CPU's handling of subnormals decides it."""
 
 
 @dataclass(frozen=True)
@@ -215,8 +215,9 @@ def min_eos_p_before_warpers(runner: StageRunner, inputs: ProbeInputs) -> ProbeR
 def import_contacts_the_hub(runner: StageRunner | None, inputs: ProbeInputs) -> ProbeResult:
     """Import ``inputs.bark_module`` in a fresh process with ``HF_HUB_OFFLINE`` unset and count its
     attempts to reach another host (:func:`~bark_ablation.releases.import_contacts.count_import_contacts`:
-    one process, about 5-25 s on a 2-core CPU). ``runner`` is not used. ReleaseError when the
-    module does not import there without having tried the network (nothing to judge)."""
+    one fresh process per release; measured: docs/measurements.md#import-contacts-time).
+    ``runner`` is not used. ReleaseError when the module does not import there without having
+    tried the network (nothing to judge)."""
     contacts = inputs.import_contacts or count_import_contacts(inputs.bark_module)
     seconds = f"import {contacts.import_s:.1f} s, process {contacts.process_s:.1f} s"
     if contacts.attempts:

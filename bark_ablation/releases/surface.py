@@ -46,9 +46,8 @@ SURFACE_TEXT = "When I was a young boy, my father took me into the city."
 """The text every default call speaks (the workload's text)."""
 SURFACE_SEED = 2
 """The seed set (``transformers.set_seed`` / ``torch.manual_seed`` and numpy) before every call.
-Chosen among seeds 0-3 on the tiny layout for short default calls: with seed 2 every default call
-of transformers 5.24.0 speaks 0.1 s to 0.6 s (seed 0 gives 3.1 s with the voice preset, seed 1
-8.7 s in the batched call), which keeps a release's checks to seconds."""
+Chosen among seeds 0-3 on the tiny layout because its default calls stop earliest, which keeps a
+release's checks to seconds (measured: docs/measurements.md#surface-seed-clip-lengths)."""
 SURFACE_PRESET = "en_speaker_0"
 """The voice preset by name; :data:`OTHER_PRESET` is the one passed by ``.npz`` path."""
 OTHER_PRESET = "en_speaker_1"
@@ -261,9 +260,9 @@ def audio_summary(audio: Any, sample_rate: int) -> dict[str, Any]:
     """What a call produced: ``samples``, ``duration_s`` (seconds), ``sample_rate`` (Hz) and
     ``pcm16_sha256`` (first 16 hex digits of the SHA-256 of the audio clipped to [-1, 1] and
     rounded to 16-bit PCM). The digest compares releases run on one machine with one thread (the
-    series); it is not a cross-machine value: a 4.5e-8 decoder difference (1 against 2 torch
-    threads, identical tokens) moves a sample across a rounding edge. ``samples`` follows from the
-    tokens alone. SurfaceFailure when it is not a finite mono or single-row signal."""
+    series); it is not a cross-machine value: the decoder's rounding differs between thread counts
+    even with identical tokens, and that can move a sample across a rounding edge (measured:
+    docs/measurements.md#decoder-thread-rounding). ``samples`` follows from the tokens alone. SurfaceFailure when it is not a finite mono or single-row signal."""
     array = np.asarray(
         audio.detach().float().cpu().numpy() if hasattr(audio, "detach") else audio, dtype=np.float64
     ).squeeze()

@@ -67,7 +67,8 @@ MODEL_SET = "tiny-eos"
 LAYOUT_MODEL_SET = "bark-small"
 """Whose file names the layout uses (``text.pt``, ...): the names ``SUNO_USE_SMALL_MODELS=1`` loads."""
 PRELOAD_TIMEOUT_S = 300
-"""Seconds the preload child may take (about 10 s measured on 2 CPU cores) before it counts as failed."""
+"""Seconds the preload child may take before it counts as failed: far above what it needs, so
+only a hung child fails (measured: docs/measurements.md#suno-preload-child)."""
 PRELOAD_ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "SUNO_USE_SMALL_MODELS": "1", "SUNO_OFFLOAD_CPU": "1"}
 """Set for the preload child, besides the cache locations."""
 _CACHE_OVERRIDES = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE")
@@ -77,7 +78,8 @@ _CACHE_OVERRIDES = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE
 def prepare_layout(root: Path) -> Path:
     """Write the ``tiny-eos`` set (built on the CPU) under ``root`` in Bark's real cache layout,
     with ``bark-small``'s file names: ``suno/bark_v0/{text,coarse,fine}.pt``, the tokenizer under
-    ``huggingface/hub``, EnCodec's weights under ``torch/hub/checkpoints`` (about 117 MB in all).
+    ``huggingface/hub``, EnCodec's weights under ``torch/hub/checkpoints`` (full size: most of the
+    layout's bytes; measured: docs/measurements.md#tiny-cache-layout-size).
     Returns ``root``, to be used as ``XDG_CACHE_HOME`` with ``HF_HOME=root/huggingface`` and
     ``TORCH_HOME=root/torch``. ``root`` must not hold a layout already."""
     from bark_ablation.models.cache_layout import locations_under, write_bark_cache
@@ -332,7 +334,8 @@ def preload_environment(layout: Path, device: str) -> dict[str, str]:
     torch = sys.modules.get("torch")
     if torch is not None:
         # The in-process checks' thread count: with another, the decoder's float sums round
-        # differently (4.5e-8 measured) and the 16-bit digest can change with equal tokens.
+        # differently and the 16-bit digest can change with equal tokens
+        # (measured: docs/measurements.md#decoder-thread-rounding).
         environment["OMP_NUM_THREADS"] = str(torch.get_num_threads())
     return environment
 

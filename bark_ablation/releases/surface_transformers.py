@@ -75,7 +75,8 @@ GENERATION_FIELDS = (
 """Fields of each sub-config recorded as defaults (absent fields are left out)."""
 BATCH_TEXTS = ("It is raining.", "When I was a young boy, my father took me into the city.")
 """Two texts of different token lengths (padding); with :data:`~bark_ablation.releases.surface.SURFACE_SEED`
-both rows stop within 0.25 s of audio."""
+both rows stop early, so the batched call stays short (measured:
+docs/measurements.md#surface-seed-clip-lengths)."""
 
 
 def _version() -> tuple[int, ...]:

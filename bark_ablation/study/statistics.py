@@ -13,18 +13,17 @@ summarised over replicates.
 Why t-intervals. Each summary is a Student t-interval on the per-replicate values
 (:func:`t_estimate`): exact when those values are normal, and close for contrasts (differences
 between cells, factorial effects), which add and subtract several cells and so come out nearly
-symmetric even when SECS itself is skewed towards 1. Measured coverage of the nominal 95 %
-interval (:mod:`bark_ablation.study.coverage`, 20,000 simulated studies each, n = 3, 5, 10, 30
-replicates): normal values 94.9-95.2 %; the main-effect contrast of Beta(9,1) cells 94.8-95.4 %;
-per-cell means of Beta(45,5) values 93.8-94.6 %. The percentile bootstrap the study used before
-covers only about 85 % at n = 5 and 75 % at n = 3 (:func:`percentile_bootstrap_estimate`, kept
-as the known-bad twin of that measurement).
+symmetric even when SECS itself is skewed towards 1. Contract: in simulated studies
+(:mod:`bark_ablation.study.coverage`; n = 3, 5, 10, 30 replicates) the nominal 95 % interval
+covers the true mean in 93-97 % of studies for normal values, SECS-like cell means and factorial
+contrasts (``tests/test_interval_coverage.py``). The percentile bootstrap the study used before
+covers too little at these n (:func:`percentile_bootstrap_estimate`, kept as the known-bad twin
+of that check) (measured: docs/measurements.md#interval-coverage).
 
-The limit. Per-cell means of strongly skewed values at small n are covered less well: with
-Beta(9,1) values (mean 0.9, a long tail towards low similarity) the t-interval covers about
-89.5 % at n = 3, 90 % at n = 5, 91 % at n = 10 and 93.5-94 % at n = 30. Read such a cell's interval
-at n <= 5 as roughly a 90 % interval; the contrasts, which carry the study's claims, are not
-affected.
+The limit. Per-cell means of strongly skewed values at small n are covered less well (Beta(9,1)
+values: mean 0.9, a long tail towards low similarity). Read such a cell's interval at n <= 5 as
+roughly a 90 % interval; the contrasts, which carry the study's claims, are not affected
+(measured: docs/measurements.md#interval-coverage).
 
 Multiplicity. "This stage's conditioning carries speaker identity" is a confirmatory claim
 about each stage (and interaction) separately, so the error to control is the family-wise one:
@@ -157,9 +156,9 @@ def percentile_bootstrap_estimate(
     """Mean of ``values`` with a percentile bootstrap CI at ``confidence`` (no p-value).
 
     The study no longer uses it: at the study's few replicates the percentile bootstrap's
-    interval is too narrow (measured: the nominal 95 % interval covers the mean in about 85 %
-    of normal studies at n = 5, because resampling n values reproduces the spread with divisor
-    n rather than n - 1 and ignores the t distribution's tails). It stays as the known-bad twin
+    interval is too narrow, because resampling n values reproduces the spread with divisor n
+    rather than n - 1 and ignores the t distribution's tails (measured:
+    docs/measurements.md#interval-coverage). It stays as the known-bad twin
     of the coverage test (:mod:`bark_ablation.study.coverage`).
     """
     data = _values(name, values)

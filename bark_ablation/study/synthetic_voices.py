@@ -13,11 +13,12 @@ tones and chirps; espeak-ng, which :mod:`bark_ablation.study.metric_validation` 
 optional system package). Deterministic: every random choice comes from a numpy ``Generator``
 seeded by (voice, utterance).
 
-Measured (Resemblyzer, :data:`VOICES`, 2 s utterances): same-voice SECS 0.63-0.89, different-voice
-0.27-0.86 (bass and baritone, the closest pair, overlap; the espeak-ng panel separates better, AUC
-0.98). Blended at 85 % into the tiny set's output, a voice raises SECS against another utterance
-of itself by +0.13 on average (SD 0.04 over the seven voices) more than :func:`voiceless` noise
-does. Enough for a planted effect to be an effect of identity; not a substitute for real voices.
+What the voices give the speaker encoder (Resemblyzer): same-voice pairs score higher than
+different-voice pairs on the whole, though the closest pair (bass and baritone) overlap and the
+espeak-ng panel separates better; blended into the tiny set's output, a voice raises SECS against
+another utterance of itself more than :func:`voiceless` noise does (measured:
+docs/measurements.md#synthetic-voice-secs). Enough for a planted effect to be an effect of
+identity; not a substitute for real voices.
 """
 
 from __future__ import annotations
