@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bark_ablation.core.conditioning import ALL_CONDITIONINGS, CONTROLS, Conditioning
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS, CONTROLS, TOKEN_STAGE_NAMES, Conditioning
 from bark_ablation.core.errors import BarkAblationError, OutputError
 from bark_ablation.core.hub_access import keep_hub_offline
 from bark_ablation.core.params import GenerationParams, text_from_command_line
@@ -372,7 +372,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     if study is not None:
         print(f"\nunit of replication: {study.unit} (n = {len(study.levels[study.unit + 's'])})")
-        answer = [e for e in study.effects if e.name in ("semantic", "coarse", "fine")]
+        answer = [e for e in study.effects if e.name in TOKEN_STAGE_NAMES]
         if answer:
             print(
                 "main effects on SECS (95 % t-interval, Holm-adjusted p): "

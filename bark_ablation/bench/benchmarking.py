@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bark_ablation.core.conditioning import FULL
+from bark_ablation.core.conditioning import FULL, PIPELINE_STAGE_NAMES
 from bark_ablation.core.device import synchronize
 from bark_ablation.core.implementation import ModelSet
 from bark_ablation.core.params import GenerationParams
@@ -36,7 +36,7 @@ from bark_ablation.core.seeding import seeded_stage
 from bark_ablation.generation.pipeline import generate
 from bark_ablation.implementations.registry import activated
 
-BENCHMARK_STAGES = ("semantic", "coarse", "fine", "decode", "cell")
+BENCHMARK_STAGES = (*PIPELINE_STAGE_NAMES, "cell")
 FINE_WINDOW_FRAMES = 512
 """Frames the fine stage fills per window (Bark's 1024-frame buffer slides by 512)."""
 
@@ -111,7 +111,7 @@ class StageWorkload:
     def floor_s(self, stage: str, bandwidth: float) -> float:
         """Seconds ``stage`` needs at least: forward passes x weight bytes / ``bandwidth`` (B/s)."""
         if stage == "cell":
-            return sum(self.floor_s(s, bandwidth) for s in ("semantic", "coarse", "fine", "decode"))
+            return sum(self.floor_s(s, bandwidth) for s in PIPELINE_STAGE_NAMES)
         return self.work(stage)["forward_passes"] * self.weight_bytes(stage) / bandwidth
 
 

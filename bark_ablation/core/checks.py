@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bark_ablation.core.conditioning import TOKEN_STAGE_NAMES
 from bark_ablation.core.prompts import (
     COARSE_RATE_HZ,
     CODEBOOK_SIZE,
@@ -137,7 +138,7 @@ def assert_audio_identical(expected: np.ndarray, obtained: np.ndarray, what: str
 def assert_same_generation(expected, obtained) -> None:
     """Determinism: identical tokens in every stage and bit-identical audio."""
     label = f"{obtained.cell} seed {obtained.seed}"
-    for stage in ("semantic", "coarse", "fine"):
+    for stage in TOKEN_STAGE_NAMES:
         assert_tokens_equal(getattr(expected, stage), getattr(obtained, stage), f"{label}: {stage}")
     assert_audio_identical(expected.audio, obtained.audio, f"{label}: audio")
 

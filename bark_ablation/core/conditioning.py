@@ -71,6 +71,8 @@ _PROMPT_KEYS_READ = {
 
 STAGES: tuple[Stage, ...] = (Stage.SEMANTIC, Stage.COARSE, Stage.FINE)
 """The token stages: each may be conditioned on a history; a cell says which are."""
+TOKEN_STAGE_NAMES: tuple[str, ...] = tuple(stage.value for stage in STAGES)
+"""``("semantic", "coarse", "fine")``: the token stages' names (token files, per-stage effects)."""
 PIPELINE_STAGES: tuple[Stage, ...] = (*STAGES, Stage.DECODE)
 """Every stage a generation runs, the decoder last."""
 PIPELINE_STAGE_NAMES: tuple[str, ...] = tuple(stage.value for stage in PIPELINE_STAGES)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bark_ablation.core.conditioning import PIPELINE_STAGE_NAMES
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.prompts import VoicePrompt
 
@@ -36,7 +37,7 @@ class StageRequest:
     torch_seed: int
 
 
-BATCH_METHODS = {"semantic": "semantic_batch", "coarse": "coarse_batch", "fine": "fine_batch", "decode": "decode_batch"}
+BATCH_METHODS = {stage: f"{stage}_batch" for stage in PIPELINE_STAGE_NAMES}
 """Stage -> the optional runner method that runs a list of :class:`StageRequest` at once and returns
 one array per request, in order: ``runner.semantic_batch(requests, params)`` (``decode_batch``
 takes no params). A runner that has them is handed every pending row of a run per stage

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from bark_ablation.core.conditioning import Conditioning
+from bark_ablation.core.conditioning import TOKEN_STAGE_NAMES, Conditioning
 from bark_ablation.core.features import HOP_LENGTH, log_mel_db
 
 
@@ -124,7 +124,7 @@ def forest_plot(
     per_speaker: dict[str, list[dict[str, Any]]],
     pooled: list[dict[str, Any]],
     *,
-    terms: tuple[str, ...] = ("semantic", "coarse", "fine"),
+    terms: tuple[str, ...] = TOKEN_STAGE_NAMES,
     title: str = "",
 ) -> bytes:
     """PNG: one panel per main effect; a row per speaker (its effect on SECS with the 95 % CI over

@@ -14,7 +14,10 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-_STAGE_STREAMS = {"semantic": 1, "coarse": 2, "fine": 3, "decode": 4}
+from bark_ablation.core.conditioning import PIPELINE_STAGE_NAMES
+
+_STAGE_STREAMS = {stage: stream for stream, stage in enumerate(PIPELINE_STAGE_NAMES, start=1)}
+"""Stage name -> its stream in the seed sequence: semantic 1, coarse 2, fine 3, decode 4 (fixed: seeds depend on it)."""
 
 
 def stage_seed(seed: int, stage: str) -> int:

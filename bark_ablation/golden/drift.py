@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from bark_ablation.core.checks import CheckFailure
+from bark_ablation.core.conditioning import TOKEN_STAGE_NAMES
 from bark_ablation.core.features import (
     HOP_LENGTH,
     N_FFT,
@@ -187,7 +188,7 @@ def compare_tokens(golden: GoldenCase, generation: Generation, device_class: str
     """One row per stage: exact equality of values, shape and dtype."""
     same_class = device_class == golden.key.device_class
     rows = []
-    for stage in ("semantic", "coarse", "fine"):
+    for stage in TOKEN_STAGE_NAMES:
         expected, obtained = getattr(golden, stage), getattr(generation, stage)
         if not same_class:
             rows.append(

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 from scipy.io import wavfile
 
+from bark_ablation.core.conditioning import TOKEN_STAGE_NAMES
 from bark_ablation.core.environment import device_description, package_versions
 from bark_ablation.core.errors import (
     GoldenCorruptError,
@@ -72,7 +73,7 @@ from bark_ablation.implementations.registry import get_implementation
 
 GOLDEN_FORMAT = 2
 """Version of the layout above; a case written in another format is stale."""
-TOKEN_FILES = ("semantic", "coarse", "fine")
+TOKEN_FILES = TOKEN_STAGE_NAMES
 AUDIO_FILE = "audio.wav"
 FEATURES_FILE = "features.json"
 MANIFEST_FILE = "manifest.json"

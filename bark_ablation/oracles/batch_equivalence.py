@@ -24,10 +24,11 @@ import torch
 from scipy import stats
 
 from bark_ablation.core.checks import CheckFailure
+from bark_ablation.core.conditioning import TOKEN_STAGE_NAMES
 from bark_ablation.core.implementation import StageRequest
 from bark_ablation.core.params import GenerationParams
 
-STAGES = ("semantic", "coarse", "fine")
+STAGES = TOKEN_STAGE_NAMES
 
 
 def run_recorded(

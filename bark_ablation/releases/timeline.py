@@ -26,14 +26,15 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from bark_ablation.core.conditioning import PIPELINE_STAGE_NAMES, TOKEN_STAGE_NAMES
 from bark_ablation.releases.probes import PRESENT, PROBES
 from bark_ablation.releases.series import SeriesResult, ran
 from bark_ablation.releases.surface import FAILS, NOT_APPLICABLE, WORKS, changed_defaults
 from bark_ablation.study.report import Table, inline_html
 from bark_ablation.study.run_output import StagedDirectory
 
-STAGES = ("semantic", "coarse", "fine")
-TIMED_STAGES = ("semantic", "coarse", "fine", "decode")
+STAGES = TOKEN_STAGE_NAMES
+TIMED_STAGES = PIPELINE_STAGE_NAMES
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
 
