@@ -28,6 +28,7 @@ from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.profiles import PROFILES
 from bark_ablation.core.seeding import seeded_stage
 from bark_ablation.implementations.registry import activated, get_model_set
+from bark_ablation.models.catalogue import TINY, model_set_for
 from bark_ablation.oracles.early_stop import (
     EarlyStopMismatch,
     check_generation,
@@ -37,7 +38,7 @@ from bark_ablation.oracles.early_stop import (
     semantic_step_limit,
     step_logits,
 )
-from bark_ablation.pytest_plugin import PROFILE_PROMPT, PROFILE_SEED, REGRESSION_PROMPTS, REGRESSION_TEXT
+from bark_ablation.testing.matrix import PROFILE_PROMPT, PROFILE_SEED, REGRESSION_PROMPTS, REGRESSION_TEXT
 
 SEEDS = (0, 1, 2, 9)
 PROFILE = PROFILES["early-stop"]
@@ -87,7 +88,7 @@ def implementation(pytestconfig) -> str:
 @pytest.fixture(scope="module")
 def eos_set(implementation):
     """The ``early-stop`` profile's model set for a ``tiny`` session (``tiny-eos``), on CPU."""
-    return get_model_set(PROFILE.model_set_for("tiny"), "cpu", implementation=implementation)
+    return get_model_set(model_set_for(PROFILE, TINY), "cpu", implementation=implementation)
 
 
 @dataclass(frozen=True)

@@ -105,8 +105,8 @@ def test_tiny_eos_differs_from_tiny_only_in_the_end_of_sequence_row(tiny_models)
 
 
 def test_tiny_eos_is_registered_for_both_implementations():
-    from bark_ablation.core.profiles import EARLY_STOP_TINY_VARIANT
     from bark_ablation.implementations.registry import default_implementation, get_model_set
+    from bark_ablation.models.catalogue import TINY_EOS as EARLY_STOP_TINY_VARIANT
 
     for implementation in (default_implementation(), "transformers"):
         names = get_implementation(implementation).model_set_names()

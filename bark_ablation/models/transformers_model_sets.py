@@ -23,9 +23,10 @@ import torch
 
 from bark_ablation.core.errors import MissingFile, MissingWeightsError, ModelSetError
 from bark_ablation.core.hub_access import hub_online
+from bark_ablation.models.catalogue import MODEL_SETS, names_of_kind
 from bark_ablation.models.tiny_model_set import TINY_ARCHITECTURE, TinyArchitecture
 
-HUB_REPOS = {"bark": "suno/bark", "bark-small": "suno/bark-small"}
+HUB_REPOS = {name: MODEL_SETS[name].hub_repo for name in names_of_kind("real")}
 """Real model set name -> Hugging Face Hub repository of transformers' Bark weights."""
 HUB_FILES = ("config.json", "generation_config.json", "vocab.txt", "tokenizer_config.json")
 """Files every real set needs besides its weights (``model.safetensors`` or ``pytorch_model.bin``)."""

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bark_ablation.core.errors import ParamsError, ReleaseError
+from bark_ablation.models.catalogue import DEFAULT_MODEL_SET
 from bark_ablation.releases.lines import ReleaseLine, final_releases, installed_version, parse_version
 from bark_ablation.releases.overlays import ensure_overlay, release_notes_url
 from bark_ablation.releases.workload import DEFAULT_REPEATS, STATUS_OK
@@ -83,7 +84,7 @@ def run_release(
     line: ReleaseLine,
     version: str,
     *,
-    model_set: str = "tiny",
+    model_set: str = DEFAULT_MODEL_SET,
     device: str = "cpu",
     repeats: int = DEFAULT_REPEATS,
     probes_only: bool = False,
@@ -174,7 +175,7 @@ def run_series(
     line: ReleaseLine,
     versions: Sequence[str],
     *,
-    model_set: str = "tiny",
+    model_set: str = DEFAULT_MODEL_SET,
     device: str = "cpu",
     repeats: int = DEFAULT_REPEATS,
     cache: Path | None = None,

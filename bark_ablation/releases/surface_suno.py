@@ -53,6 +53,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bark_ablation.models.catalogue import TINY_EOS
 from bark_ablation.releases.surface import (
     SurfaceCheck,
     SurfaceContext,
@@ -63,7 +64,7 @@ from bark_ablation.releases.surface import (
 
 SAMPLE_RATE = 24_000
 """Hz of Bark's audio (EnCodec 24 kHz)."""
-MODEL_SET = "tiny-eos"
+MODEL_SET = TINY_EOS
 LAYOUT_MODEL_SET = "bark-small"
 """Whose file names the layout uses (``text.pt``, ...): the names ``SUNO_USE_SMALL_MODELS=1`` loads."""
 PRELOAD_TIMEOUT_S = 300

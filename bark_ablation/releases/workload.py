@@ -35,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bark_ablation.models.catalogue import DEFAULT_MODEL_SET
 from bark_ablation.releases.surface import one_line
 
 WORKLOAD_TEXT = "When I was a young boy, my father took me into the city."
@@ -53,7 +54,7 @@ def run_workload(
     version: str,
     *,
     overlay: str | None,
-    model_set: str = "tiny",
+    model_set: str = DEFAULT_MODEL_SET,
     device: str = "cpu",
     repeats: int = DEFAULT_REPEATS,
     probes_only: bool = False,
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distribution", required=True)
     parser.add_argument("--version", required=True)
     parser.add_argument("--overlay", default=None, help="directory the release must be imported from")
-    parser.add_argument("--model-set", default="tiny")
+    parser.add_argument("--model-set", default=DEFAULT_MODEL_SET)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
     parser.add_argument("--probes-only", action="store_true")
