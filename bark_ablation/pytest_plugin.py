@@ -29,7 +29,7 @@ Options (group ``bark-ablation``):
 * ``--bark-allow-network``: do not install the network guard and leave the Hugging Face clients
   as the environment sets them. By default every connection, datagram or host-name lookup aimed
   at anything but loopback raises ``NetworkBlockedError`` in the test that made it, the session
-  ends with a line naming those tests (:mod:`bark_ablation.core.network_guard`;
+  ends with a line naming those tests (:mod:`bark_ablation.testing.network_guard`;
   ``BARK_ABLATION_NETWORK_GUARD=record`` logs without refusing, ``=refuse`` answers as offline,
   ``=off`` is ``--bark-allow-network``), and the Hugging Face clients run offline
   (``HF_HUB_OFFLINE=1``, :mod:`bark_ablation.core.hub_access`) except inside a download a test
@@ -59,6 +59,18 @@ import os
 
 import pytest
 
+from bark_ablation.testing.caches import separate_numba_caches
+from bark_ablation.testing.matrix import (  # noqa: F401  (re-exported: forks' tests import them from the plugin)
+    PROFILE_PROMPT,
+    PROFILE_SEED,
+    REGRESSION_MAX_DURATION_S,
+    REGRESSION_PROMPTS,
+    REGRESSION_SEEDS,
+    REGRESSION_TEXT,
+    SLOW_PROFILES,
+    regression_cases,
+)
+
 ENABLE_INI = "bark_enable"
 """The ini key that enables the plugin's session behaviour (see the module docstring)."""
 ENABLE_LINE = f"{ENABLE_INI} = true"
@@ -79,28 +91,8 @@ SESSION_OPTIONS = ("--bark-run-slow", "--bark-torch-threads", "--bark-allow-netw
 enabled (their defaults are None or False, so that "given" can be told from "not given")."""
 DEFAULT_TORCH_THREADS = 1
 
-REGRESSION_PROMPTS = ("en_speaker_6", "en_speaker_0", "en_speaker_3")
-"""Prompts on both sides of Bark's history windows: semantic 158 / 270 / 466 tokens (window
-256; coarse pairs up to 209), coarse/fine 237 / 405 / 700 frames (coarse window 315 frames,
-fine window 512)."""
-REGRESSION_SEEDS = (0, 1)
-REGRESSION_TEXT = "When I was a young boy, my father took me into the city."
-REGRESSION_MAX_DURATION_S = 1.0
-"""Generated audio per case in the regression matrix (50 semantic tokens, 75 frames); a profile
-may set its own cap (``early-stop`` 3 s, ``long`` 20 s)."""
-PROFILE_PROMPT = "en_speaker_0"
-PROFILE_SEED = 0
-"""Every profile besides ``default`` runs its cells for this one prompt and seed (the default
-profile runs every regression prompt and seed)."""
-
-
 _RESTORE_HUB = pytest.StashKey()
 """Restores the Hugging Face clients' offline setting the session found (see pytest_configure)."""
-
-SLOW_PROFILES = ("long",)
-"""Profiles whose regression cases are marked ``bark_slow`` (run with ``--bark-run-slow``; CI's slow lane
-does): the long profile generates two 15.4 s clips, many times a default case's work, most of it
-decoding (measured: docs/measurements.md#long-profile-time)."""
 
 
 def profile_marks(profile_name: str) -> list[pytest.MarkDecorator]:
@@ -119,51 +111,6 @@ def is_enabled(config: pytest.Config) -> bool:
     """Whether the session enabled the plugin (``bark_enable = true`` in its configuration, or
     ``-o bark_enable=true``)."""
     return bool(config.getini(ENABLE_INI))
-
-
-def regression_cases(profile_name: str) -> list[tuple[str, int, str]]:
-    """``(prompt, seed, cell)`` of every regression case of a profile
-    (:mod:`bark_ablation.core.profiles`): for ``default`` 3 prompts x 2 seeds x 8 cells, for the others
-    :data:`PROFILE_PROMPT` and :data:`PROFILE_SEED` with the profile's cells."""
-    from bark_ablation.core.profiles import DEFAULT_PROFILE, get_profile
-
-    profile = get_profile(profile_name)
-    if profile.name == DEFAULT_PROFILE:
-        return [
-            (prompt, seed, cell) for cell in profile.cells for prompt in REGRESSION_PROMPTS for seed in REGRESSION_SEEDS
-        ]
-    return [(PROFILE_PROMPT, PROFILE_SEED, cell) for cell in profile.cells]
-
-
-def _separate_numba_caches(config: pytest.Config) -> None:
-    """Give each pytest-xdist worker its own numba cache directory, kept between runs.
-
-    librosa compiles its feature kernels with numba when it is imported and caches them. Two
-    workers compiling the same kernel at once write the same cache index; on a fresh environment
-    that race crashed a worker with a segmentation fault inside ``librosa.util.localmin``
-    (measured in CI, 2 workers), so each worker gets a directory of its own. Compiling costs
-    several times what loading the compiled kernels does (measured:
-    docs/measurements.md#numba-cache-compile-time), so the directories live in the project's cache (``<cache>/numba/<worker>``,
-    :func:`bark_ablation.core.cache_dir.cache_dir`; inside a ``NUMBA_CACHE_DIR`` the user set, when
-    there is one), not in the checkout: cleaning or re-cloning the checkout keeps them. numba
-    files its entries under the path of librosa's sources, so an environment at another path (a
-    new virtual environment) compiles once for itself, and a changed librosa recompiles. Must
-    run before numba is imported, or numba is told directly.
-    """
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if not worker:
-        return
-    import sys
-    from pathlib import Path
-
-    from bark_ablation.core.cache_dir import cache_dir
-
-    base = Path(os.environ.get("NUMBA_CACHE_DIR") or cache_dir() / "numba")
-    directory = base if base.name == worker else base / worker  # a nested session: already this worker's
-    directory.mkdir(parents=True, exist_ok=True)
-    os.environ["NUMBA_CACHE_DIR"] = str(directory)
-    if "numba" in sys.modules:
-        sys.modules["numba"].config.CACHE_DIR = str(directory)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -253,8 +200,8 @@ def pytest_configure(config: pytest.Config) -> None:
             check_implementation_name(implementation)
         except ParamsError as error:
             raise pytest.UsageError(f"--bark-implementation: {error.rule}") from None
-    _separate_numba_caches(config)
-    from bark_ablation.core.network_guard import activate_for_pytest
+    separate_numba_caches()
+    from bark_ablation.testing.network_guard import activate_for_pytest
 
     activate_for_pytest(config)  # before anything else runs: no test reaches the network
     threads = torch_threads(config)
@@ -356,8 +303,9 @@ def model_set(request: pytest.FixtureRequest):
 def tiny_models():
     """The built-in ``tiny`` model set on CPU, whatever ``--bark-model-set`` says."""
     from bark_ablation.implementations.registry import get_model_set
+    from bark_ablation.models.catalogue import TINY
 
-    return get_model_set("tiny", "cpu")
+    return get_model_set(TINY, "cpu")
 
 
 @pytest.fixture(scope="session")
@@ -395,9 +343,10 @@ def profile_model_set(model_set):
     """
     from bark_ablation.core.profiles import get_profile
     from bark_ablation.implementations.registry import get_model_set
+    from bark_ablation.models.catalogue import model_set_for
 
     def get(profile_name: str):
-        name = get_profile(profile_name).model_set_for(model_set.name)
+        name = model_set_for(get_profile(profile_name), model_set.name)
         if name == model_set.name:
             return model_set
         return get_model_set(name, model_set.device, implementation=model_set.implementation)
@@ -517,7 +466,7 @@ def pytest_testnodedown(node, error) -> None:
     """pytest-xdist controller: a worker finished; its network-guard attempts join the session's."""
     if not is_enabled(node.config):
         return
-    from bark_ablation.core.network_guard import add_worker_attempts
+    from bark_ablation.testing.network_guard import add_worker_attempts
 
     add_worker_attempts(node.config, getattr(node, "workeroutput", {}) or {})
 

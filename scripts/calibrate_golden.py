@@ -37,7 +37,7 @@ from bark_ablation.golden import perturbations
 from bark_ablation.golden.drift import TOLERANCES, compare_audio
 from bark_ablation.golden.store import GoldenKey, GoldenStore
 from bark_ablation.implementations.registry import activated, get_model_set
-from bark_ablation.pytest_plugin import (
+from bark_ablation.testing.matrix import (
     REGRESSION_MAX_DURATION_S,
     REGRESSION_PROMPTS,
     REGRESSION_SEEDS,

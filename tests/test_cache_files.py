@@ -58,7 +58,7 @@ from bark_ablation.models.cached_weights import (
     load_cached_tokenizer,
 )
 from bark_ablation.models.real_weights import load_cached_models
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_TEXT
 
 TEXT = "Hello there."
 PROMPT = "en_speaker_0"

@@ -11,7 +11,7 @@ from bark_ablation.core import checks
 from bark_ablation.core.checks import CheckFailure
 from bark_ablation.generation.pipeline import generate
 from bark_ablation.implementations.known_issues import explain
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_TEXT
 
 
 @pytest.fixture(scope="module")

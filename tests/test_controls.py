@@ -12,7 +12,7 @@ from bark_ablation.core.controls import stage_history
 from bark_ablation.core.errors import ParamsError
 from bark_ablation.core.prompts import CODEBOOK_SIZE, SEMANTIC_VOCAB_SIZE
 from bark_ablation.generation.pipeline import run_matrix
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_TEXT
 
 
 @pytest.fixture(scope="module")

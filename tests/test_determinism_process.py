@@ -11,7 +11,7 @@ import numpy as np
 
 from bark_ablation.core import checks
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS
-from bark_ablation.pytest_plugin import REGRESSION_MAX_DURATION_S, REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_MAX_DURATION_S, REGRESSION_TEXT
 
 PROMPT, SEED = "en_speaker_0", 1
 

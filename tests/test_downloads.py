@@ -36,7 +36,6 @@ from checkpoint_writers import write_fake_cache
 from bark_ablation import cli
 from bark_ablation.core.errors import MissingWeightsError
 from bark_ablation.core.implementation import ModelSet
-from bark_ablation.core.network_guard import NetworkGuard
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.generation.pipeline import generate
 from bark_ablation.implementations.registry import get_implementation
@@ -51,6 +50,7 @@ from bark_ablation.models.cached_weights import (
 )
 from bark_ablation.models.real_weights import load_cached_models
 from bark_ablation.models.weight_downloads import ENCODEC_URL_ENV, TOKENIZER_FILES, DownloadError, download_missing
+from bark_ablation.testing.network_guard import NetworkGuard
 
 REPO_COMMIT = hashlib.sha1(b"fake hub commit").hexdigest()
 RENAMED_TOKENIZER_REPO = "google-bert/bert-base-multilingual-cased"

@@ -11,7 +11,8 @@ import pytest
 
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS
 from bark_ablation.core.profiles import DEFAULT_PROFILE, PROFILES
-from bark_ablation.pytest_plugin import REGRESSION_PROMPTS, REGRESSION_SEEDS, profile_marks, regression_cases
+from bark_ablation.pytest_plugin import profile_marks
+from bark_ablation.testing.matrix import REGRESSION_PROMPTS, REGRESSION_SEEDS, regression_cases
 
 CELLS = [pytest.param(c.id, id=c.id) for c in ALL_CONDITIONINGS]
 PROMPTS = [pytest.param(p, id=p.replace("/", "-")) for p in REGRESSION_PROMPTS]

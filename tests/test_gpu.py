@@ -8,7 +8,7 @@ import pytest
 
 from bark_ablation.core import checks
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_TEXT
 
 pytestmark = pytest.mark.bark_gpu
 

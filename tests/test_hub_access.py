@@ -31,7 +31,7 @@ REPORT = "import-contacts-the-hub"
 
 COUNT_ATTEMPTS = r"""
 import json, sys
-from bark_ablation.core.network_guard import NetworkGuard
+from bark_ablation.testing.network_guard import NetworkGuard
 
 guard = NetworkGuard("refuse").install()
 from bark_ablation import cli

@@ -46,7 +46,7 @@ from bark_ablation.oracles.kv_cache import (
     token_differences,
 )
 from bark_ablation.oracles.sampling_oracle import softmax
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_TEXT
 
 GREEDY = GenerationParams(top_k=1, max_duration_s=1.0)
 SAMPLED = GenerationParams(max_duration_s=0.5)  # Bark's sampling defaults

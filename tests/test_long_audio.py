@@ -56,7 +56,7 @@ from bark_ablation.oracles.fine_windows import (
     fine_history_frames,
     fine_window_layout,
 )
-from bark_ablation.pytest_plugin import PROFILE_PROMPT, PROFILE_SEED
+from bark_ablation.testing.matrix import PROFILE_PROMPT, PROFILE_SEED
 
 PROFILE = PROFILES["long"]
 pytestmark = (

@@ -12,13 +12,13 @@ from bark_ablation.core.conditioning import ALL_CONDITIONINGS, STAGES, Condition
 from bark_ablation.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from bark_ablation.generation.pipeline import generate
 from bark_ablation.implementations.known_issues import explain
-from bark_ablation.pytest_plugin import (
+from bark_ablation.pytest_plugin import profile_marks
+from bark_ablation.testing.matrix import (
     PROFILE_PROMPT,
     PROFILE_SEED,
     REGRESSION_PROMPTS,
     REGRESSION_SEEDS,
     REGRESSION_TEXT,
-    profile_marks,
     regression_cases,
 )
 

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 import pytest
 from plugin_projects import enable_plugin
 
-from bark_ablation.core import network_guard
 from bark_ablation.core.errors import BarkAblationError
-from bark_ablation.core.network_guard import (
+from bark_ablation.testing import network_guard
+from bark_ablation.testing.network_guard import (
     MODE_ENV,
     PLUGIN_NAME,
     NetworkBlockedError,
@@ -79,8 +79,8 @@ def test_the_suite_runs_under_the_guard(request):
     registered = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
     assert registered is not None and registered.guard.installed
     assert registered.guard.current_test == request.node.nodeid
-    assert socket.socket.connect.__module__ == "bark_ablation.core.network_guard"
-    assert socket.getaddrinfo.__module__ == "bark_ablation.core.network_guard"
+    assert socket.socket.connect.__module__ == "bark_ablation.testing.network_guard"
+    assert socket.getaddrinfo.__module__ == "bark_ablation.testing.network_guard"
 
 
 @pytest.mark.parametrize(
@@ -428,7 +428,7 @@ def test_refuse_mode_answers_as_an_offline_machine_and_counts():
 INNER_TESTS = """
 import socket
 
-from bark_ablation.core.network_guard import PLUGIN_NAME
+from bark_ablation.testing.network_guard import PLUGIN_NAME
 
 
 def test_reaches_out():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bark_ablation import GenerationParams, ParamsError, PromptError, generate, run_matrix
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_TEXT
 
 
 @pytest.fixture

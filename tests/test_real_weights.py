@@ -7,7 +7,7 @@ import pytest
 
 from bark_ablation import GenerationParams
 from bark_ablation.core import checks
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_TEXT
 
 pytestmark = [pytest.mark.bark_real_weights, pytest.mark.bark_slow]
 

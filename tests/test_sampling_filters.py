@@ -53,7 +53,7 @@ from bark_ablation.oracles.sampling_oracle import (
     softmax,
     top_k_allowed,
 )
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_TEXT
 
 SEEDS = tuple(range(24))
 CLIP_S = 0.4

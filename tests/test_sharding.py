@@ -106,27 +106,24 @@ def test_unknown_implementation_is_a_usage_error(pytester):
 def test_each_xdist_worker_gets_its_own_numba_cache(tmp_path, monkeypatch):
     """Two workers compiling librosa's kernels into one cache crashed a worker; each gets its own,
     in the project's cache (kept between runs and clones), not in the checkout."""
-    import types
-
     import numba
 
-    from bark_ablation.pytest_plugin import _separate_numba_caches
+    from bark_ablation.testing.caches import separate_numba_caches
 
     monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setenv("BARK_ABLATION_CACHE", str(tmp_path / "cache"))
-    config = types.SimpleNamespace(rootpath=tmp_path / "checkout")
     directories = []
     for worker in ("gw0", "gw1"):
         monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
         monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-        _separate_numba_caches(config)
+        separate_numba_caches()
         directories.append(os.environ["NUMBA_CACHE_DIR"])
         assert numba.config.CACHE_DIR == directories[-1]
     assert directories == [str(tmp_path / "cache" / "numba" / w) for w in ("gw0", "gw1")]
-    _separate_numba_caches(config)  # a nested (pytester) session in the same worker: the same directory
+    separate_numba_caches()  # a nested (pytester) session in the same worker: the same directory
     assert os.environ["NUMBA_CACHE_DIR"] == directories[-1]
     monkeypatch.delenv("PYTEST_XDIST_WORKER")
     monkeypatch.setenv("NUMBA_CACHE_DIR", "/unchanged")
-    _separate_numba_caches(config)  # not a worker: nothing changes
+    separate_numba_caches()  # not a worker: nothing changes
     assert os.environ["NUMBA_CACHE_DIR"] == "/unchanged"

@@ -35,7 +35,7 @@ from bark_ablation.implementations.transformers_bark import (
     semantic_token_limit,
     trim_at_end_of_sequence,
 )
-from bark_ablation.pytest_plugin import REGRESSION_TEXT
+from bark_ablation.testing.matrix import REGRESSION_TEXT
 
 GREEDY = GenerationParams(max_duration_s=1.0, top_k=1, fine_temp=None, allow_early_stop=False)
 """top_k=1 makes both implementations' sampling an argmax; early stop off fixes the length."""

@@ -294,7 +294,7 @@ def _remove_from_hf_cache(pointer: Path) -> None:
 def _named_failures(what: str, url: str, destination: Path) -> Iterator[None]:
     """Turn whatever goes wrong while fetching or proving a file into a :class:`DownloadError`.
     The network guard's error (tests) and interrupts pass through unchanged."""
-    from bark_ablation.core.network_guard import NetworkBlockedError
+    from bark_ablation.testing.network_guard import NetworkBlockedError
 
     try:
         yield

@@ -6,7 +6,7 @@ Bark module has ``kernels`` check kernel publishers on huggingface.co,
 a packet leaving the machine: it imports the module in a fresh process of this interpreter, with
 this process's environment (so ``PYTHONPATH``, and with it a release's overlay, is the same) minus
 the variables that put the Hugging Face clients offline (:data:`OFFLINE_VARIABLES`), under a
-:class:`~bark_ablation.core.network_guard.NetworkGuard` in ``refuse`` mode: every attempt to
+:class:`~bark_ablation.testing.network_guard.NetworkGuard` in ``refuse`` mode: every attempt to
 reach a non-loopback host is recorded and answered as a machine without a network answers it
 (``socket.gaierror`` for a look-up, ``ConnectionRefusedError`` for a connection), before the call
 reaches the operating system.
@@ -14,7 +14,7 @@ reaches the operating system.
 A fresh process, because a module imported already (here, by the probes' own run) would not run
 its import-time code again. The guard is installed before anything but the standard library is
 imported: the child sets up ``bark_ablation``'s packages without running their ``__init__``
-(which imports torch and numpy) and imports only :mod:`bark_ablation.core.network_guard` (and the
+(which imports torch and numpy) and imports only :mod:`bark_ablation.testing.network_guard` (and the
 standard library) before the guard is in place. The guard sees what Python's ``socket`` module
 sees; native code that opens sockets itself is not counted (see the network guard's docstring).
 
@@ -157,7 +157,7 @@ class PendingImportContacts:
 
 def _child(module: str, out: str) -> int:
     """In the fresh process: guard, import ``module``, write the attempts to ``out`` (JSON)."""
-    from bark_ablation.core.network_guard import NetworkGuard
+    from bark_ablation.testing.network_guard import NetworkGuard
 
     guard = NetworkGuard("refuse").install()
     started = time.perf_counter()

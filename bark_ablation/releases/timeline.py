@@ -11,7 +11,7 @@ first fixed release, the error users saw), the first release that shows each pro
 the largest speed change between consecutive releases.
 
 Rendered as Markdown and as one self-contained HTML page, with the study report's table and
-page conventions (:class:`bark_ablation.study.report.Table`).
+page conventions (:class:`bark_ablation.output.tables.Table`).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import numpy as np
 from scipy import stats
 
 from bark_ablation.core.conditioning import PIPELINE_STAGE_NAMES, TOKEN_STAGE_NAMES
+from bark_ablation.output.staging import StagedDirectory
+from bark_ablation.output.tables import Table, inline_html
 from bark_ablation.releases.probes import PRESENT, PROBES
 from bark_ablation.releases.series import SeriesResult, ran
 from bark_ablation.releases.surface import FAILS, NOT_APPLICABLE, WORKS, changed_defaults
-from bark_ablation.study.report import Table, inline_html
-from bark_ablation.study.run_output import StagedDirectory
 
 STAGES = TOKEN_STAGE_NAMES
 TIMED_STAGES = PIPELINE_STAGE_NAMES

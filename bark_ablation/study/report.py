@@ -27,6 +27,8 @@ from typing import Any
 
 from bark_ablation.core.errors import OutputError
 from bark_ablation.core.plots import forest_plot, mel_spectrogram_png, secs_bar_chart
+from bark_ablation.models.catalogue import names_of_kind
+from bark_ablation.output.tables import Table, inline_html
 from bark_ablation.study.analysis import ALPHA, MAIN_EFFECTS, reference_file
 from bark_ablation.study.similarity import load_audio
 
@@ -81,44 +83,6 @@ def _ci(estimate: dict[str, Any], digits: int = 3) -> str:
 def _survives(estimate: dict[str, Any]) -> str:
     adjusted = estimate.get("p_adjusted")
     return "n/a" if adjusted is None else ("**yes**" if adjusted < ALPHA else "no")
-
-
-class Table:
-    """A table for both renderings: header, rows of cell strings, Markdown emphasis allowed
-    (``**x**`` and ``` `x` ``), right-aligned columns by index."""
-
-    def __init__(self, header: list[str], rows: list[list[str]], numeric: set[int] | None = None):
-        self.header, self.rows, self.numeric = header, rows, numeric or set()
-
-    def markdown(self) -> list[str]:
-        align = ["---:" if i in self.numeric else "---" for i in range(len(self.header))]
-        return [
-            "| " + " | ".join(self.header) + " |",
-            "|" + "|".join(align) + "|",
-            *["| " + " | ".join(row) + " |" for row in self.rows],
-            "",
-        ]
-
-    def html(self) -> str:
-        head = "".join(f"<th>{inline_html(h)}</th>" for h in self.header)
-        body = "".join(
-            "<tr>"
-            + "".join(
-                f"<td{' class=num' if i in self.numeric else ''}>{inline_html(c)}</td>" for i, c in enumerate(row)
-            )
-            + "</tr>"
-            for row in self.rows
-        )
-        return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def inline_html(text: str) -> str:
-    """Markdown's ``**bold**`` and ``` `code` ``` as HTML, everything else escaped."""
-    import re
-
-    escaped = html.escape(text)
-    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
 
 
 def write_report(run_dir: Path, *, unit_reports: bool = True) -> tuple[Path, Path]:
@@ -357,7 +321,7 @@ def _sections(summary: dict[str, Any], study: dict[str, Any], multi: bool) -> li
 
 
 def _caveat(summary: dict[str, Any]) -> str:
-    if summary["model_set"]["name"] in ("tiny", "tiny-eos"):
+    if summary["model_set"]["name"] in names_of_kind("tiny"):
         return (
             "Model set `tiny` has random weights: its audio is noise-like and these scores test "
             "the plumbing only; they say nothing about speaker identity."

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bark_ablation.core.errors import BarkAblationError
-from bark_ablation.study.run_output import StagedDirectory, write_summary
+from bark_ablation.output.staging import StagedDirectory
+from bark_ablation.study.run_output import write_summary
 
 MUST_AGREE = (
     "text",

@@ -26,9 +26,6 @@ laid out as above with its own study, and the pooled study (speakers as replicat
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,55 +33,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bark_ablation.core.environment import device_description, package_versions
-from bark_ablation.core.errors import OutputError
 from bark_ablation.core.version import __version__
 from bark_ablation.core.wav import write_wav
 from bark_ablation.generation.pipeline import Generation, MatrixRun, count_stage_runs
+from bark_ablation.output.staging import StagedDirectory
 
 if TYPE_CHECKING:
     from bark_ablation.study.analysis import StudyResult
     from bark_ablation.study.design import DesignRun
-
-
-class StagedDirectory:
-    """A directory that appears at ``destination`` only on :meth:`commit`.
-
-    Creating it checks that the destination's parent is writable (the staging directory is made
-    there), so an unusable output location fails before any work is done.
-    """
-
-    def __init__(self, destination: Path, *, overwrite: bool = False):
-        self.destination = Path(destination)
-        if self.destination.exists() and not (overwrite and self.destination.is_dir()):
-            what = "directory" if self.destination.is_dir() else "file"
-            hint = "; pass --overwrite to replace it" if self.destination.is_dir() else ""
-            raise OutputError(f"output {self.destination}: a {what} of that name exists{hint}")
-        parent = self.destination.parent
-        # Missing parents are created, and removed again by discard(), so a failed run leaves
-        # the disk as it found it.
-        self._created_root = next((p for p in reversed([parent, *parent.parents]) if not p.exists()), None)
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            self.path = Path(tempfile.mkdtemp(prefix=f".{self.destination.name}.partial-", dir=parent))
-        except OSError as error:
-            raise OutputError(
-                f"output {self.destination}: cannot write in {parent} ({error.strerror or error})"
-            ) from None
-
-    def commit(self) -> Path:
-        """Move the staged directory into place (replacing an old one if allowed)."""
-        if self.destination.exists():
-            backup = self.destination.with_name(f".{self.destination.name}.old-{os.getpid()}")
-            os.replace(self.destination, backup)
-            os.replace(self.path, self.destination)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(self.path, self.destination)
-        return self.destination
-
-    def discard(self) -> None:
-        """Remove the staged directory and any parent directories this object created."""
-        shutil.rmtree(self._created_root or self.path, ignore_errors=True)
 
 
 def write_generation(directory: Path, generation: Generation) -> None:

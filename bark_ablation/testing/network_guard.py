@@ -424,7 +424,7 @@ def _socket_method(operation: str, address_index: int | None) -> Callable:
             return previous(sock, *args, **kwargs)
 
         wrapper.__name__ = wrapper.__qualname__ = operation
-        wrapper.__doc__ = f"{operation}, refused by bark_ablation.core.network_guard for non-loopback addresses"
+        wrapper.__doc__ = f"{operation}, refused by bark_ablation.testing.network_guard for non-loopback addresses"
         return wrapper
 
     return make
@@ -437,7 +437,7 @@ def _resolver(operation: str, host_port: Callable[..., tuple[object, object]]) -
             return previous(*args, **kwargs)
 
         wrapper.__name__ = wrapper.__qualname__ = operation
-        wrapper.__doc__ = f"socket.{operation}, refused by bark_ablation.core.network_guard for non-local hosts"
+        wrapper.__doc__ = f"socket.{operation}, refused by bark_ablation.testing.network_guard for non-local hosts"
         return wrapper
 
     return make

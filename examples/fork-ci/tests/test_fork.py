@@ -26,6 +26,6 @@ def test_the_plugin_options_are_there(pytestconfig):
 
 def test_the_plugin_is_enabled_here():
     """pytest.ini's `bark_enable = true` turns the session behaviour on: the network guard is in place."""
-    from bark_ablation.core.network_guard import installed_guards
+    from bark_ablation.testing.network_guard import installed_guards
 
     assert installed_guards(), "bark_enable = true, yet no network guard: the plugin did not enable itself"

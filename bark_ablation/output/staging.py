@@ -1,0 +1,56 @@
+"""Output directories that appear whole or not at all.
+
+Every command that writes a directory (``run``, ``merge``, ``series``) stages it next to its
+destination and moves it into place only when everything is written, so an error or an
+interrupt never leaves a half-written directory behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from bark_ablation.core.errors import OutputError
+
+
+class StagedDirectory:
+    """A directory that appears at ``destination`` only on :meth:`commit`.
+
+    Creating it checks that the destination's parent is writable (the staging directory is made
+    there), so an unusable output location fails before any work is done.
+    """
+
+    def __init__(self, destination: Path, *, overwrite: bool = False):
+        self.destination = Path(destination)
+        if self.destination.exists() and not (overwrite and self.destination.is_dir()):
+            what = "directory" if self.destination.is_dir() else "file"
+            hint = "; pass --overwrite to replace it" if self.destination.is_dir() else ""
+            raise OutputError(f"output {self.destination}: a {what} of that name exists{hint}")
+        parent = self.destination.parent
+        # Missing parents are created, and removed again by discard(), so a failed run leaves
+        # the disk as it found it.
+        self._created_root = next((p for p in reversed([parent, *parent.parents]) if not p.exists()), None)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self.path = Path(tempfile.mkdtemp(prefix=f".{self.destination.name}.partial-", dir=parent))
+        except OSError as error:
+            raise OutputError(
+                f"output {self.destination}: cannot write in {parent} ({error.strerror or error})"
+            ) from None
+
+    def commit(self) -> Path:
+        """Move the staged directory into place (replacing an old one if allowed)."""
+        if self.destination.exists():
+            backup = self.destination.with_name(f".{self.destination.name}.old-{os.getpid()}")
+            os.replace(self.destination, backup)
+            os.replace(self.path, self.destination)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(self.path, self.destination)
+        return self.destination
+
+    def discard(self) -> None:
+        """Remove the staged directory and any parent directories this object created."""
+        shutil.rmtree(self._created_root or self.path, ignore_errors=True)
