@@ -11,7 +11,7 @@ compares the case's audio with
 and reports, per feature of bark_ablation.golden.drift.TOLERANCES, the largest benign difference, the
 smallest difference each real change caused, and the tolerance in between. Writes Markdown
 (default golden/CALIBRATION.md). Asserts nothing: it measures. The test suite checks that the
-tolerances sit between the recorded figures (tests/test_drift.py).
+tolerances sit between the recorded figures (tests/golden/test_drift.py).
 
 Usage::
 
@@ -101,7 +101,7 @@ def markdown(differences, seconds_per_compare, cases):
             "feature's unit: the largest over all cases for benign perturbations, the smallest over all "
             "cases (and, for one fine code, over all 8 codebooks at the first, middle and last frame) for "
             "real changes. A tolerance must sit above every noise figure and below the figure of each "
-            "real change it is meant to catch; tests/test_drift.py checks both sides on live data."
+            "real change it is meant to catch; tests/golden/test_drift.py checks both sides on live data."
         ),
         "",
         "| " + " | ".join(header) + " |",

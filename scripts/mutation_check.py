@@ -10,7 +10,7 @@ Usage::
 
     python scripts/mutation_check.py                      # every mutation, full CPU suite
     python scripts/mutation_check.py --only coarse-kv-cache-off-by-one
-    python scripts/mutation_check.py --tests tests/test_golden.py --report mutation.md
+    python scripts/mutation_check.py --tests tests/suite/test_golden.py --report mutation.md
     python scripts/mutation_check.py --only fine-window-start-stride-511 --pytest-option=--bark-run-slow --pytest-option=-n2
 
 Exit status: 0 when every alteration was caught, 1 otherwise, 2 on a harness error.
@@ -293,9 +293,11 @@ def failures(junit: Path) -> list[str]:
     failed = []
     for case in ElementTree.parse(junit).getroot().iter("testcase"):
         if case.find("failure") is not None or case.find("error") is not None:
+            # classname: tests.<wing>.test_<module>[.<Class>]; the path ends at the test_ module
             module = case.get("classname", "").split(".")
+            ends = [i for i, part in enumerate(module) if part.startswith("test_")]
             failed.append(
-                f"{'/'.join(module[:2])}.py::{case.get('name')}" if len(module) >= 2 else case.get("name", "?")
+                f"{'/'.join(module[: ends[0] + 1])}.py::{case.get('name')}" if ends else case.get("name", "?")
             )
     return failed
 

@@ -13,10 +13,10 @@ pytest_plugins = ("pytester",)
 CLI_RUN_TEXT = "Hello there."
 
 SHARED_WORKER_FILES = {
-    "tests/test_golden.py": "regression matrices",
-    "tests/test_matrix_regression.py": "regression matrices",
-    "tests/test_cli.py": "cli run",
-    "tests/test_run_merge.py": "cli run",
+    "tests/suite/test_golden.py": "regression matrices",
+    "tests/suite/test_matrix_regression.py": "regression matrices",
+    "tests/suite/test_cli.py": "cli run",
+    "tests/study/test_run_merge.py": "cli run",
 }
 """Test files that run on one xdist worker because they read the same session fixtures, which
 are then built once: the regression matrices (the plugin's ``regression_matrix``; measured on 2

@@ -79,7 +79,7 @@ def stats_problem(benchmark: dict[str, Any]) -> str | None:
 
 def benchmark_stage(benchmark: dict[str, Any]) -> str | None:
     """The stage a benchmark times: its ``params.stage`` (the ``stage`` parametrization of
-    ``tests/test_benchmarks.py``), else ``extra_info.stage``; None for other benchmarks."""
+    ``tests/suite/test_benchmarks.py``), else ``extra_info.stage``; None for other benchmarks."""
     for field in ("params", "extra_info"):
         value = benchmark.get(field)
         if isinstance(value, dict) and isinstance(value.get("stage"), str):

@@ -5,7 +5,7 @@ seeds, under parameters with early stop off (every row generates the same number
 round's work does not depend on where sampling stops). :func:`measure` runs it through the
 pipeline (:func:`~bark_ablation.generation.pipeline.run_matrix`, stage reuse included) on one
 implementation at one batch size and returns samples per second with the time per stage. The benchmarks in
-``tests/test_benchmarks.py`` time the same function with pytest-benchmark, so saved runs compare
+``tests/suite/test_benchmarks.py`` time the same function with pytest-benchmark, so saved runs compare
 across implementations, batch sizes and Bark versions.
 """
 

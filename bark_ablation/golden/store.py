@@ -23,7 +23,7 @@ on reading), so rounding is at most half a step of 1/32767 of the clip's peak, a
 The drift check rounds the obtained audio the same way before comparing log-mel spectrograms
 (:meth:`GoldenCase.as_stored`), so storage adds no difference of its own; features are computed
 from the float samples when the case is written. Rounding alone must stay below a tenth of each
-log-mel tolerance (``tests/test_golden_store.py``; measured:
+log-mel tolerance (``tests/golden/test_store.py``; measured:
 docs/measurements.md#golden-pcm-rounding). It halves the store against float32, so every
 profile's golden data, long clips included, fits the repository's 20 MiB budget (measured:
 docs/measurements.md#golden-store-size). The file still opens in any audio player.

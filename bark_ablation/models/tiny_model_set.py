@@ -52,7 +52,7 @@ EOS_HEAD_NORM = 20.0
 semantic rows have norm about :data:`HEAD_SHARPNESS` (10), so the EOS logit is about twice a
 semantic token's and reaches the largest of them at some steps. Chosen so that the early-stop
 profile's semantic runs stop before the cap in 30-70 % of cases (the band
-``tests/test_early_stop.py`` holds), because a smaller norm almost never stops and a larger one
+``tests/oracles/test_early_stop.py`` holds), because a smaller norm almost never stops and a larger one
 almost always does, down to an empty clip (measured: docs/measurements.md#tiny-eos-head-norm)."""
 
 
@@ -145,7 +145,7 @@ def build_tiny_eos_models(
     itself is unchanged.
 
     Contract: under the ``early-stop`` profile some semantic runs stop before the cap, at varied
-    steps and never at step 0, and the others run to the cap; ``tests/test_early_stop.py`` holds
+    steps and never at step 0, and the others run to the cap; ``tests/oracles/test_early_stop.py`` holds
     the share to 30-70 % and the stop steps to those recorded there. Why: the early-stop decision
     is only tested when it goes both ways (measured: docs/measurements.md#tiny-eos-stop-rates).
 
@@ -154,7 +154,7 @@ def build_tiny_eos_models(
     between steps and few decisions land near the threshold. Consequence for checks: a change to
     the rule that only matters for probabilities in that sparse middle band (a threshold halved,
     the probability taken before temperature) may change no run; the known-bad thresholds of
-    ``tests/test_early_stop.py`` are placed where runs do land
+    ``tests/oracles/test_early_stop.py`` are placed where runs do land
     (measured: docs/measurements.md#tiny-eos-p-eos-distribution).
     """
     models = build_tiny_models(device, architecture=architecture)
@@ -196,7 +196,7 @@ def _fill_gpt(label: str, model: torch.nn.Module) -> None:
 
     The gains were chosen by measuring, over 8 seeds, how often one changed token in each input
     of each stage changes the stage's sampled output (figures in
-    ``tests/test_tiny_sensitivity.py``); default-scale weights let the tiny models ignore their
+    ``tests/models/test_tiny_sensitivity.py``); default-scale weights let the tiny models ignore their
     history. ``named_parameters`` lists a tied tensor
     once (the fine model ties its code embeddings 1..7 to its output heads), so heads are
     recognised by identity, not by name.

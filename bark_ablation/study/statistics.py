@@ -16,7 +16,7 @@ between cells, factorial effects), which add and subtract several cells and so c
 symmetric even when SECS itself is skewed towards 1. Contract: in simulated studies
 (:mod:`bark_ablation.study.coverage`; n = 3, 5, 10, 30 replicates) the nominal 95 % interval
 covers the true mean in 93-97 % of studies for normal values, SECS-like cell means and factorial
-contrasts (``tests/test_interval_coverage.py``). The percentile bootstrap the study used before
+contrasts (``tests/study/test_coverage.py``). The percentile bootstrap the study used before
 covers too little at these n (:func:`percentile_bootstrap_estimate`, kept as the known-bad twin
 of that check) (measured: docs/measurements.md#interval-coverage).
 

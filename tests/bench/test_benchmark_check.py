@@ -20,7 +20,7 @@ def stage_benchmark(stage: str, model_set: str = "tiny", median: float | None = 
     entry = {
         "group": None,
         "name": f"{test}[{prefix}{stage}]",
-        "fullname": f"tests/test_benchmarks.py::{test}[{prefix}{stage}]",
+        "fullname": f"tests/suite/test_benchmarks.py::{test}[{prefix}{stage}]",
         "params": {"stage": stage},
         "extra_info": {"stage": stage, "model_set": model_set},
         "options": {},
@@ -109,7 +109,7 @@ def test_each_benchmark_without_statistics_is_named_with_the_field(tmp_path, sta
         del benchmarks[1]["stats"]
     else:
         benchmarks[1]["stats"] = stats
-    name = "tests/test_benchmarks.py::test_cpu_stage[coarse]"
+    name = "tests/suite/test_benchmarks.py::test_cpu_stage[coarse]"
     assert problems_of(write_run(tmp_path / "run.json", benchmarks)) == [
         f"benchmark {name!r}: {problem}",
         "stage 'coarse': no benchmark with statistics times it (expected one with params.stage == 'coarse')",
@@ -150,9 +150,9 @@ def test_compared_needs_every_stage_benchmark_in_the_baseline(tmp_path):
     with pytest.raises(BenchmarkCheckError) as raised:
         check_compared(run, baseline)
     assert raised.value.problems == [
-        f"benchmark 'tests/test_benchmarks.py::test_cpu_stage[semantic]': not in the baseline {baseline}: "
+        f"benchmark 'tests/suite/test_benchmarks.py::test_cpu_stage[semantic]': not in the baseline {baseline}: "
         "nothing to compare its median with",
-        f"baseline {baseline}: benchmark 'tests/test_benchmarks.py::test_cpu_stage[cell]': stats: missing "
+        f"baseline {baseline}: benchmark 'tests/suite/test_benchmarks.py::test_cpu_stage[cell]': stats: missing "
         "(the benchmark was not timed)",
     ]
 

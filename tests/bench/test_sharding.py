@@ -17,8 +17,8 @@ from bark_ablation.bench.sharding import (
     worker_device,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-SMALL_FILE = "tests/test_conditioning.py"
+REPO = Path(__file__).resolve().parents[2]
+SMALL_FILE = "tests/core/test_conditioning.py"
 """A file whose tests run in well under a second, for the split and refresh commands."""
 STALE_SHARE = 0.05
 """More of a session's tests missing from the durations file than this share fails the check below."""

@@ -70,7 +70,7 @@ def test_parameters_reach_bark(tiny_models, short_params):
 
 def test_kv_caching_gives_the_same_tokens(tiny_models, short_params):
     """Greedy (top_k=1), through the whole pipeline: equal coarse tokens give equal fine tokens
-    and audio. Every cell, the reasons, and sampled agreement: tests/test_kv_cache.py."""
+    and audio. Every cell, the reasons, and sampled agreement: tests/oracles/test_kv_cache.py."""
     greedy = short_params.replace(top_k=1)
     cached = generate(REGRESSION_TEXT, "en_speaker_0", "scf", 0, greedy, model_set=tiny_models)
     uncached = generate(

@@ -69,7 +69,7 @@ def test_drift_raises_with_artifacts(store, tiny_generation, voice_prompts, tiny
 
 
 def test_command_survives_the_shell():
-    nodeid = "tests/test_golden.py::test_matches_golden[s-f-en_speaker_6-seed0]"
+    nodeid = "tests/suite/test_golden.py::test_matches_golden[s-f-en_speaker_6-seed0]"
     command = pytest_command(nodeid, "tiny", "cpu", "--bark-golden-force-regen")
     assert shlex.split(command) == [
         "python",

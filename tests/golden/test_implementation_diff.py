@@ -23,7 +23,7 @@ def test_timing_table_gives_medians_and_ratios(tmp_path):
             json.dumps(
                 {
                     "benchmarks": [
-                        {"fullname": f"tests/test_benchmarks.py::test_cpu_stage[{stage}]", "stats": {"median": m}}
+                        {"fullname": f"tests/suite/test_benchmarks.py::test_cpu_stage[{stage}]", "stats": {"median": m}}
                         for stage, m in medians.items()
                     ]
                 }

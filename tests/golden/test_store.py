@@ -159,8 +159,8 @@ def test_concurrent_writers_of_one_case_leave_a_consistent_case(
 def test_missing_device_class_and_missing_case_are_told_apart(store, key, written):
     other_class = GoldenKey(**{**key.__dict__, "device_class": "cuda-sm90-bf16"})
     with pytest.raises(GoldenDeviceClassMissing, match="no golden data for device class 'cuda-sm90-bf16'") as error:
-        store.load(other_class, class_command="python -m pytest tests/test_golden.py --bark-golden-regen-all")
-    assert "python -m pytest tests/test_golden.py --bark-golden-regen-all" in str(error.value)
+        store.load(other_class, class_command="python -m pytest tests/suite/test_golden.py --bark-golden-regen-all")
+    assert "python -m pytest tests/suite/test_golden.py --bark-golden-regen-all" in str(error.value)
     other_seed = GoldenKey(**{**key.__dict__, "seed": 7})
     with pytest.raises(GoldenMissingError, match="no golden data for this case") as error:
         store.load(other_seed, command="python -m pytest 'x::y[seed7]' --bark-golden-force-regen")
@@ -295,7 +295,7 @@ def test_linked_twin_files_read_through_and_still_catch_a_changed_target(tmp_pat
 
     from bark_ablation.golden.store import GoldenCorruptError, load_case_dir
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location(
         "link_identical_golden", root / "scripts" / "link_identical_golden.py"
     )

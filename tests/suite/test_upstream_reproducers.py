@@ -149,7 +149,7 @@ BARK_IMPORT_FIX = '''\
 """The fix of docs/upstream/import-contacts-the-hub.md, applied to the installed transformers in
 every process started with this directory on PYTHONPATH: transformers.models.bark.modeling_bark is
 compiled from its source with the module-level flash-attention check removed and its two helpers
-imported unconditionally (tests/test_upstream_reproducers.py wrote this file)."""
+imported unconditionally (tests/suite/test_upstream_reproducers.py wrote this file)."""
 
 import importlib.machinery
 import importlib.util
@@ -171,7 +171,7 @@ class FixedLoader(importlib.machinery.SourceFileLoader):
         source = self.get_source(fullname)
         if source.count(OLD) != 1:
             raise ImportError(f"{path} no longer holds the module-level flash-attention check exactly once: "
-                              f"update the fix in tests/test_upstream_reproducers.py and the report")
+                              f"update the fix in tests/suite/test_upstream_reproducers.py and the report")
         return compile(source.replace(OLD, NEW), path, "exec", dont_inherit=True)
 
 

@@ -18,7 +18,7 @@ from plugin_projects import run_pytest
 
 from bark_ablation.pytest_plugin import ENABLE_LINE
 
-NEIGHBOURS_FILE = Path(__file__).with_name("neighbour_plugins.txt")
+NEIGHBOURS_FILE = Path(__file__).resolve().parents[1] / "neighbour_plugins.txt"
 NEIGHBOURS = [
     line.split("#", 1)[0].strip()
     for line in NEIGHBOURS_FILE.read_text(encoding="utf-8").splitlines()
