@@ -93,6 +93,34 @@ class GenerationParams:
             raise ParamsError(unknown[0], f"unknown generation parameter (known: {', '.join(sorted(known))})")
         return cls(**values)
 
+    def bark_kwargs(self, stage: str) -> dict[str, Any]:
+        """The keyword arguments of Bark's generation function for ``stage`` (``semantic``:
+        ``generate_text_semantic``, ``coarse``: ``generate_coarse``, ``fine``: ``generate_fine``)
+        that these parameters set, under Bark's own names; one mapping for every adapter that
+        calls Bark's functions or their batched copies."""
+        if stage == "semantic":
+            return {
+                "temp": self.semantic_temp,
+                "top_k": self.top_k,
+                "top_p": self.top_p,
+                "min_eos_p": self.min_eos_p,
+                "max_gen_duration_s": self.max_duration_s,
+                "allow_early_stop": self.allow_early_stop,
+                "use_kv_caching": self.use_kv_caching,
+            }
+        if stage == "coarse":
+            return {
+                "temp": self.coarse_temp,
+                "top_k": self.top_k,
+                "top_p": self.top_p,
+                "max_coarse_history": self.max_coarse_history,
+                "sliding_window_len": self.sliding_window_len,
+                "use_kv_caching": self.use_kv_caching,
+            }
+        if stage == "fine":
+            return {"temp": self.fine_temp}
+        raise ValueError(f"stage must be semantic, coarse or fine, got {stage!r}")
+
     def replace(self, **changes: Any) -> GenerationParams:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)

@@ -93,36 +93,15 @@ class BatchedRunner:
         for row in rows:
             if not isinstance(row.input, str) or not row.input.strip():
                 raise ParamsError("text", "must be a non-empty string")
-        return stages.semantic_batch(
-            self._models,
-            rows,
-            temp=params.semantic_temp,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_eos_p=params.min_eos_p,
-            max_gen_duration_s=params.max_duration_s,
-            allow_early_stop=params.allow_early_stop,
-            use_kv_caching=params.use_kv_caching,
-            observer=observer,
-        )
+        return stages.semantic_batch(self._models, rows, observer=observer, **params.bark_kwargs("semantic"))
 
     def _coarse(self, rows: list[Row], params: GenerationParams, observer=None) -> list[np.ndarray]:
         rows = [Row(_checked_tokens("semantic tokens", row.input), row.history, row.generator) for row in rows]
-        return stages.coarse_batch(
-            self._models,
-            rows,
-            temp=params.coarse_temp,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            max_coarse_history=params.max_coarse_history,
-            sliding_window_len=params.sliding_window_len,
-            use_kv_caching=params.use_kv_caching,
-            observer=observer,
-        )
+        return stages.coarse_batch(self._models, rows, observer=observer, **params.bark_kwargs("coarse"))
 
     def _fine(self, rows: list[Row], params: GenerationParams, observer=None) -> list[np.ndarray]:
         rows = [Row(_checked_codes("coarse codes", row.input, 1, 7), row.history, row.generator) for row in rows]
-        return stages.fine_batch(self._models, rows, temp=params.fine_temp, observer=observer)
+        return stages.fine_batch(self._models, rows, observer=observer, **params.bark_kwargs("fine"))
 
     def _rows(self, requests: Sequence[StageRequest]) -> list[Row]:
         return [

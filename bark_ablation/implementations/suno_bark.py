@@ -66,34 +66,17 @@ class SunoBarkRunner:
 
     def semantic(self, text: str, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
         return self._bark.generate_text_semantic(
-            text,
-            history_prompt=_bark_history(history),
-            temp=params.semantic_temp,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            silent=True,
-            min_eos_p=params.min_eos_p,
-            max_gen_duration_s=params.max_duration_s,
-            allow_early_stop=params.allow_early_stop,
-            use_kv_caching=params.use_kv_caching,
+            text, history_prompt=_bark_history(history), silent=True, **params.bark_kwargs("semantic")
         )
 
     def coarse(self, semantic: np.ndarray, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
         return self._bark.generate_coarse(
-            semantic,
-            history_prompt=_bark_history(history),
-            temp=params.coarse_temp,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            silent=True,
-            max_coarse_history=params.max_coarse_history,
-            sliding_window_len=params.sliding_window_len,
-            use_kv_caching=params.use_kv_caching,
+            semantic, history_prompt=_bark_history(history), silent=True, **params.bark_kwargs("coarse")
         )
 
     def fine(self, coarse: np.ndarray, history: VoicePrompt | None, params: GenerationParams) -> np.ndarray:
         return self._bark.generate_fine(
-            coarse, history_prompt=_bark_history(history), temp=params.fine_temp, silent=True
+            coarse, history_prompt=_bark_history(history), silent=True, **params.bark_kwargs("fine")
         )
 
     def decode(self, fine: np.ndarray) -> np.ndarray:
