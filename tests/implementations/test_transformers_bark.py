@@ -235,7 +235,7 @@ def test_activation_restores_tf32_and_transformers_logging(transformers_tiny):
 
 def test_unknown_set_and_uncached_hub_weights_are_named(monkeypatch, tmp_path):
     implementation = get_implementation("transformers")
-    with pytest.raises(ModelSetError, match="unknown for transformers .*tiny, bark, bark-small"):
+    with pytest.raises(ModelSetError, match="unknown for transformers .*tiny, tiny-eos, bark, bark-small"):
         implementation.load_model_set("enormous", "cpu")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(MissingWeightsError) as error:
