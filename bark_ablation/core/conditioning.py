@@ -168,7 +168,11 @@ class Conditioning:
         return tuple(stage for stage in STAGES if self.conditions(stage))
 
     def source(self, stage: Stage) -> HistorySource:
-        """The history ``stage`` receives."""
+        """The history ``stage`` (a token stage) receives."""
+        if stage not in STAGES:
+            raise ParamsError(
+                "stage", f"must be a token stage ({', '.join(TOKEN_STAGE_NAMES)}); the decoder takes no history"
+            )
         return getattr(self, stage.value)
 
     def conditions(self, stage: Stage) -> bool:

@@ -40,8 +40,9 @@ class StageRequest:
 BATCH_METHODS = {stage: f"{stage}_batch" for stage in PIPELINE_STAGE_NAMES}
 """Stage -> the optional runner method that runs a list of :class:`StageRequest` at once and returns
 one array per request, in order: ``runner.semantic_batch(requests, params)`` (``decode_batch``
-takes no params). A runner that has them is handed every pending row of a run per stage
-(:func:`~bark_ablation.generation.pipeline.run_matrix`), ``max_batch_size`` rows at a time."""
+takes no params). A runner that has them is handed every pending row of a run per stage by the
+engine (:class:`~bark_ablation.generation.engine.BatchedCalls`), at most the run's batch size
+(default: the runner's ``max_batch_size``) rows per call."""
 
 
 def batch_method(runner: object, stage: str):

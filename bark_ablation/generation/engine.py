@@ -22,10 +22,11 @@ oracle records each step's logits through it (:mod:`bark_ablation.oracles.kv_cac
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from typing import Literal, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -42,11 +43,24 @@ Order = Literal["stage", "cell"]
 
 
 class StageCalls(Protocol):
-    """A runner seen as batches: ``run`` returns one output per request, in order."""
+    """A runner seen as batches: ``run`` returns one output per request, in order, and the wall
+    time of the stage's compute in seconds (device synchronized; seeding not counted)."""
 
     device: str
 
-    def run(self, stage: Stage, requests: Sequence[StageRequest], params: GenerationParams) -> list[np.ndarray]: ...
+    def run(
+        self, stage: Stage, requests: Sequence[StageRequest], params: GenerationParams
+    ) -> tuple[list[np.ndarray], float]: ...
+
+
+def timed(device: str, compute: Callable[[], Any]) -> tuple[Any, float]:
+    """``compute()`` and its wall time in seconds, the device synchronized before and after (so
+    a CUDA stage's queued kernels count)."""
+    synchronize(device)
+    started = time.perf_counter()
+    result = compute()
+    synchronize(device)
+    return result, time.perf_counter() - started
 
 
 class OneRowCalls:
@@ -58,15 +72,20 @@ class OneRowCalls:
         self._runner = runner
         self.device = runner.device
 
-    def run(self, stage: Stage, requests: Sequence[StageRequest], params: GenerationParams) -> list[np.ndarray]:
-        outputs = []
+    def run(
+        self, stage: Stage, requests: Sequence[StageRequest], params: GenerationParams
+    ) -> tuple[list[np.ndarray], float]:
+        outputs, seconds = [], 0.0
         for request in requests:
+            if stage is Stage.DECODE:
+                call = functools.partial(self._runner.decode, request.input)
+            else:
+                call = functools.partial(getattr(self._runner, stage.value), request.input, request.history, params)
             with seeded_torch(request.torch_seed, self.device):
-                if stage is Stage.DECODE:
-                    outputs.append(self._runner.decode(request.input))
-                else:
-                    outputs.append(getattr(self._runner, stage.value)(request.input, request.history, params))
-        return outputs
+                output, elapsed = timed(self.device, call)
+            outputs.append(output)
+            seconds += elapsed
+        return outputs, seconds
 
 
 class BatchedCalls:
@@ -76,9 +95,17 @@ class BatchedCalls:
         self._runner = runner
         self.device = runner.device
 
-    def run(self, stage: Stage, requests: Sequence[StageRequest], params: GenerationParams) -> list[np.ndarray]:
+    def run(
+        self, stage: Stage, requests: Sequence[StageRequest], params: GenerationParams
+    ) -> tuple[list[np.ndarray], float]:
         method = batch_method(self._runner, stage.value)
-        return list(method(requests) if stage is Stage.DECODE else method(requests, params))
+        call = (
+            functools.partial(method, requests)
+            if stage is Stage.DECODE
+            else functools.partial(method, requests, params)
+        )
+        outputs, seconds = timed(self.device, call)
+        return list(outputs), seconds
 
 
 def stage_calls(runner: StageRunner) -> tuple[StageCalls, Order]:
@@ -136,11 +163,13 @@ def execute(
                 for row in chunk
             ]
             with observer.calling(stage, chunk):
-                synchronize(calls.device)
-                started = time.perf_counter()
-                outputs = calls.run(stage, requests, params)
-                synchronize(calls.device)
-                seconds = (time.perf_counter() - started) / len(chunk)
+                outputs, seconds = calls.run(stage, requests, params)
+            if len(outputs) != len(chunk):
+                raise RuntimeError(
+                    f"the {stage.value} stage returned {len(outputs)} outputs for {len(chunk)} rows: a batched "
+                    f"method must return one output per request, in order"
+                )
+            seconds /= len(chunk)
             arrays = []
             for row, output in zip(chunk, outputs, strict=True):
                 array = np.asarray(output)

@@ -112,9 +112,8 @@ def count_stage_runs(cells: Iterable[Conditioning]) -> dict[str, int]:
     """Stage runs a plan needs per seed for ``cells`` (for the 8 cells: semantic 2, coarse 4,
     fine 8, decode 8), from the cells' ids alone (no prompt needed)."""
     cells = list(cells)
+    # the decoder reads the fine stage's output: it runs as often as the fine stage
     return {
-        "semantic": len({c.upstream(Stage.SEMANTIC) for c in cells}),
-        "coarse": len({c.upstream(Stage.COARSE) for c in cells}),
-        "fine": len({c.upstream(Stage.FINE) for c in cells}),
-        "decode": len({c.upstream(Stage.FINE) for c in cells}),
+        stage.value: len({c.upstream(Stage.FINE if stage is Stage.DECODE else stage) for c in cells})
+        for stage in PIPELINE_STAGES
     }

@@ -31,6 +31,7 @@ from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.prompts import VoicePrompt
 from bark_ablation.implementations import batched_generation as stages
 from bark_ablation.implementations.batched_generation import LogitObserver, Row
+from bark_ablation.models.catalogue import model_set_names
 
 NAME = "batched"
 FOLLOWS = "0.1.5"
@@ -214,9 +215,7 @@ class BatchedBark:
         return FOLLOWS
 
     def model_set_names(self) -> tuple[str, ...]:
-        from bark_ablation.implementations.suno_bark import SunoBark
-
-        return SunoBark().model_set_names()
+        return model_set_names(NAME)
 
     def load_model_set(self, name: str, device: str, *, allow_download: bool = False) -> ModelSet:
         from bark_ablation.implementations.suno_bark import SunoBark

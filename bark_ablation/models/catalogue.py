@@ -3,7 +3,9 @@
 Every other place that names a model set reads it from here: the implementations' lists of
 names, the random sets' architectures, the real sets' Hub repositories, the ``--model-set`` help
 of the CLI and of the pytest plugin, ``bark-ablation model-sets``, the profiles' choice of the
-tiny set's variant and the reports' caveat. A new model set is one new row in :data:`MODEL_SETS`.
+tiny set's variant and the reports' caveat. A new model set is one new row in :data:`MODEL_SETS`
+(a real one also names its checkpoint files in
+:data:`bark_ablation.models.cached_weights.CHECKPOINTS`).
 
 Pure data, no torch: the pytest plugin writes its option help from it when it loads, in every
 pytest session of an environment where bark-ablation is installed. Building a set is
@@ -112,8 +114,9 @@ MODEL_SETS: dict[str, ModelSetSpec] = {
 """Model set name -> its spec, in the order the helps list them."""
 
 MODEL_SET_KINDS: dict[str, str] = {name: spec.description for name, spec in MODEL_SETS.items()}
-"""Model set name -> what it is (every implementation offers these names:
-``BarkImplementation.model_set_names``; tests hold every implementation to it)."""
+"""Model set name -> its description (the helps' words). Every set is built today by every
+implementation of :data:`ALL_IMPLEMENTATIONS`; tests hold each implementation's
+``model_set_names`` to the table."""
 
 
 def model_set_spec(name: str) -> ModelSetSpec | None:

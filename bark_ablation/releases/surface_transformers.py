@@ -58,6 +58,7 @@ from bark_ablation.releases.surface import (
     jsonable,
     signature_defaults,
 )
+from bark_ablation.releases.surface_suno import LAYOUT_MODEL_SET
 
 SAMPLE_RATE_HZ = 24_000
 BARK_MODULE = "transformers.models.bark.modeling_bark"
@@ -420,4 +421,4 @@ def prepare_layout(root):
     """The Hub layout under ``root`` (see :mod:`bark_ablation.releases.hub_layout`)."""
     from bark_ablation.releases.hub_layout import write_hub_layout
 
-    return write_hub_layout(root / "bark-small")
+    return write_hub_layout(root / LAYOUT_MODEL_SET)

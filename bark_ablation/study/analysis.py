@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from bark_ablation.core.conditioning import ALL_CONDITIONINGS, FULL, TRANSFER_CELLS
+from bark_ablation.core.conditioning import ALL_CONDITIONINGS, FULL, TOKEN_STAGE_NAMES, TRANSFER_CELLS
 from bark_ablation.generation.pipeline import SAMPLE_RATE, Generation, MatrixRun
 from bark_ablation.study import power
 from bark_ablation.study.similarity import embed, prompt_reference_audio, secs
@@ -66,7 +66,8 @@ DETECTABLE_SECS = 0.02
 """The effect size (SECS units) the power statement asks about."""
 POWER = 0.8
 """Power the study's power statement asks for."""
-MAIN_EFFECTS = ("semantic", "coarse", "fine")
+MAIN_EFFECTS = TOKEN_STAGE_NAMES
+"""The factorial main effects: one per token stage."""
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,10 @@ def test_full_conditioning_carries_more_of_the_speaker_than_none(bark_models, tm
     """The study's claim on real weights: on matched seeds, SECS(scf) > SECS(---); and the
     report states each stage's main effect with its CI."""
     from bark_ablation.generation.pipeline import run_matrix
+    from bark_ablation.output.staging import StagedDirectory
     from bark_ablation.study.analysis import run_study
     from bark_ablation.study.report import write_report
-    from bark_ablation.study.run_output import StagedDirectory, write_run
+    from bark_ablation.study.run_output import write_run
 
     run = run_matrix(
         REGRESSION_TEXT, "en_speaker_0", range(5), params=GenerationParams(max_duration_s=4.0), model_set=bark_models
@@ -78,10 +79,11 @@ def test_multi_speaker_study_on_real_weights(bark_models, tmp_path):
     answer): full conditioning beats none across speakers, every main effect has an interval and
     a Holm p, the transfer index exists per stage, and the report leads with the pooled answer."""
     from bark_ablation.core.conditioning import ALL_CONDITIONINGS, TRANSFER_CELLS
+    from bark_ablation.output.staging import StagedDirectory
     from bark_ablation.study.analysis import run_study
     from bark_ablation.study.design import StudyDesign, run_design
     from bark_ablation.study.report import write_report
-    from bark_ablation.study.run_output import StagedDirectory, write_design_run
+    from bark_ablation.study.run_output import write_design_run
 
     design = StudyDesign.build(
         REAL_STUDY_PROMPTS, REAL_STUDY_TEXTS, range(2), [*ALL_CONDITIONINGS, *TRANSFER_CELLS.values()]

@@ -106,12 +106,12 @@ def test_tiny_eos_differs_from_tiny_only_in_the_end_of_sequence_row(tiny_models)
 
 def test_tiny_eos_is_registered_for_both_implementations():
     from bark_ablation.implementations.registry import default_implementation, get_model_set
-    from bark_ablation.models.catalogue import TINY_EOS as EARLY_STOP_TINY_VARIANT
+    from bark_ablation.models.catalogue import TINY_EOS
 
     for implementation in (default_implementation(), "transformers"):
         names = get_implementation(implementation).model_set_names()
-        assert "tiny" in names and EARLY_STOP_TINY_VARIANT in names, implementation
-    hf = get_model_set(EARLY_STOP_TINY_VARIANT, "cpu", implementation="transformers")
-    suno = get_model_set(EARLY_STOP_TINY_VARIANT, "cpu")
+        assert "tiny" in names and TINY_EOS in names, implementation
+    hf = get_model_set(TINY_EOS, "cpu", implementation="transformers")
+    suno = get_model_set(TINY_EOS, "cpu")
     assert torch.equal(hf.models["text"]["model"].lm_head.weight, suno.models["text"]["model"].lm_head.weight)
     assert hf.provenance["differs_from_tiny"] == suno.provenance["differs_from_tiny"]

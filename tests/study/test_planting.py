@@ -124,8 +124,9 @@ def test_the_transfer_index_finds_the_planted_stage_alone(study, stage):
 
 
 def test_the_report_names_the_planted_stage(study, design_run, tmp_path):
+    from bark_ablation.output.staging import StagedDirectory
     from bark_ablation.study.report import write_report
-    from bark_ablation.study.run_output import StagedDirectory, write_design_run
+    from bark_ablation.study.run_output import write_design_run
 
     outcome, _ = study(plant("fine"))
     run_dir = write_design_run(StagedDirectory(tmp_path / "run"), design_run, 1.0, outcome)
