@@ -63,14 +63,18 @@ def timed(device: str, compute: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.perf_counter() - started
 
 
-class OneRowCalls:
-    """A one-row :class:`~bark_ablation.core.implementation.StageRunner` as batches: each request
-    runs alone, with torch's global generator seeded from its ``torch_seed`` (and the caller's
-    random state restored afterwards)."""
+class _RunnerCalls:
+    """Stage calls on one activated runner, on its device."""
 
     def __init__(self, runner: StageRunner):
         self._runner = runner
         self.device = runner.device
+
+
+class OneRowCalls(_RunnerCalls):
+    """A one-row :class:`~bark_ablation.core.implementation.StageRunner` as batches: each request
+    runs alone, with torch's global generator seeded from its ``torch_seed`` (and the caller's
+    random state restored afterwards)."""
 
     def run(
         self, stage: Stage, requests: Sequence[StageRequest], params: GenerationParams
@@ -88,12 +92,8 @@ class OneRowCalls:
         return outputs, seconds
 
 
-class BatchedCalls:
+class BatchedCalls(_RunnerCalls):
     """A runner with batched stage methods (``semantic_batch`` ...); those seed every row themselves."""
-
-    def __init__(self, runner: StageRunner):
-        self._runner = runner
-        self.device = runner.device
 
     def run(
         self, stage: Stage, requests: Sequence[StageRequest], params: GenerationParams
