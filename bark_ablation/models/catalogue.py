@@ -138,12 +138,6 @@ def names_of_kind(kind: Kind) -> tuple[str, ...]:
     return tuple(name for name, spec in MODEL_SETS.items() if spec.kind == kind)
 
 
-def is_built_in(name: str) -> bool:
-    """Whether ``name`` is built from nothing (``tiny`` or ``random``): no weights to read."""
-    spec = MODEL_SETS.get(name)
-    return spec is not None and spec.kind != "real"
-
-
 def model_set_for(profile: Profile, name: str) -> str:
     """The set ``profile`` runs on when the session's set is ``name``: a profile that needs the
     semantic stage to stop early runs a set's :attr:`ModelSetSpec.early_stop_variant` (the tiny
