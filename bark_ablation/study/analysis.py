@@ -32,7 +32,6 @@ makes no claim about identity.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import time
@@ -46,7 +45,7 @@ import numpy as np
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS, FULL, TOKEN_STAGE_NAMES, TRANSFER_CELLS
 from bark_ablation.generation.pipeline import SAMPLE_RATE, Generation, MatrixRun
 from bark_ablation.study import power
-from bark_ablation.study.similarity import embed, prompt_reference_audio, secs
+from bark_ablation.study.similarity import cached_embedding, prompt_reference_audio, secs
 from bark_ablation.study.statistics import (
     ALPHA,
     CONFIDENCE,
@@ -180,11 +179,7 @@ def score_runs(
     cache = embedding_cache if embedding_cache is not None else {}
 
     def embedding_of(audio: np.ndarray, rate: int, source: str) -> np.ndarray:
-        samples = np.ascontiguousarray(audio, dtype=np.float32)
-        key = hashlib.blake2b(samples.tobytes() + rate.to_bytes(4, "little") + device.encode(), digest_size=16).digest()
-        if key not in cache:
-            cache[key] = embed(samples, rate, source=source, device=device)
-        return cache[key]
+        return cached_embedding(cache, audio, rate, source=source, device=device)
 
     given = dict(references or {})
     references = {}

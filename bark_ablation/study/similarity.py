@@ -14,6 +14,7 @@ set's codec (:func:`prompt_reference_audio`), as the seed notebook did.
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,20 @@ def embed(audio: np.ndarray, sample_rate: int, *, source: str = "array", device:
     if samples.size < MIN_SPEECH_S * sample_rate:
         raise AudioError(source, f"is {samples.size / sample_rate:.2f} s long; needs at least {MIN_SPEECH_S} s")
     return _encoder(device).embed_utterance(prepare(samples, sample_rate))
+
+
+def cached_embedding(
+    cache: dict[bytes, np.ndarray], audio: np.ndarray, sample_rate: int, *, source: str, device: str = "cpu"
+) -> np.ndarray:
+    """:func:`embed`, remembered in ``cache`` (a dict the caller keeps) under a digest of the
+    samples, the rate and the device: audio already embedded is not embedded again."""
+    samples = np.ascontiguousarray(audio, dtype=np.float32)
+    key = hashlib.blake2b(
+        samples.tobytes() + sample_rate.to_bytes(4, "little") + device.encode(), digest_size=16
+    ).digest()
+    if key not in cache:
+        cache[key] = embed(samples, sample_rate, source=source, device=device)
+    return cache[key]
 
 
 def prepare(samples: np.ndarray, sample_rate: int) -> np.ndarray:
