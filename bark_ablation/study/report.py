@@ -18,66 +18,21 @@ from headless Chromium.
 
 from __future__ import annotations
 
-import base64
 import html
-import json
-import math
 from pathlib import Path
 from typing import Any
 
-from bark_ablation.core.errors import OutputError
 from bark_ablation.core.plots import forest_plot, mel_spectrogram_png, secs_bar_chart
 from bark_ablation.models.catalogue import names_of_kind
+from bark_ablation.output.pages import RENDER_CHECK_SCRIPT
+from bark_ablation.output.pages import ci_text as _ci
+from bark_ablation.output.pages import data_uri as _data_uri
+from bark_ablation.output.pages import fmt as _fmt
+from bark_ablation.output.pages import p_text as _p
+from bark_ablation.output.pages import read_json as _read_json
 from bark_ablation.output.tables import Table, inline_html
 from bark_ablation.study.analysis import ALPHA, MAIN_EFFECTS, reference_file
 from bark_ablation.study.similarity import load_audio
-
-RENDER_CHECK_SCRIPT = """
-<script>
-window.addEventListener("load", function () {
-  var images = Array.from(document.images);
-  var audios = Array.from(document.querySelectorAll("audio"));
-  var result = {images: images.length, images_broken: images.filter(function (i) {
-    return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.alt; }),
-    audio: audios.length, audio_ok: 0, audio_broken: []};
-  var pending = audios.length;
-  function done() { document.body.setAttribute("data-render-check", JSON.stringify(result)); }
-  if (pending === 0) { done(); return; }
-  audios.forEach(function (a) {
-    function settle(ok) { if (a.dataset.settled) return; a.dataset.settled = "1";
-      if (ok) { result.audio_ok += 1; } else { result.audio_broken.push(a.getAttribute("src")); }
-      pending -= 1; if (pending === 0) { done(); } }
-    if (a.readyState >= 1) { settle(true); return; }
-    a.addEventListener("loadedmetadata", function () { settle(true); });
-    a.addEventListener("error", function () { settle(false); });
-    a.load();
-  });
-});
-</script>
-"""
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise OutputError(f"{path}: missing; is {path.parent} a directory written by `bark-ablation run`?")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise OutputError(f"{path}: unreadable JSON ({error})") from None
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def _p(value: float | None) -> str:
-    return "n/a" if value is None else (f"{value:.2g}" if value >= 0.001 else "<0.001")
-
-
-def _ci(estimate: dict[str, Any], digits: int = 3) -> str:
-    if estimate["ci_low"] is None:
-        return "n/a (n = 1)"
-    return f"[{estimate['ci_low']:+.{digits}f}, {estimate['ci_high']:+.{digits}f}]"
 
 
 def _survives(estimate: dict[str, Any]) -> str:
@@ -369,10 +324,6 @@ def _markdown(summary, study, sections, images, spectrograms, multi) -> str:
 def _reference_speakers(study: dict[str, Any]) -> list[str]:
     others = list((study.get("reference") or {}).get("other_prompts", {}).values())
     return list(dict.fromkeys([*study["levels"]["speakers"], *others]))
-
-
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _html(summary, study, sections, images, spectrograms, multi) -> str:
