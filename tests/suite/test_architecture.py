@@ -21,6 +21,7 @@ WINGS = (
     "oracles",
     "golden",
     "study",
+    "longform",
     "bench",
     "releases",
 )
