@@ -421,7 +421,8 @@ def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
                          voice_prompts["en_speaker_0"])
 
     Pass ``model_set=`` when the generation was made on another set than the session's (a
-    profile's variant: ``regression_matrix(...).model_set``).
+    profile's variant: ``regression_matrix(...).model_set``), and ``case=`` (with a
+    ``description=``) for a generation that is not one cell of a matrix run (a long-form chunk).
     """
     from bark_ablation.core.errors import GoldenDeviceClassMissing
     from bark_ablation.golden.golden_check import (
@@ -446,7 +447,7 @@ def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
     golden_dir = None if config.getoption("--bark-golden-dir") is None else golden_store.root
     test_file = request.node.nodeid.split("::")[0]
 
-    def check(generation, prompt, model_set=model_set):
+    def check(generation, prompt, model_set=model_set, *, case=None, description=None):
         try:
             return checker.check(
                 generation,
@@ -454,6 +455,8 @@ def golden_check(request: pytest.FixtureRequest, golden_store, model_set):
                 model_set,
                 command=pytest_command(request.node.nodeid, *options, FORCE_REGEN_FLAG, golden_dir),
                 class_command=pytest_command(test_file, *options, REGEN_ALL_FLAG, golden_dir),
+                case=case,
+                description=description,
             )
         except GoldenDeviceClassMissing as missing:
             pytest.skip(str(missing))

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import shlex
 from dataclasses import dataclass, field
@@ -76,8 +77,14 @@ class GoldenCheck:
         *,
         command: str | None = None,
         class_command: str | None = None,
+        case: str | None = None,
+        description: str | None = None,
     ) -> DriftReport | Path:
         """Compare ``generation`` with its golden case, or (re)write that case per :attr:`mode`.
+
+        ``case`` names the case in place of the generation's cell (a generation that is not one
+        cell of a matrix run, e.g. a long-form chunk: ``longform-previous-c2``); ``description``
+        says how it was conditioned, for the manifest.
 
         Returns the passing report, or the written directory in ``regen-all`` mode.
 
@@ -88,8 +95,10 @@ class GoldenCheck:
                 see :meth:`bark_ablation.golden.store.GoldenStore.load`.
         """
         key = GoldenKey.for_generation(generation, model_set)
+        if case is not None:
+            key = dataclasses.replace(key, cell=case)
         if self.mode is not GoldenMode.COMPARE:
-            directory = self.store.write(key, generation, prompt, model_set)
+            directory = self.store.write(key, generation, prompt, model_set, description=description)
             if self.mode is GoldenMode.FORCE_REGEN:
                 raise GoldenRegenerated(directory)
             return directory

@@ -236,9 +236,18 @@ class GoldenStore:
         """Whether any golden data exists for ``key``'s implementation, model set and device class."""
         return self.class_dir(key).is_dir()
 
-    def write(self, key: GoldenKey, generation: Generation, prompt: VoicePrompt, model_set: ModelSet) -> Path:
+    def write(
+        self,
+        key: GoldenKey,
+        generation: Generation,
+        prompt: VoicePrompt,
+        model_set: ModelSet,
+        *,
+        description: str | None = None,
+    ) -> Path:
         """Record ``generation`` as the golden data of ``key``; returns the case directory.
 
+        ``description`` says how the case was conditioned (default: its cell's description).
         Every file is encoded in memory first, so an encoding error writes nothing.
         """
         gain = _pcm_gain(generation.audio)
@@ -248,7 +257,7 @@ class GoldenStore:
         payload[FEATURES_FILE] = _json_bytes(spectral_features(generation.audio, generation.sample_rate))
         manifest = {
             "format": GOLDEN_FORMAT,
-            "case": {**dataclasses.asdict(key), "conditioning": generation.conditioning.description},
+            "case": {**dataclasses.asdict(key), "conditioning": description or generation.conditioning.description},
             "profile": get_profile(generation.profile).to_dict(),
             "request": GoldenRequest.for_generation(generation, prompt).to_dict(),
             "audio": {
