@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from bark_ablation.core.conditioning import STAGES, Stage
+from bark_ablation.core.conditioning import FULL, STAGES, Stage
 from bark_ablation.core.errors import ParamsError, PromptError
 from bark_ablation.core.implementation import ModelSet
 from bark_ablation.core.params import GenerationParams, validate_batch_size, validate_seeds
 from bark_ablation.core.profiles import Profile
 from bark_ablation.core.prompts import VoicePrompt, load_prompt
 from bark_ablation.generation.engine import execute, stage_calls
-from bark_ablation.generation.pipeline import SAMPLE_RATE, resolve_profile
+from bark_ablation.generation.pipeline import SAMPLE_RATE, Generation, resolve_profile
 from bark_ablation.generation.plan import RowRequest, plan_rows
 from bark_ablation.implementations.registry import activated
 from bark_ablation.longform.chunking import MAX_CHUNK_CHARS, Passage, chunk_passages
@@ -147,18 +147,31 @@ class ChunkGeneration:
         """``seed<seed>_<policy>_c<chunk>``: the stem of the chunk's files."""
         return f"seed{self.seed}_{self.policy.name}_c{self.chunk}"
 
-    def as_history(self) -> VoicePrompt:
+    def as_history(self, implementation: str | None = None) -> VoicePrompt:
         """The chunk's full generation as a voice prompt (semantic, coarse, fine tokens: Bark's
         ``output_full``), validated by Bark's rules.
+
+        ``implementation``: the one that generated the chunk. transformers' coarse stage can emit
+        codes 1024-1071 in its second codebook (known issue ``transformers-coarse-special-tokens``,
+        :mod:`bark_ablation.implementations.known_issues`), which its own fine stage reads modulo
+        1024; where exactly that explains the out-of-range codes, they are carried over as
+        transformers itself reads them, and the history's name says so.
 
         Raises :class:`ParamsError` naming the chunk when Bark could not take it as history
         (e.g. too few semantic tokens for the coarse/semantic ratio Bark's coarse stage asserts).
         """
+        from bark_ablation.implementations.known_issues import TRANSFORMERS_COARSE_SPECIAL_TOKENS, explain
+
         name = f"{self.prompt}~{self.policy.name}-seed{self.seed}-p{self.passage}c{self.chunk}"
+        coarse = self.coarse
+        if implementation is not None and explain(self, implementation) is TRANSFORMERS_COARSE_SPECIAL_TOKENS:
+            coarse = np.asarray(coarse).copy()
+            coarse[1] %= 1024
+            name += f" (coarse wrapped modulo 1024: {TRANSFORMERS_COARSE_SPECIAL_TOKENS.id})"
         try:
             return VoicePrompt.from_arrays(
                 name,
-                {"semantic_prompt": self.semantic, "coarse_prompt": self.coarse, "fine_prompt": self.fine},
+                {"semantic_prompt": self.semantic, "coarse_prompt": coarse, "fine_prompt": self.fine},
                 source=f"chunk {self.chunk} of passage {self.passage} ({self.policy.name}, seed {self.seed})",
             )
         except PromptError as error:
@@ -238,7 +251,9 @@ def run_longform(
             previous: dict[tuple[int, Policy], ChunkGeneration] = {}
             for index, text in enumerate(passage.chunks):
                 carried_over = {  # only where a policy carries something over: a prompt-only run never needs it
-                    key: chunk.as_history() for key, chunk in previous.items() if key[1].carried_stages
+                    key: chunk.as_history(model_set.implementation)
+                    for key, chunk in previous.items()
+                    if key[1].carried_stages
                 }
                 requests = [
                     RowRequest(
@@ -294,6 +309,65 @@ def run_longform(
                     if on_chunk is not None:
                         on_chunk(chunk, len(run.chunks), total)
     return run
+
+
+def as_generation(run: LongformRun, chunk: ChunkGeneration) -> Generation:
+    """``chunk`` as a :class:`~bark_ablation.generation.pipeline.Generation` (cell ``scf``: every
+    stage conditioned on a history), for the checks and golden store written for generations.
+    Name its golden case apart (``case=`` of the golden check): the cell does not say which
+    history each stage received."""
+    return Generation(
+        text=chunk.text,
+        prompt=chunk.prompt,
+        conditioning=FULL,
+        seed=chunk.seed,
+        params=run.params,
+        semantic=chunk.semantic,
+        coarse=chunk.coarse,
+        fine=chunk.fine,
+        audio=chunk.audio,
+        stage_seconds=dict(chunk.stage_seconds),
+        reused=chunk.reused,
+        sample_rate=chunk.sample_rate,
+        profile=run.profile.name,
+    )
+
+
+def check_carry_over(run: LongformRun, chunk: ChunkGeneration) -> None:
+    """Regenerate ``chunk`` as one cell of a matrix run and compare its tokens.
+
+    The cell gives each stage the history the policy promises: the voice prompt (the stage's
+    letter), or the previous chunk's full generation passed as the other speaker's prompt (``o``),
+    so ``pcf`` is checked as cell ``ocf`` with the previous chunk as the other speaker. Matrix
+    runs choose histories by :mod:`bark_ablation.core.controls`, not by this module, so a policy
+    that silently conditions on the prompt fails here.
+
+    Raises :class:`~bark_ablation.core.checks.CheckFailure` naming the stage whose tokens differ.
+    """
+    from bark_ablation.core.checks import assert_tokens_equal
+    from bark_ablation.generation.pipeline import run_matrix
+
+    runs = run.runs()[chunk.run_key]
+    previous = runs[chunk.chunk - 1] if chunk.chunk > 0 else None
+    cell = "".join("o" if previous is not None and chunk.policy.carries(stage) else stage.value[0] for stage in STAGES)
+    prompt = next(p for p in run.design.prompts if p.name == chunk.prompt)
+    expected = run_matrix(
+        chunk.text,
+        prompt,
+        [chunk.seed],
+        [cell],
+        run.params,
+        model_set=run.model_set,
+        other_prompt=previous.as_history(run.model_set.implementation) if "o" in cell else None,
+        profile=run.profile,
+    ).generations[0]
+    for stage in STAGES:
+        assert_tokens_equal(
+            getattr(expected, stage.value),
+            getattr(chunk, stage.value),
+            f"{stage.value} tokens of {chunk.label} ({chunk.prompt}, passage {chunk.passage}) against cell {cell}",
+            compare_dtype=False,
+        )
 
 
 def _source(history: VoicePrompt | None, prompt: VoicePrompt) -> str:
