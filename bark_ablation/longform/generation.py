@@ -157,8 +157,12 @@ class ChunkGeneration:
         1024; where exactly that explains the out-of-range codes, they are carried over as
         transformers itself reads them, and the history's name says so.
 
-        Raises :class:`ParamsError` naming the chunk when Bark could not take it as history
-        (e.g. too few semantic tokens for the coarse/semantic ratio Bark's coarse stage asserts).
+        A chunk whose lengths break the ratio Bark's coarse stage asserts (a short chunk of the
+        ``early-stop`` profile) is carried over as its newest tokens that keep it
+        (:func:`aligned_tail`); the history's name says so.
+
+        Raises :class:`ParamsError` naming the chunk when Bark could not take it as history even
+        so (a chunk of one semantic token, codes out of range).
         """
         from bark_ablation.implementations.known_issues import TRANSFORMERS_COARSE_SPECIAL_TOKENS, explain
 
@@ -168,10 +172,13 @@ class ChunkGeneration:
             coarse = np.asarray(coarse).copy()
             coarse[1] %= 1024
             name += f" (coarse wrapped modulo 1024: {TRANSFORMERS_COARSE_SPECIAL_TOKENS.id})"
+        semantic, coarse, fine, trimmed = aligned_tail(self.semantic, coarse, self.fine)
+        if trimmed:
+            name += f" (newest {len(semantic)} semantic tokens and {coarse.shape[1]} frames: Bark's 1.5 ratio)"
         try:
             return VoicePrompt.from_arrays(
                 name,
-                {"semantic_prompt": self.semantic, "coarse_prompt": coarse, "fine_prompt": self.fine},
+                {"semantic_prompt": semantic, "coarse_prompt": coarse, "fine_prompt": fine},
                 source=f"chunk {self.chunk} of passage {self.passage} ({self.policy.name}, seed {self.seed})",
             )
         except PromptError as error:
@@ -180,6 +187,29 @@ class ChunkGeneration:
                 f"policy {self.policy.name!r} carries chunk {self.chunk} of passage {self.passage + 1} "
                 f"(speaker {self.prompt}, seed {self.seed}) over as history, but Bark cannot take it: {error}",
             ) from None
+
+
+def aligned_tail(
+    semantic: np.ndarray, coarse: np.ndarray, fine: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The newest tokens of a generation that Bark's coarse stage accepts as history, and whether
+    any were dropped.
+
+    Bark asserts ``round(coarse frames / semantic tokens, 1) == 1.5`` of a history, while its own
+    coarse stage makes ``floor(1.503 * T_s)`` frames from T_s semantic tokens: the rule fails for
+    T_s = 1, 3, 5, 7 and 9 (e.g. 7 tokens give 10 frames, 1.43). Such a generation is cut from
+    its start, where history matters least (Bark reads a history's end), to the longest tail
+    ``(t_s, t_c)`` with ``t_c = min(T_c, round(1.5 * t_s))`` that keeps the rule: 7 and 10
+    become 6 and 9. Longer generations pass unchanged. Written here because Bark has no such
+    helper: it only asserts.
+    """
+    n_semantic, n_frames = len(semantic), coarse.shape[1]
+    for tokens in range(n_semantic, 0, -1):
+        frames = min(n_frames, round(1.5 * tokens))
+        if frames and round(frames / tokens, 1) == 1.5:
+            trimmed = tokens != n_semantic or frames != n_frames
+            return semantic[-tokens:], coarse[:, n_frames - frames :], fine[:, n_frames - frames :], trimmed
+    return semantic, coarse, fine, False  # nothing keeps the rule: the prompt's validation names it
 
 
 ChunkCallback = Callable[[ChunkGeneration, int, int], None]

