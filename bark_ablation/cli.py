@@ -483,7 +483,7 @@ def _longform(args: argparse.Namespace) -> int:
         args.seeds,
         ALL_POLICIES if args.policies is None else [p for argument in args.policies for p in argument.split(",") if p],
         max_chunk_chars=max_chars,
-        passages_field=f"--texts-file {args.texts_file}",
+        passages_field=f"--texts-file {args.texts_file} (passages counted without blank and '#' lines)",
     )
     profile = get_profile(args.profile)
     params = _params_from_arguments(args, profile)
@@ -493,14 +493,16 @@ def _longform(args: argparse.Namespace) -> int:
     staged = StagedDirectory(args.out, overwrite=args.overwrite)
     try:
         model_set, reason, batch_size = _open_model_set(args, profile)
-        progress = None if args.quiet else _Progress(design.n_chunks, unit="chunk")
+        progress = _progress_bar(design.n_chunks, quiet=args.quiet, unit="chunk")
         start = time.perf_counter()
-        run = run_longform(
-            design, params, model_set=model_set, profile=profile, batch_size=batch_size, on_chunk=progress
-        )
+        try:
+            run = run_longform(
+                design, params, model_set=model_set, profile=profile, batch_size=batch_size, on_chunk=progress
+            )
+        finally:
+            if progress is not None:
+                progress.close()
         wall_s = time.perf_counter() - start
-        if progress is not None:
-            progress.close()
         drift = references = None
         if not args.no_study:
             from bark_ablation.longform.identity_drift import analyse_drift
@@ -530,8 +532,11 @@ def _longform(args: argparse.Namespace) -> int:
     if drift is not None:
         n = len(drift.levels[drift.unit + "s"])
         print(f"unit of replication: {drift.unit} (n = {n})")
+        found = [d.policy for d in drift.drift if d.slope.survives]
         print(
-            f"holds the voice best: {drift.best.policy}; SECS per chunk (95 % t-interval, Holm-adjusted p): "
+            f"highest slope (holds the voice best): {drift.best.policy}; "
+            + (f"drift found under {', '.join(found)}" if found else "no slope differs from 0 (Holm)")
+            + "; SECS per chunk (95 % t-interval, Holm-adjusted p): "
             + "; ".join(
                 f"{d.policy} {d.slope.mean:+.4f} [{d.slope.ci_low:+.4f}, {d.slope.ci_high:+.4f}] "
                 f"p_adj {d.slope.p_adjusted:.3g}"
@@ -847,8 +852,8 @@ class _Progress:
         self._bar.close()
 
 
-def _progress_bar(total: int, *, quiet: bool) -> _Progress | None:
-    return None if quiet else _Progress(total)
+def _progress_bar(total: int, *, quiet: bool, unit: str = "cell") -> _Progress | None:
+    return None if quiet else _Progress(total, unit)
 
 
 def _prompts(args: argparse.Namespace) -> int:

@@ -74,12 +74,12 @@ def chunk_passage(
     is empty, has no sentence end or text after its last one, holds a sentence without a word,
     a chunk longer than ``max_chars`` characters, or fewer than :data:`MIN_CHUNKS` sentences.
     """
+    if isinstance(passage, str) and not passage.strip():
+        raise ParamsError(field, f"passage {index + 1} is empty; every passage needs at least {MIN_CHUNKS} sentences")
     try:
         text = validate_text(passage)
-    except ParamsError:
-        raise ParamsError(
-            field, f"passage {index + 1} is empty; every passage needs at least {MIN_CHUNKS} sentences"
-        ) from None
+    except ParamsError as error:
+        raise ParamsError(field, f"passage {index + 1}: {error.rule}") from None
     sentences, rest = split_sentences(text)
     if not sentences:
         raise ParamsError(field, f"passage {index + 1} has no sentence end (. ! ? or …): {_excerpt(text)}")

@@ -12,7 +12,7 @@ stage the policy carries over is chunk k - 1's full generation of the same (seed
 to serve as history is a named error, not Bark's bare assert).
 
 Sharing: the first chunk of every policy is the same generation (one row per stage and seed);
-at chunk 2 every policy still reads the same first chunk, so policies that give a stage the same
+at chunk index 1 every policy still reads the same first chunk, so policies that give a stage the same
 source share that stage's row as well.
 
 Each stage of a chunk is seeded from (seed, stage) (:mod:`bark_ablation.core.seeding`), as in a
@@ -45,7 +45,7 @@ from bark_ablation.generation.plan import RowRequest, plan_rows
 from bark_ablation.implementations.registry import activated
 from bark_ablation.longform.chunking import MAX_CHUNK_CHARS, Passage, chunk_passages
 from bark_ablation.longform.policies import ALL_POLICIES, Policy, validate_policies
-from bark_ablation.study.design import safe_name
+from bark_ablation.study.design import check_unique, safe_name
 
 PROMPT_SOURCE = "prompt"
 PREVIOUS_SOURCE = "previous"
@@ -82,11 +82,16 @@ class LongformDesign:
         voices = tuple(load_prompt(p) for p in prompts)
         if not voices:
             raise ParamsError("prompts", "must name at least one voice prompt")
-        seen: dict[str, str] = {}
-        for voice in voices:
-            if voice.fingerprint in seen:
-                raise ParamsError("prompts", f"{voice.name} repeats {seen[voice.fingerprint]} (same tokens)")
-            seen[voice.fingerprint] = voice.name
+        check_unique("prompts", [v.fingerprint for v in voices], [v.name for v in voices])
+        names: dict[str, str] = {}
+        for voice in voices:  # files, units and scores are keyed by the speaker's name
+            if safe_name(voice.name) in names:
+                raise ParamsError(
+                    "prompts",
+                    f"{voice.name!r} and {names[safe_name(voice.name)]!r} name one speaker (file names "
+                    f"{safe_name(voice.name)!r}); give the prompt files distinct names",
+                )
+            names[safe_name(voice.name)] = voice.name
         chunked = chunk_passages(passages, max_chars=max_chunk_chars, field=passages_field)
         return cls(voices, chunked, validate_seeds(seeds), validate_policies(policies), max_chunk_chars)
 
@@ -200,11 +205,13 @@ def aligned_tail(
     T_s = 1, 3, 5, 7 and 9 (e.g. 7 tokens give 10 frames, 1.43). Such a generation is cut from
     its start, where history matters least (Bark reads a history's end), to the longest tail
     ``(t_s, t_c)`` with ``t_c = min(T_c, round(1.5 * t_s))`` that keeps the rule: 7 and 10
-    become 6 and 9. Longer generations pass unchanged. Written here because Bark has no such
+    become 6 and 9. A generation that keeps the rule passes whole (every T_s >= 10). Written here because Bark has no such
     helper: it only asserts.
     """
     n_semantic, n_frames = len(semantic), coarse.shape[1]
-    for tokens in range(n_semantic, 0, -1):
+    if n_semantic and round(n_frames / n_semantic, 1) == 1.5:
+        return semantic, coarse, fine, False
+    for tokens in range(n_semantic - 1, 0, -1):
         frames = min(n_frames, round(1.5 * tokens))
         if frames and round(frames / tokens, 1) == 1.5:
             trimmed = tokens != n_semantic or frames != n_frames
@@ -315,7 +322,7 @@ def run_longform(
                         stage.value: _source(plan.rows[stage][cell.keys[stage]].history, prompt) for stage in STAGES
                     }
                     carried = {
-                        name: 0 if source == PROMPT_SOURCE else (before.carried[name] + 1 if before else 1)
+                        name: (before.carried[name] + 1 if before else 1) if source == PREVIOUS_SOURCE else 0
                         for name, source in sources.items()
                     }
                     chunk = ChunkGeneration(

@@ -12,7 +12,8 @@ the test of 0 are across speakers, n - 1 degrees of freedom. With one speaker th
 seed (averaged over passages), and the answer is about that speaker only. The slopes' p-values
 are Holm-adjusted across the policies (one family); the first-to-last differences form a second
 family. Per chunk index, the mean SECS of each policy over units with its t-interval is what the
-report plots.
+report plots; where passages have different numbers of chunks, the means of the later indices
+cover only the passages that reach them (the slopes do not mix passages: each run has its own).
 
 The answer: the policy whose slope is highest (closest to 0, or positive) holds the voice best;
 ``-slope`` is the SECS it loses per chunk.

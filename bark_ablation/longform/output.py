@@ -43,6 +43,11 @@ KIND = "longform"
 """``summary.json``'s ``kind`` for a long-form run."""
 
 
+def chunk_file(policy: str, seed: int, chunk: int) -> str:
+    """File name of one chunk's WAV inside its unit's ``audio/`` (the chunk's label)."""
+    return f"seed{seed}_{policy}_c{chunk}.wav"
+
+
 def passage_file(policy: str, seed: int) -> str:
     """File name of a run's joined passage inside its unit's ``audio/``."""
     return f"seed{seed}_{policy}_passage.wav"
@@ -141,7 +146,7 @@ def write_longform(
         (directory / "audio").mkdir(parents=True, exist_ok=True)
         (directory / "tokens").mkdir(exist_ok=True)
         for chunk in chunks:
-            write_wav(directory / "audio" / f"{chunk.label}.wav", chunk.audio, chunk.sample_rate)
+            write_wav(directory / "audio" / chunk_file(policy, seed, chunk.chunk), chunk.audio, chunk.sample_rate)
             np.savez(
                 directory / "tokens" / f"{chunk.label}.npz",
                 semantic=chunk.semantic,

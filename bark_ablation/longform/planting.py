@@ -35,6 +35,7 @@ from bark_ablation.core.conditioning import STAGES, Stage
 from bark_ablation.core.errors import ParamsError
 from bark_ablation.longform.generation import ChunkGeneration
 from bark_ablation.longform.identity_drift import PolicyDrift, run_slopes
+from bark_ablation.longform.policies import Policy
 from bark_ablation.longform.scoring import ChunkScore
 from bark_ablation.study.planting import blend, repeated
 
@@ -47,8 +48,8 @@ class CarryOverFade:
         stage: the stage whose carry-over fades the voice.
         step: fraction of the voice replaced by ``neutral`` per carried chunk, in [-1, 1]
             (negative: the voice grows instead; the fraction is clipped to [0, 1]).
-        policy: name of the only policy the plant touches (other policies' chunks are scored
-            as they are, repeated to ``scored_duration_s``).
+        policy: the only policy the plant touches, by name or id (other policies' chunks are
+            scored as they are, repeated to ``scored_duration_s``).
         sources: speaker -> audio of that speaker's voice (24 kHz).
         neutral: the voiceless audio that replaces the voice.
         weight: fraction of the scored audio's RMS that is the planted mix (0, 1].
@@ -78,6 +79,7 @@ class CarryOverFade:
             raise ParamsError("plant step", f"must be in [-1, 1] (fraction of the voice per chunk), got {self.step!r}")
         if not 0.0 < float(self.weight) <= 1.0:
             raise ParamsError("plant weight", f"must be in (0, 1], got {self.weight!r}")
+        object.__setattr__(self, "policy", Policy.parse(self.policy).name)  # "ppp" and "previous" alike
         if self.follow not in ("recorded", "policy"):
             raise ParamsError("plant follow", f"must be 'recorded' or 'policy', got {self.follow!r}")
 

@@ -16,11 +16,12 @@ import html
 from pathlib import Path
 from typing import Any
 
+from bark_ablation.core.errors import OutputError
 from bark_ablation.core.plots import chunk_secs_plot
-from bark_ablation.longform.output import KIND, passage_file, reference_file
-from bark_ablation.models.catalogue import names_of_kind
-from bark_ablation.output.pages import RENDER_CHECK_SCRIPT, ci_text, data_uri, p_text, read_json
+from bark_ablation.longform.output import KIND, chunk_file, passage_file, reference_file
+from bark_ablation.output.pages import PAGE_STYLE, RENDER_CHECK_SCRIPT, ci_text, data_uri, p_text, read_json
 from bark_ablation.output.tables import Table, inline_html
+from bark_ablation.study.report import random_weights_caveat
 from bark_ablation.study.statistics import ALPHA
 
 
@@ -29,9 +30,11 @@ def write_longform_report(run_dir: Path) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     summary = read_json(run_dir / "summary.json")
     if summary.get("kind") != KIND:
-        from bark_ablation.core.errors import OutputError
-
         raise OutputError(f"{run_dir}: not a long-form run (summary.json kind {summary.get('kind')!r})")
+    if not (run_dir / "drift.json").is_file():
+        raise OutputError(
+            f"{run_dir}: has no drift.json: the run was made with --no-study, so there is nothing to report"
+        )
     drift = read_json(run_dir / "drift.json")
     png = chunk_secs_plot(
         drift["per_chunk"],
@@ -112,16 +115,6 @@ def drift_table(drift: dict[str, Any]) -> Table:
     )
 
 
-def _caveat(summary: dict[str, Any]) -> str:
-    name = summary["model_set"]["name"]
-    if name in names_of_kind("tiny") or name in names_of_kind("random"):
-        return (
-            f"Model set `{name}` has random weights: its audio is noise-like and these scores test the "
-            "plumbing only; they say nothing about speaker identity."
-        )
-    return ""
-
-
 def _design_lines(summary: dict[str, Any], drift: dict[str, Any]) -> list[str]:
     return [
         f"unit of replication: {drift['unit']} (n = {drift['n'][drift['unit'] + 's']}); speakers: "
@@ -139,8 +132,8 @@ def _design_lines(summary: dict[str, Any], drift: dict[str, Any]) -> list[str]:
 
 def _markdown(summary, drift, answer, table) -> str:
     lines = ["# Long-form drift: which history policy holds the voice", ""]
-    if _caveat(summary):
-        lines += [f"> {_caveat(summary)}", ""]
+    if random_weights_caveat(summary):
+        lines += [f"> {random_weights_caveat(summary)}", ""]
     lines += ["## Answer", "", *[f"- {line}" for line in answer], ""]
     lines += [*table.markdown(), "", "![SECS per chunk](figures/chunks.png)", ""]
     lines += ["## Design", "", *[f"- {line}" for line in _design_lines(summary, drift)], ""]
@@ -160,16 +153,13 @@ def _html(summary, drift, answer, table, png: bytes) -> str:
     head = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<title>bark-ablation longform report</title><style>"
-        "body{font-family:sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}"
-        "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
-        "td.num{text-align:right;font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2rem}"
-        ".caveat{background:#fff4e0;border-left:4px solid #dd8452;padding:.5rem 1rem}"
-        ".runs{display:grid;grid-template-columns:repeat(auto-fill,minmax(22rem,1fr));gap:1rem}"
+        + PAGE_STYLE
+        + ".runs{display:grid;grid-template-columns:repeat(auto-fill,minmax(22rem,1fr));gap:1rem}"
         ".run{border:1px solid #ddd;padding:.5rem}audio,img{max-width:100%}</style></head><body>"
     )
     parts = [head, "<h1>Long-form drift: which history policy holds the voice</h1>"]
-    if _caveat(summary):
-        parts.append(f"<p class='caveat'>{inline_html(_caveat(summary))}</p>")
+    if random_weights_caveat(summary):
+        parts.append(f"<p class='caveat'>{inline_html(random_weights_caveat(summary))}</p>")
     parts.append("<h2>Answer</h2><ul>" + "".join(f"<li>{inline_html(line)}</li>" for line in answer) + "</ul>")
     parts.append(table.html())
     parts.append(f"<img alt='SECS per chunk' src='{data_uri(png)}'>")
@@ -192,7 +182,7 @@ def _html(summary, drift, answer, table, png: bytes) -> str:
                 base = f"units/{e(unit['id'])}/audio/"
                 chunks = "".join(
                     f"<div>chunk {k} <audio controls preload='none' "
-                    f"src='{base}seed{seed}_{e(policy['name'])}_c{k}.wav'></audio></div>"
+                    f"src='{base}{e(chunk_file(policy['name'], seed, k))}'></audio></div>"
                     for k in range(chunk_counts[unit["passage"]])
                 )
                 parts.append(

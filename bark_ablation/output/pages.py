@@ -16,6 +16,13 @@ from typing import Any
 
 from bark_ablation.core.errors import OutputError
 
+PAGE_STYLE = (
+    "body{font-family:sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}"
+    "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
+    "td.num{text-align:right;font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2rem}"
+    ".caveat{background:#fff4e0;border-left:4px solid #dd8452;padding:.5rem 1rem}"
+)
+"""The CSS every report page starts from (each adds its own layout rules)."""
 RENDER_CHECK_SCRIPT = """
 <script>
 window.addEventListener("load", function () {

@@ -69,11 +69,11 @@ class StudyDesign:
         voices = tuple(load_prompt(p) for p in prompts)
         if not voices:
             raise ParamsError("prompts", "must name at least one voice prompt")
-        _check_unique("prompts", [v.fingerprint for v in voices], [v.name for v in voices])
+        check_unique("prompts", [v.fingerprint for v in voices], [v.name for v in voices])
         text_list = tuple(validate_text(t) for t in texts)
         if not text_list:
             raise ParamsError("texts", "must give at least one text")
-        _check_unique("texts", list(text_list), [repr(t) for t in text_list])
+        check_unique("texts", list(text_list), [repr(t) for t in text_list])
         seed_list = validate_seeds(seeds)
         cell_list = validate_cells(cells)
         needs_other = bool(needs_other_speaker(cell_list))
@@ -186,7 +186,8 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def _check_unique(field: str, keys: list[str], labels: list[str]) -> None:
+def check_unique(field: str, keys: list[str], labels: list[str]) -> None:
+    """Raise :class:`ParamsError` naming ``field`` when two ``keys`` are equal (``labels`` name them)."""
     seen: dict[str, str] = {}
     for key, label in zip(keys, labels, strict=True):
         if key in seen:

@@ -24,7 +24,7 @@ from typing import Any
 
 from bark_ablation.core.plots import forest_plot, mel_spectrogram_png, secs_bar_chart
 from bark_ablation.models.catalogue import names_of_kind
-from bark_ablation.output.pages import RENDER_CHECK_SCRIPT
+from bark_ablation.output.pages import PAGE_STYLE, RENDER_CHECK_SCRIPT
 from bark_ablation.output.pages import ci_text as _ci
 from bark_ablation.output.pages import data_uri as _data_uri
 from bark_ablation.output.pages import fmt as _fmt
@@ -275,13 +275,19 @@ def _sections(summary: dict[str, Any], study: dict[str, Any], multi: bool) -> li
     return sections
 
 
-def _caveat(summary: dict[str, Any]) -> str:
-    if summary["model_set"]["name"] in names_of_kind("tiny"):
+def random_weights_caveat(summary: dict[str, Any]) -> str:
+    """The caveat a report leads with when its model set has random weights (the tiny sets and
+    the random full-size sets, by the catalogue's kinds), else ``""``."""
+    name = summary["model_set"]["name"]
+    if name in names_of_kind("tiny") or name in names_of_kind("random"):
         return (
-            "Model set `tiny` has random weights: its audio is noise-like and these scores test "
+            f"Model set `{name}` has random weights: its audio is noise-like and these scores test "
             "the plumbing only; they say nothing about speaker identity."
         )
     return ""
+
+
+_caveat = random_weights_caveat
 
 
 def _title(study: dict[str, Any], multi: bool) -> str:
@@ -331,11 +337,8 @@ def _html(summary, study, sections, images, spectrograms, multi) -> str:
     head = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>bark-ablation report: {e(_title(study, multi))}</title><style>"
-        "body{font-family:sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}"
-        "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
-        "td.num{text-align:right;font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2rem}"
-        ".caveat{background:#fff4e0;border-left:4px solid #dd8452;padding:.5rem 1rem}"
-        ".cells{display:grid;grid-template-columns:repeat(auto-fill,minmax(22rem,1fr));gap:1rem}"
+        + PAGE_STYLE
+        + ".cells{display:grid;grid-template-columns:repeat(auto-fill,minmax(22rem,1fr));gap:1rem}"
         ".cell{border:1px solid #ddd;padding:.5rem}.cell audio,.cell img,img{max-width:100%}</style></head><body>"
     )
     parts = [head, f"<h1>{inline_html(_title(study, multi))}</h1>"]

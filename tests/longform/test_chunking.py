@@ -106,3 +106,8 @@ def test_the_cli_default_cap_is_the_library_s():
     from bark_ablation.cli import MAX_CHUNK_CHARS_DEFAULT
 
     assert MAX_CHUNK_CHARS_DEFAULT == MAX_CHUNK_CHARS
+
+
+def test_a_passage_that_is_not_text_is_named_as_such_not_as_empty():
+    with pytest.raises(ParamsError, match=r"passages: passage 1: must be a string, got int"):
+        chunk_passage(42)

@@ -122,3 +122,10 @@ def test_the_planted_size_needs_the_same_chunks(plant_run, scoring):
     scores = scoring(plant_run, Unfaded())
     with pytest.raises(ParamsError, match="planted scores: must score the same chunks"):
         planted_drift(scores, scores[1:], "previous")
+
+
+def test_a_plant_may_name_its_policy_by_id(voice_references):
+    plant = CarryOverFade("semantic", STEP, "ppp", sources=voice_references, neutral=voiceless())
+    assert plant.policy == "previous"
+    with pytest.raises(ParamsError, match="policies: unknown policy 'later'"):
+        CarryOverFade("semantic", STEP, "later", sources=voice_references, neutral=voiceless())

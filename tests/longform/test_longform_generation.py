@@ -20,11 +20,11 @@ from bark_ablation.longform.generation import (
     JOIN_SILENCE_S,
     ChunkGeneration,
     LongformDesign,
+    aligned_tail,
     check_carry_over,
     joined_audio,
     run_longform,
 )
-from bark_ablation.longform.policies import Policy
 
 PASSAGE = "The first sentence is short. Then comes a second one! Is this the third?"
 PARAMS = GenerationParams(max_duration_s=0.4)
@@ -144,11 +144,10 @@ def test_one_row_implementations_refuse_a_batch_size(design, tiny_models):
 def test_it_runs_on_every_implementation_and_keeps_its_promises(implementation):
     models = get_model_set("tiny", "cpu", implementation=implementation)
     design = LongformDesign.build(["en_speaker_6"], [PASSAGE], [0], ["prompt", "previous"])
-    run = run_longform(design, PARAMS, model_set=models, batch_size=1 if implementation == "batched" else None)
+    run = run_longform(design, PARAMS, model_set=models)  # batched: both policies' rows in one call per stage
     assert len(run.chunks) == 6 and run.stage_runs["semantic"] == 5  # the first chunk shared
     for chunk in run.chunks:
         check_carry_over(run, chunk)
-    assert Policy("ppp") in design.policies
 
 
 def test_transformers_special_coarse_codes_are_carried_over_as_its_fine_stage_reads_them(longform):
@@ -197,3 +196,32 @@ def test_the_early_stop_profile_s_chunks_of_every_length_carry_over():
     assert len({c.semantic.size for c in run.chunks}) > 1  # stopped at different steps
     for chunk in run.chunks:
         check_carry_over(run, chunk)
+
+
+def test_every_length_bark_s_coarse_stage_makes_is_carried_over_whole_unless_its_rule_fails():
+    """For T_s = 1..800 semantic tokens, Bark's coarse stage makes floor(1.503 T_s) frames; the
+    history is whole where Bark's ratio rule holds, else the longest tail that keeps it."""
+    for tokens in range(1, 801):
+        frames = int(np.floor(tokens * 75 / 49.9))
+        semantic, coarse = np.arange(tokens), np.arange(2 * frames).reshape(2, frames)
+        fine = np.arange(8 * frames).reshape(8, frames)
+        kept_semantic, kept_coarse, kept_fine, trimmed = aligned_tail(semantic, coarse, fine)
+        whole = round(frames / tokens, 1) == 1.5
+        assert trimmed == (not whole and tokens > 1), tokens
+        if trimmed:
+            assert round(kept_coarse.shape[1] / kept_semantic.size, 1) == 1.5
+            assert kept_semantic[-1] == semantic[-1] and kept_coarse[0, -1] == coarse[0, -1]
+            assert kept_fine.shape[1] == kept_coarse.shape[1] and kept_fine[7, -1] == fine[7, -1]
+        else:
+            assert kept_semantic is semantic and kept_coarse is coarse and kept_fine is fine
+
+
+def test_two_prompts_that_name_one_speaker_are_refused(tmp_path):
+    """Files, units and scores are keyed by the speaker's name: a/voice.npz and b/voice.npz clash."""
+    from bark_ablation.core.prompts import load_prompt
+
+    for folder, speaker in (("a", "en_speaker_0"), ("b", "en_speaker_1")):
+        (tmp_path / folder).mkdir()
+        np.savez(tmp_path / folder / "voice.npz", **load_prompt(speaker).as_bark_dict())
+    with pytest.raises(ParamsError, match=r"prompts: 'voice' and 'voice' name one speaker"):
+        LongformDesign.build([tmp_path / "a" / "voice.npz", tmp_path / "b" / "voice.npz"], ["One. Two."], [0])

@@ -57,10 +57,15 @@ def longform_run(model_set, generation_params):
 
 @pytest.mark.parametrize("policy, chunk", [pytest.param(p, c, id=f"{p}-c{c}") for p, c in LONGFORM_CASES])
 def test_longform_chunk_matches_golden(longform_run, voice_prompts, golden_check, policy, chunk):
-    generated = longform_run.runs()[(LONGFORM_PROMPT, 0, policy, LONGFORM_SEED)][chunk]
+    chunks = longform_run.runs()[(LONGFORM_PROMPT, 0, policy, LONGFORM_SEED)]
+    generated = chunks[chunk]
+    # the history the chunk was conditioned on: the voice prompt, or the previous chunk's generation,
+    # so that a changed earlier chunk makes the case stale, not a false regression
+    carried = chunk > 0 and generated.policy.carried_stages
+    history = chunks[chunk - 1].as_history(longform_run.model_set.implementation) if carried else None
     golden_check(
         as_generation(longform_run, generated),
-        voice_prompts[LONGFORM_PROMPT],
+        history or voice_prompts[LONGFORM_PROMPT],
         model_set=longform_run.model_set,
         case=f"longform-{policy}-c{chunk}",
         description=f"long-form chunk {chunk} of {LONGFORM_PASSAGE!r}, policy {policy} "

@@ -7,6 +7,10 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,3 +125,36 @@ def test_bad_input_is_one_line_naming_the_field_and_writes_nothing(tmp_path, cap
     assert code == cli.EXIT_USAGE and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["texts.txt"]
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+README_SECTION = "## Long-form speech"
+
+
+def readme_commands() -> list[list[str]]:
+    """The argument lists of the README's long-form command line (``A && B``), as a shell splits them."""
+    section = README.read_text(encoding="utf-8").split(README_SECTION, 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.+?)\n```", section, re.DOTALL).group(1)
+    return [shlex.split(part) for part in block.strip().split(" && ")]
+
+
+@pytest.mark.bark_slow
+def test_the_readme_command_runs_as_written_and_writes_what_the_readme_says(tmp_path):
+    """The README's command, in this environment (its ``.venv/bin/`` is this interpreter's
+    directory) and with its output directory under tmp_path; every file the section names is
+    checked."""
+    out = tmp_path / "longform"
+    for argv in readme_commands():
+        assert argv[0] == ".venv/bin/bark-ablation", argv
+        command = [str(Path(sys.executable).parent / "bark-ablation"), *argv[1:]]
+        command = [str(out) if a == "runs/longform" else a for a in command]
+        done = subprocess.run(command, cwd=README.parent, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    argv = readme_commands()[0]
+    prompts = argv[argv.index("--prompts") + 1 :]
+    speakers = len(prompts[: next(i for i, a in enumerate(prompts) if a.startswith("--"))])
+    chunks = list(csv.DictReader((out / "chunks.csv").open(encoding="utf-8")))
+    assert len(chunks) == speakers * 3 * 8  # 3 sentences x every policy x seed 0
+    assert len(list(csv.DictReader((out / "drift.csv").open(encoding="utf-8")))) == 8
+    assert (out / "report.html").is_file() and (out / "report.md").read_text().startswith("# Long-form drift")
+    assert (out / "units" / "en_speaker_0_p0" / "audio" / passage_file("previous", 0)).is_file()
