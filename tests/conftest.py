@@ -17,11 +17,14 @@ SHARED_WORKER_FILES = {
     "tests/suite/test_matrix_regression.py": "regression matrices",
     "tests/suite/test_cli.py": "cli run",
     "tests/study/test_run_merge.py": "cli run",
+    "tests/longform/test_chunk_scoring.py": "long-form plant run",
+    "tests/longform/test_drift_planting.py": "long-form plant run",
 }
 """Test files that run on one xdist worker because they read the same session fixtures, which
 are then built once: the regression matrices (the plugin's ``regression_matrix``; measured on 2
 cores: 62.7 s in one process against 55.5 s + 51.4 s when ``--dist loadfile`` put the two files
-on two workers) and :func:`cli_run`."""
+on two workers), :func:`cli_run`, and the long-form run planted drifts are scored on
+(``plant_run`` of tests/longform/conftest.py, about 20 s)."""
 
 
 @pytest.hookimpl(tryfirst=True)
