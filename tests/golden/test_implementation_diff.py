@@ -87,7 +87,7 @@ def test_behaviour_diff_names_a_dtype_change_and_audio_drift(two_trees, tiny_gen
 def test_compare_cli_exit_status_says_whether_behaviour_differs(two_trees, capsys):
     first, second = two_trees
     assert cli.main(["compare", "golden", str(first / "en_speaker_6"), str(second / "en_speaker_6")]) == 0
-    assert "16 cases: 16 identical, 0 differ" in capsys.readouterr().out
+    assert "21 cases: 21 identical, 0 differ" in capsys.readouterr().out  # 16 cells + 5 long-form chunks
     assert cli.main(["compare", "golden", str(first), str(second)]) == 1
 
 
@@ -105,7 +105,7 @@ def test_compare_reports_each_profile(golden_store, tmp_path, capsys):
     assert all(d.identical for d in diffs)
     diffs = behaviour_diff(first, second)
     report = behaviour_report([d for d in diffs if d.profile in ("default", "top-k")])
-    assert "| default | 48 cases: 48 identical, 0 differ |" in report
+    assert "| default | 53 cases: 53 identical, 0 differ |" in report  # 48 cells + 5 long-form chunks
     assert "| top-k | 8 cases: 7 identical, 1 differ |" in report
     assert "| top-k/en_speaker_0/seed0_s-f | missing in the second |" in report
 
