@@ -158,3 +158,16 @@ def test_the_readme_command_runs_as_written_and_writes_what_the_readme_says(tmp_
     assert len(list(csv.DictReader((out / "drift.csv").open(encoding="utf-8")))) == 8
     assert (out / "report.html").is_file() and (out / "report.md").read_text().startswith("# Long-form drift")
     assert (out / "units" / "en_speaker_0_p0" / "audio" / passage_file("previous", 0)).is_file()
+
+
+def test_a_run_without_the_study_has_chunks_but_no_report(tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("One sentence. Two sentences.\n", encoding="utf-8")
+    out = tmp_path / "run"
+    argv = ["longform", "--prompt", "en_speaker_0", "--texts-file", str(texts), "--seeds", "0"]
+    assert cli.main([*argv, "--policies", "previous", "--no-study", "--out", str(out), *FAST]) == 0
+    assert (out / "units" / "en_speaker_0_p0" / "audio" / passage_file("previous", 0)).is_file()
+    assert not (out / "chunks.csv").exists() and not (out / "drift.csv").exists()
+    capsys.readouterr()
+    assert cli.main(["report", str(out)]) == cli.EXIT_USAGE
+    assert "has no drift.json: the run was made with --no-study" in capsys.readouterr().err
