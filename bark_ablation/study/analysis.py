@@ -158,9 +158,13 @@ def score_runs(
     transform: AudioTransform | None = None,
     references: Mapping[str, np.ndarray] | None = None,
     embedding_cache: dict[bytes, np.ndarray] | None = None,
+    texts: Sequence[str] | None = None,
 ) -> tuple[list[Score], dict[str, np.ndarray], float]:
     """SECS of every generation of ``runs`` against its own speaker's reference audio and, for
     runs with another speaker, against that speaker's too.
+
+    ``texts``: the design's texts, whose positions are the scores' ``text_index`` (default: the
+    runs' texts in first-seen order; a shard's runs may hold only some of the design's texts).
 
     ``transform(generation, references)`` (optional) returns the audio to score in place of
     ``generation.audio``; ``references`` maps speaker name -> reference audio. It exists to
@@ -193,7 +197,7 @@ def score_runs(
                 embeddings[voice.name] = embedding_of(
                     references[voice.name], SAMPLE_RATE, f"reference of prompt {voice.name!r}"
                 )
-    text_index = {text: i for i, text in enumerate(dict.fromkeys(run.text for run in runs))}
+    text_index = {text: i for i, text in enumerate(texts if texts is not None else dict.fromkeys(r.text for r in runs))}
     scores = []
     started = time.perf_counter()
     count = 0
@@ -381,7 +385,12 @@ def run_study(
     """:func:`score_runs` then :func:`analyse`: one matrix run, or the runs of a design."""
     runs = [run] if isinstance(run, MatrixRun) else list(run)
     scores, references, per_score = score_runs(
-        runs, device=device, transform=transform, references=references, embedding_cache=embedding_cache
+        runs,
+        device=device,
+        transform=transform,
+        references=references,
+        embedding_cache=embedding_cache,
+        texts=texts,
     )
     model_set = runs[0].model_set.name
     result = analyse(
