@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompts, leave it out: each prompt is paired with the next)",
     )
     run.add_argument("--no-study", action="store_true", help="skip speaker similarity and statistics (generation only)")
+    run.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="run only part I of N of the study's (speaker, text) units (every N-th unit, from the I-th), "
+        "e.g. one SLURM array task or CI matrix job each; `bark-ablation merge` of all N shards writes "
+        "the study one run would have",
+    )
     _generation_options(run)
     run.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     run.set_defaults(handler=_run)
@@ -186,9 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     merge = commands.add_parser(
         "merge",
-        help="merge run directories that split one study by seed (shards) into one run",
-        description="The runs must share text, prompt, cells, parameters, model set, implementation "
-        "and device class, and split the seeds; the study is recomputed from their SECS.",
+        help="merge run directories that split one study (by unit: run --shard I/N; or by seed) into one",
+        description="Shards by unit (run --shard I/N) must share the design, parameters, model set, "
+        "implementation and device class and together hold every unit once. Runs split by seed must "
+        "share text, prompt, cells, parameters, model set, implementation and device class, and split "
+        "the seeds. Either way the study is recomputed from their SECS.",
     )
     merge.add_argument("runs", type=Path, nargs="+", help="run directories written by `bark-ablation run`")
     merge.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
@@ -367,7 +377,7 @@ def _run(args: argparse.Namespace) -> int:
         check_implementation_name,
     )
     from bark_ablation.output.staging import StagedDirectory
-    from bark_ablation.study.design import StudyDesign, read_texts_file
+    from bark_ablation.study.design import Shard, StudyDesign, read_texts_file
     from bark_ablation.study.run_output import summary_table, write_design_run
 
     # Validate everything cheap before building models or touching the disk: the design (prompts,
@@ -376,6 +386,8 @@ def _run(args: argparse.Namespace) -> int:
     design = StudyDesign.build(
         args.prompts or [args.prompt], texts, args.seeds, run_cells(args), other_prompt=args.other_prompt
     )
+    shard = None if args.shard is None else Shard.parse(args.shard)
+    units = design.shard_units(shard)
     profile = get_profile(args.profile)
     params = _params_from_arguments(args, profile)
     if args.implementation is not None:
@@ -386,10 +398,16 @@ def _run(args: argparse.Namespace) -> int:
         model_set, reason, batch_size = _open_model_set(args, profile)
         from bark_ablation.study.design import run_design
 
-        progress = _progress_bar(design.n_generations, quiet=args.quiet)
+        progress = _progress_bar(len(units) * len(design.cells) * len(design.seeds), quiet=args.quiet)
         start = time.perf_counter()
         design_run = run_design(
-            design, params, model_set=model_set, profile=profile, on_result=progress, batch_size=batch_size
+            design,
+            params,
+            model_set=model_set,
+            profile=profile,
+            on_result=progress,
+            batch_size=batch_size,
+            shard=shard,
         )
         wall_s = time.perf_counter() - start
         if progress is not None:
@@ -410,10 +428,11 @@ def _run(args: argparse.Namespace) -> int:
         staged.discard()
         raise
     generations = design_run.generations
-    if design.is_single_unit:
+    if design_run.is_single_unit:
         print(summary_table([g.summary() for g in generations]))
+    part = "" if shard is None else f"shard {shard.label}: {len(units)} of {len(design.units)} units, "
     print(
-        f"\n{len(generations)} generations ({len(design.prompts)} speaker(s) x {len(design.texts)} text(s) x "
+        f"\n{len(generations)} generations ({part}{len(design.prompts)} speaker(s) x {len(design.texts)} text(s) x "
         f"{len(design.cells)} cells x {len(design.seeds)} seed(s)) in {wall_s:.1f} s; stage runs "
         + ", ".join(f"{k} {v}" for k, v in design_run.stage_runs.items())
         + f"; wrote {destination}"
@@ -433,6 +452,10 @@ def _run(args: argparse.Namespace) -> int:
             print(
                 "mean SECS vs the prompt (95 % CIs in cells.csv): "
                 + "; ".join(f"{e.name} {e.mean:.3f}" for e in study.cells)
+            )
+        if shard is not None:
+            print(
+                f"this shard's study covers its own units; `bark-ablation merge` all {shard.count} shards for the study"
             )
         print(f"report: bark-ablation report {destination}")
     return 0
@@ -793,6 +816,12 @@ def _merge(args: argparse.Namespace) -> int:
 
     merged = merge_runs(args.runs, args.out, overwrite=args.overwrite)
     summary = json.loads((merged / "summary.json").read_text(encoding="utf-8"))
+    if summary.get("kind") == "study":
+        print(
+            f"merged {len(args.runs)} shards into {merged}: {len(summary['units'])} units, "
+            f"{summary['generations']} generations; `bark-ablation report {merged}` for the report"
+        )
+        return 0
     print(
         f"merged {len(args.runs)} runs into {merged}: seeds {', '.join(map(str, summary['seeds']))}, "
         f"{len(summary['generations'])} generations; `bark-ablation report {merged}` for the report"

@@ -45,6 +45,32 @@ class Unit:
 
 
 @dataclass(frozen=True)
+class Shard:
+    """Part ``index`` of ``count`` (1-based) of a design's units: units ``index - 1``,
+    ``index - 1 + count``, ... in :attr:`StudyDesign.units` order (round robin, so every shard
+    holds speakers from the whole list). Shards run apart (SLURM array tasks, CI matrix jobs);
+    ``bark-ablation merge`` of every shard gives the study one run would have written."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str, field: str = "--shard") -> Shard:
+        """``"I/N"`` with 1 <= I <= N."""
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+        if not match:
+            raise ParamsError(field, f"must be I/N (this job's part I of N, from 1), got {text!r}")
+        index, count = int(match.group(1)), int(match.group(2))
+        if not 1 <= index <= count:
+            raise ParamsError(field, f"must be I/N with 1 <= I <= N, got {text!r}")
+        return cls(index, count)
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
 class StudyDesign:
     """Prompts x texts x cells x seeds, validated by :meth:`build`."""
 
@@ -110,6 +136,20 @@ class StudyDesign:
     def n_generations(self) -> int:
         return len(self.prompts) * len(self.texts) * len(self.cells) * len(self.seeds)
 
+    def shard_units(self, shard: Shard | None, field: str = "--shard") -> list[Unit]:
+        """The units of ``shard`` (every unit for ``None``); a shard count above the number of
+        units is refused by name (a shard would be empty)."""
+        units = self.units
+        if shard is None:
+            return units
+        if shard.count > len(units):
+            raise ParamsError(
+                field,
+                f"{shard.label}: the study has {len(units)} units (speakers x texts), so at most "
+                f"{len(units)} shards; got {shard.count}",
+            )
+        return units[shard.index - 1 :: shard.count]
+
     @property
     def is_single_unit(self) -> bool:
         """One prompt and one text: the run directory has the single-run layout."""
@@ -118,10 +158,22 @@ class StudyDesign:
 
 @dataclass
 class DesignRun:
-    """Results of :func:`run_design`: one :class:`MatrixRun` per unit, in :attr:`StudyDesign.units` order."""
+    """Results of :func:`run_design`: one :class:`MatrixRun` per unit run, in :attr:`StudyDesign.units`
+    order; ``units`` are those units (all of them unless the run was one ``shard``)."""
 
     design: StudyDesign
     runs: list[MatrixRun]
+    units: list[Unit] | None = None
+    shard: Shard | None = None
+
+    def __post_init__(self) -> None:
+        if self.units is None:
+            self.units = self.design.units
+
+    @property
+    def is_single_unit(self) -> bool:
+        """One unit and not a shard: the run directory has the single-run layout."""
+        return self.design.is_single_unit and self.shard is None
 
     @property
     def generations(self) -> list[Generation]:
@@ -141,15 +193,17 @@ def run_design(
     profile: Profile | str | None = None,
     on_result: Callable[[Generation, int, int], None] | None = None,
     batch_size: int | None = None,
+    shard: Shard | None = None,
 ) -> DesignRun:
     """Generate every unit of ``design`` on ``model_set``; ``on_result(generation, index, total)``
     counts over the whole design. The design is valid already (:meth:`StudyDesign.build`); the
     profile, parameters and batch size are checked once here, before any unit runs.
     ``batch_size``: see :func:`~bark_ablation.generation.pipeline.run_matrix` (each unit's rows
-    are batched together)."""
+    are batched together). ``shard``: run only that shard's units (:class:`Shard`)."""
     profile, params = resolve_profile(profile, params)
     batch_size = validate_batch_size(batch_size)
-    total = design.n_generations
+    units = design.shard_units(shard)
+    total = len(units) * len(design.cells) * len(design.seeds)
     done = 0
 
     def progress(generation: Generation, index: int, unit_total: int) -> None:
@@ -157,13 +211,13 @@ def run_design(
             on_result(generation, done + index, total)
 
     runs = []
-    for unit in design.units:
+    for unit in units:
         request = MatrixRequest(
             unit.text, unit.prompt, design.seeds, design.cells, params, profile, unit.other_prompt, batch_size
         )
         runs.append(run_request(request, model_set, on_result=progress))
         done += len(runs[-1].generations)
-    return DesignRun(design, runs)
+    return DesignRun(design, runs, units, shard)
 
 
 def read_texts_file(path: Path | str) -> list[str]:

@@ -21,6 +21,11 @@ laid out as above with its own study, and the pooled study (speakers as replicat
       study.json, *.csv     the pooled study; speakers.csv holds the per-speaker effects
       audio/reference_<prompt>.wav
       units/<prompt>_t<k>/  a unit directory
+
+A shard of a study (``run --shard I/N``: every N-th unit, :class:`~bark_ablation.study.design.Shard`)
+has the study layout even with one unit; its summary's ``shard`` names the part and every unit of
+the design, and its pooled study covers its own units only. ``bark-ablation merge`` of every shard
+writes the study one run would have (:func:`~bark_ablation.study.run_merge.merge_runs`).
 """
 
 from __future__ import annotations
@@ -251,13 +256,12 @@ def write_design_run(
 ) -> Path:
     """Write a design's run: the single-unit layout for one speaker and one text, else one unit
     directory per (speaker, text) under ``units/`` with the pooled study on top."""
-    design = design_run.design
-    if design.is_single_unit:
+    if design_run.is_single_unit:
         return write_run(staged, design_run.runs[0], wall_s, study, model_set_choice=model_set_choice)
     from bark_ablation.study.analysis import analyse, write_study
 
     units = []
-    for unit, run in zip(design.units, design_run.runs, strict=True):
+    for unit, run in zip(design_run.units, design_run.runs, strict=True):
         directory = staged.path / "units" / unit.id
         directory.mkdir(parents=True)
         unit_study = None
@@ -332,7 +336,18 @@ def design_summary(
         "device": first["device"],
         "versions": first["versions"],
         "units": units,
-        "generations": design.n_generations,
+        "generations": sum(len(run.generations) for run in design_run.runs),
+        **(
+            {
+                "shard": {
+                    "index": design_run.shard.index,
+                    "count": design_run.shard.count,
+                    "design_units": [u.id for u in design.units],
+                }
+            }
+            if design_run.shard is not None
+            else {}
+        ),
         "batch_size": max(run.batch_size for run in design_run.runs),
         **totals,
         "wall_seconds": round(wall_s, 3),
