@@ -71,7 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(DEFAULT_SEEDS),
         help="seeds, integers in [0, 2**32-1] (default: 0 1 2 3 4)",
     )
-    run.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
+    outputs = run.add_mutually_exclusive_group(required=True)
+    outputs.add_argument(
+        "--out",
+        type=Path,
+        help="output directory (must not exist); samples are kept in .OUT.partial beside it until the run "
+        "is complete, so an interrupted run can be resumed",
+    )
+    outputs.add_argument(
+        "--resume",
+        type=Path,
+        metavar="OUT",
+        help="continue the interrupted run that was writing OUT, with the same arguments: its samples are "
+        "read back, the rest generated; the statistics come out as an uninterrupted run's",
+    )
     run.add_argument(
         "--cells",
         nargs="+",
@@ -376,8 +389,8 @@ def _run(args: argparse.Namespace) -> int:
         check_batch_size,
         check_implementation_name,
     )
-    from bark_ablation.output.staging import StagedDirectory
     from bark_ablation.study.design import Shard, StudyDesign, read_texts_file
+    from bark_ablation.study.resume import ResumableDirectory, SampleWriter, load_done
     from bark_ablation.study.run_output import summary_table, write_design_run
 
     # Validate everything cheap before building models or touching the disk: the design (prompts,
@@ -393,21 +406,38 @@ def _run(args: argparse.Namespace) -> int:
     if args.implementation is not None:
         check_implementation_name(args.implementation)
     check_batch_size(args.batch_size, args.implementation)
-    staged = StagedDirectory(args.out, overwrite=args.overwrite)
+    arguments, options = _run_arguments(args, design, params, profile, shard)
+    if args.resume is not None:
+        staged = ResumableDirectory.resume(args.resume)
+        staged.check_arguments(arguments, options)
+    else:
+        staged = ResumableDirectory(args.out, overwrite=args.overwrite)
+        staged.start(arguments)
+    single_unit = design.is_single_unit and shard is None
     try:
+        done = load_done(staged.path, units, single_unit) if args.resume is not None else {}
+        resumed = sum(len(samples) for samples in done.values())
         model_set, reason, batch_size = _open_model_set(args, profile)
         from bark_ablation.study.design import run_design
 
+        writer = SampleWriter(staged.path, units, single_unit)
         progress = _progress_bar(len(units) * len(design.cells) * len(design.seeds), quiet=args.quiet)
+
+        def on_result(generation, index, total):
+            writer(generation)
+            if progress is not None:
+                progress(generation, index, total)
+
         start = time.perf_counter()
         design_run = run_design(
             design,
             params,
             model_set=model_set,
             profile=profile,
-            on_result=progress,
+            on_result=on_result,
             batch_size=batch_size,
             shard=shard,
+            done=done,
         )
         wall_s = time.perf_counter() - start
         if progress is not None:
@@ -424,9 +454,23 @@ def _run(args: argparse.Namespace) -> int:
         destination = write_design_run(
             staged, design_run, wall_s, study, model_set_choice={"requested": args.model_set, "reason": reason}
         )
-    except BaseException:
-        staged.discard()
+    except BaseException as error:
+        kept = staged.done_count()
+        if kept == 0 and args.resume is None:
+            staged.discard()
+        else:
+            print(
+                f"bark-ablation: {kept} samples kept in {staged.path}; continue with the same arguments and "
+                f"`--resume {staged.destination}` instead of --out",
+                file=sys.stderr,
+            )
+            if isinstance(error, KeyboardInterrupt):
+                print("bark-ablation: interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
         raise
+    if args.resume is not None:
+        generated = len(design_run.generations) - resumed
+        print(f"resumed {staged.destination}: {resumed} samples read back, {generated} generated", file=sys.stderr)
     generations = design_run.generations
     if design_run.is_single_unit:
         print(summary_table([g.summary() for g in generations]))
@@ -459,6 +503,42 @@ def _run(args: argparse.Namespace) -> int:
             )
         print(f"report: bark-ablation report {destination}")
     return 0
+
+
+def _run_arguments(args: argparse.Namespace, design, params, profile, shard) -> tuple[dict, dict]:
+    """What decides a run's samples and statistics, as recorded for ``--resume``, and the option
+    that sets each entry (to name it when a resumed run's arguments differ)."""
+    arguments = {
+        "prompts": [[p.name, p.fingerprint] for p in design.prompts],
+        "texts": list(design.texts),
+        "seeds": list(design.seeds),
+        "cells": [c.id for c in design.cells],
+        "other_prompts": [None if o is None else [o.name, o.fingerprint] for o in design.other_prompts],
+        "profile": profile.name,
+        "model_set": args.model_set,
+        "implementation": args.implementation,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "study": not args.no_study,
+        "shard": None if shard is None else shard.label,
+        **{f"params.{name}": value for name, value in params.to_dict().items()},
+    }
+    options = {
+        "prompts": "--prompts/--prompt",
+        "texts": "--text/--texts-file",
+        "seeds": "--seeds",
+        "cells": "--cells/--with-controls",
+        "other_prompts": "--other-prompt",
+        "profile": "--profile",
+        "model_set": "--model-set",
+        "implementation": "--implementation",
+        "device": "--device",
+        "batch_size": "--batch-size",
+        "study": "--no-study",
+        "shard": "--shard",
+        **{f"params.{name}": _PARAM_OPTIONS.get(name, "--profile") for name in params.to_dict()},
+    }
+    return arguments, options
 
 
 def _open_model_set(args: argparse.Namespace, profile):

@@ -25,7 +25,7 @@ import contextlib
 import functools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -141,15 +141,17 @@ def execute(
     batch_size: int = 1,
     observer: StageObserver | None = None,
     stage_runs: Counter | None = None,
+    known: Mapping[RowKey, StageResult] | None = None,
 ) -> Iterator[tuple[PlannedCell, dict[Stage, StageResult]]]:
     """Run ``plan``: yield each planned cell with its stages' results, in plan order.
 
     ``text`` is what the semantic stage reads; ``batch_size`` the most rows per call in order
     ``"stage"`` (order ``"cell"`` runs each row alone); ``stage_runs`` counts the rows run per
-    stage name.
+    stage name. ``known``: results already computed (a resumed run's samples read back from
+    disk), by row key; those rows are not run again, and rows downstream read them.
     """
     observer = observer or StageObserver()
-    results: dict[RowKey, StageResult] = {}
+    results: dict[RowKey, StageResult] = dict(known or {})
 
     def run_rows(stage: Stage, rows: Sequence[PlannedRow]) -> None:
         for start in range(0, len(rows), batch_size):
@@ -185,7 +187,7 @@ def execute(
 
     if order == "stage":
         for stage in plan.stages:
-            run_rows(stage, list(plan.rows[stage].values()))
+            run_rows(stage, [row for key, row in plan.rows[stage].items() if key not in results])
         for cell in plan.cells:
             yield cell, cell_results(cell)
     elif order == "cell":

@@ -12,7 +12,7 @@ single-cell run computes; the test suite checks that.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,9 +275,20 @@ def run_matrix(
     return run_request(request, models, on_result=on_result)
 
 
-def run_request(request: MatrixRequest, model_set: ModelSet, *, on_result: ProgressCallback | None = None) -> MatrixRun:
+def run_request(
+    request: MatrixRequest,
+    model_set: ModelSet,
+    *,
+    on_result: ProgressCallback | None = None,
+    done: Mapping[tuple[int, str], Generation] | None = None,
+) -> MatrixRun:
     """Generate a validated :class:`MatrixRequest` on ``model_set``: plan its stage rows, run them
-    through the executor, and build one :class:`Generation` per (seed, cell) in plan order."""
+    through the executor, and build one :class:`Generation` per (seed, cell) in plan order.
+
+    ``done``: generations already made, by (seed, cell id) (a resumed run's samples read back from
+    disk): their rows are not run again, and the cells that share a row with them read it. Every
+    row is seeded from (seed, stage) alone, so the rest come out as in an uninterrupted run (for
+    batched runners, up to the rounding of other batch compositions)."""
     run = MatrixRun(
         request.text,
         request.prompt,
@@ -290,6 +301,18 @@ def run_request(request: MatrixRequest, model_set: ModelSet, *, on_result: Progr
     )
     plan = plan_stages(request.seeds, request.cells, request.prompt, request.other_prompt)
     total = len(plan.cells)
+    known = {}
+    for cell in plan.cells:
+        previous = (done or {}).get((cell.seed, cell.conditioning.id))
+        if previous is not None:
+            arrays = {
+                Stage.SEMANTIC: previous.semantic,
+                Stage.COARSE: previous.coarse,
+                Stage.FINE: previous.fine,
+                Stage.DECODE: previous.audio,
+            }
+            for stage in plan.stages:
+                known[cell.keys[stage]] = (arrays[stage], previous.stage_seconds.get(stage.value, 0.0))
     with activated(model_set) as runner:
         calls, order = stage_calls(runner)
         if order == "stage":
@@ -308,6 +331,7 @@ def run_request(request: MatrixRequest, model_set: ModelSet, *, on_result: Progr
             order=order,
             batch_size=run.batch_size,
             stage_runs=run.stage_runs,
+            known=known,
         ):
             generation = Generation(
                 text=request.text,

@@ -45,9 +45,7 @@ import hashlib
 import io
 import json
 import math
-import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +68,7 @@ from bark_ablation.core.profiles import DEFAULT_PROFILE, get_profile
 from bark_ablation.core.prompts import VoicePrompt
 from bark_ablation.generation.pipeline import Generation
 from bark_ablation.implementations.registry import get_implementation
+from bark_ablation.output.staging import write_atomically
 
 GOLDEN_FORMAT = 2
 """Version of the layout above; a case written in another format is stale."""
@@ -279,8 +278,8 @@ class GoldenStore:
         directory = self.case_dir(key)
         directory.mkdir(parents=True, exist_ok=True)
         for name, data in payload.items():
-            _atomic_write(directory / name, data)
-        _atomic_write(directory / MANIFEST_FILE, _json_bytes(manifest))
+            write_atomically(directory / name, data)
+        write_atomically(directory / MANIFEST_FILE, _json_bytes(manifest))
         return directory
 
     def load(
@@ -359,34 +358,6 @@ def load_case_dir(
         manifest,
         directory,
     )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a uniquely named temporary file beside ``path``, then rename it over
-    ``path``: a reader sees the old file or the new one, never a partial one. The file gets the
-    mode an ordinary ``open`` would give (mkstemp's is 0600, unreadable to a CI user or a team)."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(temporary, 0o666 & ~_UMASK)
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _process_umask() -> int:
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
-
-
-_UMASK = _process_umask()
-"""Read once at import: os.umask can only be read by setting it, which would race with writers
-in other threads."""
 
 
 def _pcm_gain(audio: np.ndarray) -> float:

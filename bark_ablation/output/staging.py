@@ -2,7 +2,8 @@
 
 Every command that writes a directory (``run``, ``merge``, ``series``) stages it next to its
 destination and moves it into place only when everything is written, so an error or an
-interrupt never leaves a half-written directory behind.
+interrupt never leaves a half-written directory behind. Single files that must appear whole
+(golden cases, a resumable run's samples) are written with :func:`write_atomically`.
 """
 
 from __future__ import annotations
@@ -54,3 +55,31 @@ class StagedDirectory:
     def discard(self) -> None:
         """Remove the staged directory and any parent directories this object created."""
         shutil.rmtree(self._created_root or self.path, ignore_errors=True)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a uniquely named temporary file beside ``path``, then rename it over
+    ``path``: a reader sees the old file or the new one, never a partial one. The file gets the
+    mode an ordinary ``open`` would give (mkstemp's is 0600, unreadable to a CI user or a team)."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(temporary, 0o666 & ~_UMASK)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _process_umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+_UMASK = _process_umask()
+"""Read once at import: os.umask can only be read by setting it, which would race with writers
+in other threads."""

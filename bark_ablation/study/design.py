@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,29 +194,31 @@ def run_design(
     on_result: Callable[[Generation, int, int], None] | None = None,
     batch_size: int | None = None,
     shard: Shard | None = None,
+    done: Mapping[str, Mapping[tuple[int, str], Generation]] | None = None,
 ) -> DesignRun:
     """Generate every unit of ``design`` on ``model_set``; ``on_result(generation, index, total)``
     counts over the whole design. The design is valid already (:meth:`StudyDesign.build`); the
     profile, parameters and batch size are checked once here, before any unit runs.
     ``batch_size``: see :func:`~bark_ablation.generation.pipeline.run_matrix` (each unit's rows
-    are batched together). ``shard``: run only that shard's units (:class:`Shard`)."""
+    are batched together). ``shard``: run only that shard's units (:class:`Shard`). ``done``: unit
+    id -> generations already made (a resumed run's samples), which are not made again."""
     profile, params = resolve_profile(profile, params)
     batch_size = validate_batch_size(batch_size)
     units = design.shard_units(shard)
     total = len(units) * len(design.cells) * len(design.seeds)
-    done = 0
+    finished = 0
 
     def progress(generation: Generation, index: int, unit_total: int) -> None:
         if on_result is not None:
-            on_result(generation, done + index, total)
+            on_result(generation, finished + index, total)
 
     runs = []
     for unit in units:
         request = MatrixRequest(
             unit.text, unit.prompt, design.seeds, design.cells, params, profile, unit.other_prompt, batch_size
         )
-        runs.append(run_request(request, model_set, on_result=progress))
-        done += len(runs[-1].generations)
+        runs.append(run_request(request, model_set, on_result=progress, done=(done or {}).get(unit.id)))
+        finished += len(runs[-1].generations)
     return DesignRun(design, runs, units, shard)
 
 

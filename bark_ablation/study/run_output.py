@@ -30,6 +30,7 @@ writes the study one run would have (:func:`~bark_ablation.study.run_merge.merge
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,24 +42,36 @@ from bark_ablation.core.environment import device_description, package_versions
 from bark_ablation.core.version import __version__
 from bark_ablation.core.wav import write_wav
 from bark_ablation.generation.pipeline import Generation, MatrixRun, count_stage_runs
-from bark_ablation.output.staging import StagedDirectory
+from bark_ablation.output.staging import StagedDirectory, write_atomically
 
 if TYPE_CHECKING:
     from bark_ablation.study.analysis import StudyResult
     from bark_ablation.study.design import DesignRun
+    from bark_ablation.study.resume import ResumableDirectory
 
 
 def write_generation(directory: Path, generation: Generation) -> None:
-    """The WAV and token file of one generation, named by :attr:`Generation.label`."""
-    (directory / "audio").mkdir(exist_ok=True)
+    """The WAV and token file of one generation, named by :attr:`Generation.label`, each written
+    whole or not at all, the token file (semantic, coarse, fine, and the stages' timings as JSON
+    in ``stage_seconds``) last: its presence marks the sample done (a resumable run's samples,
+    :mod:`bark_ablation.study.resume`). A sample already done is left as it is."""
+    tokens = directory / "tokens" / f"{generation.label}.npz"
+    if tokens.exists():
+        return
+    (directory / "audio").mkdir(parents=True, exist_ok=True)
     (directory / "tokens").mkdir(exist_ok=True)
-    write_wav(directory / "audio" / f"{generation.label}.wav", generation.audio, generation.sample_rate)
+    wav = io.BytesIO()
+    write_wav(wav, generation.audio, generation.sample_rate)
+    write_atomically(directory / "audio" / f"{generation.label}.wav", wav.getvalue())
+    arrays = io.BytesIO()
     np.savez(
-        directory / "tokens" / f"{generation.label}.npz",
+        arrays,
         semantic=generation.semantic,
         coarse=generation.coarse,
         fine=generation.fine,
+        stage_seconds=np.array(json.dumps(generation.stage_seconds)),
     )
+    write_atomically(tokens, arrays.getvalue())
 
 
 def stage_work(run: MatrixRun) -> dict[str, dict[str, float]]:
@@ -218,7 +231,7 @@ def write_summary(directory: Path, summary: dict[str, Any]) -> None:
 
 
 def write_run(
-    staged: StagedDirectory,
+    staged: StagedDirectory | ResumableDirectory,
     run: MatrixRun,
     wall_s: float,
     study: StudyResult | None = None,
@@ -247,7 +260,7 @@ def _write_unit(
 
 
 def write_design_run(
-    staged: StagedDirectory,
+    staged: StagedDirectory | ResumableDirectory,
     design_run: DesignRun,
     wall_s: float,
     study: StudyResult | None = None,
@@ -263,7 +276,7 @@ def write_design_run(
     units = []
     for unit, run in zip(design_run.units, design_run.runs, strict=True):
         directory = staged.path / "units" / unit.id
-        directory.mkdir(parents=True)
+        directory.mkdir(parents=True, exist_ok=True)  # a resumable run wrote its samples there already
         unit_study = None
         if study is not None:
             scores = [s for s in study.scores if s.prompt == unit.prompt.name and s.text_index == unit.text_index]
