@@ -406,18 +406,22 @@ def _run(args: argparse.Namespace) -> int:
     if args.implementation is not None:
         check_implementation_name(args.implementation)
     check_batch_size(args.batch_size, args.implementation)
-    arguments, options = _run_arguments(args, design, params, profile, shard)
+    staged = (
+        ResumableDirectory.resume(args.resume)
+        if args.resume is not None
+        else ResumableDirectory(args.out, overwrite=args.overwrite)
+    )
+    # what the options resolve to (auto model set, device, free-memory batch size) is what is recorded
+    model_set, reason, batch_size = _open_model_set(args, profile)
+    arguments, options = _run_arguments(args, design, params, profile, shard, model_set, batch_size)
     if args.resume is not None:
-        staged = ResumableDirectory.resume(args.resume)
         staged.check_arguments(arguments, options)
     else:
-        staged = ResumableDirectory(args.out, overwrite=args.overwrite)
         staged.start(arguments)
     single_unit = design.is_single_unit and shard is None
     try:
         done = load_done(staged.path, units, single_unit) if args.resume is not None else {}
         resumed = sum(len(samples) for samples in done.values())
-        model_set, reason, batch_size = _open_model_set(args, profile)
         from bark_ablation.study.design import run_design
 
         writer = SampleWriter(staged.path, units, single_unit)
@@ -505,9 +509,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_arguments(args: argparse.Namespace, design, params, profile, shard) -> tuple[dict, dict]:
+def _run_arguments(
+    args: argparse.Namespace, design, params, profile, shard, model_set, batch_size
+) -> tuple[dict, dict]:
     """What decides a run's samples and statistics, as recorded for ``--resume``, and the option
-    that sets each entry (to name it when a resumed run's arguments differ)."""
+    that sets each entry (to name it when a resumed run's arguments differ). The model set,
+    implementation (and its version), device class and batch size are recorded as resolved, so
+    that ``auto`` cannot pick another set for the rest of a run."""
+    from bark_ablation.implementations.registry import get_implementation
+
     arguments = {
         "prompts": [[p.name, p.fingerprint] for p in design.prompts],
         "texts": list(design.texts),
@@ -515,10 +525,10 @@ def _run_arguments(args: argparse.Namespace, design, params, profile, shard) -> 
         "cells": [c.id for c in design.cells],
         "other_prompts": [None if o is None else [o.name, o.fingerprint] for o in design.other_prompts],
         "profile": profile.name,
-        "model_set": args.model_set,
-        "implementation": args.implementation,
-        "device": args.device,
-        "batch_size": args.batch_size,
+        "model_set": model_set.name,
+        "implementation": [model_set.implementation, get_implementation(model_set.implementation).version()],
+        "device": model_set.device_class,
+        "batch_size": batch_size,
         "study": not args.no_study,
         "shard": None if shard is None else shard.label,
         **{f"params.{name}": value for name, value in params.to_dict().items()},

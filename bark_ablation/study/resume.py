@@ -69,6 +69,7 @@ class ResumableDirectory:
     def __init__(self, destination: Path, *, overwrite: bool = False, resuming: bool = False):
         self.destination = Path(destination)
         self.path = partial_path(self.destination)
+        self._created_root: Path | None = None
         if resuming:
             if not self.path.is_dir():
                 state = "is complete" if self.destination.is_dir() else "was never started"
@@ -85,16 +86,17 @@ class ResumableDirectory:
                 f"output {self.destination}: an interrupted run of it is at {self.path}; continue it with "
                 f"`--resume {self.destination}` (same arguments) or remove that directory"
             )
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OutputError(f"output {self.destination}: cannot write in {self.path.parent} ({error})") from None
+        parent = self.path.parent
+        # Missing parents are created by start() and removed again by discard(), so a failed run
+        # leaves the disk as it found it.
+        self._created_root = next((p for p in reversed([parent, *parent.parents]) if not p.exists()), None)
 
     def start(self, arguments: Mapping[str, Any]) -> None:
         """Create the partial directory holding ``resume.json`` (the arguments that decide what is
         generated) in one step: it is prepared under a temporary name and renamed, so a kill at
         any instant leaves either no partial directory or one that can be resumed."""
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             preparing = Path(tempfile.mkdtemp(prefix=f".{self.destination.name}.starting-", dir=self.path.parent))
         except OSError as error:
             raise OutputError(f"output {self.destination}: cannot write in {self.path.parent} ({error})") from None
@@ -111,10 +113,8 @@ class ResumableDirectory:
         return cls(destination, resuming=True)
 
     def commit(self) -> Path:
-        """Move the complete directory into place (replacing an old one if allowed)."""
-        (self.path / RESUME_FILE).unlink(missing_ok=True)
-        for stray in self.path.rglob(".*.tmp"):  # a temporary file a killed run left behind
-            stray.unlink()
+        """Move the complete directory into place (replacing an old one if allowed), then drop
+        what only a partial run needs: until the rename the partial directory stays resumable."""
         if self.destination.exists():
             backup = self.destination.with_name(f".{self.destination.name}.old-{os.getpid()}")
             os.replace(self.destination, backup)
@@ -122,10 +122,14 @@ class ResumableDirectory:
             shutil.rmtree(backup, ignore_errors=True)
         else:
             os.replace(self.path, self.destination)
+        (self.destination / RESUME_FILE).unlink(missing_ok=True)
+        for stray in self.destination.rglob(".*.tmp"):  # a temporary file a killed run left behind
+            stray.unlink()
         return self.destination
 
     def discard(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove the partial directory and any parent directories this run created."""
+        shutil.rmtree(self._created_root or self.path, ignore_errors=True)
 
     def done_count(self) -> int:
         """Samples written so far (0 before :meth:`start`)."""

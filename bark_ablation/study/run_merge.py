@@ -61,9 +61,11 @@ def merge_runs(run_dirs: list[Path], destination: Path, *, overwrite: bool = Fal
     repeat a seed, or lack a file; nothing is written then.
     """
     run_dirs = [Path(d) for d in run_dirs]
-    if len(run_dirs) < 2:
-        raise MergeError("runs: give at least two run directories to merge")
+    if not run_dirs:
+        raise MergeError("runs: give the run directories to merge")
     summaries = [_read_json(d / "summary.json") for d in run_dirs]
+    if len(run_dirs) < 2 and summaries[0].get("shard", {}).get("count") != 1:
+        raise MergeError("runs: give at least two run directories to merge (or the one shard of a --shard 1/1 run)")
     for run_dir, summary in zip(run_dirs, summaries, strict=True):
         if summary.get("kind") == "study":
             if all("shard" in s for s in summaries):

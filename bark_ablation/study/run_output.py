@@ -47,7 +47,6 @@ from bark_ablation.output.staging import StagedDirectory, write_atomically
 if TYPE_CHECKING:
     from bark_ablation.study.analysis import StudyResult
     from bark_ablation.study.design import DesignRun
-    from bark_ablation.study.resume import ResumableDirectory
 
 
 def write_generation(directory: Path, generation: Generation) -> None:
@@ -56,7 +55,7 @@ def write_generation(directory: Path, generation: Generation) -> None:
     in ``stage_seconds``) last: its presence marks the sample done (a resumable run's samples,
     :mod:`bark_ablation.study.resume`). A sample already done is left as it is."""
     tokens = directory / "tokens" / f"{generation.label}.npz"
-    if tokens.exists():
+    if tokens.exists() and (directory / "audio" / f"{generation.label}.wav").exists():
         return
     (directory / "audio").mkdir(parents=True, exist_ok=True)
     (directory / "tokens").mkdir(exist_ok=True)
@@ -231,15 +230,16 @@ def write_summary(directory: Path, summary: dict[str, Any]) -> None:
 
 
 def write_run(
-    staged: StagedDirectory | ResumableDirectory,
+    staged: StagedDirectory,
     run: MatrixRun,
     wall_s: float,
     study: StudyResult | None = None,
     *,
     model_set_choice: dict[str, str] | None = None,
 ) -> Path:
-    """Write every file of ``run`` (and of its ``study``, when given) into ``staged`` and move it
-    to its destination."""
+    """Write every file of ``run`` (and of its ``study``, when given) into ``staged`` (a
+    :class:`StagedDirectory`, or a resumable run's :class:`~bark_ablation.study.resume.ResumableDirectory`)
+    and move it to its destination."""
     _write_unit(staged.path, run, wall_s, study, model_set_choice)
     return staged.commit()
 
@@ -260,7 +260,7 @@ def _write_unit(
 
 
 def write_design_run(
-    staged: StagedDirectory | ResumableDirectory,
+    staged: StagedDirectory,
     design_run: DesignRun,
     wall_s: float,
     study: StudyResult | None = None,

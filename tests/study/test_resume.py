@@ -51,8 +51,11 @@ def whole(tmp_path_factory, tiny_models):
 
 
 def same_as_whole(out: Path, whole: Path) -> None:
-    for name in STATISTICS:
-        assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+    for name in STATISTICS:  # speakers.csv only with two or more speakers
+        assert (out / name).is_file() == (whole / name).is_file(), name
+        if (whole / name).is_file():
+            assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+    assert (whole / "secs.csv").is_file()
     for wav in sorted(whole.rglob("*.wav")):
         assert (out / wav.relative_to(whole)).read_bytes() == wav.read_bytes(), wav
     assert not partial_path(out).exists() and not list(out.rglob("*.tmp")) and not (out / "resume.json").exists()

@@ -163,3 +163,15 @@ def test_the_slurm_example_refuses_to_run_outside_an_array():
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     done = subprocess.run(["bash", str(SLURM / "study.sbatch")], cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode != 0 and "submit as an array job: sbatch --array=1-N" in done.stderr
+
+
+def test_the_one_shard_of_a_one_shard_run_merges_alone(tmp_path):
+    """SLURM's --array=1-1: shard 1/1 holds every unit, and merge takes it alone."""
+    argv = ["run", "--prompts", *SPEAKERS, "--text", "Hi there.", "--seeds", "0", "--cells=scf,---"]
+    argv += ["--model-set", "tiny", "--max-duration", "0.4", "--quiet", "--shard", "1/1"]
+    assert cli.main([*argv, "--out", str(tmp_path / "shard")]) == 0
+    assert cli.main(["merge", str(tmp_path / "shard"), "--out", str(tmp_path / "all")]) == 0
+    summary = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert [u["id"] for u in summary["units"]] == [f"{s}_t0" for s in SPEAKERS]
+    with pytest.raises(SystemExit):
+        cli.main(["merge", "--out", str(tmp_path / "none")])
