@@ -43,18 +43,24 @@ class StagedDirectory:
 
     def commit(self) -> Path:
         """Move the staged directory into place (replacing an old one if allowed)."""
-        if self.destination.exists():
-            backup = self.destination.with_name(f".{self.destination.name}.old-{os.getpid()}")
-            os.replace(self.destination, backup)
-            os.replace(self.path, self.destination)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(self.path, self.destination)
-        return self.destination
+        return move_into_place(self.path, self.destination)
 
     def discard(self) -> None:
         """Remove the staged directory and any parent directories this object created."""
         shutil.rmtree(self._created_root or self.path, ignore_errors=True)
+
+
+def move_into_place(path: Path, destination: Path) -> Path:
+    """Rename the complete directory ``path`` to ``destination``; an existing ``destination`` is
+    moved aside first and removed only once the new one is in place."""
+    if destination.exists():
+        backup = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+        os.replace(destination, backup)
+        os.replace(path, destination)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        os.replace(path, destination)
+    return destination
 
 
 def write_atomically(path: Path, data: bytes) -> None:

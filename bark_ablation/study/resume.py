@@ -32,7 +32,7 @@ import numpy as np
 
 from bark_ablation.core.errors import OutputError, ParamsError
 from bark_ablation.generation.pipeline import SAMPLE_RATE, Generation
-from bark_ablation.output.staging import write_atomically
+from bark_ablation.output.staging import move_into_place, write_atomically
 from bark_ablation.study.design import Unit
 
 RESUME_FILE = "resume.json"
@@ -115,13 +115,7 @@ class ResumableDirectory:
     def commit(self) -> Path:
         """Move the complete directory into place (replacing an old one if allowed), then drop
         what only a partial run needs: until the rename the partial directory stays resumable."""
-        if self.destination.exists():
-            backup = self.destination.with_name(f".{self.destination.name}.old-{os.getpid()}")
-            os.replace(self.destination, backup)
-            os.replace(self.path, self.destination)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(self.path, self.destination)
+        move_into_place(self.path, self.destination)
         (self.destination / RESUME_FILE).unlink(missing_ok=True)
         for stray in self.destination.rglob(".*.tmp"):  # a temporary file a killed run left behind
             stray.unlink()

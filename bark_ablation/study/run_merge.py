@@ -119,15 +119,8 @@ def merge_study_shards(
     Raises :class:`MergeError` naming the directory and the field when the shards disagree, hold
     a unit twice, or leave a unit out; nothing is written then.
     """
-    first_dir, first = run_dirs[0], summaries[0]
-    implementation_version = f"versions.{first['model_set']['implementation']}"
-    for run_dir, summary in zip(run_dirs[1:], summaries[1:], strict=True):
-        for name in (*STUDY_MUST_AGREE, implementation_version):
-            if _field(summary, name) != _field(first, name):
-                raise MergeError(
-                    f"{run_dir}: {name}: {_field(summary, name)!r}, but {first_dir} has "
-                    f"{_field(first, name)!r}; shards of one study must agree on it"
-                )
+    _check_agree(run_dirs, summaries, STUDY_MUST_AGREE)
+    first = summaries[0]
     design_units = first["shard"]["design_units"]
     owner: dict[str, tuple[Path, dict[str, Any]]] = {}
     for run_dir, summary in zip(run_dirs, summaries, strict=True):
@@ -229,10 +222,16 @@ def _field(summary: dict[str, Any], dotted: str) -> Any:
 
 
 def _check_same_study(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> None:
+    _check_agree(run_dirs, summaries, MUST_AGREE)
+
+
+def _check_agree(run_dirs: list[Path], summaries: list[dict[str, Any]], fields: tuple[str, ...]) -> None:
+    """Every summary has the first one's value of each of ``fields`` (dotted paths) and of the
+    implementation's version; the first that differs is named with both values."""
     first_dir, first = run_dirs[0], summaries[0]
     implementation_version = f"versions.{first['model_set']['implementation']}"
     for run_dir, summary in zip(run_dirs[1:], summaries[1:], strict=True):
-        for name in (*MUST_AGREE, implementation_version):
+        for name in (*fields, implementation_version):
             if _field(summary, name) != _field(first, name):
                 raise MergeError(
                     f"{run_dir}: {name}: {_field(summary, name)!r}, but {first_dir} has "
