@@ -157,7 +157,8 @@ def merge_study_shards(
         merged["generations"] = sum(s["generations"] for s in summaries)
         merged["batch_size"] = max(s["batch_size"] for s in summaries)
         for total in ("stage_runs", "stage_runs_without_reuse", "stage_seconds_total"):
-            merged[total] = {stage: round(sum(s[total].get(stage, 0) for s in summaries), 4) for stage in first[total]}
+            stages = dict.fromkeys(stage for s in summaries for stage in s[total])  # a shard may lack one
+            merged[total] = {stage: round(sum(s[total].get(stage, 0) for s in summaries), 4) for stage in stages}
         merged["wall_seconds"] = round(sum(s["wall_seconds"] for s in summaries), 3)  # the shards' walls, added
         merged["merged_from"] = [
             {
