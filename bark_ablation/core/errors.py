@@ -13,7 +13,21 @@ from pathlib import Path
 
 
 class BarkAblationError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    Every one pickles whole (its message and attributes), whatever its constructor takes: a Ray
+    worker's error reaches the driver as itself (:mod:`bark_ablation.study.ray_executor`)."""
+
+    def __reduce__(self):
+        return _rebuild_error, (type(self), str(self), dict(self.__dict__))
+
+
+def _rebuild_error(kind: type[BarkAblationError], message: str, state: dict) -> BarkAblationError:
+    """An error of ``kind`` with ``message`` and ``state``, without calling its constructor."""
+    error = kind.__new__(kind)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class ValidationError(BarkAblationError, ValueError):
@@ -95,6 +109,10 @@ class CacheFileError(ModelSetError):
 
 class OutputError(BarkAblationError):
     """An output location cannot be used (exists, is not writable, ...)."""
+
+
+class ExecutorError(BarkAblationError):
+    """A distributed run could not finish: the cluster is unreachable or a unit's workers kept dying."""
 
 
 class ReleaseError(BarkAblationError):
