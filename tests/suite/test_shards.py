@@ -137,12 +137,12 @@ def test_the_slurm_example_runs_an_array_and_merges_it(tmp_path):
         "OUT": str(tmp_path / "study"),
         "MODEL_SET": "tiny",
         "DEVICE": "cpu",
-        "PROMPTS": "en_speaker_0 en_speaker_1 en_speaker_2",
+        "PROMPTS": "en_speaker_0 en_speaker_1",
         "SEEDS": "0",
         "EXTRA": "--cells=scf,--- --max-duration 0.4",
-        "SLURM_ARRAY_TASK_COUNT": "4",
+        "SLURM_ARRAY_TASK_COUNT": "2",
     }
-    for task in range(1, 5):
+    for task in range(1, 3):
         done = subprocess.run(
             ["bash", str(SLURM / "study.sbatch")],
             cwd=REPO,
@@ -155,7 +155,7 @@ def test_the_slurm_example_runs_an_array_and_merges_it(tmp_path):
     done = subprocess.run(["bash", str(SLURM / "merge.sbatch")], cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "study" / "all" / "summary.json").read_text())
-    assert len(summary["units"]) == 3 * 2 and len(summary["merged_from"]) == 4  # speakers x texts
+    assert len(summary["units"]) == 2 * 2 and len(summary["merged_from"]) == 2  # speakers x texts
     assert (tmp_path / "study" / "all" / "report.html").is_file()
 
 
