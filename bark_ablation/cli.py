@@ -8,6 +8,7 @@ traceback, and nothing written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -15,11 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bark_ablation.core.conditioning import ALL_CONDITIONINGS, CONTROLS, TOKEN_STAGE_NAMES, Conditioning
-from bark_ablation.core.errors import BarkAblationError, OutputError
+from bark_ablation.core.errors import BarkAblationError, OutputError, ParamsError
 from bark_ablation.core.hub_access import keep_hub_offline
 from bark_ablation.core.params import GenerationParams, text_from_command_line
 from bark_ablation.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
-from bark_ablation.models.catalogue import AUTO_MODEL_SET, DEFAULT_MODEL_SET, model_set_for, model_set_help
+from bark_ablation.models.catalogue import AUTO_MODEL_SET, DEFAULT_MODEL_SET, model_set_help
 
 EXIT_USAGE = 2
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
@@ -116,6 +117,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _generation_options(run)
     run.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    run.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default): every unit in this process; ray: each (speaker, text) unit as a Ray task "
+        "(a GPU each with --device cuda), retried when its worker dies; needs "
+        "`pip install 'bark-ablation[ray]'`. Either gives the same samples and statistics",
+    )
+    run.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="with --executor ray: the cluster to run on (auto: the one `ray start` runs on this machine; "
+        "HOST:PORT: its head node's); default: start a new local one for the run",
+    )
+    run.add_argument(
+        "--retries",
+        type=_int_arg("--retries"),
+        default=None,
+        metavar="N",
+        help="with --executor ray: times a unit is started again after its worker dies (default 3); "
+        "its samples made so far are kept",
+    )
     run.set_defaults(handler=_run)
 
     longform = commands.add_parser(
@@ -390,8 +414,7 @@ def _run(args: argparse.Namespace) -> int:
         check_implementation_name,
     )
     from bark_ablation.study.design import Shard, StudyDesign, read_texts_file
-    from bark_ablation.study.resume import ResumableDirectory, SampleWriter, load_done
-    from bark_ablation.study.run_output import summary_table, write_design_run
+    from bark_ablation.study.resume import ResumableDirectory
 
     # Validate everything cheap before building models or touching the disk: the design (prompts,
     # texts, seeds, cells), the profile and its parameters, the implementation, the batch size.
@@ -406,13 +429,52 @@ def _run(args: argparse.Namespace) -> int:
     if args.implementation is not None:
         check_implementation_name(args.implementation)
     check_batch_size(args.batch_size, args.implementation)
+    ray = _check_executor(args)
     staged = (
         ResumableDirectory.resume(args.resume)
         if args.resume is not None
         else ResumableDirectory(args.out, overwrite=args.overwrite)
     )
+    with contextlib.ExitStack() as cluster:
+        if ray is not None:
+            from bark_ablation.study import ray_executor
+
+            ray = cluster.enter_context(ray_executor.connected(args.address))
+        return _run_in(args, ray, staged, design, shard, units, profile, params)
+
+
+def _check_executor(args: argparse.Namespace):
+    """The ``ray`` module for ``--executor ray`` (refused by name when missing or misused), else None."""
+    if args.executor != "ray":
+        for option, value in (("--address", args.address), ("--retries", args.retries)):
+            if value is not None:
+                raise ParamsError(option, "applies only with --executor ray")
+        return None
+    from bark_ablation.study.ray_executor import check_address, check_device, require_ray
+
+    check_device(args.device)
+    check_address(args.address)
+    return require_ray()
+
+
+def _run_in(args: argparse.Namespace, ray, staged, design, shard, units, profile, params) -> int:
+    """`run` once its inputs are valid: in this process, or on the Ray cluster ``ray`` is connected to."""
+    from bark_ablation.study.design import run_design
+    from bark_ablation.study.progress import StudyProgress
+    from bark_ablation.study.resume import SampleWriter, load_done
+    from bark_ablation.study.run_output import summary_table, write_design_run
+
     # what the options resolve to (auto model set, device, free-memory batch size) is what is recorded
-    model_set, reason, batch_size = _open_model_set(args, profile)
+    if ray is None:
+        model_set, reason, batch_size = _open_model_set(args, profile)
+    else:
+        from bark_ablation.study import ray_executor
+
+        settings = ray_executor.WorkerSettings.here(args.allow_download)
+        opened = ray_executor.open_on_cluster(ray, _model_set_request(args, profile), settings)
+        for note in opened.notes:
+            print(note, file=sys.stderr)
+        model_set, reason, batch_size = opened.model_set, opened.reason, opened.batch_size
     arguments, options = _run_arguments(args, design, params, profile, shard, model_set, batch_size)
     if args.resume is not None:
         staged.check_arguments(arguments, options)
@@ -421,42 +483,67 @@ def _run(args: argparse.Namespace) -> int:
     single_unit = design.is_single_unit and shard is None
     try:
         done = load_done(staged.path, units, single_unit) if args.resume is not None else {}
-        resumed = sum(len(samples) for samples in done.values())
-        from bark_ablation.study.design import run_design
-
         writer = SampleWriter(staged.path, units, single_unit)
-        progress = _progress_bar(len(units) * len(design.cells) * len(design.seeds), quiet=args.quiet)
+        progress = StudyProgress(
+            units,
+            len(design.cells) * len(design.seeds),
+            {unit_id: len(samples) for unit_id, samples in done.items()},
+            show=not args.quiet,
+            executor=args.executor,
+        )
 
         def on_result(generation, index, total):
             writer(generation)
-            if progress is not None:
-                progress(generation, index, total)
+            progress(generation)
 
         start = time.perf_counter()
-        design_run = run_design(
-            design,
-            params,
-            model_set=model_set,
-            profile=profile,
-            on_result=on_result,
-            batch_size=batch_size,
-            shard=shard,
-            done=done,
-        )
+        if ray is None:
+            design_run = run_design(
+                design,
+                params,
+                model_set=model_set,
+                profile=profile,
+                on_result=on_result,
+                batch_size=batch_size,
+                shard=shard,
+                done=done,
+            )
+        else:
+            design_run = ray_executor.run_units(
+                ray,
+                design,
+                params,
+                request=ray_executor.resolved(_model_set_request(args, profile), opened),
+                settings=settings,
+                profile=profile,
+                batch_size=batch_size,
+                shard=shard,
+                done=done,
+                on_result=on_result,
+                on_retry=progress.unit_retried,
+                retries=ray_executor.DEFAULT_RETRIES if args.retries is None else args.retries,
+                device_class=model_set.device_class,
+            )
         wall_s = time.perf_counter() - start
-        if progress is not None:
-            progress.close()
+        progress.close()
         study = None
         if not args.no_study:
             from bark_ablation.study.analysis import run_study
 
             study = run_study(
                 design_run.runs,
-                device="cuda" if model_set.device.startswith("cuda") else "cpu",
+                device=_scoring_device(model_set),
                 texts=list(design.texts),
+                references=design_run.reference_audio,
+                references_decoded=design_run.reference_audio is not None,
             )
         destination = write_design_run(
-            staged, design_run, wall_s, study, model_set_choice={"requested": args.model_set, "reason": reason}
+            staged,
+            design_run,
+            wall_s,
+            study,
+            model_set_choice={"requested": args.model_set, "reason": reason},
+            execution=progress.record(),
         )
     except BaseException as error:
         kept = staged.done_count()
@@ -472,9 +559,7 @@ def _run(args: argparse.Namespace) -> int:
                 print("bark-ablation: interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
         raise
-    if args.resume is not None:
-        generated = len(design_run.generations) - resumed
-        print(f"resumed {staged.destination}: {resumed} samples read back, {generated} generated", file=sys.stderr)
+    print(progress.summary_line())
     generations = design_run.generations
     if design_run.is_single_unit:
         print(summary_table([g.summary() for g in generations]))
@@ -507,6 +592,16 @@ def _run(args: argparse.Namespace) -> int:
             )
         print(f"report: bark-ablation report {destination}")
     return 0
+
+
+def _scoring_device(model_set) -> str:
+    """Where the speaker encoder runs: on CUDA when the models ran there and this process has a GPU
+    (a Ray run's driver may have none), else on the CPU."""
+    if not model_set.device.startswith("cuda"):
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _run_arguments(
@@ -551,30 +646,29 @@ def _run_arguments(
     return arguments, options
 
 
+def _model_set_request(args: argparse.Namespace, profile):
+    """The model set `run` or `longform` names, as :func:`open_model_set` takes it."""
+    from bark_ablation.implementations.registry import ModelSetRequest
+
+    return ModelSetRequest(
+        args.model_set,
+        args.device,
+        args.implementation,
+        args.allow_download,
+        profile.name,
+        args.batch_size,
+    )
+
+
 def _open_model_set(args: argparse.Namespace, profile):
     """The model set `run` or `longform` generates on (built, real weights checked), why it was
     chosen, and the batch size (resolved once for batched implementations, and printed)."""
-    from bark_ablation.implementations.registry import BATCHED_IMPLEMENTATIONS, choose_model_set, get_model_set
+    from bark_ablation.implementations.registry import open_model_set
 
-    chosen, reason = choose_model_set(args.model_set, args.implementation)
-    model_set = get_model_set(
-        model_set_for(profile, chosen),
-        args.device,
-        implementation=args.implementation,
-        allow_download=args.allow_download,
-    )
-    if args.model_set != chosen:
-        print(f"model set: {model_set.name} ({reason})", file=sys.stderr)
-    batch_size = args.batch_size
-    if model_set.implementation in BATCHED_IMPLEMENTATIONS:
-        from bark_ablation.implementations.batched import default_batch_size
-
-        if batch_size is None:  # read the free memory once: the size printed is the size used
-            batch_size, why = default_batch_size(model_set)
-        else:
-            why = f"{batch_size} rows (--batch-size)"
-        print(f"batch size: {why}", file=sys.stderr)
-    return model_set, reason, batch_size
+    opened = open_model_set(_model_set_request(args, profile))
+    for note in opened.notes:
+        print(note, file=sys.stderr)
+    return opened.model_set, opened.reason, opened.batch_size
 
 
 def _longform(args: argparse.Namespace) -> int:

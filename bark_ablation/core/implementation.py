@@ -90,14 +90,29 @@ class ModelSet:
     models: Any
     provenance: dict[str, Any] = field(default_factory=dict)
     cuda_dtype: str | None = None
+    device_info: dict[str, Any] | None = None
+    """The device as described where the models were loaded
+    (:func:`~bark_ablation.core.environment.device_description`): set on a copy that travels
+    without its models (a Ray worker's set, :mod:`bark_ablation.study.ray_executor`), since the
+    process holding the copy may have no such device. ``None``: describe this process's device."""
 
     @property
     def device_class(self) -> str:
         """``cpu``, or ``cuda-sm<major><minor>-<compute dtype>``: tokens are only comparable
         between runs of the same device class."""
+        if self.device_info is not None:
+            return str(self.device_info["device_class"])
         from bark_ablation.core.device import device_class
 
         return device_class(self.device, self.cuda_dtype)
+
+    def describe_device(self) -> dict[str, Any]:
+        """:attr:`device_info`, or this process's description of :attr:`device`."""
+        if self.device_info is not None:
+            return dict(self.device_info)
+        from bark_ablation.core.environment import device_description
+
+        return device_description(self.device, self.cuda_dtype)
 
     @property
     def compute_dtype(self) -> str | None:

@@ -286,7 +286,8 @@ def run_request(
     through the executor, and build one :class:`Generation` per (seed, cell) in plan order.
 
     ``done``: generations already made, by (seed, cell id) (a resumed run's samples read back from
-    disk): their rows are not run again, and the cells that share a row with them read it. Every
+    disk): their rows are not run again, and the cells that share a row with them read it; they are
+    in the run's generations but not reported to ``on_result``, which sees only new samples. Every
     row is seeded from (seed, stage) alone, so the rest come out as in an uninterrupted run (for
     batched runners, up to the rounding of other batch compositions)."""
     run = MatrixRun(
@@ -354,6 +355,6 @@ def run_request(
                 ),
             )
             run.generations.append(generation)
-            if on_result is not None:
+            if on_result is not None and (cell.seed, cell.conditioning.id) not in (done or {}):
                 on_result(generation, len(run.generations), total)
     return run

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 
 from bark_ablation.core.device import resolve_device
@@ -154,3 +155,57 @@ def get_model_set(
 @lru_cache(maxsize=8)
 def _cached_model_set(implementation: str, name: str, device: str, allow_download: bool) -> ModelSet:
     return get_implementation(implementation).load_model_set(name, device, allow_download=allow_download)
+
+
+@dataclass(frozen=True)
+class ModelSetRequest:
+    """A model set as a command names it: ``name`` may be ``auto``, ``device`` ``auto``,
+    ``implementation`` ``None`` (the installed ``bark`` module's), ``batch_size`` ``None`` (what
+    memory allows, for batched implementations). :func:`open_model_set` resolves it where the
+    models will run: in this process, or on a Ray worker (:mod:`bark_ablation.study.ray_executor`)."""
+
+    name: str
+    device: str
+    implementation: str | None
+    allow_download: bool
+    profile: str
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
+class OpenedModelSet:
+    """What :func:`open_model_set` resolved: the set, why it was chosen, the batch size, and the
+    lines a command prints about the choice (model set chosen by ``auto``, batch size)."""
+
+    model_set: ModelSet
+    reason: str
+    batch_size: int | None
+    notes: tuple[str, ...]
+
+
+def open_model_set(request: ModelSetRequest) -> OpenedModelSet:
+    """Build (or take from this process's cache) the model set ``request`` names, its real weights
+    checked; the batch size of a batched implementation is resolved once, from the free memory."""
+    from bark_ablation.core.profiles import get_profile
+    from bark_ablation.models.catalogue import model_set_for
+
+    chosen, reason = choose_model_set(request.name, request.implementation)
+    model_set = get_model_set(
+        model_set_for(get_profile(request.profile), chosen),
+        request.device,
+        implementation=request.implementation,
+        allow_download=request.allow_download,
+    )
+    notes = []
+    if request.name != chosen:
+        notes.append(f"model set: {model_set.name} ({reason})")
+    batch_size = request.batch_size
+    if model_set.implementation in BATCHED_IMPLEMENTATIONS:
+        from bark_ablation.implementations.batched import default_batch_size
+
+        if batch_size is None:  # read the free memory once: the size printed is the size used
+            batch_size, why = default_batch_size(model_set)
+        else:
+            why = f"{batch_size} rows (--batch-size)"
+        notes.append(f"batch size: {why}")
+    return OpenedModelSet(model_set, reason, batch_size, tuple(notes))

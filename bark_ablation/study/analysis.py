@@ -381,9 +381,13 @@ def run_study(
     transform: AudioTransform | None = None,
     references: Mapping[str, np.ndarray] | None = None,
     embedding_cache: dict[bytes, np.ndarray] | None = None,
+    references_decoded: bool = False,
 ) -> StudyResult:
-    """:func:`score_runs` then :func:`analyse`: one matrix run, or the runs of a design."""
+    """:func:`score_runs` then :func:`analyse`: one matrix run, or the runs of a design.
+    ``references_decoded``: the given ``references`` are the prompts' fine codes decoded by the
+    runs' model set in another process (a Ray worker's), and the study says so as if decoded here."""
     runs = [run] if isinstance(run, MatrixRun) else list(run)
+    given_by_caller = references is not None and not references_decoded
     scores, references, per_score = score_runs(
         runs,
         device=device,
@@ -401,7 +405,7 @@ def run_study(
             "other_prompts": {r.prompt.name: r.other_prompt.name for r in runs if r.other_prompt is not None},
             "audio": (
                 "reference audio given by the caller"
-                if references is not None
+                if given_by_caller
                 else f"prompt fine codes decoded by model set {model_set!r}"
             ),
             "file": f"audio/{REFERENCE_WAV}" if len(runs) == 1 else "audio/reference_<prompt>.wav",

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from bark_ablation.core.conditioning import Conditioning, needs_other_speaker, validate_cells
 from bark_ablation.core.errors import ParamsError
 from bark_ablation.core.implementation import ModelSet
@@ -165,6 +167,10 @@ class DesignRun:
     runs: list[MatrixRun]
     units: list[Unit] | None = None
     shard: Shard | None = None
+    reference_audio: dict[str, np.ndarray] | None = None
+    """Prompt name -> its fine codes decoded by the model set (float32, 24 kHz), where the run
+    decoded them already (on Ray workers, :mod:`bark_ablation.study.ray_executor`); ``None``: the
+    study decodes them."""
 
     def __post_init__(self) -> None:
         if self.units is None:

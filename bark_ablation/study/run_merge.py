@@ -152,6 +152,7 @@ def merge_study_shards(
             _merge_unit_studies([owner[unit] for unit in design_units], run_dirs, staged.path)
         merged = dict(first)
         merged.pop("shard")
+        merged.pop("execution", None)  # each shard's own: kept per shard in merged_from
         merged["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         merged["units"] = [owner[unit][1] for unit in design_units]
         merged["generations"] = sum(s["generations"] for s in summaries)
@@ -168,6 +169,7 @@ def merge_study_shards(
                 "created_utc": s["created_utc"],
                 "wall_seconds": s["wall_seconds"],
                 "device": s["device"],
+                **({"execution": s["execution"]} if "execution" in s else {}),
             }
             for d, s in zip(run_dirs, summaries, strict=True)
         ]
@@ -291,6 +293,7 @@ def _merge_study(run_dirs: list[Path], directory: Path) -> None:
 
 def _merged_summary(run_dirs: list[Path], summaries: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
     merged = dict(summaries[0])
+    merged.pop("execution", None)  # each part's own
     merged["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     merged["seeds"] = seeds
     generations = [g for s in summaries for g in s["generations"]]

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bark_ablation.core.environment import device_description, package_versions
+from bark_ablation.core.environment import package_versions
 from bark_ablation.core.version import __version__
 from bark_ablation.core.wav import write_wav
 from bark_ablation.generation.pipeline import Generation, MatrixRun, count_stage_runs
@@ -114,7 +114,7 @@ def run_summary(run: MatrixRun, wall_s: float) -> dict[str, Any]:
             "implementation": model_set.implementation,
             "provenance": model_set.provenance,
         },
-        "device": device_description(model_set.device, model_set.cuda_dtype),
+        "device": model_set.describe_device(),
         "versions": package_versions(),
         **stage_work(run),
         "wall_seconds": round(wall_s, 3),
@@ -236,16 +236,23 @@ def write_run(
     study: StudyResult | None = None,
     *,
     model_set_choice: dict[str, str] | None = None,
+    execution: dict[str, Any] | None = None,
 ) -> Path:
     """Write every file of ``run`` (and of its ``study``, when given) into ``staged`` (a
     :class:`StagedDirectory`, or a resumable run's :class:`~bark_ablation.study.resume.ResumableDirectory`)
-    and move it to its destination."""
-    _write_unit(staged.path, run, wall_s, study, model_set_choice)
+    and move it to its destination. ``execution``: how the samples were made
+    (:meth:`~bark_ablation.study.progress.StudyProgress.record`), for the summary."""
+    _write_unit(staged.path, run, wall_s, study, model_set_choice, execution)
     return staged.commit()
 
 
 def _write_unit(
-    directory: Path, run: MatrixRun, wall_s: float, study: StudyResult | None, model_set_choice: dict[str, str] | None
+    directory: Path,
+    run: MatrixRun,
+    wall_s: float,
+    study: StudyResult | None,
+    model_set_choice: dict[str, str] | None,
+    execution: dict[str, Any] | None = None,
 ) -> None:
     for generation in run.generations:
         write_generation(directory, generation)
@@ -256,6 +263,8 @@ def _write_unit(
     summary = run_summary(run, wall_s)
     if model_set_choice:
         summary["model_set"]["choice"] = model_set_choice
+    if execution is not None:
+        summary["execution"] = execution
     write_summary(directory, summary)
 
 
@@ -266,11 +275,15 @@ def write_design_run(
     study: StudyResult | None = None,
     *,
     model_set_choice: dict[str, str] | None = None,
+    execution: dict[str, Any] | None = None,
 ) -> Path:
     """Write a design's run: the single-unit layout for one speaker and one text, else one unit
-    directory per (speaker, text) under ``units/`` with the pooled study on top."""
+    directory per (speaker, text) under ``units/`` with the pooled study on top. ``execution``:
+    see :func:`write_run`."""
     if design_run.is_single_unit:
-        return write_run(staged, design_run.runs[0], wall_s, study, model_set_choice=model_set_choice)
+        return write_run(
+            staged, design_run.runs[0], wall_s, study, model_set_choice=model_set_choice, execution=execution
+        )
     from bark_ablation.study.analysis import analyse, write_study
 
     units = []
@@ -304,7 +317,10 @@ def write_design_run(
         )
     if study is not None:
         write_study(staged.path, study)
-    write_summary(staged.path, design_summary(design_run, wall_s, units, model_set_choice))
+    summary = design_summary(design_run, wall_s, units, model_set_choice)
+    if execution is not None:
+        summary["execution"] = execution
+    write_summary(staged.path, summary)
     return staged.commit()
 
 

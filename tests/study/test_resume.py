@@ -5,6 +5,7 @@ hypothesis chooses. 2 speakers x 1 text x the 8 cells x seeds 0 and 1 (32 sample
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -78,7 +79,21 @@ def test_an_interrupted_run_keeps_its_samples_and_resumes_to_the_same_bytes(whol
     assert f"11 samples kept in {partial_path(out)}" in err and f"--resume {out}" in err and not out.exists()
     monkeypatch.undo()
     assert cli.main([*ARGS, "--resume", str(out)]) == 0
-    assert f"resumed {out}: 11 samples read back, {SAMPLES - 11} generated" in capsys.readouterr().err
+    out_text = capsys.readouterr().out
+    assert (
+        f"2 units, {SAMPLES} samples; 11 read back from the interrupted run (units complete there, skipped: 0); "
+        f"{SAMPLES - 11} generated (local); nothing retried" in out_text
+    )
+    execution = json.loads((out / "summary.json").read_text())["execution"]
+    assert execution == {
+        "executor": "local",
+        "units": 2,
+        "samples": SAMPLES,
+        "resumed_samples": 11,
+        "skipped_units": 0,
+        "generated_samples": SAMPLES - 11,
+        "retried_units": {},
+    }
     same_as_whole(out, whole)
 
 
@@ -128,7 +143,7 @@ def whole_in_a_process(tmp_path_factory):
 
 @pytest.mark.bark_slow
 @settings(
-    max_examples=2,
+    max_examples=1,  # and the explicit example: each is two processes of a real run
     deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrinking: each example is a run
     suppress_health_check=[HealthCheck.function_scoped_fixture],

@@ -108,3 +108,28 @@ def test_longform_chunks_on_cuda_keep_their_policies_promises(implementation, ge
     for chunk in run.chunks:
         checks.check_shapes(chunk)
         check_carry_over(run, chunk)
+
+
+def test_a_study_on_a_ray_cluster_of_this_machines_gpus_equals_the_local_cuda_run(tmp_path):
+    """`run --executor ray --device cuda` (a local cluster of this machine's GPUs, one GPU per
+    unit task, a fresh worker per task) writes the local CUDA run's statistics byte for byte."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'bark-ablation[ray]'")
+    import torch
+
+    argv = [str(Path(sys.executable).parent / "bark-ablation"), "run", "--prompts", "en_speaker_0", "en_speaker_1"]
+    argv += ["--text", REGRESSION_TEXT, "--seeds", "0", "--cells=scf,---", "--model-set", "tiny", "--device", "cuda"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "RAY_USAGE_STATS_ENABLED": "0"}
+    runs = {}
+    for name, extra in (("local", []), ("ray", ["--executor", "ray"])):
+        runs[name] = tmp_path / name
+        done = subprocess.run(
+            [*argv, *extra, "--quiet", "--out", str(runs[name])], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr
+    for table in ("secs.csv", "cells.csv", "transfer.csv"):
+        assert (runs["ray"] / table).read_bytes() == (runs["local"] / table).read_bytes(), table
