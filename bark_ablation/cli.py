@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompts, leave it out: each prompt is paired with the next)",
     )
     run.add_argument("--no-study", action="store_true", help="skip speaker similarity and statistics (generation only)")
+    _speaker_encoder_option(run)
     run.add_argument(
         "--shard",
         default=None,
@@ -213,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     similarity.add_argument("others", type=Path, nargs="+", help="WAVs to score against the reference")
     similarity.add_argument("--json", action="store_true", help="print JSON instead")
     similarity.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    _speaker_encoder_option(similarity)
+    similarity.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let the speaker encoder download missing weights (never the default)",
+    )
     similarity.set_defaults(handler=_similarity)
 
     compare = commands.add_parser(
@@ -325,6 +332,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _speaker_encoder_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--speaker-encoder",
+        default="resemblyzer",
+        metavar="NAME",
+        help="speaker encoder for SECS: resemblyzer (default; GE2E, weights in the wheel) or "
+        "wavlm-base-plus-sv (transformers' WavLMForXVector, microsoft/wavlm-base-plus-sv from the local "
+        "Hugging Face cache); recorded in study.json",
+    )
+
+
 def _generation_options(parser: argparse.ArgumentParser) -> None:
     """The options `run` and `longform` share: model set, device, implementation, batch size,
     profile, generation parameters, downloads and progress."""
@@ -429,6 +447,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.implementation is not None:
         check_implementation_name(args.implementation)
     check_batch_size(args.batch_size, args.implementation)
+    from bark_ablation.study.speaker_encoders import check_encoder_name
+
+    check_encoder_name(args.speaker_encoder)
     ray = _check_executor(args)
     staged = (
         ResumableDirectory.resume(args.resume)
@@ -475,6 +496,10 @@ def _run_in(args: argparse.Namespace, ray, staged, design, shard, units, profile
         for note in opened.notes:
             print(note, file=sys.stderr)
         model_set, reason, batch_size = opened.model_set, opened.reason, opened.batch_size
+    if not args.no_study:  # missing encoder weights are named now, not after the generation
+        from bark_ablation.study.speaker_encoders import get_encoder
+
+        get_encoder(args.speaker_encoder, _scoring_device(model_set), allow_download=args.allow_download)
     arguments, options = _run_arguments(args, design, params, profile, shard, model_set, batch_size)
     if args.resume is not None:
         staged.check_arguments(arguments, options)
@@ -536,6 +561,7 @@ def _run_in(args: argparse.Namespace, ray, staged, design, shard, units, profile
                 texts=list(design.texts),
                 references=design_run.reference_audio,
                 references_decoded=design_run.reference_audio is not None,
+                encoder=args.speaker_encoder,
             )
         destination = write_design_run(
             staged,
@@ -625,6 +651,7 @@ def _run_arguments(
         "device": model_set.device_class,
         "batch_size": batch_size,
         "study": not args.no_study,
+        "speaker_encoder": args.speaker_encoder,
         "shard": None if shard is None else shard.label,
         **{f"params.{name}": value for name, value in params.to_dict().items()},
     }
@@ -640,6 +667,7 @@ def _run_arguments(
         "device": "--device",
         "batch_size": "--batch-size",
         "study": "--no-study",
+        "speaker_encoder": "--speaker-encoder",
         "shard": "--shard",
         **{f"params.{name}": _PARAM_OPTIONS.get(name, "--profile") for name in params.to_dict()},
     }
@@ -1030,14 +1058,19 @@ def _compare_golden(args: argparse.Namespace) -> int:
 
 def _similarity(args: argparse.Namespace) -> int:
     from bark_ablation.study.similarity import score_files
+    from bark_ablation.study.speaker_encoders import check_encoder_name, get_encoder
 
-    scores = score_files(args.reference, args.others, device=args.device)
+    encoder = get_encoder(check_encoder_name(args.speaker_encoder), args.device, allow_download=args.allow_download)
+    scores = score_files(
+        args.reference, args.others, device=args.device, encoder=encoder.name, allow_download=args.allow_download
+    )
     if args.json:
         print(
             json.dumps(
                 {
                     "reference": str(args.reference),
-                    "metric": "SECS (Resemblyzer cosine)",
+                    "metric": f"SECS (cosine of {encoder.name} embeddings)",
+                    "speaker_encoder": encoder.describe(),
                     "scores": [{"path": str(p), "secs": s} for p, s in zip(args.others, scores, strict=True)],
                 },
                 indent=2,

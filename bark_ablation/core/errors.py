@@ -78,14 +78,18 @@ class ModelSetError(BarkAblationError):
 class MissingWeightsError(ModelSetError):
     """Real weights are not in the local caches; lists every missing file and where it belongs."""
 
-    def __init__(self, model_set: str, missing: list[MissingFile]):
+    def __init__(
+        self, model_set: str, missing: list[MissingFile], *, kind: str = "model set", command: str | None = None
+    ):
         self.model_set = model_set
         self.missing = list(missing)
+        self.command = command
         lines = "\n".join(f"  - {item}" for item in self.missing)
+        fetch = f"\nfetch them with: {command}" if command else ""
         super().__init__(
-            f"model set {model_set!r}: {len(self.missing)} file(s) missing from the local caches "
+            f"{kind} {model_set!r}: {len(self.missing)} file(s) missing from the local caches "
             f"(nothing is downloaded unless you opt in with allow_download=True / "
-            f"--allow-download):\n{lines}"
+            f"--allow-download):\n{lines}{fetch}"
         )
 
 

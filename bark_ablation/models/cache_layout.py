@@ -110,15 +110,11 @@ def tiny_vocabulary() -> list[str]:
     return (Path(tiny_tokenizer_dir()) / "vocab.txt").read_text(encoding="utf-8").splitlines()
 
 
-def write_tokenizer_cache(hf_hub_dir: Path, vocab_lines: list[str]) -> Path:
-    """huggingface_hub's cache layout: ``models--<repo>/blobs/<sha>`` holding the bytes,
-    ``snapshots/<40 hex>/<file>`` relative links to them, ``refs/main`` naming the snapshot.
-    Returns the snapshot's ``vocab.txt``."""
-    repo_dir = Path(hf_hub_dir) / f"models--{TOKENIZER_REPO}"
-    files = {
-        "vocab.txt": "".join(line + "\n" for line in vocab_lines).encode("utf-8"),
-        "tokenizer_config.json": (Path(tiny_tokenizer_dir()) / "tokenizer_config.json").read_bytes(),
-    }
+def write_hub_snapshot(hf_hub_dir: Path, repo: str, files: dict[str, bytes]) -> Path:
+    """``files`` (name -> bytes) as repository ``repo`` in huggingface_hub's cache layout:
+    ``models--<owner>--<name>/blobs/<sha>`` holding the bytes, ``snapshots/<40 hex>/<file>``
+    relative links to them, ``refs/main`` naming the snapshot. Returns the snapshot directory."""
+    repo_dir = Path(hf_hub_dir) / ("models--" + repo.replace("/", "--"))
     (repo_dir / "blobs").mkdir(parents=True)
     snapshot = repo_dir / "snapshots" / SNAPSHOT_COMMIT
     snapshot.mkdir(parents=True)
@@ -128,7 +124,17 @@ def write_tokenizer_cache(hf_hub_dir: Path, vocab_lines: list[str]) -> Path:
         (snapshot / name).symlink_to(Path("..", "..", "blobs", blob))
     (repo_dir / "refs").mkdir()
     (repo_dir / "refs" / "main").write_text(SNAPSHOT_COMMIT, encoding="utf-8")
-    return snapshot / "vocab.txt"
+    return snapshot
+
+
+def write_tokenizer_cache(hf_hub_dir: Path, vocab_lines: list[str]) -> Path:
+    """The tokenizer's repository in huggingface_hub's cache layout (:func:`write_hub_snapshot`).
+    Returns the snapshot's ``vocab.txt``."""
+    files = {
+        "vocab.txt": "".join(line + "\n" for line in vocab_lines).encode("utf-8"),
+        "tokenizer_config.json": (Path(tiny_tokenizer_dir()) / "tokenizer_config.json").read_bytes(),
+    }
+    return write_hub_snapshot(hf_hub_dir, TOKENIZER_REPO, files) / "vocab.txt"
 
 
 def write_bark_cache(

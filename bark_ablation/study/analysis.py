@@ -46,6 +46,7 @@ from bark_ablation.core.conditioning import ALL_CONDITIONINGS, FULL, TOKEN_STAGE
 from bark_ablation.generation.pipeline import SAMPLE_RATE, Generation, MatrixRun
 from bark_ablation.study import power
 from bark_ablation.study.similarity import cached_embedding, prompt_reference_audio, secs
+from bark_ablation.study.speaker_encoders import DEFAULT_ENCODER, get_encoder
 from bark_ablation.study.statistics import (
     ALPHA,
     CONFIDENCE,
@@ -159,6 +160,7 @@ def score_runs(
     references: Mapping[str, np.ndarray] | None = None,
     embedding_cache: dict[bytes, np.ndarray] | None = None,
     texts: Sequence[str] | None = None,
+    encoder: str = DEFAULT_ENCODER,
 ) -> tuple[list[Score], dict[str, np.ndarray], float]:
     """SECS of every generation of ``runs`` against its own speaker's reference audio and, for
     runs with another speaker, against that speaker's too.
@@ -183,7 +185,7 @@ def score_runs(
     cache = embedding_cache if embedding_cache is not None else {}
 
     def embedding_of(audio: np.ndarray, rate: int, source: str) -> np.ndarray:
-        return cached_embedding(cache, audio, rate, source=source, device=device)
+        return cached_embedding(cache, audio, rate, source=source, device=device, encoder=encoder)
 
     given = dict(references or {})
     references = {}
@@ -382,6 +384,7 @@ def run_study(
     references: Mapping[str, np.ndarray] | None = None,
     embedding_cache: dict[bytes, np.ndarray] | None = None,
     references_decoded: bool = False,
+    encoder: str = DEFAULT_ENCODER,
 ) -> StudyResult:
     """:func:`score_runs` then :func:`analyse`: one matrix run, or the runs of a design.
     ``references_decoded``: the given ``references`` are the prompts' fine codes decoded by the
@@ -395,6 +398,7 @@ def run_study(
         references=references,
         embedding_cache=embedding_cache,
         texts=texts,
+        encoder=encoder,
     )
     model_set = runs[0].model_set.name
     result = analyse(
@@ -409,6 +413,7 @@ def run_study(
                 else f"prompt fine codes decoded by model set {model_set!r}"
             ),
             "file": f"audio/{REFERENCE_WAV}" if len(runs) == 1 else "audio/reference_<prompt>.wav",
+            "speaker_encoder": get_encoder(encoder, device).describe(),
         },
         texts=texts if texts is not None else list(dict.fromkeys(r.text for r in runs)),
     )

@@ -1,11 +1,12 @@
-"""Speaker similarity: SECS, the cosine similarity of Resemblyzer (GE2E) speaker embeddings.
+"""Speaker similarity: SECS, the cosine similarity of speaker embeddings; by default Resemblyzer's
+(GE2E), other encoders by name (:mod:`bark_ablation.study.speaker_encoders`).
 
-Resemblyzer ships its encoder weights inside the wheel, so this works offline. Each input is
-resampled to 16 kHz, volume-normalised and stripped of long silences (:func:`prepare`) before
-it is embedded; an embedding is a unit-norm vector of
-256 floats, so SECS is their dot product, in [-1, 1] (in practice 0.5 .. 1; same-speaker pairs
-usually score above 0.8, which is why the suite calibrates it on known voices instead of
-trusting a threshold).
+Resemblyzer ships its encoder weights inside the wheel, so the default works offline. Audio is
+checked here (one channel, finite, not silent, long enough), then each encoder prepares it as it
+needs (Resemblyzer: 16 kHz, volume-normalised, long silences stripped); an embedding is a
+unit-norm vector (256 floats for Resemblyzer), so SECS is their dot product, in [-1, 1] (in
+practice 0.5 .. 1; same-speaker pairs usually score above 0.8, which is why the suite calibrates
+it on known voices instead of trusting a threshold).
 
 A voice prompt's reference audio is the prompt itself, its fine codes decoded by the model
 set's codec (:func:`prompt_reference_audio`), as the seed notebook did.
@@ -13,7 +14,6 @@ set's codec (:func:`prompt_reference_audio`), as the seed notebook did.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from pathlib import Path
 
@@ -23,9 +23,8 @@ from bark_ablation.core.errors import ValidationError
 from bark_ablation.core.implementation import ModelSet
 from bark_ablation.core.prompts import VoicePrompt
 from bark_ablation.implementations.registry import activated
+from bark_ablation.study.speaker_encoders import DEFAULT_ENCODER, MIN_SPEECH_S, get_encoder
 
-MIN_SPEECH_S = 0.3
-"""Shortest audio (seconds, after silence trimming) that gives a usable embedding."""
 SILENCE_DBFS = -60.0
 """RMS level (dB re full scale) below which audio counts as silent."""
 
@@ -35,13 +34,6 @@ class AudioError(ValidationError):
 
     def __init__(self, source: str, rule: str):
         super().__init__(f"audio {source}", "samples", rule)
-
-
-@functools.lru_cache(maxsize=2)
-def _encoder(device: str):
-    from resemblyzer import VoiceEncoder
-
-    return VoiceEncoder(device, verbose=False)
 
 
 def load_audio(path: Path | str) -> tuple[np.ndarray, int]:
@@ -55,8 +47,17 @@ def load_audio(path: Path | str) -> tuple[np.ndarray, int]:
     return audio.mean(axis=1, dtype=np.float32), int(sample_rate)
 
 
-def embed(audio: np.ndarray, sample_rate: int, *, source: str = "array", device: str = "cpu") -> np.ndarray:
-    """Unit-norm 256-d speaker embedding of ``audio`` (samples at ``sample_rate`` Hz).
+def embed(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    source: str = "array",
+    device: str = "cpu",
+    encoder: str = DEFAULT_ENCODER,
+    allow_download: bool = False,
+) -> np.ndarray:
+    """Unit-norm speaker embedding of ``audio`` (samples at ``sample_rate`` Hz) by ``encoder``
+    (:mod:`~bark_ablation.study.speaker_encoders`: ``resemblyzer``, 256 floats, by default).
 
     Raises :class:`AudioError` when the audio is empty, non-finite, silent (below
     :data:`SILENCE_DBFS`) or shorter than :data:`MIN_SPEECH_S`.
@@ -71,36 +72,27 @@ def embed(audio: np.ndarray, sample_rate: int, *, source: str = "array", device:
         raise AudioError(source, f"is silent (RMS {level:.0f} dBFS < {SILENCE_DBFS:.0f} dBFS)")
     if samples.size < MIN_SPEECH_S * sample_rate:
         raise AudioError(source, f"is {samples.size / sample_rate:.2f} s long; needs at least {MIN_SPEECH_S} s")
-    return _encoder(device).embed_utterance(prepare(samples, sample_rate))
+    return get_encoder(encoder, device, allow_download=allow_download).embed(samples, sample_rate)
 
 
 def cached_embedding(
-    cache: dict[bytes, np.ndarray], audio: np.ndarray, sample_rate: int, *, source: str, device: str = "cpu"
+    cache: dict[bytes, np.ndarray],
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    source: str,
+    device: str = "cpu",
+    encoder: str = DEFAULT_ENCODER,
 ) -> np.ndarray:
     """:func:`embed`, remembered in ``cache`` (a dict the caller keeps) under a digest of the
-    samples, the rate and the device: audio already embedded is not embedded again."""
+    samples, the rate, the device and the encoder: audio already embedded is not embedded again."""
     samples = np.ascontiguousarray(audio, dtype=np.float32)
     key = hashlib.blake2b(
-        samples.tobytes() + sample_rate.to_bytes(4, "little") + device.encode(), digest_size=16
+        samples.tobytes() + sample_rate.to_bytes(4, "little") + f"{device}|{encoder}".encode(), digest_size=16
     ).digest()
     if key not in cache:
-        cache[key] = embed(samples, sample_rate, source=source, device=device)
+        cache[key] = embed(samples, sample_rate, source=source, device=device, encoder=encoder)
     return cache[key]
-
-
-def prepare(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """``resemblyzer.preprocess_wav`` in its three steps (resample to 16 kHz, normalise volume,
-    trim long silences), split so that trimming can be skipped when the voice-activity detector
-    finds (almost) no speech, as in the tiny model set's noise-like output; otherwise such audio
-    would leave nothing to embed."""
-    import librosa
-    from resemblyzer.audio import normalize_volume, trim_long_silences
-    from resemblyzer.hparams import audio_norm_target_dBFS, sampling_rate
-
-    resampled = librosa.resample(samples, orig_sr=sample_rate, target_sr=sampling_rate)
-    normalised = normalize_volume(resampled, audio_norm_target_dBFS, increase_only=True)
-    trimmed = trim_long_silences(normalised)
-    return trimmed if trimmed.size >= MIN_SPEECH_S * sampling_rate else normalised
 
 
 def secs(reference: np.ndarray, other: np.ndarray) -> float:
@@ -108,10 +100,18 @@ def secs(reference: np.ndarray, other: np.ndarray) -> float:
     return float(np.dot(reference, other) / (np.linalg.norm(reference) * np.linalg.norm(other)))
 
 
-def score_files(reference: Path | str, others: list[Path | str], *, device: str = "cpu") -> list[float]:
-    """SECS of each file in ``others`` against ``reference``."""
-    reference_embedding = embed(*load_audio(reference), source=str(reference), device=device)
-    return [secs(reference_embedding, embed(*load_audio(path), source=str(path), device=device)) for path in others]
+def score_files(
+    reference: Path | str,
+    others: list[Path | str],
+    *,
+    device: str = "cpu",
+    encoder: str = DEFAULT_ENCODER,
+    allow_download: bool = False,
+) -> list[float]:
+    """SECS of each file in ``others`` against ``reference``, embedded by ``encoder``."""
+    options = {"device": device, "encoder": encoder, "allow_download": allow_download}
+    reference_embedding = embed(*load_audio(reference), source=str(reference), **options)
+    return [secs(reference_embedding, embed(*load_audio(path), source=str(path), **options)) for path in others]
 
 
 def prompt_reference_audio(prompt: VoicePrompt, model_set: ModelSet) -> np.ndarray:

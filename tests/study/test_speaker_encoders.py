@@ -1,0 +1,152 @@
+"""Speaker encoders behind one seam. The WavLM path is proved without the real weights: a tiny
+random WavLMForXVector saved in the Hugging Face cache layout under microsoft/wavlm-base-plus-sv
+loads through the same code and embeds; a missing, a truncated and another model's cache are each
+refused by name."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bark_ablation import cli
+from bark_ablation.core.errors import CacheFileError, MissingWeightsError, ParamsError
+from bark_ablation.models.cache_layout import write_hub_snapshot
+from bark_ablation.study import speaker_encoders
+from bark_ablation.study.similarity import embed
+from bark_ablation.study.speaker_encoders import WAVLM_REPO, get_encoder
+
+TINY_XVECTOR = 12
+"""Dimensions of the tiny model's embeddings."""
+
+
+def tiny_wavlm_files(tmp_path: Path, **config_changes) -> dict[str, bytes]:
+    """A random WavLMForXVector (13k parameters, seeded) and its feature extractor, as save_pretrained writes them."""
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
+
+    config = WavLMConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=20,
+        conv_dim=(16, 16, 16),
+        conv_stride=(5, 4, 4),
+        conv_kernel=(10, 8, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        tdnn_dim=(16, 16, 16),
+        tdnn_kernel=(3, 3, 1),
+        tdnn_dilation=(1, 2, 1),
+        xvector_output_dim=TINY_XVECTOR,
+        num_buckets=32,
+        max_bucket_distance=80,
+        architectures=["WavLMForXVector"],
+    )
+    torch.manual_seed(0)
+    directory = tmp_path / "saved"
+    WavLMForXVector(config).eval().save_pretrained(directory)
+    Wav2Vec2FeatureExtractor(sampling_rate=16_000, do_normalize=True, return_attention_mask=True).save_pretrained(
+        directory
+    )
+    files = {path.name: path.read_bytes() for path in directory.iterdir()}
+    if config_changes:
+        files["config.json"] = json.dumps({**json.loads(files["config.json"]), **config_changes}).encode()
+    return files
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch) -> Path:
+    """An empty Hugging Face cache the encoders read (HF_HOME under tmp_path)."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "huggingface"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    hub = tmp_path / "huggingface" / "hub"
+    hub.mkdir(parents=True)
+    return hub
+
+
+def voice(seconds: float = 1.0, pitch_hz: float = 140.0, rate: int = 24_000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * pitch_hz * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def test_a_tiny_wavlm_in_the_hub_layout_loads_and_embeds_unit_vectors_deterministically(hub_cache, tmp_path):
+    write_hub_snapshot(hub_cache, WAVLM_REPO, tiny_wavlm_files(tmp_path))
+    encoder = get_encoder("wavlm-base-plus-sv")
+    first = embed(voice(), 24_000, encoder="wavlm-base-plus-sv")
+    again = embed(voice(), 24_000, encoder="wavlm-base-plus-sv")
+    other = embed(voice(pitch_hz=220.0), 24_000, encoder="wavlm-base-plus-sv")
+    assert first.shape == (TINY_XVECTOR,) and abs(float(np.linalg.norm(first)) - 1) < 1e-5
+    assert np.array_equal(first, again)  # deterministic
+    assert not np.array_equal(first, other)  # and it depends on the audio
+    assert encoder.describe()["name"] == "wavlm-base-plus-sv" and encoder.describe()["dimensions"] == TINY_XVECTOR
+
+
+def test_missing_weights_are_named_with_where_and_the_command(hub_cache):
+    with pytest.raises(MissingWeightsError) as error:
+        get_encoder("wavlm-base-plus-sv")
+    message = str(error.value)
+    assert "speaker encoder 'wavlm-base-plus-sv (microsoft/wavlm-base-plus-sv)': 3 file(s) missing" in message
+    assert "config.json" in message and "preprocessor_config.json" in message and "model.safetensors" in message
+    assert str(hub_cache / "models--microsoft--wavlm-base-plus-sv") in message
+    assert "fetch them with: hf download microsoft/wavlm-base-plus-sv" in message
+
+
+def test_a_truncated_weights_file_is_refused_by_name(hub_cache, tmp_path):
+    files = tiny_wavlm_files(tmp_path)
+    files["model.safetensors"] = files["model.safetensors"][:1000]
+    write_hub_snapshot(hub_cache, WAVLM_REPO, files)
+    with pytest.raises(CacheFileError, match=r"speaker encoder 'wavlm-base-plus-sv' \(microsoft/wavlm-base-plus-sv\)"):
+        get_encoder("wavlm-base-plus-sv")
+
+
+def test_another_models_config_is_refused_by_name(hub_cache, tmp_path):
+    write_hub_snapshot(hub_cache, WAVLM_REPO, tiny_wavlm_files(tmp_path, architectures=["WavLMForCTC"]))
+    with pytest.raises(
+        CacheFileError, match=r"is another model's \(model_type 'wavlm', architectures \['WavLMForCTC'\]\)"
+    ):
+        get_encoder("wavlm-base-plus-sv")
+
+
+def test_the_default_encoder_is_resemblyzer_and_an_unknown_name_is_refused():
+    assert speaker_encoders.DEFAULT_ENCODER == "resemblyzer"
+    audio = voice()
+    assert np.array_equal(embed(audio, 24_000), get_encoder("resemblyzer").embed(audio, 24_000))
+    assert get_encoder().describe()["dimensions"] == 256
+    with pytest.raises(
+        ParamsError, match=r"--speaker-encoder: must be one of resemblyzer, wavlm-base-plus-sv, got 'ecapa'"
+    ):
+        get_encoder("ecapa")
+
+
+def test_the_similarity_command_names_its_encoder(hub_cache, tmp_path, capsys):
+    import soundfile
+
+    write_hub_snapshot(hub_cache, WAVLM_REPO, tiny_wavlm_files(tmp_path))
+    reference, other = tmp_path / "a.wav", tmp_path / "b.wav"
+    soundfile.write(reference, voice(), 24_000)
+    soundfile.write(other, voice(pitch_hz=200.0), 24_000)
+    argv = ["similarity", str(reference), str(other), "--json", "--speaker-encoder", "wavlm-base-plus-sv"]
+    assert cli.main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["speaker_encoder"]["name"] == "wavlm-base-plus-sv" and -1 <= printed["scores"][0]["secs"] <= 1
+    shutil.rmtree(hub_cache / "models--microsoft--wavlm-base-plus-sv")
+    speaker_encoders._cached_encoder.cache_clear()
+    assert cli.main(argv) == cli.EXIT_USAGE  # missing now: named, one error, no traceback
+    assert "speaker encoder 'wavlm-base-plus-sv (microsoft/wavlm-base-plus-sv)'" in capsys.readouterr().err
+
+
+def test_a_study_records_its_encoder_and_a_missing_one_stops_the_run_before_generating(hub_cache, tmp_path, capsys):
+    argv = ["run", "--prompt", "en_speaker_0", "--text", "Hi there.", "--seeds", "0", "--cells=scf,---"]
+    argv += ["--model-set", "tiny", "--max-duration", "0.4", "--quiet", "--speaker-encoder", "wavlm-base-plus-sv"]
+    assert cli.main([*argv, "--out", str(tmp_path / "missing")]) == cli.EXIT_USAGE
+    assert "fetch them with: hf download" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists() and not list(tmp_path.glob(".missing*"))
+    write_hub_snapshot(hub_cache, WAVLM_REPO, tiny_wavlm_files(tmp_path))
+    assert cli.main([*argv, "--out", str(tmp_path / "run")]) == 0
+    study = json.loads((tmp_path / "run" / "study.json").read_text())
+    assert study["reference"]["speaker_encoder"]["name"] == "wavlm-base-plus-sv"
