@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     longform.add_argument("--out", required=True, type=Path, help="output directory (must not exist)")
     longform.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     longform.add_argument("--no-study", action="store_true", help="skip speaker similarity and drift (generation only)")
+    _speaker_encoder_option(longform)
     _generation_options(longform)
     longform.set_defaults(handler=_longform)
 
@@ -221,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="let the speaker encoder download missing weights (never the default)",
     )
     similarity.set_defaults(handler=_similarity)
+
+    rescore = commands.add_parser(
+        "rescore",
+        help="score a finished run's samples again with another speaker encoder (into DIR/encoders/NAME/)",
+        description="Reads the run's sample and reference WAVs back, embeds them with --speaker-encoder and "
+        "writes that encoder's study (the statistics files and study.json) into DIR/encoders/NAME/; "
+        "`bark-ablation report DIR` then shows how far the encoders agree.",
+    )
+    rescore.add_argument("run_dir", type=Path, help="a run directory written by `bark-ablation run` (with its study)")
+    _speaker_encoder_option(rescore, default=None)
+    rescore.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the encoder runs")
+    rescore.add_argument(
+        "--allow-download", action="store_true", help="let the speaker encoder download missing weights"
+    )
+    rescore.set_defaults(handler=_rescore)
 
     compare = commands.add_parser(
         "compare", help="compare Bark implementations/versions: benchmark timings or golden behaviour"
@@ -332,10 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _speaker_encoder_option(parser: argparse.ArgumentParser) -> None:
+def _speaker_encoder_option(parser: argparse.ArgumentParser, default: str | None = "resemblyzer") -> None:
     parser.add_argument(
         "--speaker-encoder",
-        default="resemblyzer",
+        default=default,
+        required=default is None,
         metavar="NAME",
         help="speaker encoder for SECS: resemblyzer (default; GE2E, weights in the wheel) or "
         "wavlm-base-plus-sv (transformers' WavLMForXVector, microsoft/wavlm-base-plus-sv from the local "
@@ -707,6 +724,7 @@ def _longform(args: argparse.Namespace) -> int:
     from bark_ablation.longform.policies import ALL_POLICIES
     from bark_ablation.output.staging import StagedDirectory
     from bark_ablation.study.design import read_texts_file
+    from bark_ablation.study.speaker_encoders import check_encoder_name, get_encoder
 
     # Everything cheap first, before models are built or the disk is touched.
     max_chars = validate_max_chars(
@@ -725,9 +743,16 @@ def _longform(args: argparse.Namespace) -> int:
     if args.implementation is not None:
         check_implementation_name(args.implementation)
     check_batch_size(args.batch_size, args.implementation)
+    check_encoder_name(args.speaker_encoder)
     staged = StagedDirectory(args.out, overwrite=args.overwrite)
     try:
         model_set, reason, batch_size = _open_model_set(args, profile)
+        if not args.no_study:  # missing encoder weights are named now, not after the generation
+            get_encoder(
+                args.speaker_encoder,
+                "cuda" if model_set.device.startswith("cuda") else "cpu",
+                allow_download=args.allow_download,
+            )
         progress = _progress_bar(design.n_chunks, quiet=args.quiet, unit="chunk")
         start = time.perf_counter()
         try:
@@ -743,10 +768,10 @@ def _longform(args: argparse.Namespace) -> int:
             from bark_ablation.longform.identity_drift import analyse_drift
             from bark_ablation.longform.scoring import score_chunks
 
-            scores, references, per_score = score_chunks(
-                run, device="cuda" if model_set.device.startswith("cuda") else "cpu"
-            )
+            device = "cuda" if model_set.device.startswith("cuda") else "cpu"
+            scores, references, per_score = score_chunks(run, device=device, encoder=args.speaker_encoder)
             drift = analyse_drift(scores, per_score)
+            drift.speaker_encoder = get_encoder(args.speaker_encoder, device).describe()
         destination = write_longform(
             staged,
             run,
@@ -1079,6 +1104,25 @@ def _similarity(args: argparse.Namespace) -> int:
     else:
         for path, score in zip(args.others, scores, strict=True):
             print(f"{score:.4f}\t{path}")
+    return 0
+
+
+def _rescore(args: argparse.Namespace) -> int:
+    from bark_ablation.study.rescoring import agreement, primary_encoder, rescore
+
+    written = rescore(args.run_dir, args.speaker_encoder, device=args.device, allow_download=args.allow_download)
+    study = json.loads((args.run_dir / "study.json").read_text(encoding="utf-8"))
+    found = agreement(study, json.loads((written / "study.json").read_text(encoding="utf-8")))
+    rho = "n/a" if found["spearman_rho"] is None else f"{found['spearman_rho']:+.3f}"
+    stages = "; ".join(
+        f"{name} {'agrees' if a['agree'] else 'differs'} ({a['primary']} / {a['other']})"
+        for name, a in found["stages"].items()
+    )
+    print(
+        f"wrote {written}: {args.speaker_encoder} against {primary_encoder(study)}: Spearman rho of the "
+        f"{found['cells']} cell means {rho}" + (f"; {stages}" if stages else "")
+    )
+    print(f"report: bark-ablation report {args.run_dir}")
     return 0
 
 

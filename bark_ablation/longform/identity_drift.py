@@ -95,11 +95,19 @@ class DriftResult:
     per_chunk: dict[str, list[Estimate]]
     scores: list[ChunkScore]
     seconds_per_score: float = float("nan")
+    speaker_encoder: dict[str, Any] | None = None
+    """The encoder that made the scores (:meth:`SpeakerEncoder.describe`); None: Resemblyzer, unrecorded."""
 
     @property
     def best(self) -> PolicyDrift:
         """The policy that holds the voice best: the highest slope."""
         return max(self.drift, key=lambda d: d.slope.mean)
+
+    def _encoder_label(self) -> str:
+        encoder = self.speaker_encoder
+        if not encoder or encoder.get("name") == "resemblyzer":
+            return "Resemblyzer (GE2E)"
+        return f"{encoder['name']} ({encoder.get('weights', '')})"
 
     def get(self, policy: str) -> PolicyDrift:
         for drift in self.drift:
@@ -109,8 +117,9 @@ class DriftResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "metric": "SECS: cosine similarity of Resemblyzer (GE2E) embeddings, chunk vs the prompt's reference "
-            "audio (its fine codes decoded by the same codec)",
+            "metric": f"SECS: cosine similarity of {self._encoder_label()} embeddings, chunk vs the prompt's "
+            "reference audio (its fine codes decoded by the same codec)",
+            "speaker_encoder": self.speaker_encoder,
             "drift": "least-squares slope of SECS over the chunk index per run (SECS per chunk), averaged "
             "within each unit; first_to_last: SECS of the last chunk minus the first's",
             "confidence": CONFIDENCE,

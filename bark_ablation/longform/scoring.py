@@ -24,6 +24,7 @@ import numpy as np
 from bark_ablation.generation.pipeline import SAMPLE_RATE
 from bark_ablation.longform.generation import ChunkGeneration, LongformRun
 from bark_ablation.study.similarity import cached_embedding, prompt_reference_audio, secs
+from bark_ablation.study.speaker_encoders import DEFAULT_ENCODER
 
 ChunkTransform = Callable[[ChunkGeneration, Mapping[str, np.ndarray]], np.ndarray]
 """(chunk, speaker name -> reference audio) -> the audio to score in place of the chunk's."""
@@ -56,19 +57,21 @@ def score_chunks(
     transform: ChunkTransform | None = None,
     references: Mapping[str, np.ndarray] | None = None,
     embedding_cache: dict[bytes, np.ndarray] | None = None,
+    encoder: str = DEFAULT_ENCODER,
 ) -> tuple[list[ChunkScore], dict[str, np.ndarray], float]:
     """SECS of every chunk of ``run`` (module docstring), in the run's chunk order.
 
     ``references``: speaker name -> reference audio (24 kHz) to score against instead of the
     prompt decoded by the run's codec. ``embedding_cache``: a dict kept across calls (scoring the
-    same run under several transforms embeds only what changed).
+    same run under several transforms embeds only what changed). ``encoder``: the speaker encoder
+    (:mod:`~bark_ablation.study.speaker_encoders`).
 
     Returns the scores, the reference audio per speaker, and seconds per score.
     """
     cache = embedding_cache if embedding_cache is not None else {}
 
     def embedding_of(audio: np.ndarray, rate: int, source: str) -> np.ndarray:
-        return cached_embedding(cache, audio, rate, source=source, device=device)
+        return cached_embedding(cache, audio, rate, source=source, device=device, encoder=encoder)
 
     given = dict(references or {})
     reference_audio = {

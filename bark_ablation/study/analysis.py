@@ -123,9 +123,18 @@ class StudyResult:
             raise ValueError("score_map: only defined for one speaker and one text")
         return {(s.cell, s.seed): s.secs for s in self.scores}
 
+    @property
+    def encoder_label(self) -> str:
+        """The speaker encoder in words, from ``reference["speaker_encoder"]`` (Resemblyzer's
+        GE2E where a study predates the record)."""
+        encoder = self.reference.get("speaker_encoder")
+        if not encoder or encoder.get("name") == "resemblyzer":
+            return "Resemblyzer (GE2E)"
+        return f"{encoder['name']} ({encoder.get('weights', '')})"
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "metric": "SECS: cosine similarity of Resemblyzer (GE2E) embeddings, generation vs the "
+            "metric": f"SECS: cosine similarity of {self.encoder_label} embeddings, generation vs the "
             "prompt's reference audio (its fine codes decoded by the same codec)",
             "confidence": CONFIDENCE,
             "unit": self.unit,

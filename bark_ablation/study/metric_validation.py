@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bark_ablation.study.similarity import embed, load_audio, secs
+from bark_ablation.study.speaker_encoders import DEFAULT_ENCODER
 from bark_ablation.study.statistics import auc
 
 PANEL_VOICES = (
@@ -82,7 +83,9 @@ def validate(embeddings: dict[tuple[str, int], np.ndarray]) -> MetricValidation:
     )
 
 
-def validate_on_panel(directory: Path, voices=PANEL_VOICES, sentences=PANEL_SENTENCES) -> MetricValidation:
-    """Synthesize the panel into ``directory``, embed every file, and :func:`validate`."""
+def validate_on_panel(
+    directory: Path, voices=PANEL_VOICES, sentences=PANEL_SENTENCES, *, encoder: str = DEFAULT_ENCODER
+) -> MetricValidation:
+    """Synthesize the panel into ``directory``, embed every file with ``encoder``, and :func:`validate`."""
     paths = synthesize_panel(directory, voices, sentences)
-    return validate({key: embed(*load_audio(path), source=str(path)) for key, path in paths.items()})
+    return validate({key: embed(*load_audio(path), source=str(path), encoder=encoder) for key, path in paths.items()})

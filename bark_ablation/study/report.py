@@ -32,6 +32,7 @@ from bark_ablation.output.pages import p_text as _p
 from bark_ablation.output.pages import read_json as _read_json
 from bark_ablation.output.tables import Table, inline_html
 from bark_ablation.study.analysis import ALPHA, MAIN_EFFECTS, reference_file
+from bark_ablation.study.rescoring import agreement, primary_encoder, rescored_studies
 from bark_ablation.study.similarity import load_audio
 
 
@@ -54,7 +55,7 @@ def write_report(run_dir: Path, *, unit_reports: bool = True) -> tuple[Path, Pat
             write_report(run_dir / unit["directory"])
     figures = run_dir / "figures"
     figures.mkdir(exist_ok=True)
-    sections = _sections(summary, study, multi)
+    sections = _sections(summary, study, multi) + _encoder_sections(study, rescored_studies(run_dir))
     images: dict[str, bytes] = {}
     model_set = summary["model_set"]["name"]
     speakers = study["levels"]["speakers"]
@@ -273,6 +274,46 @@ def _sections(summary: dict[str, Any], study: dict[str, Any], multi: bool) -> li
         )
     )
     return sections
+
+
+def _encoder_sections(study: dict[str, Any], others: dict[str, dict[str, Any]]) -> list[tuple[str, str, Table | None]]:
+    """With re-scored studies (``bark-ablation rescore``), how far each encoder agrees with this one."""
+    if not others:
+        return []
+    primary = primary_encoder(study)
+    rows = []
+    for name, other in others.items():
+        found = agreement(study, other)
+        rows.append(
+            [
+                f"`{name}`",
+                "n/a" if found["spearman_rho"] is None else f"{found['spearman_rho']:+.3f}",
+                _p(found["spearman_p"]),
+                str(found["cells"]),
+                *(
+                    (
+                        ""
+                        if stage not in found["stages"]
+                        else ("agrees" if found["stages"][stage]["agree"] else "**differs**")
+                        + f" ({found['stages'][stage]['other']})"
+                    )
+                    for stage in MAIN_EFFECTS
+                ),
+            ]
+        )
+    return [
+        (
+            "Speaker encoders",
+            f"Every number above comes from `{primary}`. The same samples re-scored (`bark-ablation rescore`, "
+            f"files in `encoders/<name>/`): Spearman's rho of the per-cell mean SECS against `{primary}`'s, and "
+            f"whether each stage's answer (main effect surviving Holm at {ALPHA}, and its sign) agrees.",
+            Table(
+                ["encoder", "Spearman rho", "p", "cells", *(f"{stage} answer" for stage in MAIN_EFFECTS)],
+                rows,
+                numeric={1, 2, 3},
+            ),
+        )
+    ]
 
 
 def random_weights_caveat(summary: dict[str, Any]) -> str:

@@ -213,6 +213,15 @@ ENCODERS: dict[str, Callable[..., SpeakerEncoder]] = {
 }
 
 
+def missing_files(name: str) -> list[MissingFile]:
+    """What encoder ``name`` lacks in this machine's caches (empty: it can run offline)."""
+    from bark_ablation.models.cached_weights import CacheLocations
+
+    if check_encoder_name(name) == WavLMXVectorEncoder.name:
+        return missing_wavlm_files(WAVLM_REPO, CacheLocations.from_environment().hf_hub_dir)
+    return []
+
+
 def check_encoder_name(name: str, field: str = "--speaker-encoder") -> str:
     if name not in ENCODERS:
         raise ParamsError(field, f"must be one of {', '.join(ENCODERS)}, got {name!r}")

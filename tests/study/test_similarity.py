@@ -26,6 +26,7 @@ from bark_ablation.study.similarity import (
     score_files,
     secs,
 )
+from bark_ablation.study.speaker_encoders import ENCODERS, missing_files
 
 needs_espeak = pytest.mark.skipif(
     espeak_available() is None, reason="needs espeak-ng (Debian package espeak-ng; .ci/run installs it)"
@@ -33,25 +34,43 @@ needs_espeak = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def panel(tmp_path_factory):
-    """{(voice, sentence): embedding} for the validation panel, and the seconds it took."""
+def panel_files(tmp_path_factory):
+    """{(voice, sentence): WAV} of the validation panel."""
     from bark_ablation.study.metric_validation import synthesize_panel
 
-    paths = synthesize_panel(tmp_path_factory.mktemp("panel"))
-    embed(*load_audio(next(iter(paths.values()))))  # load the encoder outside the timing
+    return synthesize_panel(tmp_path_factory.mktemp("panel"))
+
+
+def embed_panel(paths, encoder: str = "resemblyzer"):
+    """{(voice, sentence): embedding} by ``encoder``, and the seconds per embedding."""
+    embed(*load_audio(next(iter(paths.values()))), encoder=encoder)  # load the encoder outside the timing
     started = time.perf_counter()
-    embeddings = {key: embed(*load_audio(path)) for key, path in paths.items()}
+    embeddings = {key: embed(*load_audio(path), encoder=encoder) for key, path in paths.items()}
     return paths, embeddings, (time.perf_counter() - started) / len(paths)
 
 
+@pytest.fixture(scope="module")
+def panel(panel_files):
+    return embed_panel(panel_files)
+
+
 @needs_espeak
-def test_metric_separates_known_voices(panel, record_property):
-    _, embeddings, seconds_per_embedding = panel
+@pytest.mark.parametrize("encoder", list(ENCODERS))
+def test_metric_separates_known_voices(panel_files, encoder, record_property):
+    """For every encoder whose weights this machine has (the real ones: the tiny test model is
+    never in the real cache); the others skip, naming what is missing."""
+    missing = missing_files(encoder)
+    if missing:
+        pytest.skip(
+            f"speaker encoder {encoder!r}: {len(missing)} file(s) not cached, e.g. {missing[0]}; "
+            "fetch: hf download microsoft/wavlm-base-plus-sv"
+        )
+    _, embeddings, seconds_per_embedding = embed_panel(panel_files, encoder)
     result = validate(embeddings)
     for name, value in {**result.to_dict(), "seconds_per_embedding": seconds_per_embedding}.items():
         record_property(name, value)
     print(
-        f"SECS validation: {len(PANEL_VOICES)} voices x {len(PANEL_SENTENCES)} sentences: "
+        f"SECS validation ({encoder}): {len(PANEL_VOICES)} voices x {len(PANEL_SENTENCES)} sentences: "
         f"AUC {result.auc:.4f}, same {result.same_mean:.3f} (n={result.n_same}), different "
         f"{result.different_mean:.3f} (n={result.n_different}), {seconds_per_embedding * 1000:.0f} ms per embedding"
     )

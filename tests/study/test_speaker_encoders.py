@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from wavlm_cache import TINY_XVECTOR, tiny_wavlm_files
 
 from bark_ablation import cli
 from bark_ablation.core.errors import CacheFileError, MissingWeightsError, ParamsError
@@ -18,55 +18,6 @@ from bark_ablation.models.cache_layout import write_hub_snapshot
 from bark_ablation.study import speaker_encoders
 from bark_ablation.study.similarity import embed
 from bark_ablation.study.speaker_encoders import WAVLM_REPO, get_encoder
-
-TINY_XVECTOR = 12
-"""Dimensions of the tiny model's embeddings."""
-
-
-def tiny_wavlm_files(tmp_path: Path, **config_changes) -> dict[str, bytes]:
-    """A random WavLMForXVector (13k parameters, seeded) and its feature extractor, as save_pretrained writes them."""
-    import torch
-    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
-
-    config = WavLMConfig(
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=20,
-        conv_dim=(16, 16, 16),
-        conv_stride=(5, 4, 4),
-        conv_kernel=(10, 8, 8),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        tdnn_dim=(16, 16, 16),
-        tdnn_kernel=(3, 3, 1),
-        tdnn_dilation=(1, 2, 1),
-        xvector_output_dim=TINY_XVECTOR,
-        num_buckets=32,
-        max_bucket_distance=80,
-        architectures=["WavLMForXVector"],
-    )
-    torch.manual_seed(0)
-    directory = tmp_path / "saved"
-    WavLMForXVector(config).eval().save_pretrained(directory)
-    Wav2Vec2FeatureExtractor(sampling_rate=16_000, do_normalize=True, return_attention_mask=True).save_pretrained(
-        directory
-    )
-    files = {path.name: path.read_bytes() for path in directory.iterdir()}
-    if config_changes:
-        files["config.json"] = json.dumps({**json.loads(files["config.json"]), **config_changes}).encode()
-    return files
-
-
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch) -> Path:
-    """An empty Hugging Face cache the encoders read (HF_HOME under tmp_path)."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "huggingface"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    hub = tmp_path / "huggingface" / "hub"
-    hub.mkdir(parents=True)
-    return hub
 
 
 def voice(seconds: float = 1.0, pitch_hz: float = 140.0, rate: int = 24_000) -> np.ndarray:
@@ -150,3 +101,14 @@ def test_a_study_records_its_encoder_and_a_missing_one_stops_the_run_before_gene
     assert cli.main([*argv, "--out", str(tmp_path / "run")]) == 0
     study = json.loads((tmp_path / "run" / "study.json").read_text())
     assert study["reference"]["speaker_encoder"]["name"] == "wavlm-base-plus-sv"
+
+
+def test_a_longform_run_scores_with_the_named_encoder(hub_cache, tmp_path):
+    write_hub_snapshot(hub_cache, WAVLM_REPO, tiny_wavlm_files(tmp_path))
+    texts = tmp_path / "passages.txt"
+    texts.write_text("One sentence here. Another one there.\n", encoding="utf-8")
+    argv = ["longform", "--prompt", "en_speaker_0", "--texts-file", str(texts), "--seeds", "0", "--policies", "prompt"]
+    argv += ["--model-set", "tiny", "--max-duration", "0.4", "--quiet", "--speaker-encoder", "wavlm-base-plus-sv"]
+    assert cli.main([*argv, "--out", str(tmp_path / "longform")]) == 0
+    drift = json.loads((tmp_path / "longform" / "drift.json").read_text())
+    assert drift["speaker_encoder"]["name"] == "wavlm-base-plus-sv" and "wavlm-base-plus-sv" in drift["metric"]
