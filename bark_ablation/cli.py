@@ -513,14 +513,15 @@ def _run_in(args: argparse.Namespace, ray, staged, design, shard, units, profile
         for note in opened.notes:
             print(note, file=sys.stderr)
         model_set, reason, batch_size = opened.model_set, opened.reason, opened.batch_size
+    arguments, options = _run_arguments(args, design, params, profile, shard, model_set, batch_size)
+    if args.resume is not None:
+        # a run started before the encoder was recorded was scored by Resemblyzer
+        staged.check_arguments(arguments, options, absent={"speaker_encoder": None if args.no_study else "resemblyzer"})
     if not args.no_study:  # missing encoder weights are named now, not after the generation
         from bark_ablation.study.speaker_encoders import get_encoder
 
         get_encoder(args.speaker_encoder, _scoring_device(model_set), allow_download=args.allow_download)
-    arguments, options = _run_arguments(args, design, params, profile, shard, model_set, batch_size)
-    if args.resume is not None:
-        staged.check_arguments(arguments, options)
-    else:
+    if args.resume is None:
         staged.start(arguments)
     single_unit = design.is_single_unit and shard is None
     try:
@@ -668,7 +669,7 @@ def _run_arguments(
         "device": model_set.device_class,
         "batch_size": batch_size,
         "study": not args.no_study,
-        "speaker_encoder": args.speaker_encoder,
+        "speaker_encoder": None if args.no_study else args.speaker_encoder,
         "shard": None if shard is None else shard.label,
         **{f"params.{name}": value for name, value in params.to_dict().items()},
     }

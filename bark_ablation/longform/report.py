@@ -125,8 +125,7 @@ def _design_lines(summary: dict[str, Any], drift: dict[str, Any]) -> list[str]:
         "policies: " + "; ".join(f"`{p['name']}`: {p['description']}" for p in summary["policies"]),
         f"model set `{summary['model_set']['name']}` ({summary['model_set']['implementation']}), profile "
         f"`{summary['profile']['name']}`, device class `{summary['device']['device_class']}`",
-        "metric: SECS of each chunk against the prompt's reference (its fine codes decoded by the same codec); "
-        "drift: least-squares slope over the chunk index per run, averaged within each unit",
+        f"metric: {drift['metric']}; drift: least-squares slope over the chunk index per run, averaged within each unit",
     ]
 
 

@@ -2,8 +2,8 @@
 
 For each chunk of a :class:`~bark_ablation.longform.generation.LongformRun`:
 
-* ``secs_prompt``: SECS (cosine of Resemblyzer GE2E embeddings,
-  :mod:`bark_ablation.study.similarity`) against the speaker's reference audio, the prompt's fine
+* ``secs_prompt``: SECS (cosine of speaker embeddings, Resemblyzer's GE2E unless another encoder
+  is named, :mod:`bark_ablation.study.speaker_encoders`) against the speaker's reference audio, the prompt's fine
   codes decoded by the same model set's codec, as in the study;
 * ``secs_first``: SECS against the first chunk of the same (speaker, passage, policy, seed) run:
   how far the voice has moved from where the passage started (1 for the first chunk itself).

@@ -59,7 +59,9 @@ def rescore(run_dir: Path, encoder: str, *, device: str = "cpu", allow_download:
 
     def reference(name: str):
         named = run_dir / "audio" / f"reference_{safe_name(name)}.wav"
-        return embedding(named if named.is_file() else run_dir / "audio" / "reference.wav")
+        # reference.wav is the one speaker's of a single-speaker run, never another speaker's
+        own_only = not named.is_file() and name in study["reference"].get("prompts", [])
+        return embedding(run_dir / "audio" / "reference.wav" if own_only else named)
 
     others = study["reference"].get("other_prompts", {})
     started = time.perf_counter()

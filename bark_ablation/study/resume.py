@@ -129,11 +129,15 @@ class ResumableDirectory:
         """Samples written so far (0 before :meth:`start`)."""
         return sum(1 for _ in self.path.rglob("tokens/*.npz")) if self.path.is_dir() else 0
 
-    def check_arguments(self, arguments: Mapping[str, Any], options: Mapping[str, str]) -> None:
+    def check_arguments(
+        self, arguments: Mapping[str, Any], options: Mapping[str, str], *, absent: Mapping[str, Any] | None = None
+    ) -> None:
         """Refuse arguments that differ from the recorded ones, naming the option (``options``:
-        argument name -> the command-line option that sets it)."""
+        argument name -> the command-line option that sets it). ``absent``: the value an argument
+        had in runs recorded before it was (argument name -> value)."""
         try:
             recorded = json.loads((self.path / RESUME_FILE).read_text(encoding="utf-8"))["arguments"]
+            recorded = {**(absent or {}), **recorded}
         except (OSError, ValueError, KeyError) as error:
             raise OutputError(f"{self.path / RESUME_FILE}: unreadable ({error}); the run cannot be resumed") from None
         given = json.loads(json.dumps(dict(arguments)))  # as it would be recorded

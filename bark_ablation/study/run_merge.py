@@ -205,6 +205,7 @@ def _merge_unit_studies(units: list[tuple[Path, dict[str, Any]]], run_dirs: list
                 raise MergeError(f"{path}: missing; every unit directory holds its speakers' reference audio")
             references.setdefault(speaker, load_audio(path)[0])
     pooled = [_read_json(d / "study.json") for d in run_dirs]
+    _check_same_encoder(run_dirs, pooled)
     reference = {
         **pooled[0]["reference"],
         "prompts": prompts,
@@ -273,6 +274,17 @@ def _copy_tree(source: Path, target: Path) -> None:
         shutil.copy2(path, destination)
 
 
+def _check_same_encoder(run_dirs: list[Path], studies: list[dict]) -> None:
+    """Shards scored by different speaker encoders (or versions, weights) do not merge."""
+    encoders = [(study.get("reference") or {}).get("speaker_encoder") for study in studies]
+    for run_dir, encoder in zip(run_dirs[1:], encoders[1:], strict=True):
+        if encoder != encoders[0]:
+            raise MergeError(
+                f"{run_dir}: speaker_encoder differs from {run_dirs[0]}'s ({encoder} vs {encoders[0]}); "
+                f"shards of one study are scored by one encoder (rescore them with the same one)"
+            )
+
+
 def _merge_study(run_dirs: list[Path], directory: Path) -> None:
     from bark_ablation.study.analysis import REFERENCE_WAV, Score, analyse, write_study
 
@@ -284,6 +296,7 @@ def _merge_study(run_dirs: list[Path], directory: Path) -> None:
         # study.json keeps full precision (secs.csv rounds to 6 digits)
         scores += [Score(**row) for row in study["scores"]]
     first = _read_json(run_dirs[0] / "study.json")
+    _check_same_encoder(run_dirs, [_read_json(d / "study.json") for d in run_dirs])
     scores.sort(key=lambda s: s.seed)
     result = analyse(scores, sum(timings) / len(timings), first["reference"], texts=first["levels"]["texts"])
     write_study(directory, result)

@@ -265,6 +265,8 @@ def _write_unit(
         summary["model_set"]["choice"] = model_set_choice
     if execution is not None:
         summary["execution"] = execution
+    if study is not None:
+        summary["speaker_encoder"] = study.reference.get("speaker_encoder")
     write_summary(directory, summary)
 
 
@@ -320,6 +322,8 @@ def write_design_run(
     summary = design_summary(design_run, wall_s, units, model_set_choice)
     if execution is not None:
         summary["execution"] = execution
+    if study is not None:
+        summary["speaker_encoder"] = study.reference.get("speaker_encoder")
     write_summary(staged.path, summary)
     return staged.commit()
 

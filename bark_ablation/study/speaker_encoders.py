@@ -18,7 +18,6 @@ Each encoder resamples to the rate it expects (16 kHz for both) with librosa; it
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -114,23 +113,36 @@ class WavLMXVectorEncoder:
 
         self.repo, self.device = repo, device
         cache_dir = CacheLocations.from_environment().hf_hub_dir
-        if not allow_download:
-            snapshot = _check_wavlm_cache(repo, cache_dir)
+        snapshot = None if allow_download else _check_wavlm_cache(repo, cache_dir)
         online = hub_online() if allow_download else contextlib.nullcontext()
+        what = f"speaker encoder {self.name!r} ({repo})"
         try:
             with online:
                 self._features = AutoFeatureExtractor.from_pretrained(
                     repo, cache_dir=cache_dir, local_files_only=not allow_download
                 )
-                model = WavLMForXVector.from_pretrained(repo, cache_dir=cache_dir, local_files_only=not allow_download)
+                model, loading = WavLMForXVector.from_pretrained(
+                    repo, cache_dir=cache_dir, local_files_only=not allow_download, output_loading_info=True
+                )
         except Exception as error:  # truncated or foreign files: transformers and safetensors raise many kinds
-            where = snapshot if not allow_download else cache_dir
+            detail = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+            if allow_download:  # a network or version problem as likely as a broken file
+                raise CacheFileError(
+                    cache_dir, what, f"cannot be fetched or loaded ({detail})", "see the error"
+                ) from None
             raise CacheFileError(
-                where,
-                f"speaker encoder {self.name!r} ({repo})",
-                f"cannot be loaded ({' '.join(str(error).split())[:300]})",
-                f"delete it and fetch it again: {_fetch_command(repo)}",
+                snapshot, what, f"cannot be loaded ({detail})", f"delete it and fetch it again: {_fetch_command(repo)}"
             ) from None
+        incomplete = {k: v for k, v in loading.items() if k != "error_msgs" and v}
+        if incomplete:  # a head left random would give other numbers at every load
+            names = "; ".join(f"{kind}: {', '.join(sorted(map(str, keys))[:4])}" for kind, keys in incomplete.items())
+            raise CacheFileError(
+                snapshot or cache_dir,
+                what,
+                f"its weights are not a WavLMForXVector's ({names})",
+                f"delete the snapshot and fetch it again: {_fetch_command(repo)}",
+            )
+        self.revision = _snapshot_revision(repo, cache_dir)
         self._model = model.eval().to(device)
         self._torch = torch
         self.dimensions = int(model.config.xvector_output_dim)
@@ -152,10 +164,18 @@ class WavLMXVectorEncoder:
         return {
             "name": self.name,
             "version": f"transformers {metadata.version('transformers')}",
-            "weights": f"{self.repo} (WavLMForXVector), Hugging Face cache",
+            "weights": f"{self.repo}@{self.revision} (WavLMForXVector), Hugging Face cache",
             "dimensions": self.dimensions,
             "sample_rate_hz": ENCODER_RATE,
         }
+
+
+def _snapshot_revision(repo: str, cache_dir: Path) -> str:
+    """The commit of the cached snapshot the model was read from (its directory's name)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, "config.json", cache_dir=cache_dir)
+    return Path(found).parent.name if isinstance(found, str) else "unknown"
 
 
 def _fetch_command(repo: str) -> str:
@@ -228,15 +248,20 @@ def check_encoder_name(name: str, field: str = "--speaker-encoder") -> str:
     return name
 
 
+_BUILT: dict[tuple[str, str, Path], SpeakerEncoder] = {}
+
+
 def get_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu", *, allow_download: bool = False) -> SpeakerEncoder:
-    """The encoder ``name`` on ``device``, built once per process and Hugging Face cache."""
+    """The encoder ``name`` on ``device``, built once per process and Hugging Face cache (built
+    with ``allow_download``, it serves the later offline calls too)."""
     from bark_ablation.models.cached_weights import CacheLocations
 
-    return _cached_encoder(
-        check_encoder_name(name), device, allow_download, CacheLocations.from_environment().hf_hub_dir
-    )
+    key = (check_encoder_name(name), device, CacheLocations.from_environment().hf_hub_dir)
+    if key not in _BUILT:
+        _BUILT[key] = ENCODERS[name](device, allow_download)
+    return _BUILT[key]
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_encoder(name: str, device: str, allow_download: bool, hf_hub_dir: Path) -> SpeakerEncoder:
-    return ENCODERS[name](device, allow_download)
+def forget_encoders() -> None:
+    """Drop every built encoder (for a test that changes a cache in place)."""
+    _BUILT.clear()

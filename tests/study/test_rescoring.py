@@ -82,4 +82,13 @@ def test_a_run_missing_a_sample_is_refused_and_leaves_nothing(study_run, tmp_pat
     next((broken / "units").glob("*/audio/seed0_scf.wav")).unlink()
     with pytest.raises(OutputError, match=r"seed0_scf.wav: missing; the run directory is incomplete"):
         rescore(broken, "resemblyzer")
-    assert not (broken / "encoders").exists()
+
+
+def test_shards_scored_by_different_encoders_do_not_merge(tmp_path):
+    from bark_ablation.study.run_merge import MergeError, _check_same_encoder
+
+    resemblyzer = {"reference": {"speaker_encoder": {"name": "resemblyzer", "version": "0.1.4"}}}
+    wavlm = {"reference": {"speaker_encoder": {"name": "wavlm-base-plus-sv", "version": "transformers 5.24.0"}}}
+    _check_same_encoder([tmp_path / "a", tmp_path / "b"], [resemblyzer, resemblyzer])
+    with pytest.raises(MergeError, match=r"/b: speaker_encoder differs from .*/a's"):
+        _check_same_encoder([tmp_path / "a", tmp_path / "b"], [resemblyzer, wavlm])

@@ -86,7 +86,7 @@ def test_the_similarity_command_names_its_encoder(hub_cache, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["speaker_encoder"]["name"] == "wavlm-base-plus-sv" and -1 <= printed["scores"][0]["secs"] <= 1
     shutil.rmtree(hub_cache / "models--microsoft--wavlm-base-plus-sv")
-    speaker_encoders._cached_encoder.cache_clear()
+    speaker_encoders.forget_encoders()
     assert cli.main(argv) == cli.EXIT_USAGE  # missing now: named, one error, no traceback
     assert "speaker encoder 'wavlm-base-plus-sv (microsoft/wavlm-base-plus-sv)'" in capsys.readouterr().err
 
@@ -112,3 +112,35 @@ def test_a_longform_run_scores_with_the_named_encoder(hub_cache, tmp_path):
     assert cli.main([*argv, "--out", str(tmp_path / "longform")]) == 0
     drift = json.loads((tmp_path / "longform" / "drift.json").read_text())
     assert drift["speaker_encoder"]["name"] == "wavlm-base-plus-sv" and "wavlm-base-plus-sv" in drift["metric"]
+
+
+def test_weights_without_the_xvector_head_are_refused_by_name(hub_cache, tmp_path):
+    """A bare WavLMModel's weights under a WavLMForXVector config would load with a random head
+    (other numbers at every load): refused, naming what is missing."""
+    import torch
+    from transformers import WavLMConfig, WavLMModel
+
+    files = tiny_wavlm_files(tmp_path)
+    config = WavLMConfig(**{k: v for k, v in json.loads(files["config.json"]).items() if k != "architectures"})
+    torch.manual_seed(0)
+    WavLMModel(config).save_pretrained(tmp_path / "bare")
+    files["model.safetensors"] = (tmp_path / "bare" / "model.safetensors").read_bytes()
+    write_hub_snapshot(hub_cache, WAVLM_REPO, files)
+    with pytest.raises(CacheFileError, match=r"its weights are not a WavLMForXVector's \(missing_keys: "):
+        get_encoder("wavlm-base-plus-sv")
+
+
+def test_a_run_recorded_before_the_encoder_was_resumes_as_resemblyzer(tmp_path):
+    from bark_ablation.study.resume import ResumableDirectory
+
+    destination = tmp_path / "run"
+    ResumableDirectory(destination).start({"seeds": [0]})  # an older run: no speaker_encoder recorded
+    waiting = ResumableDirectory.resume(destination)
+    options = {"speaker_encoder": "--speaker-encoder"}
+    waiting.check_arguments(
+        {"seeds": [0], "speaker_encoder": "resemblyzer"}, options, absent={"speaker_encoder": "resemblyzer"}
+    )
+    with pytest.raises(ParamsError, match=r"--speaker-encoder: differs from the interrupted run's"):
+        waiting.check_arguments(
+            {"seeds": [0], "speaker_encoder": "wavlm-base-plus-sv"}, options, absent={"speaker_encoder": "resemblyzer"}
+        )
