@@ -7,9 +7,13 @@ the number means and whether it compares with a paper's:
   the wheel, so it always works offline.
 - ``wavlm-base-plus-sv``: ``microsoft/wavlm-base-plus-sv`` through transformers'
   ``WavLMForXVector`` and its feature extractor (512 floats), what part of the zero-shot TTS
-  literature reports as speaker similarity. Read from the local Hugging Face cache only, unless
-  downloads are allowed; missing files are named with where they were expected and the command
-  that fetches them, broken ones like the Bark caches' (:class:`CacheFileError`).
+  literature reports as speaker similarity.
+- ``ecapa-voxceleb``: SpeechBrain's ECAPA-TDNN ``speechbrain/spkrec-ecapa-voxceleb`` (192 floats;
+  optional extra ``[ecapa]``).
+
+The last two are read from the local Hugging Face cache only, unless downloads are allowed;
+missing files are named with where they were expected and the command that fetches them, broken
+ones like the Bark caches' (:class:`CacheFileError`).
 
 Each encoder resamples to the rate it expects (16 kHz for both) with librosa; its
 :meth:`SpeakerEncoder.describe` (name, version, weights) is recorded in every study it scores.
@@ -170,6 +174,138 @@ class WavLMXVectorEncoder:
         }
 
 
+ECAPA_REPO = "speechbrain/spkrec-ecapa-voxceleb"
+ECAPA_CHECKPOINT = "embedding_model.ckpt"
+ECAPA_EXTRA_HINT = "pip install 'bark-ablation[ecapa]' (SpeechBrain)"
+
+
+class EcapaVoxcelebEncoder:
+    """SpeechBrain's ECAPA-TDNN trained on VoxCeleb (``speechbrain/spkrec-ecapa-voxceleb``, 192
+    floats): 80 mel filterbanks of 16 kHz audio, sentence mean normalisation, the ECAPA-TDNN
+    embedding, as the repository's ``EncoderClassifier.encode_batch`` computes it.
+
+    Built here from SpeechBrain's classes, not with ``EncoderClassifier.from_hparams``, which
+    executes the cached ``hyperparams.yaml`` (HyperPyYAML builds any object it names) and writes a
+    copy of the files into a save directory; only ``embedding_model.ckpt`` is read, with
+    ``torch.load(weights_only=True)``, and the network's sizes are read from its tensors' shapes
+    (the real checkpoint's: channels 1024 x 4 and 3072, attention 128, 192 outputs). Optional
+    extra ``[ecapa]``; read from the local Hugging Face cache only, unless downloads are allowed."""
+
+    name = "ecapa-voxceleb"
+
+    def __init__(self, device: str = "cpu", *, repo: str = ECAPA_REPO, allow_download: bool = False):
+        import torch
+
+        try:
+            from speechbrain.lobes.features import Fbank
+            from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+            from speechbrain.processing.features import InputNormalization
+        except ImportError:
+            raise ParamsError("--speaker-encoder", f"{self.name} needs SpeechBrain: {ECAPA_EXTRA_HINT}") from None
+        from bark_ablation.models.cached_weights import CacheLocations
+
+        self.repo, self.device, self._torch = repo, device, torch
+        cache_dir = CacheLocations.from_environment().hf_hub_dir
+        checkpoint = _ecapa_checkpoint(repo, cache_dir, allow_download)
+        what = f"speaker encoder {self.name!r} ({repo}) {ECAPA_CHECKPOINT}"
+        fix = f"delete it and fetch it again: {_fetch_command(repo)}"
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as error:  # truncated, not a torch file, or a pickled global outside the allow-list
+            detail = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+            raise CacheFileError(checkpoint, what, f"cannot be read ({detail})", fix) from None
+        try:
+            model = ECAPA_TDNN(**_ecapa_sizes(state))
+            model.load_state_dict(state, strict=True)
+        except (KeyError, IndexError, RuntimeError, TypeError, AttributeError, ValueError) as error:
+            problem = f"is not an ECAPA-TDNN embedding model ({' '.join(str(error).split())[:300]})"
+            raise CacheFileError(checkpoint, what, problem, fix) from None
+        self._features = Fbank(n_mels=int(state["blocks.0.conv.conv.weight"].shape[1]))
+        self._normalise = InputNormalization(norm_type="sentence", std_norm=False).eval()
+        self._model = model.eval().to(device)
+        self.dimensions = int(state["fc.conv.weight"].shape[0])
+        self.revision = Path(checkpoint).parent.name
+
+    def embed(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        import librosa
+
+        samples = np.asarray(audio, dtype=np.float32)
+        if sample_rate != ENCODER_RATE:
+            samples = librosa.resample(samples, orig_sr=sample_rate, target_sr=ENCODER_RATE)
+        torch = self._torch
+        with torch.no_grad():
+            wavs = torch.from_numpy(samples)[None, :]
+            lengths = torch.ones(1)
+            features = self._normalise(self._features(wavs), lengths)
+            embedding = self._model(features.to(self.device), lengths.to(self.device))
+        return _unit(embedding[0, 0].float().cpu().numpy())
+
+    def describe(self) -> dict[str, Any]:
+        from importlib import metadata
+
+        return {
+            "name": self.name,
+            "version": f"speechbrain {metadata.version('speechbrain')}",
+            "weights": f"{self.repo}@{self.revision} ({ECAPA_CHECKPOINT}, ECAPA-TDNN), Hugging Face cache",
+            "dimensions": self.dimensions,
+            "sample_rate_hz": ENCODER_RATE,
+        }
+
+
+def _ecapa_sizes(state: dict) -> dict[str, Any]:
+    """ECAPA_TDNN's constructor arguments, read from its state dict's shapes (dilations 1, 2, 3, 4,
+    1 as in every SpeechBrain ECAPA recipe: they leave no trace in the weights)."""
+    first = state["blocks.0.conv.conv.weight"]
+    middle = [state[f"blocks.{i}.tdnn1.conv.conv.weight"] for i in (1, 2, 3)]
+    aggregation = state["mfa.conv.conv.weight"]
+    res2net = [k for k in state if k.startswith("blocks.1.res2net_block.blocks.") and k.endswith("conv.conv.weight")]
+    return {
+        "input_size": int(first.shape[1]),
+        "channels": [int(first.shape[0]), *(int(w.shape[0]) for w in middle), int(aggregation.shape[0])],
+        "kernel_sizes": [
+            int(first.shape[2]),
+            *(int(state[f"blocks.{i}.res2net_block.blocks.0.conv.conv.weight"].shape[2]) for i in (1, 2, 3)),
+            int(aggregation.shape[2]),
+        ],
+        "dilations": [1, 2, 3, 4, 1],
+        "attention_channels": int(state["asp.tdnn.conv.conv.weight"].shape[0]),
+        "res2net_scale": 1 + len(res2net),
+        "se_channels": int(state["blocks.1.se_block.conv1.conv.weight"].shape[0]),
+        "lin_neurons": int(state["fc.conv.weight"].shape[0]),
+    }
+
+
+def _ecapa_checkpoint(repo: str, cache_dir: Path, allow_download: bool) -> Path:
+    """The cached ``embedding_model.ckpt`` of ``repo`` (fetched first where downloads are
+    allowed); missing: :class:`MissingWeightsError` naming it, where, and the command."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, ECAPA_CHECKPOINT, cache_dir=cache_dir)
+    if isinstance(found, str):
+        return Path(found)
+    if allow_download:
+        from bark_ablation.core.hub_access import hub_online
+
+        with hub_online():
+            return Path(hf_hub_download(repo, ECAPA_CHECKPOINT, cache_dir=cache_dir))
+    raise MissingWeightsError(
+        f"{EcapaVoxcelebEncoder.name} ({repo})",
+        missing_ecapa_files(repo, cache_dir),
+        kind="speaker encoder",
+        command=_fetch_command(repo),
+    )
+
+
+def missing_ecapa_files(repo: str, cache_dir: Path) -> list[MissingFile]:
+    """``embedding_model.ckpt`` of ``repo`` where the Hugging Face cache at ``cache_dir`` lacks it."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo, ECAPA_CHECKPOINT, cache_dir=cache_dir), str):
+        return []
+    where = Path(cache_dir) / ("models--" + repo.replace("/", "--"))
+    return [MissingFile(f"{repo} {ECAPA_CHECKPOINT}", where, "Hugging Face cache: $HF_HOME/hub")]
+
+
 def _snapshot_revision(repo: str, cache_dir: Path) -> str:
     """The commit of the cached snapshot the model was read from (its directory's name)."""
     from huggingface_hub import try_to_load_from_cache
@@ -230,6 +366,9 @@ def _check_wavlm_cache(repo: str, cache_dir: Path) -> Path:
 ENCODERS: dict[str, Callable[..., SpeakerEncoder]] = {
     ResemblyzerEncoder.name: lambda device, allow_download: ResemblyzerEncoder(device),
     WavLMXVectorEncoder.name: lambda device, allow_download: WavLMXVectorEncoder(device, allow_download=allow_download),
+    EcapaVoxcelebEncoder.name: lambda device, allow_download: EcapaVoxcelebEncoder(
+        device, allow_download=allow_download
+    ),
 }
 
 
@@ -237,9 +376,18 @@ def missing_files(name: str) -> list[MissingFile]:
     """What encoder ``name`` lacks in this machine's caches (empty: it can run offline)."""
     from bark_ablation.models.cached_weights import CacheLocations
 
-    if check_encoder_name(name) == WavLMXVectorEncoder.name:
+    name = check_encoder_name(name)
+    if name == WavLMXVectorEncoder.name:
         return missing_wavlm_files(WAVLM_REPO, CacheLocations.from_environment().hf_hub_dir)
+    if name == EcapaVoxcelebEncoder.name:
+        return missing_ecapa_files(ECAPA_REPO, CacheLocations.from_environment().hf_hub_dir)
     return []
+
+
+def fetch_command(name: str) -> str | None:
+    """The command that caches encoder ``name``'s weights (None: they ship with a package)."""
+    repos = {WavLMXVectorEncoder.name: WAVLM_REPO, EcapaVoxcelebEncoder.name: ECAPA_REPO}
+    return _fetch_command(repos[name]) if check_encoder_name(name) in repos else None
 
 
 def check_encoder_name(name: str, field: str = "--speaker-encoder") -> str:

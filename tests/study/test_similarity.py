@@ -26,7 +26,7 @@ from bark_ablation.study.similarity import (
     score_files,
     secs,
 )
-from bark_ablation.study.speaker_encoders import ENCODERS, missing_files
+from bark_ablation.study.speaker_encoders import ENCODERS, fetch_command, missing_files
 
 needs_espeak = pytest.mark.skipif(
     espeak_available() is None, reason="needs espeak-ng (Debian package espeak-ng; .ci/run installs it)"
@@ -59,11 +59,13 @@ def panel(panel_files):
 def test_metric_separates_known_voices(panel_files, encoder, record_property):
     """For every encoder whose weights this machine has (the real ones: the tiny test model is
     never in the real cache); the others skip, naming what is missing."""
+    if encoder == "ecapa-voxceleb":
+        pytest.importorskip("speechbrain", reason="ecapa-voxceleb needs the [ecapa] extra (SpeechBrain)")
     missing = missing_files(encoder)
     if missing:
         pytest.skip(
             f"speaker encoder {encoder!r}: {len(missing)} file(s) not cached, e.g. {missing[0]}; "
-            "fetch: hf download microsoft/wavlm-base-plus-sv"
+            f"fetch: {fetch_command(encoder)}"
         )
     _, embeddings, seconds_per_embedding = embed_panel(panel_files, encoder)
     result = validate(embeddings)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from bark_ablation.core.errors import CacheFileError, MissingWeightsError, Param
 from bark_ablation.models.cache_layout import write_hub_snapshot
 from bark_ablation.study import speaker_encoders
 from bark_ablation.study.similarity import embed
-from bark_ablation.study.speaker_encoders import WAVLM_REPO, get_encoder
+from bark_ablation.study.speaker_encoders import ECAPA_REPO, WAVLM_REPO, get_encoder
 
 
 def voice(seconds: float = 1.0, pitch_hz: float = 140.0, rate: int = 24_000) -> np.ndarray:
@@ -69,7 +70,8 @@ def test_the_default_encoder_is_resemblyzer_and_an_unknown_name_is_refused():
     assert np.array_equal(embed(audio, 24_000), get_encoder("resemblyzer").embed(audio, 24_000))
     assert get_encoder().describe()["dimensions"] == 256
     with pytest.raises(
-        ParamsError, match=r"--speaker-encoder: must be one of resemblyzer, wavlm-base-plus-sv, got 'ecapa'"
+        ParamsError,
+        match=r"--speaker-encoder: must be one of resemblyzer, wavlm-base-plus-sv, ecapa-voxceleb, got 'ecapa'",
     ):
         get_encoder("ecapa")
 
@@ -144,3 +146,64 @@ def test_a_run_recorded_before_the_encoder_was_resumes_as_resemblyzer(tmp_path):
         waiting.check_arguments(
             {"seeds": [0], "speaker_encoder": "wavlm-base-plus-sv"}, options, absent={"speaker_encoder": "resemblyzer"}
         )
+
+
+def tiny_ecapa_checkpoint() -> bytes:
+    """A random ECAPA-TDNN (channels 16 x 4 and 48, 12 outputs; seeded) as embedding_model.ckpt holds it."""
+    import io
+
+    import torch
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+    torch.manual_seed(0)
+    model = ECAPA_TDNN(
+        input_size=80, channels=[16, 16, 16, 16, 48], attention_channels=8, lin_neurons=12, se_channels=8
+    )
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def speechbrain():
+    return pytest.importorskip("speechbrain", reason="the ecapa-voxceleb encoder needs the [ecapa] extra (SpeechBrain)")
+
+
+def test_a_tiny_ecapa_in_the_hub_layout_loads_and_embeds_unit_vectors_deterministically(
+    speechbrain, hub_cache, tmp_path
+):
+    write_hub_snapshot(hub_cache, ECAPA_REPO, {"embedding_model.ckpt": tiny_ecapa_checkpoint()})
+    first = embed(voice(), 24_000, encoder="ecapa-voxceleb")
+    assert first.shape == (12,) and abs(float(np.linalg.norm(first)) - 1) < 1e-5
+    assert np.array_equal(first, embed(voice(), 24_000, encoder="ecapa-voxceleb"))
+    assert not np.array_equal(first, embed(voice(pitch_hz=220.0), 24_000, encoder="ecapa-voxceleb"))
+    described = get_encoder("ecapa-voxceleb").describe()
+    assert described["dimensions"] == 12 and described["version"].startswith("speechbrain ")
+
+
+def test_a_broken_or_foreign_ecapa_checkpoint_is_refused_by_name(speechbrain, hub_cache, tmp_path):
+    with pytest.raises(MissingWeightsError, match=r"fetch them with: hf download speechbrain/spkrec-ecapa-voxceleb"):
+        get_encoder("ecapa-voxceleb")
+    checkpoint = tiny_ecapa_checkpoint()
+    write_hub_snapshot(hub_cache, ECAPA_REPO, {"embedding_model.ckpt": checkpoint[:2000]})
+    with pytest.raises(CacheFileError, match=r"embedding_model.ckpt .*: cannot be read"):
+        get_encoder("ecapa-voxceleb")
+
+
+def test_another_models_checkpoint_is_not_taken_for_an_ecapa(speechbrain, hub_cache, tmp_path):
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"encoder.weight": torch.zeros(4, 4)}, buffer)
+    write_hub_snapshot(hub_cache, ECAPA_REPO, {"embedding_model.ckpt": buffer.getvalue()})
+    with pytest.raises(CacheFileError, match=r"is not an ECAPA-TDNN embedding model"):
+        get_encoder("ecapa-voxceleb")
+
+
+def test_without_speechbrain_the_ecapa_encoder_names_the_extra(monkeypatch):
+    for name in [m for m in sys.modules if m == "speechbrain" or m.startswith("speechbrain.")] + ["speechbrain"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    with pytest.raises(ParamsError, match=r"ecapa-voxceleb needs SpeechBrain: pip install 'bark-ablation\[ecapa\]'"):
+        speaker_encoders.EcapaVoxcelebEncoder()
