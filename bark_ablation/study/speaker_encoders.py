@@ -15,7 +15,7 @@ The last two are read from the local Hugging Face cache only, unless downloads a
 missing files are named with where they were expected and the command that fetches them, broken
 ones like the Bark caches' (:class:`CacheFileError`).
 
-Each encoder resamples to the rate it expects (16 kHz for both) with librosa; its
+Each encoder resamples to the rate it expects (16 kHz for all three) with librosa; its
 :meth:`SpeakerEncoder.describe` (name, version, weights) is recorded in every study it scores.
 """
 
@@ -33,7 +33,7 @@ from bark_ablation.core.errors import CacheFileError, MissingFile, MissingWeight
 
 DEFAULT_ENCODER = "resemblyzer"
 ENCODER_RATE = 16_000
-"""Hz, what both encoders take."""
+"""Hz, what every encoder takes."""
 MIN_SPEECH_S = 0.3
 """Shortest audio (seconds, after silence trimming) that gives a usable embedding."""
 WAVLM_REPO = "microsoft/wavlm-base-plus-sv"
@@ -176,13 +176,14 @@ class WavLMXVectorEncoder:
 
 ECAPA_REPO = "speechbrain/spkrec-ecapa-voxceleb"
 ECAPA_CHECKPOINT = "embedding_model.ckpt"
-ECAPA_EXTRA_HINT = "pip install 'bark-ablation[ecapa]' (SpeechBrain)"
+ECAPA_EXTRA_HINT = "pip install -c constraints/tested.txt 'bark-ablation[ecapa]' (SpeechBrain; the constraints keep torch and torchaudio matched)"
 
 
 class EcapaVoxcelebEncoder:
     """SpeechBrain's ECAPA-TDNN trained on VoxCeleb (``speechbrain/spkrec-ecapa-voxceleb``, 192
     floats): 80 mel filterbanks of 16 kHz audio, sentence mean normalisation, the ECAPA-TDNN
-    embedding, as the repository's ``EncoderClassifier.encode_batch`` computes it.
+    embedding, as the repository's ``EncoderClassifier.encode_batch`` computes it (tested against
+    ``encode_batch`` on a tiny checkpoint).
 
     Built here from SpeechBrain's classes, not with ``EncoderClassifier.from_hparams``, which
     executes the cached ``hyperparams.yaml`` (HyperPyYAML builds any object it names) and writes a
@@ -217,11 +218,11 @@ class EcapaVoxcelebEncoder:
         try:
             model = ECAPA_TDNN(**_ecapa_sizes(state))
             model.load_state_dict(state, strict=True)
-        except (KeyError, IndexError, RuntimeError, TypeError, AttributeError, ValueError) as error:
+        except (KeyError, IndexError, RuntimeError, TypeError, AttributeError, ValueError, AssertionError) as error:
             problem = f"is not an ECAPA-TDNN embedding model ({' '.join(str(error).split())[:300]})"
             raise CacheFileError(checkpoint, what, problem, fix) from None
-        self._features = Fbank(n_mels=int(state["blocks.0.conv.conv.weight"].shape[1]))
-        self._normalise = InputNormalization(norm_type="sentence", std_norm=False).eval()
+        self._features = Fbank(n_mels=int(state["blocks.0.conv.conv.weight"].shape[1])).to(device)
+        self._normalise = InputNormalization(norm_type="sentence", std_norm=False).eval().to(device)
         self._model = model.eval().to(device)
         self.dimensions = int(state["fc.conv.weight"].shape[0])
         self.revision = Path(checkpoint).parent.name
@@ -233,11 +234,11 @@ class EcapaVoxcelebEncoder:
         if sample_rate != ENCODER_RATE:
             samples = librosa.resample(samples, orig_sr=sample_rate, target_sr=ENCODER_RATE)
         torch = self._torch
-        with torch.no_grad():
-            wavs = torch.from_numpy(samples)[None, :]
-            lengths = torch.ones(1)
+        with torch.no_grad():  # as encode_batch: features on the model's device, relative lengths 1
+            wavs = torch.from_numpy(samples)[None, :].to(self.device)
+            lengths = torch.ones(1, device=self.device)
             features = self._normalise(self._features(wavs), lengths)
-            embedding = self._model(features.to(self.device), lengths.to(self.device))
+            embedding = self._model(features, lengths)
         return _unit(embedding[0, 0].float().cpu().numpy())
 
     def describe(self) -> dict[str, Any]:
@@ -259,6 +260,7 @@ def _ecapa_sizes(state: dict) -> dict[str, Any]:
     middle = [state[f"blocks.{i}.tdnn1.conv.conv.weight"] for i in (1, 2, 3)]
     aggregation = state["mfa.conv.conv.weight"]
     res2net = [k for k in state if k.startswith("blocks.1.res2net_block.blocks.") and k.endswith("conv.conv.weight")]
+    attention = state["asp.tdnn.conv.conv.weight"]
     return {
         "input_size": int(first.shape[1]),
         "channels": [int(first.shape[0]), *(int(w.shape[0]) for w in middle), int(aggregation.shape[0])],
@@ -268,10 +270,12 @@ def _ecapa_sizes(state: dict) -> dict[str, Any]:
             int(aggregation.shape[2]),
         ],
         "dilations": [1, 2, 3, 4, 1],
-        "attention_channels": int(state["asp.tdnn.conv.conv.weight"].shape[0]),
+        "attention_channels": int(attention.shape[0]),
         "res2net_scale": 1 + len(res2net),
         "se_channels": int(state["blocks.1.se_block.conv1.conv.weight"].shape[0]),
         "lin_neurons": int(state["fc.conv.weight"].shape[0]),
+        # attentive pooling sees the frames with their mean and deviation (3 x the channels) or alone
+        "global_context": int(attention.shape[1]) == 3 * int(aggregation.shape[0]),
     }
 
 
@@ -286,8 +290,17 @@ def _ecapa_checkpoint(repo: str, cache_dir: Path, allow_download: bool) -> Path:
     if allow_download:
         from bark_ablation.core.hub_access import hub_online
 
-        with hub_online():
-            return Path(hf_hub_download(repo, ECAPA_CHECKPOINT, cache_dir=cache_dir))
+        try:
+            with hub_online():
+                return Path(hf_hub_download(repo, ECAPA_CHECKPOINT, cache_dir=cache_dir))
+        except Exception as error:  # offline, not found, refused: named, never a traceback
+            detail = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+            raise CacheFileError(
+                Path(cache_dir),
+                f"speaker encoder {EcapaVoxcelebEncoder.name!r} ({repo})",
+                f"cannot be fetched ({detail})",
+                "see the error",
+            ) from None
     raise MissingWeightsError(
         f"{EcapaVoxcelebEncoder.name} ({repo})",
         missing_ecapa_files(repo, cache_dir),

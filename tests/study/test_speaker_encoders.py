@@ -148,20 +148,62 @@ def test_a_run_recorded_before_the_encoder_was_resumes_as_resemblyzer(tmp_path):
         )
 
 
+TINY_ECAPA = {
+    "input_size": 80,
+    "channels": [16, 16, 16, 16, 48],
+    "kernel_sizes": [3, 5, 5, 5, 1],
+    "attention_channels": 8,
+    "res2net_scale": 4,
+    "se_channels": 8,
+    "lin_neurons": 12,
+}
+"""A tiny ECAPA-TDNN whose sizes differ from SpeechBrain's defaults wherever the loader reads them from shapes."""
+
+
 def tiny_ecapa_checkpoint() -> bytes:
-    """A random ECAPA-TDNN (channels 16 x 4 and 48, 12 outputs; seeded) as embedding_model.ckpt holds it."""
+    """A random tiny ECAPA-TDNN (seeded), as embedding_model.ckpt holds it."""
     import io
 
     import torch
     from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
     torch.manual_seed(0)
-    model = ECAPA_TDNN(
-        input_size=80, channels=[16, 16, 16, 16, 48], attention_channels=8, lin_neurons=12, se_channels=8
-    )
     buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
+    torch.save(ECAPA_TDNN(**TINY_ECAPA).state_dict(), buffer)
     return buffer.getvalue()
+
+
+TINY_HYPERPARAMS = """
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: 80
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+    std_norm: False
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: 80
+    channels: [16, 16, 16, 16, 48]
+    kernel_sizes: [3, 5, 5, 5, 1]
+    dilations: [1, 2, 3, 4, 1]
+    attention_channels: 8
+    res2net_scale: 4
+    se_channels: 8
+    lin_neurons: 12
+classifier: !new:speechbrain.lobes.models.ECAPA_TDNN.Classifier
+    input_size: 12
+    out_neurons: 2
+modules:
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    embedding_model: !ref <embedding_model>
+    classifier: !ref <classifier>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        embedding_model: !ref <embedding_model>
+    paths:
+        embedding_model: {checkpoint}
+"""
+"""spkrec-ecapa-voxceleb's hyperparams.yaml in its sections (features, normalisation, model,
+classifier, pretrainer), at the tiny sizes: SpeechBrain's own EncoderClassifier loads it."""
 
 
 @pytest.fixture
@@ -205,5 +247,30 @@ def test_another_models_checkpoint_is_not_taken_for_an_ecapa(speechbrain, hub_ca
 def test_without_speechbrain_the_ecapa_encoder_names_the_extra(monkeypatch):
     for name in [m for m in sys.modules if m == "speechbrain" or m.startswith("speechbrain.")] + ["speechbrain"]:
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed
-    with pytest.raises(ParamsError, match=r"ecapa-voxceleb needs SpeechBrain: pip install 'bark-ablation\[ecapa\]'"):
+    with pytest.raises(
+        ParamsError,
+        match=r"ecapa-voxceleb needs SpeechBrain: pip install -c constraints/tested.txt 'bark-ablation\[ecapa\]'",
+    ):
         speaker_encoders.EcapaVoxcelebEncoder()
+
+
+def test_the_ecapa_embedding_equals_speechbrains_own_encode_batch(speechbrain, hub_cache, tmp_path):
+    """The same tiny checkpoint through SpeechBrain's EncoderClassifier.from_hparams (the
+    repository's hyperparams.yaml sections, written here) and through the encoder: equal."""
+    import librosa
+    import torch
+    from speechbrain.inference.speaker import EncoderClassifier
+
+    checkpoint = tiny_ecapa_checkpoint()
+    write_hub_snapshot(hub_cache, ECAPA_REPO, {"embedding_model.ckpt": checkpoint})
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "embedding_model.ckpt").write_bytes(checkpoint)
+    (source / "hyperparams.yaml").write_text(TINY_HYPERPARAMS.format(checkpoint=source / "embedding_model.ckpt"))
+    reference = EncoderClassifier.from_hparams(source=str(source), savedir=str(tmp_path / "saved"))
+    audio = voice()
+    with torch.no_grad():
+        wav16k = torch.from_numpy(librosa.resample(audio, orig_sr=24_000, target_sr=16_000))[None, :]
+        expected = reference.encode_batch(wav16k)[0, 0].numpy()
+    found = embed(audio, 24_000, encoder="ecapa-voxceleb")
+    assert np.allclose(found, expected / np.linalg.norm(expected), atol=1e-6)
