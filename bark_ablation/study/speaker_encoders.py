@@ -55,6 +55,16 @@ class SpeakerEncoder(Protocol):
         ...
 
 
+def at_encoder_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``audio`` (float32 samples at ``sample_rate`` Hz) at :data:`ENCODER_RATE`, resampled by librosa."""
+    import librosa
+
+    samples = np.asarray(audio, dtype=np.float32)
+    if sample_rate != ENCODER_RATE:
+        samples = librosa.resample(samples, orig_sr=sample_rate, target_sr=ENCODER_RATE)
+    return samples
+
+
 def _unit(vector: np.ndarray) -> np.ndarray:
     vector = np.asarray(vector, dtype=np.float32).reshape(-1)
     return vector / np.float32(np.linalg.norm(vector))
@@ -152,11 +162,7 @@ class WavLMXVectorEncoder:
         self.dimensions = int(model.config.xvector_output_dim)
 
     def embed(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        import librosa
-
-        samples = np.asarray(audio, dtype=np.float32)
-        if sample_rate != ENCODER_RATE:
-            samples = librosa.resample(samples, orig_sr=sample_rate, target_sr=ENCODER_RATE)
+        samples = at_encoder_rate(audio, sample_rate)
         inputs = self._features(samples, sampling_rate=ENCODER_RATE, return_tensors="pt")
         with self._torch.no_grad():
             embedding = self._model(**{k: v.to(self.device) for k, v in inputs.items()}).embeddings
@@ -228,11 +234,7 @@ class EcapaVoxcelebEncoder:
         self.revision = Path(checkpoint).parent.name
 
     def embed(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        import librosa
-
-        samples = np.asarray(audio, dtype=np.float32)
-        if sample_rate != ENCODER_RATE:
-            samples = librosa.resample(samples, orig_sr=sample_rate, target_sr=ENCODER_RATE)
+        samples = at_encoder_rate(audio, sample_rate)
         torch = self._torch
         with torch.no_grad():  # as encode_batch: features on the model's device, relative lengths 1
             wavs = torch.from_numpy(samples)[None, :].to(self.device)
