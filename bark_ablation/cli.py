@@ -749,11 +749,7 @@ def _longform(args: argparse.Namespace) -> int:
     try:
         model_set, reason, batch_size = _open_model_set(args, profile)
         if not args.no_study:  # missing encoder weights are named now, not after the generation
-            get_encoder(
-                args.speaker_encoder,
-                "cuda" if model_set.device.startswith("cuda") else "cpu",
-                allow_download=args.allow_download,
-            )
+            get_encoder(args.speaker_encoder, _scoring_device(model_set), allow_download=args.allow_download)
         progress = _progress_bar(design.n_chunks, quiet=args.quiet, unit="chunk")
         start = time.perf_counter()
         try:
@@ -769,7 +765,7 @@ def _longform(args: argparse.Namespace) -> int:
             from bark_ablation.longform.identity_drift import analyse_drift
             from bark_ablation.longform.scoring import score_chunks
 
-            device = "cuda" if model_set.device.startswith("cuda") else "cpu"
+            device = _scoring_device(model_set)
             scores, references, per_score = score_chunks(run, device=device, encoder=args.speaker_encoder)
             drift = analyse_drift(scores, per_score)
             drift.speaker_encoder = get_encoder(args.speaker_encoder, device).describe()

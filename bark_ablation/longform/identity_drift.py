@@ -32,6 +32,7 @@ import numpy as np
 from scipy import stats
 
 from bark_ablation.longform.scoring import ChunkScore
+from bark_ablation.study.speaker_encoders import encoder_label
 from bark_ablation.study.statistics import CONFIDENCE, Estimate, adjust_family, t_estimate
 
 DRIFT_COLUMNS = [
@@ -103,12 +104,6 @@ class DriftResult:
         """The policy that holds the voice best: the highest slope."""
         return max(self.drift, key=lambda d: d.slope.mean)
 
-    def _encoder_label(self) -> str:
-        encoder = self.speaker_encoder
-        if not encoder or encoder.get("name") == "resemblyzer":
-            return "Resemblyzer (GE2E)"
-        return f"{encoder['name']} ({encoder.get('weights', '')})"
-
     def get(self, policy: str) -> PolicyDrift:
         for drift in self.drift:
             if drift.policy == policy:
@@ -117,7 +112,7 @@ class DriftResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "metric": f"SECS: cosine similarity of {self._encoder_label()} embeddings, chunk vs the prompt's "
+            "metric": f"SECS: cosine similarity of {encoder_label(self.speaker_encoder)} embeddings, chunk vs the prompt's "
             "reference audio (its fine codes decoded by the same codec)",
             "speaker_encoder": self.speaker_encoder,
             "drift": "least-squares slope of SECS over the chunk index per run (SECS per chunk), averaged "

@@ -46,7 +46,7 @@ from bark_ablation.core.conditioning import ALL_CONDITIONINGS, FULL, TOKEN_STAGE
 from bark_ablation.generation.pipeline import SAMPLE_RATE, Generation, MatrixRun
 from bark_ablation.study import power
 from bark_ablation.study.similarity import cached_embedding, prompt_reference_audio, secs
-from bark_ablation.study.speaker_encoders import DEFAULT_ENCODER, get_encoder
+from bark_ablation.study.speaker_encoders import DEFAULT_ENCODER, encoder_label, get_encoder
 from bark_ablation.study.statistics import (
     ALPHA,
     CONFIDENCE,
@@ -127,10 +127,7 @@ class StudyResult:
     def encoder_label(self) -> str:
         """The speaker encoder in words, from ``reference["speaker_encoder"]`` (Resemblyzer's
         GE2E where a study predates the record)."""
-        encoder = self.reference.get("speaker_encoder")
-        if not encoder or encoder.get("name") == "resemblyzer":
-            return "Resemblyzer (GE2E)"
-        return f"{encoder['name']} ({encoder.get('weights', '')})"
+        return encoder_label(self.reference.get("speaker_encoder"))
 
     def to_dict(self) -> dict[str, Any]:
         return {

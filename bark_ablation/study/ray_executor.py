@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from bark_ablation.core.environment import package_versions
 from bark_ablation.core.errors import BarkAblationError, ExecutorError, ParamsError
 from bark_ablation.core.params import GenerationParams
 from bark_ablation.core.profiles import Profile
@@ -199,7 +200,6 @@ def _without_models(opened: OpenedModelSet) -> OpenedModelSet:
 
 
 def _open_task(request: ModelSetRequest, settings: WorkerSettings) -> tuple[OpenedModelSet, dict[str, str | None]]:
-    from bark_ablation.core.environment import package_versions
     from bark_ablation.implementations.registry import open_model_set
 
     with _worker_process(settings):
@@ -210,8 +210,6 @@ def open_on_cluster(ray, request: ModelSetRequest, settings: WorkerSettings) -> 
     """Resolve ``request`` on a worker with the resources a unit's task gets; refuse a cluster
     whose workers run other package versions than this machine (their samples would not be this
     run's)."""
-    from bark_ablation.core.environment import package_versions
-
     check_resources(ray, request.device, settings)
     task = ray.remote(_open_task).options(max_retries=1, **_task_options(request.device, settings))
     opened, versions = _get(ray, task.remote(request, settings), "opening the model set")
@@ -277,8 +275,6 @@ def _unit_task(
     made: queue.Queue = queue.Queue()
 
     def work() -> None:
-        from bark_ablation.core.environment import package_versions
-
         try:
             with _worker_process(settings):
                 opened = open_model_set(request)
@@ -337,7 +333,7 @@ def run_units(
     total = len(units) * len(design.cells) * len(design.seeds)
     task = ray.remote(_unit_task)
     task_options = _task_options(request.device, settings)
-    here = _package_versions()
+    here = package_versions()
     deaths = _worker_deaths(ray)
     received = {unit.id: dict((done or {}).get(unit.id, {})) for unit in units}
     runs: dict[str, MatrixRun] = {}
@@ -420,12 +416,6 @@ def _check_device_class(unit: Unit, found: str, expected: str | None) -> None:
             f"unit {unit.id} ran on device class {found}, the run's is {expected}: tokens are comparable only "
             f"within one device class; run on GPUs of one kind (a homogeneous cluster, or Ray custom resources)"
         )
-
-
-def _package_versions() -> dict[str, str | None]:
-    from bark_ablation.core.environment import package_versions
-
-    return package_versions()
 
 
 def _worker_deaths(ray) -> tuple[type[BaseException], ...]:

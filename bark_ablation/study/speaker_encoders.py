@@ -55,6 +55,14 @@ class SpeakerEncoder(Protocol):
         ...
 
 
+def encoder_label(described: dict[str, Any] | None) -> str:
+    """An encoder's :meth:`SpeakerEncoder.describe` in words, for metric lines (Resemblyzer's
+    GE2E where a file predates the record: ``None``)."""
+    if not described or described.get("name") == ResemblyzerEncoder.name:
+        return "Resemblyzer (GE2E)"
+    return f"{described['name']} ({described.get('weights', '')})"
+
+
 def at_encoder_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """``audio`` (float32 samples at ``sample_rate`` Hz) at :data:`ENCODER_RATE`, resampled by librosa."""
     import librosa
